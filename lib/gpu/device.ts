@@ -1,0 +1,401 @@
+/**
+ * The one place that talks to `navigator.gpu`: adapter and device acquisition, feature detection,
+ * the pipeline cache, batched dispatch, uploads/readback, and error reporting that names the kernel.
+ *
+ * @module
+ */
+
+import { MemoryBudget, type MemoryClass } from "../memory/budget.ts";
+import { WGSL } from "./_wgsl.ts";
+
+/** Optional adapter features the kernels can use; each has a fallback. */
+export interface GpuFeatures {
+  /** `shader-f16`: f16 arithmetic and storage in WGSL. */
+  shaderF16: boolean;
+  /** `subgroups`: subgroup reductions and shuffles. */
+  subgroups: boolean;
+  /** `timestamp-query`: GPU-side timing for benches. */
+  timestampQuery: boolean;
+}
+
+/** Options for {@linkcode requestGpu}. */
+export interface RequestGpuOptions {
+  /** GPU memory budget (bytes or a string such as `"6GiB"`); unset: only the device's own limits. */
+  gpuMemory?: number | string;
+  /** Passed to `requestAdapter`. */
+  powerPreference?: GPUPowerPreference;
+  /** Turn off optional features (e.g. to test the f32 fallback on an adapter that has f16). */
+  disableFeatures?: (keyof GpuFeatures)[];
+}
+
+/** Thrown for a GPU validation or out-of-memory error, or a lost device; the message names the kernel. */
+export class GpuError extends Error {
+  /** @param message What failed, naming the kernel or buffer. */
+  constructor(message: string) {
+    super(message);
+    this.name = "GpuError";
+  }
+}
+
+/**
+ * A buffer binding: a whole buffer, a range of one, or uniform data (a typed array copied into the
+ * uniform ring for this dispatch only).
+ */
+export type Binding = GPUBuffer | GPUBufferBinding | ArrayBufferView;
+
+/** One compute dispatch, for {@linkcode Gpu.dispatch}. */
+export interface Dispatch {
+  /** The kernel: a file name in `wgsl/` without `.wgsl`. */
+  kernel: string;
+  /** Entry point (default `main`). */
+  entryPoint?: string;
+  /** `override` constants (tile sizes, workgroup size, flags). */
+  constants?: Record<string, number>;
+  /** Bindings of group 0, in binding-number order. */
+  bindings: Binding[];
+  /** Workgroup counts; at most `maxComputeWorkgroupsPerDimension` each (see {@linkcode grid2d}). */
+  workgroups: number | [number, number] | [number, number, number];
+}
+
+const UNIFORM_RING_BYTES = 1 << 20;
+
+/**
+ * Splits `count` workgroups into an `[x, y]` grid within the 65535-per-dimension limit. Kernels recover
+ * the linear index as `wid.x + wid.y * nwg.x` (with `@builtin(num_workgroups) nwg`) and skip indices `>= count`.
+ *
+ * @param count Workgroups needed.
+ * @param maxPerDim The device's `maxComputeWorkgroupsPerDimension`.
+ * @returns Workgroup counts.
+ *
+ * @example
+ * ```ts
+ * import { grid2d } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(grid2d(70000), [35000, 2]);
+ * ```
+ */
+export function grid2d(count: number, maxPerDim = 65535): [number, number] {
+  if (count <= maxPerDim) return [Math.max(1, count), 1];
+  const y = Math.ceil(count / maxPerDim);
+  return [Math.ceil(count / y), y];
+}
+
+/**
+ * A WebGPU device with the toolkit's plumbing. Get one with {@linkcode requestGpu}.
+ *
+ * Dispatches and copies are recorded into a pending command encoder and submitted together at the next
+ * {@linkcode Gpu.flush}, {@linkcode Gpu.read} or {@linkcode Gpu.sync}; errors from any of them are thrown there.
+ */
+export class Gpu {
+  /** The WebGPU device. */
+  readonly device: GPUDevice;
+  /** Adapter description, e.g. `"llvmpipe (LLVM 15.0.6, 256 bits)"` or `"NVIDIA H100"`. */
+  readonly adapterName: string;
+  /** Optional features in use. */
+  readonly features: GpuFeatures;
+  /** The device's limits. */
+  readonly limits: GPUSupportedLimits;
+  /** Every allocation goes through this budget. */
+  readonly budget: MemoryBudget;
+
+  #modules = new Map<string, GPUShaderModule>();
+  #pipelines = new Map<string, GPUComputePipeline>();
+  #encoder: GPUCommandEncoder | null = null;
+  #kernelsPending: string[] = [];
+  #errors: string[] = [];
+  #pendingChecks: Promise<void>[] = [];
+  #uniforms: GPUBuffer;
+  #uniformOffset = 0;
+  #uniformAlign: number;
+  #readStaging: GPUBuffer | null = null;
+
+  /** Use {@linkcode requestGpu}. */
+  constructor(device: GPUDevice, adapterName: string, features: GpuFeatures, budget: MemoryBudget) {
+    this.device = device;
+    this.adapterName = adapterName;
+    this.features = features;
+    this.limits = device.limits;
+    this.budget = budget;
+    this.#uniformAlign = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
+    device.addEventListener("uncapturederror", (e) => {
+      this.#errors.push((e as GPUUncapturedErrorEvent).error.message);
+    });
+    device.lost.then((info) => {
+      if (info.reason !== "destroyed") this.#errors.push(`GPU device lost: ${info.message}`);
+    });
+    this.#uniforms = budget.createBuffer({
+      size: UNIFORM_RING_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      class: "scratch",
+      label: "uniform ring",
+    });
+  }
+
+  /** The WGSL source of a kernel in `wgsl/` (embedded, so no file access is needed). */
+  shaderSource(kernel: string): string {
+    const src = WGSL[kernel];
+    if (src === undefined) throw new Error(`Unknown kernel "${kernel}": no wgsl/${kernel}.wgsl`);
+    return src;
+  }
+
+  /**
+   * The compute pipeline for a kernel, entry point and constants; compiled once, then cached.
+   * A compile error is thrown at the next sync point, naming the kernel.
+   */
+  pipeline(kernel: string, entryPoint = "main", constants: Record<string, number> = {}): GPUComputePipeline {
+    const key = `${kernel}:${entryPoint}:${JSON.stringify(constants)}`;
+    let p = this.#pipelines.get(key);
+    if (p) return p;
+    let module = this.#modules.get(kernel);
+    this.device.pushErrorScope("validation");
+    if (!module) {
+      module = this.device.createShaderModule({ code: this.shaderSource(kernel), label: kernel });
+      this.#modules.set(kernel, module);
+    }
+    p = this.device.createComputePipeline({
+      label: key,
+      layout: "auto",
+      compute: { module, entryPoint, constants },
+    });
+    this.#check(this.device.popErrorScope(), `compiling kernel ${key}`);
+    this.#pipelines.set(key, p);
+    return p;
+  }
+
+  /**
+   * Creates an accounted buffer (zero-filled, as WebGPU guarantees).
+   *
+   * @param size Bytes (rounded up to a multiple of 4).
+   * @param cls Memory class.
+   * @param label Names the buffer in errors.
+   * @param usage Extra usage flags beyond `STORAGE | COPY_SRC | COPY_DST`.
+   */
+  createBuffer(size: number, cls: MemoryClass, label: string, usage = 0): GPUBuffer {
+    this.device.pushErrorScope("out-of-memory");
+    const b = this.budget.createBuffer({
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | usage,
+      class: cls,
+      label,
+    });
+    this.#check(this.device.popErrorScope(), `allocating ${size} bytes for "${label}"`);
+    return b;
+  }
+
+  /**
+   * Records a compute dispatch (submitted at the next flush).
+   *
+   * @example Fill a buffer
+   * ```ts
+   * import { requestGpu } from "@qlora/webgpu";
+   * import assert from "node:assert/strict";
+   * const gpu = await requestGpu();
+   * const buf = gpu.createBuffer(16, "scratch", "filled");
+   * gpu.dispatch({ kernel: "fill", bindings: [buf, new Float32Array([4, 2.5, 0, 0])], workgroups: 1 });
+   * assert.deepEqual([...new Float32Array(await gpu.read(buf))], [2.5, 2.5, 2.5, 2.5]);
+   * ```
+   */
+  dispatch(d: Dispatch): void {
+    const pipeline = this.pipeline(d.kernel, d.entryPoint, d.constants);
+    const entries: GPUBindGroupEntry[] = d.bindings.map((b, binding) => {
+      if (ArrayBuffer.isView(b)) return { binding, resource: this.#uniform(b) };
+      if (b instanceof GPUBuffer) return { binding, resource: { buffer: b } };
+      return { binding, resource: b };
+    });
+    const bindGroup = this.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries,
+      label: d.kernel,
+    });
+    const enc = this.#pending();
+    const pass = enc.beginComputePass({ label: d.kernel });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    const [x, y = 1, z = 1] = typeof d.workgroups === "number" ? [d.workgroups] : d.workgroups;
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > max || y > max || z > max) {
+      throw new GpuError(`Kernel ${d.kernel}: workgroup count ${x}×${y}×${z} exceeds ${max} per dimension`);
+    }
+    pass.dispatchWorkgroups(x, y, z);
+    pass.end();
+    this.#kernelsPending.push(d.kernel);
+  }
+
+  /** Records a buffer-to-buffer copy (ordered with dispatches). */
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    this.#pending().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+    this.#kernelsPending.push("copy");
+  }
+
+  /**
+   * Writes host data into a buffer, ordered after everything recorded so far.
+   *
+   * @param buffer Destination.
+   * @param data Bytes to write (length a multiple of 4).
+   * @param offset Byte offset in the destination.
+   */
+  write(buffer: GPUBuffer, data: ArrayBufferView, offset = 0): void {
+    this.flush();
+    this.device.queue.writeBuffer(buffer, offset, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Submits everything recorded so far (without waiting). */
+  flush(): void {
+    this.#throwErrors();
+    if (!this.#encoder) return;
+    const enc = this.#encoder;
+    const kernels = this.#kernelsPending.join(", ");
+    this.#encoder = null;
+    this.#kernelsPending = [];
+    this.#uniformOffset = 0;
+    this.device.pushErrorScope("out-of-memory");
+    this.device.pushErrorScope("validation");
+    this.device.queue.submit([enc.finish()]);
+    this.#check(this.device.popErrorScope(), `running kernels [${kernels}]`);
+    this.#check(this.device.popErrorScope(), `running kernels [${kernels}]`);
+  }
+
+  /** Submits pending work, waits for the GPU to finish it, and throws any GPU error raised meanwhile. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    await Promise.all(this.#pendingChecks);
+    this.#pendingChecks = [];
+    this.#throwErrors();
+  }
+
+  /**
+   * Reads a buffer (or a byte range of it) back to the host, after all recorded work.
+   *
+   * @param buffer The buffer (needs `COPY_SRC`, as {@linkcode Gpu.createBuffer} gives).
+   * @param offset Byte offset (multiple of 4).
+   * @param size Byte count (multiple of 4); default: to the end.
+   * @returns A fresh ArrayBuffer.
+   */
+  async read(buffer: GPUBuffer, offset = 0, size = buffer.size - offset): Promise<ArrayBuffer> {
+    const staging = this.#staging(size);
+    this.copy(buffer, offset, staging, 0, size);
+    await this.sync();
+    await staging.mapAsync(GPUMapMode.READ, 0, size);
+    const out = staging.getMappedRange(0, size).slice(0);
+    staging.unmap();
+    return out;
+  }
+
+  /** Reads a buffer as float32 values. */
+  async readF32(buffer: GPUBuffer, offset = 0, count?: number): Promise<Float32Array> {
+    return new Float32Array(await this.read(buffer, offset, count === undefined ? undefined : count * 4));
+  }
+
+  /** Frees a buffer made by {@linkcode Gpu.createBuffer}, after pending work is submitted. */
+  free(buffer: GPUBuffer): void {
+    // Submitting first keeps recorded dispatches valid: WebGPU lets a submitted buffer be destroyed.
+    this.flush();
+    this.budget.free(buffer);
+  }
+
+  /** Releases the device and every cached object. */
+  destroy(): void {
+    this.#pipelines.clear();
+    this.#modules.clear();
+    this.device.destroy();
+  }
+
+  #pending(): GPUCommandEncoder {
+    this.#encoder ??= this.device.createCommandEncoder();
+    return this.#encoder;
+  }
+
+  #uniform(data: ArrayBufferView): GPUBufferBinding {
+    const size = Math.ceil(data.byteLength / 16) * 16;
+    if (this.#uniformOffset + size > UNIFORM_RING_BYTES) this.flush();
+    const offset = this.#uniformOffset;
+    this.#uniformOffset += Math.ceil(size / this.#uniformAlign) * this.#uniformAlign;
+    const padded = new Uint8Array(size);
+    padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    this.device.queue.writeBuffer(this.#uniforms, offset, padded);
+    return { buffer: this.#uniforms, offset, size };
+  }
+
+  #staging(size: number): GPUBuffer {
+    if (!this.#readStaging || this.#readStaging.size < size) {
+      this.#readStaging?.destroy();
+      // Mapping buffers are host memory: not counted against the GPU budget.
+      this.#readStaging = this.device.createBuffer({
+        size: Math.max(size, 1 << 16),
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+        label: "readback staging",
+      });
+    }
+    return this.#readStaging;
+  }
+
+  #check(scope: Promise<GPUError | null>, what: string): void {
+    this.#pendingChecks.push(scope.then((e) => {
+      if (e) this.#errors.push(`${what}: ${e.message}`);
+    }));
+  }
+
+  #throwErrors(): void {
+    if (this.#errors.length === 0) return;
+    const msg = this.#errors.join("\n");
+    this.#errors = [];
+    throw new GpuError(msg);
+  }
+}
+
+/**
+ * Acquires the adapter and a device with the limits the kernels need (largest storage bindings and buffers the
+ * adapter allows), and detects optional features.
+ *
+ * @param options Memory budget, power preference, features to leave off.
+ * @returns A ready {@linkcode Gpu}.
+ * @throws {GpuError} If there is no WebGPU adapter, with what to install.
+ *
+ * @example
+ * ```ts
+ * import { requestGpu } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu({ gpuMemory: "256MiB" });
+ * assert.equal(gpu.budget.limit, 256 * 2 ** 20);
+ * assert.ok(gpu.adapterName.length > 0);
+ * ```
+ */
+export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> {
+  if (typeof navigator === "undefined" || !navigator.gpu) {
+    throw new GpuError("WebGPU is not available in this runtime: run under Deno 2 (`deno run`)");
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: options.powerPreference });
+  if (!adapter) {
+    throw new GpuError(
+      "No WebGPU adapter found. Install a GPU driver with Vulkan support, or Mesa's software rasterizer " +
+        "(Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`); Deno also falls back to OpenGL with " +
+        "DENO_WEBGPU_BACKEND=gl",
+    );
+  }
+  const off = new Set(options.disableFeatures ?? []);
+  const has = (f: string, k: keyof GpuFeatures) => adapter.features.has(f as GPUFeatureName) && !off.has(k);
+  const features: GpuFeatures = {
+    shaderF16: has("shader-f16", "shaderF16"),
+    subgroups: has("subgroups", "subgroups"),
+    timestampQuery: has("timestamp-query", "timestampQuery"),
+  };
+  const requiredFeatures: GPUFeatureName[] = [];
+  if (features.shaderF16) requiredFeatures.push("shader-f16");
+  if (features.subgroups) requiredFeatures.push("subgroups" as GPUFeatureName);
+  if (features.timestampQuery) requiredFeatures.push("timestamp-query");
+  const l = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredFeatures,
+    requiredLimits: {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    },
+  });
+  const name = adapter.info.description || adapter.info.device || adapter.info.vendor || "unknown adapter";
+  return new Gpu(device, name, features, new MemoryBudget(device, options.gpuMemory));
+}

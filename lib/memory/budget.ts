@@ -1,0 +1,288 @@
+/**
+ * The GPU memory budget: every device buffer the toolkit creates is accounted here, by class.
+ *
+ * @module
+ */
+
+/** What a GPU allocation is for. Only `optimizer` memory is pageable. */
+export type MemoryClass = "weights" | "activations" | "optimizer" | "scratch";
+
+/** Every memory class, in report order. */
+export const MEMORY_CLASSES: readonly MemoryClass[] = [
+  "weights",
+  "activations",
+  "optimizer",
+  "scratch",
+];
+
+/**
+ * Something that can give GPU memory back when an allocation would pass the limit
+ * (the pager registers one). `evict` frees at least `bytes` if it can and returns what it freed.
+ */
+export interface Evictor {
+  /** Bytes this evictor could free right now. */
+  evictableBytes(): number;
+  /** Free at least `bytes` (fewer only if it cannot); return the bytes freed. */
+  evict(bytes: number): number;
+}
+
+/** A snapshot of the budget, from {@linkcode MemoryBudget.report}. */
+export interface BudgetReport {
+  /** The limit in bytes (`Infinity` when unset). */
+  limit: number;
+  /** Bytes held now, all classes. */
+  current: number;
+  /** Highest `current` ever seen (or since {@linkcode MemoryBudget.resetPeak}). */
+  peak: number;
+  /** Bytes held now, per class. */
+  byClass: Record<MemoryClass, number>;
+  /** Highest bytes held, per class. */
+  peakByClass: Record<MemoryClass, number>;
+  /** Live buffers. */
+  buffers: number;
+}
+
+/** Thrown when an allocation cannot fit the budget even after eviction. */
+export class OutOfBudgetError extends Error {
+  /**
+   * @param message What was asked, the limit, and what each class holds.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "OutOfBudgetError";
+  }
+}
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  B: 1,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+  TB: 1e12,
+  KIB: 2 ** 10,
+  MIB: 2 ** 20,
+  GIB: 2 ** 30,
+  TIB: 2 ** 40,
+};
+
+/**
+ * Parses a byte count: a number, or a string such as `"1048576"`, `"991904B"`, `"512MiB"`, `"6GiB"`, `"1.5GB"`.
+ *
+ * @param value The byte count.
+ * @returns The count in bytes (a whole number).
+ * @throws {Error} If the value is not a non-negative count with a known unit.
+ *
+ * @example Units
+ * ```ts
+ * import { parseBytes } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * assert.equal(parseBytes("512MiB"), 512 * 1024 * 1024);
+ * assert.equal(parseBytes("991904B"), 991904);
+ * ```
+ */
+export function parseBytes(value: number | string): number {
+  if (typeof value === "number") {
+    if (!Number.isFinite(value) || value < 0) throw new Error(`Invalid byte count: ${value}`);
+    return Math.floor(value);
+  }
+  const m = /^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$/.exec(value);
+  const unit = m ? UNITS[m[2].toUpperCase()] : undefined;
+  if (!m || unit === undefined) {
+    throw new Error(
+      `Invalid byte count "${value}": expected a number with an optional unit (B, KiB, MiB, GiB, KB, MB, GB)`,
+    );
+  }
+  return Math.floor(Number(m[1]) * unit);
+}
+
+/**
+ * Formats a byte count for people: `formatBytes(3 * 2 ** 20) === "3.00 MiB"`.
+ *
+ * @param bytes The count.
+ * @returns A short string with a binary unit.
+ *
+ * @example
+ * ```ts
+ * import { formatBytes } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * assert.equal(formatBytes(1536), "1.50 KiB");
+ * ```
+ */
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes)) return String(bytes);
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes;
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(2)} ${units[i]}`;
+}
+
+function zeroByClass(): Record<MemoryClass, number> {
+  return { weights: 0, activations: 0, optimizer: 0, scratch: 0 };
+}
+
+/** Options for {@linkcode MemoryBudget.createBuffer}. */
+export interface BudgetBufferDescriptor {
+  /** Size in bytes. */
+  size: number;
+  /** `GPUBufferUsage` flags. */
+  usage: number;
+  /** What the memory is for. */
+  class: MemoryClass;
+  /** Label: shows in errors and GPU debuggers. */
+  label: string;
+  /** Create it mapped (for an initial upload). */
+  mappedAtCreation?: boolean;
+}
+
+/**
+ * Accounts every GPU buffer the toolkit creates. An allocation that would pass the limit first asks the
+ * registered evictors (the pager) to free pageable memory; if that is not enough it throws
+ * {@linkcode OutOfBudgetError} naming the request, the limit and what each class holds.
+ *
+ * @example Accounting two buffers
+ * ```ts
+ * import { MemoryBudget } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const adapter = await navigator.gpu.requestAdapter();
+ * const device = await adapter!.requestDevice();
+ * const budget = new MemoryBudget(device, 1 << 20);
+ * const a = budget.createBuffer({ size: 4096, usage: GPUBufferUsage.STORAGE, class: "weights", label: "a" });
+ * budget.createBuffer({ size: 1024, usage: GPUBufferUsage.STORAGE, class: "scratch", label: "b" });
+ * budget.free(a);
+ * assert.equal(budget.report().current, 1024);
+ * assert.equal(budget.report().peak, 5120);
+ * ```
+ */
+export class MemoryBudget {
+  /** The device buffers are created on. */
+  readonly device: GPUDevice;
+  #limit: number;
+  #held = new Map<GPUBuffer, { size: number; cls: MemoryClass }>();
+  #byClass = zeroByClass();
+  #peakByClass = zeroByClass();
+  #current = 0;
+  #peak = 0;
+  #evictors: Evictor[] = [];
+
+  /**
+   * @param device The device to allocate on.
+   * @param limit Byte limit (number or string such as `"6GiB"`); unset means only the device's own limits apply.
+   */
+  constructor(device: GPUDevice, limit?: number | string) {
+    this.device = device;
+    this.#limit = limit === undefined ? Infinity : parseBytes(limit);
+  }
+
+  /** The limit in bytes (`Infinity` when unset). */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  /** Registers something that can free pageable memory on demand. */
+  addEvictor(evictor: Evictor): void {
+    this.#evictors.push(evictor);
+  }
+
+  /** Removes an evictor added with {@linkcode MemoryBudget.addEvictor}. */
+  removeEvictor(evictor: Evictor): void {
+    this.#evictors = this.#evictors.filter((e) => e !== evictor);
+  }
+
+  /** Bytes that are free under the limit right now (without evicting). */
+  available(): number {
+    return this.#limit - this.#current;
+  }
+
+  /**
+   * Makes room for `bytes` under the limit, evicting pageable memory if needed.
+   *
+   * @param bytes The bytes about to be allocated.
+   * @param what A description of the request, for the error message.
+   * @throws {OutOfBudgetError} If even eviction cannot make room.
+   */
+  reserve(bytes: number, what: string): void {
+    if (this.#current + bytes <= this.#limit) return;
+    for (const e of this.#evictors) {
+      const need = this.#current + bytes - this.#limit;
+      if (need <= 0) break;
+      e.evict(need);
+    }
+    if (this.#current + bytes > this.#limit) {
+      const held = Object.entries(this.#byClass).map(([k, v]) => `${k} ${formatBytes(v)}`).join(", ");
+      const pageable = this.#evictors.reduce((s, e) => s + e.evictableBytes(), 0);
+      throw new OutOfBudgetError(
+        `GPU memory budget exceeded: ${what} needs ${formatBytes(bytes)} but the limit is ` +
+          `${formatBytes(this.#limit)} and ${formatBytes(this.#current)} is held (${held}; ` +
+          `${formatBytes(pageable)} still pageable). Raise the limit (e.g. --gpu-memory) or use smaller shapes`,
+      );
+    }
+  }
+
+  /**
+   * Creates a GPU buffer accounted under `class`.
+   *
+   * @param desc Size, usage, class and label.
+   * @returns The buffer; give it back with {@linkcode MemoryBudget.free}.
+   * @throws {OutOfBudgetError} If it does not fit.
+   */
+  createBuffer(desc: BudgetBufferDescriptor): GPUBuffer {
+    const size = Math.max(4, Math.ceil(desc.size / 4) * 4);
+    this.reserve(size, `"${desc.label}" (${desc.class})`);
+    const buffer = this.device.createBuffer({
+      size,
+      usage: desc.usage,
+      label: desc.label,
+      mappedAtCreation: desc.mappedAtCreation ?? false,
+    });
+    this.#held.set(buffer, { size, cls: desc.class });
+    this.#add(desc.class, size);
+    return buffer;
+  }
+
+  /**
+   * Destroys a buffer made by {@linkcode MemoryBudget.createBuffer} and returns its bytes to the budget.
+   * Freeing a buffer twice is a no-op.
+   */
+  free(buffer: GPUBuffer): void {
+    const rec = this.#held.get(buffer);
+    if (!rec) return;
+    this.#held.delete(buffer);
+    this.#add(rec.cls, -rec.size);
+    buffer.destroy();
+  }
+
+  /** Whether this budget holds `buffer`. */
+  holds(buffer: GPUBuffer): boolean {
+    return this.#held.has(buffer);
+  }
+
+  /** Restarts peak tracking from the current use (e.g. at the start of a training step). */
+  resetPeak(): void {
+    this.#peak = this.#current;
+    this.#peakByClass = { ...this.#byClass };
+  }
+
+  /** Current and peak bytes, per class. */
+  report(): BudgetReport {
+    return {
+      limit: this.#limit,
+      current: this.#current,
+      peak: this.#peak,
+      byClass: { ...this.#byClass },
+      peakByClass: { ...this.#peakByClass },
+      buffers: this.#held.size,
+    };
+  }
+
+  #add(cls: MemoryClass, bytes: number): void {
+    this.#byClass[cls] += bytes;
+    this.#current += bytes;
+    if (this.#byClass[cls] > this.#peakByClass[cls]) this.#peakByClass[cls] = this.#byClass[cls];
+    if (this.#current > this.#peak) this.#peak = this.#current;
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * qlora-webgpu: fine-tune Llama-family models with QLoRA on any WebGPU adapter, from Deno.
+ *
+ * NF4 quantization with double quantization (byte-compatible with bitsandbytes), a fused dequantize-matmul
+ * with LoRA, gradient checkpointing, and a paged AdamW, all in WGSL.
+ *
+ * @example Acquire a GPU
+ * ```ts
+ * import { requestGpu } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * assert.ok(gpu.adapterName.length > 0);
+ * ```
+ *
+ * @module
+ */
+
+export * from "./lib/dtype.ts";
+export * from "./lib/gpu/device.ts";
+export * from "./lib/gpu/tensor.ts";
+export * from "./lib/memory/budget.ts";

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { GpuError, grid2d, OutOfBudgetError, requestGpu, Tensor } from "../mod.ts";
+
+Deno.test("gpu: fill kernel over a 2-D grid writes every element", async () => {
+  const gpu = await requestGpu();
+  // More workgroups than fit in one dimension when the limit is small: force the 2-D path with maxPerDim 7.
+  const n = 256 * 20 + 3;
+  const buf = gpu.createBuffer(n * 4, "scratch", "filled");
+  const [x, y] = grid2d(Math.ceil(n / 256), 7);
+  assert.ok(y > 1);
+  gpu.dispatch({ kernel: "fill", bindings: [buf, new Float32Array([n, -1.25, 0, 0])], workgroups: [x, y] });
+  const out = await gpu.readF32(buf);
+  assert.equal(out.length, n);
+  assert.ok(out.every((v) => v === -1.25));
+  gpu.destroy();
+});
+
+Deno.test("gpu: a bad binding is thrown as a GpuError naming the kernel", async () => {
+  const gpu = await requestGpu();
+  const buf = gpu.createBuffer(16, "scratch", "small");
+  // Missing the uniform binding: validation fails; the error must name the kernel.
+  gpu.dispatch({ kernel: "fill", bindings: [buf], workgroups: 1 });
+  await assert.rejects(gpu.sync(), (e: unknown) => e instanceof GpuError && /fill/.test(e.message));
+  gpu.destroy();
+});
+
+Deno.test("gpu: unknown kernel is a clear error", async () => {
+  const gpu = await requestGpu();
+  assert.throws(() => gpu.shaderSource("nope"), /Unknown kernel "nope"/);
+  gpu.destroy();
+});
+
+Deno.test("tensor: f16 and bf16 round trips; wrong data size is rejected", async () => {
+  const gpu = await requestGpu();
+  const h = Tensor.fromArray(gpu, new Float16Array([0.5, -2, 3]), [3]);
+  assert.deepEqual([...await h.toFloat32()], [0.5, -2, 3]);
+  const b = Tensor.fromArray(gpu, new Uint16Array([0x3f80, 0x4040]), [2], { dtype: "bf16" });
+  assert.deepEqual([...await b.toFloat32()], [1, 3]);
+  assert.throws(() => Tensor.fromArray(gpu, new Float32Array(5), [2, 3], { label: "w" }), /Tensor "w".*\[2,3\]/);
+  gpu.destroy();
+});
+
+Deno.test("budget: allocations past the limit throw with a per-class breakdown; peak is tracked", async () => {
+  const gpu = await requestGpu({ gpuMemory: "2MiB" });
+  const base = gpu.budget.report().current; // the uniform ring
+  const a = Tensor.empty(gpu, [1024], { class: "weights", label: "w" });
+  assert.throws(
+    () => Tensor.empty(gpu, [1 << 20], { class: "activations", label: "big" }),
+    (e: unknown) =>
+      e instanceof OutOfBudgetError && /"big" \(activations\)/.test(e.message) && /weights 4\.00 KiB/.test(e.message),
+  );
+  a.destroy();
+  const r = gpu.budget.report();
+  assert.equal(r.current, base);
+  assert.equal(r.peak, base + 4096);
+  assert.equal(r.peakByClass.weights, 4096);
+  gpu.destroy();
+});
