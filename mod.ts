@@ -19,3 +19,5 @@ export * from "./lib/dtype.ts";
 export * from "./lib/gpu/device.ts";
 export * from "./lib/gpu/tensor.ts";
 export * from "./lib/memory/budget.ts";
+export * from "./lib/quant/quantized_tensor.ts";
+export * from "./lib/random.ts";
