@@ -19,7 +19,11 @@
 export class Rng {
   #state: number;
 
-  /** @param seed Any integer; equal seeds give equal sequences. */
+  /**
+   * Creates a generator.
+   *
+   * @param seed Any integer; equal seeds give equal sequences.
+   */
   constructor(seed: number) {
     this.#state = seed >>> 0;
   }

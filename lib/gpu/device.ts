@@ -30,7 +30,11 @@ export interface RequestGpuOptions {
 
 /** Thrown for a GPU validation or out-of-memory error, or a lost device; the message names the kernel. */
 export class GpuError extends Error {
-  /** @param message What failed, naming the kernel or buffer. */
+  /**
+   * Creates the error.
+   *
+   * @param message What failed, naming the kernel or buffer.
+   */
   constructor(message: string) {
     super(message);
     this.name = "GpuError";
@@ -272,7 +276,8 @@ export class Gpu {
    * @param size Byte count (multiple of 4); default: to the end.
    * @returns A fresh ArrayBuffer.
    */
-  async read(buffer: GPUBuffer, offset = 0, size = buffer.size - offset): Promise<ArrayBuffer> {
+  async read(buffer: GPUBuffer, offset = 0, size?: number): Promise<ArrayBuffer> {
+    size ??= buffer.size - offset;
     const staging = this.#staging(size);
     this.copy(buffer, offset, staging, 0, size);
     await this.sync();

@@ -45,6 +45,8 @@ export interface BudgetReport {
 /** Thrown when an allocation cannot fit the budget even after eviction. */
 export class OutOfBudgetError extends Error {
   /**
+   * Creates the error.
+   *
    * @param message What was asked, the limit, and what each class holds.
    */
   constructor(message: string) {
@@ -170,6 +172,8 @@ export class MemoryBudget {
   #evictors: Evictor[] = [];
 
   /**
+   * Creates a budget.
+   *
    * @param device The device to allocate on.
    * @param limit Byte limit (number or string such as `"6GiB"`); unset means only the device's own limits apply.
    */
