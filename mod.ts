@@ -21,3 +21,4 @@ export * from "./lib/gpu/tensor.ts";
 export * from "./lib/memory/budget.ts";
 export * from "./lib/quant/quantized_tensor.ts";
 export * from "./lib/random.ts";
+export * from "./lib/model/ops/rms_norm.ts";

@@ -1,0 +1,67 @@
+// Shared checks and small helpers for the layer-op wrappers in this folder (not exported from mod.ts).
+import type { Gpu } from "../../gpu/device.ts";
+import { numel, Tensor } from "../../gpu/tensor.ts";
+
+/** Throws unless `t` is an f32 tensor whose element count is a positive multiple of `cols`; returns `[rows, cols]`. */
+export function _matrix(t: Tensor, name: string, cols: number): [number, number] {
+  if (t.dtype !== "f32") throw new Error(`${name} "${t.label}": dtype ${t.dtype}, want f32`);
+  if (cols <= 0 || t.size % cols !== 0 || t.size === 0) {
+    throw new Error(`${name} "${t.label}": shape [${t.shape}] is not a non-empty multiple of ${cols} columns`);
+  }
+  return [t.size / cols, cols];
+}
+
+/** Throws unless `t` has exactly `size` elements of `dtype`. */
+export function _expect(t: Tensor, name: string, size: number, dtype = "f32"): void {
+  if (t.dtype !== dtype || t.size !== size) {
+    throw new Error(`${name} "${t.label}": shape [${t.shape}] ${t.dtype}, want ${size} elements of ${dtype}`);
+  }
+}
+
+/** `out` after checking it has `shape`'s element count (f32), or a new activations tensor of `shape`. */
+export function _output(gpu: Gpu, out: Tensor | undefined, shape: readonly number[], label: string): Tensor {
+  if (!out) return Tensor.empty(gpu, shape, { label });
+  _expect(out, `Output ${label}`, numel(shape));
+  return out;
+}
+
+/** Throws if a tensor is bound more than once with write access (WebGPU forbids aliasing a writable binding). */
+export function _distinct(what: string, ...tensors: Tensor[]): void {
+  const seen = new Set<GPUBuffer>();
+  for (const t of tensors) {
+    if (seen.has(t.buffer)) {
+      throw new Error(`${what}: tensor "${t.label}" is passed twice; outputs cannot alias inputs`);
+    }
+    seen.add(t.buffer);
+  }
+}
+
+/** Throws if a single binding of `bytes` would pass the device's storage binding limit. */
+export function _fitsBinding(gpu: Gpu, t: Tensor, name: string): void {
+  const max = gpu.limits.maxStorageBufferBindingSize;
+  if (t.byteLength > max) {
+    throw new Error(`${name} "${t.label}": ${t.byteLength} bytes exceed the ${max}-byte storage binding limit`);
+  }
+}
+
+/** Uniform data: `u` as u32 words, then `f` as f32 words (WGSL structs here list u32 fields first). */
+export function _params(u: number[], f: number[] = []): Uint32Array {
+  const words = new Uint32Array(u.length + f.length);
+  words.set(u);
+  new Float32Array(words.buffer, u.length * 4, f.length).set(f);
+  return words;
+}
+
+/**
+ * Splits `rows` rows of `rowBytes` bytes into runs whose byte size fits `maxBytes` and whose byte offsets are
+ * multiples of `align` (storage binding offset alignment), for binding a large tensor range by range.
+ */
+export function _rowChunks(rows: number, rowBytes: number, maxBytes: number, align: number): [number, number][] {
+  const gcd = (a: number, b: number): number => b === 0 ? a : gcd(b, a % b);
+  const step = align / gcd(rowBytes, align);
+  const per = Math.floor(Math.floor(maxBytes / rowBytes) / step) * step;
+  if (per === 0) throw new Error(`Rows of ${rowBytes} bytes cannot be bound within ${maxBytes} bytes`);
+  const out: [number, number][] = [];
+  for (let r = 0; r < rows; r += per) out.push([r, Math.min(per, rows - r)]);
+  return out;
+}

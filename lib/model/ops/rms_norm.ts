@@ -1,0 +1,106 @@
+/**
+ * RMSNorm (Llama's `LlamaRMSNorm`) forward and backward on the GPU, with a frozen weight.
+ *
+ * @module
+ */
+
+import { type Gpu, grid2d } from "../../gpu/device.ts";
+import type { Tensor } from "../../gpu/tensor.ts";
+import { _distinct, _expect, _matrix, _output, _params } from "./_util.ts";
+
+/** Result of {@linkcode rmsNormForward}. */
+export interface RmsNormForward {
+  /** Normalised rows times the weight, shaped like `x`. */
+  y: Tensor;
+  /** Per-row `1 / sqrt(mean(x²) + eps)`, f32 `[rows]`: keep it for {@linkcode rmsNormBackward}. */
+  rstd: Tensor;
+}
+
+/**
+ * RMSNorm over the last dimension: `y = x / sqrt(mean(x²) + eps) * weight`, in f32.
+ *
+ * @param gpu The device.
+ * @param x Input f32 `[..., H]` (any leading shape; rows are contiguous).
+ * @param weight Frozen f32 `[H]`.
+ * @param eps `rms_norm_eps` from the model config.
+ * @param out Optional outputs to reuse: `y` (size of `x`) and/or `rstd` (`[rows]`).
+ * @returns `y` and the per-row `rstd`.
+ *
+ * @example
+ * ```ts
+ * import { requestGpu, rmsNormForward, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const x = Tensor.fromArray(gpu, new Float32Array([3, -4]), [1, 2]);
+ * const w = Tensor.fromArray(gpu, new Float32Array([1, 2]), [2]);
+ * const { y } = rmsNormForward(gpu, x, w, 0);
+ * const got = await y.toFloat32(); // rms = sqrt(12.5)
+ * assert.ok(Math.abs(got[1] - -8 / Math.sqrt(12.5)) < 1e-6);
+ * ```
+ */
+export function rmsNormForward(
+  gpu: Gpu,
+  x: Tensor,
+  weight: Tensor,
+  eps: number,
+  out: Partial<RmsNormForward> = {},
+): RmsNormForward {
+  const [rows, cols] = _matrix(x, "RMSNorm input", weight.size);
+  _expect(weight, "RMSNorm weight", cols);
+  const y = _output(gpu, out.y, x.shape, "rmsnorm y");
+  const rstd = _output(gpu, out.rstd, [rows], "rmsnorm rstd");
+  _distinct("rmsNormForward", x, y, rstd);
+  _distinct("rmsNormForward", weight, y, rstd);
+  gpu.dispatch({
+    kernel: "rms_norm_forward",
+    bindings: [x.buffer, weight.buffer, y.buffer, rstd.buffer, _params([rows, cols], [eps])],
+    workgroups: grid2d(rows, gpu.limits.maxComputeWorkgroupsPerDimension),
+  });
+  return { y, rstd };
+}
+
+/**
+ * Gradient of {@linkcode rmsNormForward} with respect to its input (the weight is frozen, so no `dWeight`).
+ *
+ * @param gpu The device.
+ * @param dy Upstream gradient, shaped like `x`.
+ * @param x The forward input.
+ * @param weight The frozen weight `[H]`.
+ * @param rstd The forward's per-row `rstd`.
+ * @param dx Optional output to reuse (size of `x`; must not be `dy` or `x`).
+ * @returns `dx`.
+ *
+ * @example
+ * ```ts
+ * import { requestGpu, rmsNormBackward, rmsNormForward, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const x = Tensor.fromArray(gpu, new Float32Array([3, -4]), [1, 2]);
+ * const w = Tensor.fromArray(gpu, new Float32Array([1, 1]), [2]);
+ * const { rstd } = rmsNormForward(gpu, x, w, 0);
+ * // With eps = 0 the output ignores the scale of x, so a gradient along x itself vanishes.
+ * const dx = await rmsNormBackward(gpu, x, x, w, rstd).toFloat32();
+ * assert.ok(Math.abs(dx[0]) < 1e-6 && Math.abs(dx[1]) < 1e-6);
+ * ```
+ */
+export function rmsNormBackward(
+  gpu: Gpu,
+  dy: Tensor,
+  x: Tensor,
+  weight: Tensor,
+  rstd: Tensor,
+  dx?: Tensor,
+): Tensor {
+  const [rows, cols] = _matrix(x, "RMSNorm input", weight.size);
+  _expect(dy, "RMSNorm dy", x.size);
+  _expect(weight, "RMSNorm weight", cols);
+  _expect(rstd, "RMSNorm rstd", rows);
+  const out = _output(gpu, dx, x.shape, "rmsnorm dx");
+  for (const t of [dy, x, weight, rstd]) _distinct("rmsNormBackward", t, out);
+  gpu.dispatch({
+    kernel: "rms_norm_backward",
+    bindings: [dy.buffer, x.buffer, weight.buffer, rstd.buffer, out.buffer, _params([rows, cols])],
+    workgroups: grid2d(rows, gpu.limits.maxComputeWorkgroupsPerDimension),
+  });
+  return out;
+}

@@ -1,0 +1,45 @@
+import { throws } from "node:assert/strict";
+import { requestGpu, rmsNormBackward, rmsNormForward, Rng, Tensor } from "../mod.ts";
+import { assertClose, finiteDifference } from "./_assert.ts";
+import { dotWith, rmsNormBackwardRef, rmsNormRef } from "./_ops_ref.ts";
+
+Deno.test("rmsNorm: forward and backward match the float64 reference (ragged widths)", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(1);
+  for (const [rows, cols] of [[1, 5], [7, 1000], [3, 4096], [300, 33]]) {
+    const xs = rng.normalArray(rows * cols, 0.3, 2),
+      ws = rng.normalArray(cols, 1, 0.2),
+      dys = rng.normalArray(rows * cols);
+    const x = Tensor.fromArray(gpu, xs, [rows, cols]);
+    const w = Tensor.fromArray(gpu, ws, [cols]);
+    const dy = Tensor.fromArray(gpu, dys, [rows, cols]);
+    const { y, rstd } = rmsNormForward(gpu, x, w, 1e-5);
+    const dx = rmsNormBackward(gpu, dy, x, w, rstd);
+    // f32 sums of up to 4096 squares: relative error a few 1e-7 per element.
+    assertClose(await y.toFloat32(), rmsNormRef(xs, ws, cols, 1e-5), { rtol: 1e-5, atol: 1e-5 }, `y ${rows}x${cols}`);
+    assertClose(await dx.toFloat32(), rmsNormBackwardRef(dys, xs, ws, cols, 1e-5), { rtol: 1e-4, atol: 1e-5 }, "dx");
+  }
+  gpu.destroy();
+});
+
+Deno.test("rmsNorm: backward matches finite differences of the reference", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(2);
+  const rows = 3, cols = 6, eps = 1e-2;
+  const xs = rng.normalArray(rows * cols), ws = rng.normalArray(cols, 1, 0.3), dys = rng.normalArray(rows * cols);
+  const x = Tensor.fromArray(gpu, xs, [rows, cols]);
+  const w = Tensor.fromArray(gpu, ws, [cols]);
+  const { rstd } = rmsNormForward(gpu, x, w, eps);
+  const dx = rmsNormBackward(gpu, Tensor.fromArray(gpu, dys, [rows, cols]), x, w, rstd);
+  const fd = finiteDifference((v) => dotWith(rmsNormRef(v, ws, cols, eps), dys), Float64Array.from(xs), 1e-5);
+  assertClose(await dx.toFloat32(), fd, { rtol: 1e-4, atol: 1e-5 }, "dx vs finite differences");
+  gpu.destroy();
+});
+
+Deno.test("rmsNorm: wrong weight size and aliasing are clear errors", async () => {
+  const gpu = await requestGpu();
+  const x = Tensor.empty(gpu, [2, 4], { label: "h" });
+  throws(() => rmsNormForward(gpu, x, Tensor.empty(gpu, [3], { label: "w" }), 1e-5), /RMSNorm input "h".*3 columns/);
+  throws(() => rmsNormForward(gpu, x, Tensor.empty(gpu, [4]), 1e-5, { y: x }), /passed twice/);
+  gpu.destroy();
+});
