@@ -1,0 +1,185 @@
+/**
+ * Writing safetensors files as a stream: the header first (tensor names, dtypes and shapes are declared up
+ * front), then each tensor's bytes in order, into a temporary file that is renamed into place on `close`.
+ *
+ * @module
+ */
+
+import { _writeAll } from "./_file.ts";
+import {
+  encodeSafetensorsHeader,
+  type SafetensorsDType,
+  type SafetensorsTensorInfo,
+  type SafetensorsTensorSpec,
+} from "./safetensors_header.ts";
+
+/** A tensor with its data, for {@linkcode writeSafetensors}. */
+export interface SafetensorsTensorData {
+  /** Tensor name. */
+  name: string;
+  /** Element type. */
+  dtype: SafetensorsDType;
+  /** Dimensions. */
+  shape: readonly number[];
+  /** Raw little-endian bytes (`numel(shape) × dtype size` of them). */
+  data: Uint8Array;
+}
+
+/**
+ * Streams a safetensors file: declare the tensors, then {@linkcode SafetensorsWriter.write} each one in
+ * the declared order, then {@linkcode SafetensorsWriter.close}. Nothing appears at `path` until `close`
+ * succeeds; {@linkcode SafetensorsWriter.abort} discards the file.
+ *
+ * @example Stream two tensors
+ * ```ts
+ * import { SafetensorsFile, SafetensorsWriter } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const path = (await Deno.makeTempDir()) + "/m.safetensors";
+ * const w = await SafetensorsWriter.create(path, [
+ *   { name: "a", dtype: "U8", shape: [2] },
+ *   { name: "b", dtype: "U8", shape: [1] },
+ * ]);
+ * await w.write("a", new Uint8Array([1, 2]));
+ * await w.write("b", new Uint8Array([3]));
+ * await w.close();
+ * using f = await SafetensorsFile.open(path);
+ * assert.deepEqual([...await f.read("b")], [3]);
+ * ```
+ */
+export class SafetensorsWriter {
+  /** Final path of the file. */
+  readonly path: string;
+  /** The declared tensors with their offsets. */
+  readonly tensors: readonly SafetensorsTensorInfo[];
+  #tmp: string;
+  #file: Deno.FsFile | null;
+  #index = 0;
+  #filled = 0;
+
+  private constructor(path: string, tmp: string, file: Deno.FsFile, tensors: SafetensorsTensorInfo[]) {
+    this.path = path;
+    this.#tmp = tmp;
+    this.#file = file;
+    this.tensors = tensors;
+  }
+
+  /**
+   * Creates the temporary file and writes the header.
+   *
+   * @param path Final path.
+   * @param specs Tensors, in the order their data will be written.
+   * @param metadata `__metadata__` strings; transformers expects `{ format: "pt" }` (the default).
+   * @returns A writer expecting the first tensor.
+   */
+  static async create(
+    path: string,
+    specs: readonly SafetensorsTensorSpec[],
+    metadata: Readonly<Record<string, string>> = { format: "pt" },
+  ): Promise<SafetensorsWriter> {
+    const { bytes, tensors } = encodeSafetensorsHeader(specs, metadata);
+    const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+    const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+    const w = new SafetensorsWriter(path, tmp, file, tensors);
+    try {
+      await _writeAll(file, bytes);
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+    return w;
+  }
+
+  /**
+   * Writes the next tensor's bytes. Names must come in the declared order; the data may come in several
+   * calls for the same name (chunks), as long as their total is the tensor's size.
+   *
+   * @param name The tensor being written (checked against the declared order).
+   * @param data Its bytes, or the next chunk of them.
+   */
+  async write(name: string, data: Uint8Array): Promise<void> {
+    const file = this.#open();
+    this.#skipFinished(name);
+    const t = this.tensors[this.#index];
+    if (!t || t.name !== name) {
+      await this.abort();
+      throw new Error(`${this.path}: tensor "${name}" written out of order (expected ${t ? `"${t.name}"` : "none"})`);
+    }
+    if (this.#filled + data.byteLength > t.end - t.begin) {
+      await this.abort();
+      throw new Error(
+        `${this.path}: tensor "${name}" got ${this.#filled + data.byteLength} bytes, declared ${t.end - t.begin} ` +
+          `(${t.dtype} [${t.shape}])`,
+      );
+    }
+    await _writeAll(file, data);
+    this.#filled += data.byteLength;
+  }
+
+  /**
+   * Checks every declared byte was written, flushes, and renames the file into place.
+   *
+   * @throws {Error} If tensors are missing (the temporary file is removed).
+   */
+  async close(): Promise<void> {
+    const file = this.#open();
+    this.#skipFinished(null);
+    if (this.#index < this.tensors.length) {
+      const missing = this.tensors[this.#index];
+      await this.abort();
+      throw new Error(`${this.path}: closed before tensor "${missing.name}" was fully written`);
+    }
+    await file.syncData();
+    file.close();
+    this.#file = null;
+    await Deno.rename(this.#tmp, this.path);
+  }
+
+  /** Discards the temporary file; `path` is left as it was. */
+  async abort(): Promise<void> {
+    if (!this.#file) return;
+    this.#file.close();
+    this.#file = null;
+    await Deno.remove(this.#tmp).catch(() => {});
+  }
+
+  /** Moves past fully written tensors (zero-byte ones need no write), stopping at one named `name`. */
+  #skipFinished(name: string | null): void {
+    for (let t = this.tensors[this.#index]; t && this.#filled === t.end - t.begin; t = this.tensors[this.#index]) {
+      if (t.name === name && this.#filled === 0) return;
+      this.#index++;
+      this.#filled = 0;
+    }
+  }
+
+  #open(): Deno.FsFile {
+    if (!this.#file) throw new Error(`${this.path}: writer is closed`);
+    return this.#file;
+  }
+}
+
+/**
+ * Writes a whole safetensors file from tensors held in memory (atomically: temporary name, then rename).
+ *
+ * @param path Destination.
+ * @param tensors Tensors in data order.
+ * @param metadata `__metadata__` strings (default `{ format: "pt" }`).
+ *
+ * @example
+ * ```ts
+ * import { SafetensorsFile, writeSafetensors } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const path = await Deno.makeTempFile({ suffix: ".safetensors" });
+ * await writeSafetensors(path, [{ name: "x", dtype: "U8", shape: [2, 1], data: new Uint8Array([7, 9]) }]);
+ * using f = await SafetensorsFile.open(path);
+ * assert.deepEqual(f.info("x").shape, [2, 1]);
+ * ```
+ */
+export async function writeSafetensors(
+  path: string,
+  tensors: readonly SafetensorsTensorData[],
+  metadata?: Readonly<Record<string, string>>,
+): Promise<void> {
+  const w = await SafetensorsWriter.create(path, tensors, metadata);
+  for (const t of tensors) await w.write(t.name, t.data);
+  await w.close();
+}
