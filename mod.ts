@@ -28,3 +28,5 @@ export * from "./lib/io/safetensors_checkpoint.ts";
 export * from "./lib/io/safetensors_header.ts";
 export * from "./lib/io/safetensors_reader.ts";
 export * from "./lib/io/safetensors_writer.ts";
+export * from "./lib/model/ops/swiglu.ts";
+export * from "./lib/model/ops/residual.ts";

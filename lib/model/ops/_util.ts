@@ -1,5 +1,5 @@
 // Shared checks and small helpers for the layer-op wrappers in this folder (not exported from mod.ts).
-import type { Gpu } from "../../gpu/device.ts";
+import { type Gpu, grid2d } from "../../gpu/device.ts";
 import { numel, Tensor } from "../../gpu/tensor.ts";
 
 /** Throws unless `t` is an f32 tensor whose element count is a positive multiple of `cols`; returns `[rows, cols]`. */
@@ -64,4 +64,9 @@ export function _rowChunks(rows: number, rowBytes: number, maxBytes: number, ali
   const out: [number, number][] = [];
   for (let r = 0; r < rows; r += per) out.push([r, Math.min(per, rows - r)]);
   return out;
+}
+
+/** Workgroups for one invocation per element with workgroups of `wg` (a grid2d over the device limit). */
+export function _elementGrid(gpu: Gpu, n: number, wg = 256): [number, number] {
+  return grid2d(Math.ceil(n / wg), gpu.limits.maxComputeWorkgroupsPerDimension);
 }

@@ -1,0 +1,53 @@
+import { requestGpu, residualAdd, Rng, swigluBackward, swigluForward, Tensor } from "../mod.ts";
+import { assertClose, finiteDifference } from "./_assert.ts";
+import { dotWith, swigluBackwardRef, swigluRef } from "./_ops_ref.ts";
+
+Deno.test("swiglu: forward and backward match the float64 reference, incl. large |gate|", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(3);
+  for (const n of [1, 1000, 70001]) {
+    const g = rng.normalArray(n, 0, 4), u = rng.normalArray(n), d = rng.normalArray(n);
+    g[0] = n > 1 ? -100 : 100; // exp overflow side of the sigmoid
+    const [gt, ut, dt] = [g, u, d].map((a) => Tensor.fromArray(gpu, a, [n]));
+    const h = swigluForward(gpu, gt, ut);
+    const { dGate, dUp } = swigluBackward(gpu, dt, gt, ut);
+    const ref = swigluBackwardRef(d, g, u);
+    // Elementwise f32 with exp: a few ulp.
+    assertClose(await h.toFloat32(), swigluRef(g, u), { rtol: 1e-5, atol: 1e-6 }, `h n=${n}`);
+    assertClose(await dGate.toFloat32(), ref.dGate, { rtol: 1e-5, atol: 1e-6 }, `dGate n=${n}`);
+    assertClose(await dUp.toFloat32(), ref.dUp, { rtol: 1e-5, atol: 1e-6 }, `dUp n=${n}`);
+  }
+  gpu.destroy();
+});
+
+Deno.test("swiglu: backward matches finite differences of the reference", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(4);
+  const n = 12;
+  const g = rng.normalArray(n, 0, 2), u = rng.normalArray(n), d = rng.normalArray(n);
+  const { dGate, dUp } = swigluBackward(
+    gpu,
+    ...([d, g, u].map((a) => Tensor.fromArray(gpu, a, [n])) as [Tensor, Tensor, Tensor]),
+  );
+  const fdG = finiteDifference((x) => dotWith(swigluRef(x, u), d), Float64Array.from(g));
+  const fdU = finiteDifference((x) => dotWith(swigluRef(g, x), d), Float64Array.from(u));
+  assertClose(await dGate.toFloat32(), fdG, { rtol: 1e-4, atol: 1e-6 }, "dGate vs finite differences");
+  assertClose(await dUp.toFloat32(), fdU, { rtol: 1e-4, atol: 1e-6 }, "dUp vs finite differences");
+  gpu.destroy();
+});
+
+Deno.test("residualAdd: acc += alpha * x in place", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(5);
+  const n = 1027;
+  const a = rng.normalArray(n), x = rng.normalArray(n);
+  const acc = Tensor.fromArray(gpu, a, [n]);
+  residualAdd(gpu, acc, Tensor.fromArray(gpu, x, [n]), -0.25);
+  assertClose(
+    await acc.toFloat32(),
+    Float64Array.from(a, (v, i) => v - 0.25 * x[i]),
+    { rtol: 1e-6, atol: 1e-7 },
+    "acc",
+  );
+  gpu.destroy();
+});
