@@ -30,3 +30,4 @@ export * from "./lib/io/safetensors_reader.ts";
 export * from "./lib/io/safetensors_writer.ts";
 export * from "./lib/model/ops/swiglu.ts";
 export * from "./lib/model/ops/residual.ts";
+export * from "./lib/model/ops/embedding.ts";

@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { embeddingForward, Gpu, requestGpu, Rng, Tensor } from "../mod.ts";
+
+Deno.test("embedding: gathers rows for host and tensor ids", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(6);
+  const vocab = 37, cols = 24, n = 50;
+  const tab = rng.normalArray(vocab * cols);
+  const table = Tensor.fromArray(gpu, tab, [vocab, cols], { class: "weights" });
+  const ids = Uint32Array.from({ length: n }, () => rng.int(vocab));
+  ids[0] = vocab - 1;
+  const want = new Float32Array(n * cols);
+  ids.forEach((id, t) => want.set(tab.subarray(id * cols, (id + 1) * cols), t * cols));
+  assert.deepEqual(await embeddingForward(gpu, table, ids).toFloat32(), want);
+  const onGpu = Tensor.fromArray(gpu, Int32Array.from(ids), [n]);
+  assert.deepEqual(await embeddingForward(gpu, table, onGpu).toFloat32(), want);
+  gpu.destroy();
+});
+
+Deno.test("embedding: a table larger than one binding is read in ranges", async () => {
+  // Pretend the binding limit is 4 KiB so that a 40-row table of 64 floats needs 3 ranges.
+  const gpu = await requestGpu();
+  const small = new Gpu(gpu.device, gpu.adapterName, gpu.features, gpu.budget);
+  const limits: Record<string, number> = {};
+  for (const k in gpu.limits) limits[k] = gpu.limits[k as keyof GPUSupportedLimits] as number;
+  limits.maxStorageBufferBindingSize = 4096;
+  Object.defineProperty(small, "limits", { value: limits });
+  const vocab = 40, cols = 64;
+  const tab = Float32Array.from({ length: vocab * cols }, (_, i) => i);
+  const table = Tensor.fromArray(gpu, tab, [vocab, cols]);
+  const ids = new Int32Array([0, 15, 16, 39, 31, 32]);
+  const out = await embeddingForward(small, table, ids, Tensor.empty(small, [6, cols])).toFloat32();
+  ids.forEach((id, t) => assert.equal(out[t * cols + 5], id * cols + 5, `row ${t}`));
+  assert.throws(() => embeddingForward(gpu, table, new Int32Array([1, -1])), /token id -1 at position 1/);
+  gpu.destroy();
+});
