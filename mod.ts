@@ -31,3 +31,5 @@ export * from "./lib/io/safetensors_writer.ts";
 export * from "./lib/model/ops/swiglu.ts";
 export * from "./lib/model/ops/residual.ts";
 export * from "./lib/model/ops/embedding.ts";
+export * from "./lib/model/tiny_llama.ts";
+export * from "./lib/model/tiny_tokenizer.ts";
