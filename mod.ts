@@ -33,3 +33,7 @@ export * from "./lib/model/ops/residual.ts";
 export * from "./lib/model/ops/embedding.ts";
 export * from "./lib/model/tiny_llama.ts";
 export * from "./lib/model/tiny_tokenizer.ts";
+export * from "./lib/io/tokenizer.ts";
+export * from "./lib/data/records.ts";
+export * from "./lib/data/examples.ts";
+export * from "./lib/data/loader.ts";

@@ -1,0 +1,236 @@
+/**
+ * The tokenizer of a Hugging Face model folder: `tokenizer.json` through `@huggingface/tokenizers`, special token
+ * ids from `tokenizer_config.json`, `special_tokens_map.json` and `config.json`, and the chat template through
+ * `@huggingface/jinja`.
+ *
+ * @module
+ */
+
+import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { Template } from "@huggingface/jinja";
+import { readJsonFile } from "./json_file.ts";
+
+/** One chat turn, as in a `{"messages": [...]}` data line. */
+export interface ChatMessage {
+  /** `system`, `user`, `assistant` (or any role the chat template knows). */
+  role: string;
+  /** The text of the turn. */
+  content: string;
+}
+
+/** The parsed JSON files of a model folder; only `tokenizer` is required. */
+export interface TokenizerFiles {
+  /** `tokenizer.json`. */
+  tokenizer: Record<string, unknown>;
+  /** `tokenizer_config.json` (special tokens, `chat_template`). */
+  tokenizerConfig?: Record<string, unknown>;
+  /** `special_tokens_map.json`. */
+  specialTokensMap?: Record<string, unknown>;
+  /** `config.json` of the model (`bos_token_id`, `eos_token_id`, `pad_token_id`). */
+  config?: Record<string, unknown>;
+  /** Where the files came from, for error messages. */
+  source?: string;
+}
+
+/** Options of {@linkcode TextTokenizer.encode}. */
+export interface EncodeOptions {
+  /** Run the tokenizer's post-processor (which adds BOS where `tokenizer.json` says so). Default true. */
+  addSpecialTokens?: boolean;
+}
+
+/**
+ * A text tokenizer with the special token ids a trainer and a generator need.
+ *
+ * Special ids come from the tokenizer's files first (`tokenizer_config.json`, then `special_tokens_map.json`),
+ * then from the model's `config.json`; when none defines one it is `null` (no fallback to Llama's ids).
+ *
+ * @example Encode and decode with a tokenizer built in memory
+ * ```ts
+ * import { TextTokenizer } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const vocab = { "<s>": 0, "</s>": 1, a: 2, b: 3 };
+ * const tok = new TextTokenizer({
+ *   tokenizer: { model: { type: "BPE", vocab, merges: [] }, decoder: { type: "Fuse" } },
+ *   config: { bos_token_id: 0, eos_token_id: 1 },
+ * });
+ * assert.deepEqual(tok.encode("ab"), [2, 3]);
+ * assert.equal(tok.decode([2, 3]), "ab");
+ * assert.equal(tok.eosId, 1);
+ * ```
+ */
+export class TextTokenizer {
+  /** Beginning-of-sequence id, or null when neither the tokenizer nor the config defines one. */
+  readonly bosId: number | null;
+  /** End-of-sequence id appended to training examples, or null when none is defined. */
+  readonly eosId: number | null;
+  /** Padding id (for right padding; padded positions are never attended to nor trained on): pad, else EOS, else 0. */
+  readonly padId: number;
+  /** Ids that end a generation: the EOS id plus every `eos_token_id` of `config.json`. */
+  readonly stopIds: readonly number[];
+  /** Number of ids (largest id + 1, added tokens included). */
+  readonly vocabSize: number;
+  /** The chat template source, or null when `tokenizer_config.json` has none. */
+  readonly chatTemplate: string | null;
+  #tok: HfTokenizer;
+  #template: Template | null = null;
+  #tokenStrings: Record<string, string | null>;
+  #special: Set<number>;
+
+  /**
+   * Builds the tokenizer from parsed files.
+   *
+   * @param files The parsed JSON files of the model folder.
+   * @throws {Error} If `tokenizer.json` is not usable or a named special token is not in the vocabulary.
+   */
+  constructor(files: TokenizerFiles) {
+    const where = files.source ?? "tokenizer.json";
+    const tokCfg = files.tokenizerConfig ?? {};
+    const map = files.specialTokensMap ?? {};
+    const cfg = files.config ?? {};
+    // tokenizers.js insists on these keys being present (null is fine).
+    const json = {
+      normalizer: null,
+      pre_tokenizer: null,
+      post_processor: null,
+      decoder: null,
+      added_tokens: [],
+      ...files.tokenizer,
+    };
+    try {
+      this.#tok = new HfTokenizer(json, tokCfg);
+    } catch (e) {
+      throw new Error(`Cannot load tokenizer ${where}: ${(e as Error).message}`);
+    }
+    this.#tokenStrings = {};
+    const idOf = (name: "bos" | "eos" | "pad"): number | null => {
+      const str = _tokenString(tokCfg[`${name}_token`]) ?? _tokenString(map[`${name}_token`]);
+      this.#tokenStrings[name] = str;
+      if (str !== null) {
+        const id = this.#tok.token_to_id(str);
+        if (id === undefined) {
+          throw new Error(`Special token ${name}_token "${str}" of ${where} is not in its vocabulary`);
+        }
+        return id;
+      }
+      const fromConfig = cfg[`${name}_token_id`];
+      const id = Array.isArray(fromConfig) ? fromConfig[0] : fromConfig;
+      return typeof id === "number" ? id : null;
+    };
+    this.bosId = idOf("bos");
+    this.eosId = idOf("eos");
+    const pad = idOf("pad");
+    this.padId = pad ?? this.eosId ?? 0;
+    const cfgEos = cfg.eos_token_id;
+    const stops = new Set<number>(this.eosId === null ? [] : [this.eosId]);
+    for (const id of Array.isArray(cfgEos) ? cfgEos : [cfgEos]) if (typeof id === "number") stops.add(id);
+    this.stopIds = [...stops];
+    let maxId = -1;
+    for (const id of this.#tok.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    this.vocabSize = maxId + 1;
+    this.#special = new Set(
+      this.#tok.get_added_tokens_decoder().entries().filter(([, t]) => t.special).map(([i]) => i),
+    );
+    const tpl = tokCfg.chat_template;
+    this.chatTemplate = typeof tpl === "string"
+      ? tpl
+      : Array.isArray(tpl)
+      ? (tpl.find((t) => t?.name === "default")?.template ?? null)
+      : null;
+  }
+
+  /**
+   * Encodes text to ids.
+   *
+   * @param text The text.
+   * @param options `addSpecialTokens` (default true) runs the tokenizer's post-processor.
+   * @returns The ids.
+   */
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    return this.#tok.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  /**
+   * Decodes ids to text.
+   *
+   * @param ids The ids (may be empty).
+   * @param skipSpecialTokens Leave special tokens (BOS, EOS, ...) out. Default false.
+   * @returns The text.
+   */
+  decode(ids: readonly number[], skipSpecialTokens = false): string {
+    const kept = skipSpecialTokens ? ids.filter((i) => !this.#special.has(i)) : [...ids];
+    if (kept.length === 0) return "";
+    return this.#tok.decode(kept, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: false });
+  }
+
+  /**
+   * Renders chat messages with the model's chat template (as `apply_chat_template(tokenize=False)` does).
+   *
+   * @param messages The conversation.
+   * @param addGenerationPrompt Append the template's assistant header (for generation). Default false.
+   * @returns The rendered text; encode it with `addSpecialTokens: false`, since templates write BOS themselves.
+   * @throws {Error} If the tokenizer has no chat template.
+   */
+  applyChatTemplate(messages: readonly ChatMessage[], addGenerationPrompt = false): string {
+    if (this.chatTemplate === null) throw new Error("The tokenizer has no chat_template in tokenizer_config.json");
+    this.#template ??= new Template(this.chatTemplate);
+    return this.#template.render({
+      messages,
+      add_generation_prompt: addGenerationPrompt,
+      bos_token: this.#tokenStrings.bos ?? "",
+      eos_token: this.#tokenStrings.eos ?? "",
+      pad_token: this.#tokenStrings.pad ?? "",
+    });
+  }
+}
+
+/** The content of a special token entry: a string, or `{content: ...}` (AddedToken form). */
+function _tokenString(value: unknown): string | null {
+  if (typeof value === "string") return value;
+  if (value && typeof value === "object" && typeof (value as { content?: unknown }).content === "string") {
+    return (value as { content: string }).content;
+  }
+  return null;
+}
+
+async function _readOptional(path: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  return await readJsonFile(path);
+}
+
+/**
+ * Loads the tokenizer of a Hugging Face model folder: `tokenizer.json` (required), and `tokenizer_config.json`,
+ * `special_tokens_map.json`, `config.json` when present.
+ *
+ * @param dir The model folder.
+ * @returns The tokenizer.
+ * @throws {Error} Naming the file when `tokenizer.json` is missing or a file is not a JSON object.
+ *
+ * @example Load a folder
+ * ```ts
+ * import { loadTokenizer } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const dir = await Deno.makeTempDir();
+ * const model = { type: "BPE", vocab: { x: 0, "</s>": 1 }, merges: [] };
+ * await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify({ model }));
+ * await Deno.writeTextFile(`${dir}/tokenizer_config.json`, JSON.stringify({ eos_token: "</s>" }));
+ * const tok = await loadTokenizer(dir);
+ * assert.equal(tok.eosId, 1);
+ * assert.equal(tok.bosId, null);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
+  const source = `${dir}/tokenizer.json`;
+  const [tokenizer, tokenizerConfig, specialTokensMap, config] = await Promise.all([
+    readJsonFile(source),
+    _readOptional(`${dir}/tokenizer_config.json`),
+    _readOptional(`${dir}/special_tokens_map.json`),
+    _readOptional(`${dir}/config.json`),
+  ]);
+  return new TextTokenizer({ tokenizer, tokenizerConfig, specialTokensMap, config, source });
+}
