@@ -107,6 +107,27 @@ Deno.test("safetensors: streaming writer checks order and sizes, leaves nothing 
   assert.throws(() => encodeSafetensorsHeader([specs[0], specs[0]]), /"a" is repeated/);
 });
 
+Deno.test("safetensors: tensors appended after the declared ones land in the reserved header room", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "ap.safetensors");
+  const w = await SafetensorsWriter.create(path, [{ name: "a", dtype: "F32", shape: [2] }], {
+    reserveHeaderBytes: 200,
+  });
+  await w.write("a", new Uint8Array(new Float32Array([1, 2]).buffer));
+  await w.append({ name: "json", dtype: "U8", shape: [5] }, new TextEncoder().encode('{"x"}'));
+  await w.close();
+  using f = await SafetensorsFile.open(path);
+  assert.deepEqual(f.names(), ["a", "json"]);
+  assert.deepEqual([f.info("json").begin, f.info("json").end], [8, 13]);
+  assert.equal(new TextDecoder().decode(await f.read("json")), '{"x"}');
+  assert.deepEqual([...await f.readF32("a")], [1, 2]);
+
+  const small = await SafetensorsWriter.create(join(dir, "small.safetensors"), [], { reserveHeaderBytes: 0 });
+  await small.append({ name: "a_long_tensor_name_that_needs_room", dtype: "U8", shape: [1] }, new Uint8Array(1));
+  await assert.rejects(small.close(), /small\.safetensors: header needs \d+ bytes but 32 were reserved/);
+  assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["ap.safetensors"]);
+});
+
 Deno.test("withAtomicFile: a failed write keeps the old file", async () => {
   const dir = await Deno.makeTempDir();
   const path = join(dir, "x.json");

@@ -235,10 +235,11 @@ export function parseSafetensorsHeader(json: Uint8Array, dataBytes: number, path
 
 /**
  * Encodes a header for tensors laid out back to back in the given order, padded with spaces to a multiple of
- * 8 bytes as the reference writer does.
+ * 8 bytes as the reference writer does (readers accept any trailing spaces, which lets a writer reserve room).
  *
  * @param specs Tensors in data order.
  * @param metadata Optional `__metadata__` strings (e.g. `{ format: "pt" }`, which transformers expects).
+ * @param minJsonBytes Pad the JSON with spaces to at least this many bytes (default 0).
  * @returns The full prefix (8-byte length + JSON) and the tensors with their offsets.
  * @throws {Error} On a duplicate or reserved name, an unknown dtype, or a bad shape.
  *
@@ -254,6 +255,7 @@ export function parseSafetensorsHeader(json: Uint8Array, dataBytes: number, path
 export function encodeSafetensorsHeader(
   specs: readonly SafetensorsTensorSpec[],
   metadata?: Readonly<Record<string, string>>,
+  minJsonBytes = 0,
 ): { bytes: Uint8Array; tensors: SafetensorsTensorInfo[] } {
   const parts: string[] = [];
   if (metadata && Object.keys(metadata).length > 0) parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
@@ -282,7 +284,7 @@ export function encodeSafetensorsHeader(
     offset = end;
   }
   let json = new TextEncoder().encode(`{${parts.join(",")}}`);
-  const padded = Math.ceil(json.byteLength / 8) * 8;
+  const padded = Math.ceil(Math.max(json.byteLength, minJsonBytes) / 8) * 8;
   if (padded !== json.byteLength) {
     const p = new Uint8Array(padded).fill(0x20);
     p.set(json);

@@ -25,6 +25,14 @@ export interface SafetensorsTensorData {
   data: Uint8Array;
 }
 
+/** Options of {@linkcode SafetensorsWriter.create}. */
+export interface SafetensorsWriterOptions {
+  /** `__metadata__` strings (default `{ format: "pt" }`, which transformers expects). */
+  metadata?: Readonly<Record<string, string>>;
+  /** Extra header room (bytes) for tensors added with {@linkcode SafetensorsWriter.append} (default 0). */
+  reserveHeaderBytes?: number;
+}
+
 /**
  * Streams a safetensors file: declare the tensors, then {@linkcode SafetensorsWriter.write} each one in
  * the declared order, then {@linkcode SafetensorsWriter.close}. Nothing appears at `path` until `close`
@@ -49,18 +57,28 @@ export interface SafetensorsTensorData {
 export class SafetensorsWriter {
   /** Final path of the file. */
   readonly path: string;
-  /** The declared tensors with their offsets. */
-  readonly tensors: readonly SafetensorsTensorInfo[];
+  #tensors: SafetensorsTensorInfo[];
+  #declared: number;
+  #metadata: Readonly<Record<string, string>>;
+  #jsonBytes: number;
   #tmp: string;
   #file: Deno.FsFile | null;
   #index = 0;
   #filled = 0;
 
-  private constructor(path: string, tmp: string, file: Deno.FsFile, tensors: SafetensorsTensorInfo[]) {
+  private constructor(
+    path: string,
+    tmp: string,
+    file: Deno.FsFile,
+    header: { tensors: SafetensorsTensorInfo[]; metadata: Readonly<Record<string, string>>; jsonBytes: number },
+  ) {
     this.path = path;
     this.#tmp = tmp;
     this.#file = file;
-    this.tensors = tensors;
+    this.#tensors = header.tensors;
+    this.#declared = header.tensors.length;
+    this.#metadata = header.metadata;
+    this.#jsonBytes = header.jsonBytes;
   }
 
   /**
@@ -68,18 +86,25 @@ export class SafetensorsWriter {
    *
    * @param path Final path.
    * @param specs Tensors, in the order their data will be written.
-   * @param metadata `__metadata__` strings; transformers expects `{ format: "pt" }` (the default).
+   * @param options `metadata`: `__metadata__` strings (default `{ format: "pt" }`, which transformers expects);
+   * `reserveHeaderBytes`: room left in the header for tensors added later with {@linkcode SafetensorsWriter.append}.
    * @returns A writer expecting the first tensor.
    */
   static async create(
     path: string,
     specs: readonly SafetensorsTensorSpec[],
-    metadata: Readonly<Record<string, string>> = { format: "pt" },
+    options: SafetensorsWriterOptions = {},
   ): Promise<SafetensorsWriter> {
-    const { bytes, tensors } = encodeSafetensorsHeader(specs, metadata);
+    const metadata = options.metadata ?? { format: "pt" };
+    const plain = encodeSafetensorsHeader(specs, metadata);
+    const { bytes, tensors } = encodeSafetensorsHeader(
+      specs,
+      metadata,
+      plain.bytes.byteLength - 8 + (options.reserveHeaderBytes ?? 0),
+    );
     const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
     const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
-    const w = new SafetensorsWriter(path, tmp, file, tensors);
+    const w = new SafetensorsWriter(path, tmp, file, { tensors, metadata, jsonBytes: bytes.byteLength - 8 });
     try {
       await _writeAll(file, bytes);
     } catch (e) {
@@ -87,6 +112,31 @@ export class SafetensorsWriter {
       throw e;
     }
     return w;
+  }
+
+  /** The tensors with their offsets: those declared, then those appended. */
+  get tensors(): readonly SafetensorsTensorInfo[] {
+    return this.#tensors;
+  }
+
+  /**
+   * Adds a tensor that was not declared up front (e.g. one whose size is known only once computed) after
+   * every tensor so far, and writes its bytes. The header is rewritten on {@linkcode SafetensorsWriter.close},
+   * in the room reserved by `reserveHeaderBytes`.
+   *
+   * @param spec The new tensor's name, dtype and shape.
+   * @param data All its bytes.
+   */
+  async append(spec: SafetensorsTensorSpec, data: Uint8Array): Promise<void> {
+    const last = this.#tensors[this.#tensors.length - 1];
+    const begin = last ? last.end : 0;
+    const info = encodeSafetensorsHeader([spec]).tensors[0];
+    if (this.#tensors.some((t) => t.name === spec.name)) {
+      await this.abort();
+      throw new Error(`${this.path}: tensor "${spec.name}" is repeated`);
+    }
+    this.#tensors.push({ ...info, begin, end: begin + info.end });
+    await this.write(spec.name, data);
   }
 
   /**
@@ -128,6 +178,7 @@ export class SafetensorsWriter {
       await this.abort();
       throw new Error(`${this.path}: closed before tensor "${missing.name}" was fully written`);
     }
+    if (this.#tensors.length > this.#declared) await this.#rewriteHeader(file);
     await file.syncData();
     file.close();
     this.#file = null;
@@ -149,6 +200,19 @@ export class SafetensorsWriter {
       this.#index++;
       this.#filled = 0;
     }
+  }
+
+  async #rewriteHeader(file: Deno.FsFile): Promise<void> {
+    const { bytes } = encodeSafetensorsHeader(this.#tensors, this.#metadata, this.#jsonBytes);
+    if (bytes.byteLength - 8 !== this.#jsonBytes) {
+      await this.abort();
+      throw new Error(
+        `${this.path}: header needs ${bytes.byteLength - 8} bytes but ${this.#jsonBytes} were reserved ` +
+          `(raise reserveHeaderBytes)`,
+      );
+    }
+    await file.seek(0, Deno.SeekMode.Start);
+    await _writeAll(file, bytes);
   }
 
   #open(): Deno.FsFile {
@@ -179,7 +243,7 @@ export async function writeSafetensors(
   tensors: readonly SafetensorsTensorData[],
   metadata?: Readonly<Record<string, string>>,
 ): Promise<void> {
-  const w = await SafetensorsWriter.create(path, tensors, metadata);
+  const w = await SafetensorsWriter.create(path, tensors, { metadata });
   for (const t of tensors) await w.write(t.name, t.data);
   await w.close();
 }
