@@ -1,0 +1,116 @@
+// Cross-entropy, per row, writing the gradient over the logits in place (one pass computes max and logsumexp;
+// the next overwrites the row with the gradient, so softmax is never stored):
+//   lse = log(sum(exp(x))), loss = lse - x[label], x <- (exp(x - lse) - onehot(label)) * scale.
+// Rows with label -100 are ignored (loss 0, gradient 0). scale = p.gradScale, or 1 / (labels != -100) when
+// p.useCount is 1 (every workgroup counts the labels itself: M loads, small next to V).
+// Bindings: logits: [rows, V] f32 (read_write; a range of the [M, V] logits starting at row rowBase);
+//   labels: [M] i32 (read); rowStats: [M, 2] f32 (write: loss, status 0 ok/ignored, 1 NaN/Inf logits,
+//   2 label outside [0, V) and not -100); params: {rows, V, rowBase, M, useCount: u32; gradScale: f32}.
+// One workgroup per row (row = wid.x + wid.y * nwg.x); f32 sums, tree reductions. WG: a power of two.
+
+override WG: u32 = 256;
+
+struct Params {
+  rows: u32,
+  vocab: u32,
+  rowBase: u32,
+  total: u32,
+  useCount: u32,
+  gradScale: f32,
+}
+
+@group(0) @binding(0) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> labels: array<i32>;
+@group(0) @binding(2) var<storage, read_write> rowStats: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+var<workgroup> red: array<f32, WG>;
+
+fn reduceSum(lid: u32, v: f32) -> f32 {
+  workgroupBarrier(); // red may still be read from the previous reduction
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      red[lid] += red[lid + s];
+    }
+    workgroupBarrier();
+  }
+  return red[0];
+}
+
+fn reduceMax(lid: u32, v: f32) -> f32 {
+  workgroupBarrier();
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) {
+      red[lid] = max(red[lid], red[lid + s]);
+    }
+    workgroupBarrier();
+  }
+  return red[0];
+}
+
+// NaN or ±Inf, by bits (WGSL has no isnan and fast-math may fold comparisons).
+fn nonFinite(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
+}
+
+@compute @workgroup_size(WG)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let local = wid.x + wid.y * nwg.x;
+  if (local >= p.rows) {
+    return;
+  }
+  let row = p.rowBase + local;
+  let base = local * p.vocab;
+  let label = labels[row];
+
+  var scale = p.gradScale;
+  if (p.useCount == 1u) {
+    var c = 0.0;
+    for (var i = lid; i < p.total; i += WG) {
+      c += select(1.0, 0.0, labels[i] == -100);
+    }
+    scale = 1.0 / max(reduceSum(lid, c), 1.0);
+  }
+
+  var m = -3.0e38;
+  var bad = 0.0;
+  for (var i = lid; i < p.vocab; i += WG) {
+    let v = logits[base + i];
+    m = max(m, v);
+    bad += select(0.0, 1.0, nonFinite(v));
+  }
+  m = reduceMax(lid, m);
+  bad = reduceSum(lid, bad);
+  var s = 0.0;
+  for (var i = lid; i < p.vocab; i += WG) {
+    s += exp(logits[base + i] - m);
+  }
+  let lse = m + log(reduceSum(lid, s));
+
+  let ignored = label == -100;
+  let badLabel = !ignored && (label < 0 || u32(label) >= p.vocab);
+  var loss = 0.0;
+  if (!ignored && !badLabel) {
+    loss = lse - logits[base + u32(label)];
+  }
+  workgroupBarrier(); // every invocation has read logits[label] before it is overwritten
+  if (ignored || badLabel) {
+    scale = 0.0;
+  }
+  for (var i = lid; i < p.vocab; i += WG) {
+    let onehot = select(0.0, 1.0, i32(i) == label);
+    logits[base + i] = (exp(logits[base + i] - lse) - onehot) * scale;
+  }
+  if (lid == 0u) {
+    rowStats[2u * row] = loss;
+    rowStats[2u * row + 1u] = select(select(0.0, 2.0, badLabel), 1.0, bad > 0.0);
+  }
+}
