@@ -16,9 +16,7 @@
  */
 
 import type { Gpu } from "../gpu/device.ts";
-
-/** Which 4-bit code table: bitsandbytes' `nf4` (default) or `fp4`. */
-export type QuantType = "nf4" | "fp4";
+import type { QuantType } from "./code_tables.ts";
 
 /** Block size of the second-level (double) quantization of absmax, fixed by bitsandbytes. */
 export const DOUBLE_QUANT_BLOCKSIZE = 256;
@@ -27,7 +25,7 @@ export const DOUBLE_QUANT_BLOCKSIZE = 256;
 export interface QuantizedTensor {
   /** The device holding the buffers. */
   readonly gpu: Gpu;
-  /** Code table in `code`. */
+  /** Code table in `code` (`nf4`, `fp4`, or this toolkit's `int4`). */
   readonly quantType: QuantType;
   /** Logical shape of the original tensor (e.g. `[out_features, in_features]`). */
   readonly shape: readonly number[];
