@@ -41,3 +41,4 @@ export * from "./lib/data/records.ts";
 export * from "./lib/data/examples.ts";
 export * from "./lib/data/loader.ts";
 export * from "./lib/model/ops/cross_entropy.ts";
+export * from "./lib/io/peft.ts";
