@@ -42,3 +42,6 @@ export * from "./lib/data/examples.ts";
 export * from "./lib/data/loader.ts";
 export * from "./lib/model/ops/cross_entropy.ts";
 export * from "./lib/io/peft.ts";
+export * from "./lib/model/config.ts";
+export * from "./lib/model/batch.ts";
+export * from "./lib/model/lora_config.ts";
