@@ -45,3 +45,4 @@ export * from "./lib/io/peft.ts";
 export * from "./lib/model/config.ts";
 export * from "./lib/model/batch.ts";
 export * from "./lib/model/lora_config.ts";
+export * from "./lib/model/ops/rope.ts";
