@@ -46,3 +46,8 @@ export * from "./lib/model/config.ts";
 export * from "./lib/model/batch.ts";
 export * from "./lib/model/lora_config.ts";
 export * from "./lib/model/ops/rope.ts";
+export * from "./lib/memory/pager.ts";
+export * from "./lib/optim/adamw.ts";
+export * from "./lib/optim/clip_grad_norm.ts";
+export * from "./lib/optim/schedule.ts";
+export * from "./lib/optim/state_file.ts";

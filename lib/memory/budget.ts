@@ -15,15 +15,34 @@ export const MEMORY_CLASSES: readonly MemoryClass[] = [
   "scratch",
 ];
 
+/** Paging counters an evictor can report, summed into {@linkcode BudgetReport.paging}. */
+export interface PagingStats {
+  /** Pages with a GPU slot now. */
+  pagesResident: number;
+  /** Pages held only on the host now. */
+  pagesOnHost: number;
+  /** Bytes copied host → GPU since creation. */
+  bytesPagedIn: number;
+  /** Bytes copied GPU → host since creation (write-backs of dirty pages). */
+  bytesPagedOut: number;
+}
+
 /**
  * Something that can give GPU memory back when an allocation would pass the limit
  * (the pager registers one). `evict` frees at least `bytes` if it can and returns what it freed.
+ *
+ * `evict` is synchronous, so it may only drop memory whose contents are safe elsewhere (clean pages);
+ * `evictAsync`, used by {@linkcode MemoryBudget.reserveAsync}, may first write dirty pages back.
  */
 export interface Evictor {
-  /** Bytes this evictor could free right now. */
+  /** Bytes this evictor could free right now, synchronously. */
   evictableBytes(): number;
   /** Free at least `bytes` (fewer only if it cannot); return the bytes freed. */
   evict(bytes: number): number;
+  /** Free at least `bytes`, writing dirty memory back first if needed; resolve to the bytes freed. */
+  evictAsync?(bytes: number): Promise<number>;
+  /** Paging counters for {@linkcode MemoryBudget.report}. */
+  pagingStats?(): PagingStats;
 }
 
 /** A snapshot of the budget, from {@linkcode MemoryBudget.report}. */
@@ -40,6 +59,10 @@ export interface BudgetReport {
   peakByClass: Record<MemoryClass, number>;
   /** Live buffers. */
   buffers: number;
+  /** Bytes of host-mapped staging buffers (host memory: not counted in `current` nor against the limit). */
+  staging: number;
+  /** Paging counters summed over the evictors (pagers); all zero without any. */
+  paging: PagingStats;
 }
 
 /** Thrown when an allocation cannot fit the budget even after eviction. */
@@ -123,6 +146,18 @@ export function formatBytes(bytes: number): string {
   return i === 0 ? `${v} B` : `${v.toFixed(2)} ${units[i]}`;
 }
 
+/** Options for {@linkcode MemoryBudget.createStagingBuffer}. */
+export interface StagingBufferDescriptor {
+  /** Size in bytes. */
+  size: number;
+  /** `GPUBufferUsage` flags: `MAP_WRITE | COPY_SRC` or `MAP_READ | COPY_DST`. */
+  usage: number;
+  /** Label: shows in errors and GPU debuggers. */
+  label: string;
+  /** Create it mapped (an upload buffer can be filled at once). */
+  mappedAtCreation?: boolean;
+}
+
 function zeroByClass(): Record<MemoryClass, number> {
   return { weights: 0, activations: 0, optimizer: 0, scratch: 0 };
 }
@@ -144,7 +179,14 @@ export interface BudgetBufferDescriptor {
 /**
  * Accounts every GPU buffer the toolkit creates. An allocation that would pass the limit first asks the
  * registered evictors (the pager) to free pageable memory; if that is not enough it throws
- * {@linkcode OutOfBudgetError} naming the request, the limit and what each class holds.
+ * {@linkcode OutOfBudgetError} naming the request, the limit and what each class holds. The budget's `current`
+ * therefore never passes its limit.
+ *
+ * The default limit is `Infinity`: WebGPU cannot report how much memory an adapter has, so without a
+ * user-set limit only the device's own out-of-memory errors apply (reported by `Gpu` naming the buffer).
+ *
+ * Mapping (staging) buffers are host memory: {@linkcode MemoryBudget.createStagingBuffer} accounts them
+ * apart, as the report's `staging` figure.
  *
  * @example Accounting two buffers
  * ```ts
@@ -170,6 +212,8 @@ export class MemoryBudget {
   #current = 0;
   #peak = 0;
   #evictors: Evictor[] = [];
+  #staging = new Map<GPUBuffer, number>();
+  #stagingBytes = 0;
 
   /**
    * Creates a budget.
@@ -216,15 +260,34 @@ export class MemoryBudget {
       if (need <= 0) break;
       e.evict(need);
     }
-    if (this.#current + bytes > this.#limit) {
-      const held = Object.entries(this.#byClass).map(([k, v]) => `${k} ${formatBytes(v)}`).join(", ");
-      const pageable = this.#evictors.reduce((s, e) => s + e.evictableBytes(), 0);
-      throw new OutOfBudgetError(
-        `GPU memory budget exceeded: ${what} needs ${formatBytes(bytes)} but the limit is ` +
-          `${formatBytes(this.#limit)} and ${formatBytes(this.#current)} is held (${held}; ` +
-          `${formatBytes(pageable)} still pageable). Raise the limit (e.g. --gpu-memory) or use smaller shapes`,
-      );
+    if (this.#current + bytes > this.#limit) throw this.#outOfBudget(bytes, what);
+  }
+
+  /**
+   * Like {@linkcode MemoryBudget.reserve}, but evictors may first write dirty pages back to the host, so
+   * more memory can be freed. Use it where the caller can await.
+   *
+   * @param bytes The bytes about to be allocated.
+   * @param what A description of the request, for the error message.
+   * @throws {OutOfBudgetError} If even eviction cannot make room.
+   *
+   * @example Room is made before allocating
+   * ```ts
+   * import { MemoryBudget } from "@qlora/webgpu";
+   * import assert from "node:assert/strict";
+   * const device = await (await navigator.gpu.requestAdapter())!.requestDevice();
+   * const budget = new MemoryBudget(device, 4096);
+   * await budget.reserveAsync(4096, "a scratch buffer");
+   * await assert.rejects(budget.reserveAsync(8192, "too big"), /too big needs 8.00 KiB/);
+   * ```
+   */
+  async reserveAsync(bytes: number, what: string): Promise<void> {
+    for (const e of this.#evictors) {
+      const need = this.#current + bytes - this.#limit;
+      if (need <= 0) break;
+      if (e.evictAsync) await e.evictAsync(need);
     }
+    this.reserve(bytes, what);
   }
 
   /**
@@ -249,10 +312,32 @@ export class MemoryBudget {
   }
 
   /**
-   * Destroys a buffer made by {@linkcode MemoryBudget.createBuffer} and returns its bytes to the budget.
-   * Freeing a buffer twice is a no-op.
+   * Creates a host-mapped staging buffer (for the pager's transfers). It is host memory: reported as
+   * `staging`, not counted against the limit. Give it back with {@linkcode MemoryBudget.free}.
+   *
+   * @param desc Size, usage, label.
+   * @returns The buffer.
+   */
+  createStagingBuffer(desc: StagingBufferDescriptor): GPUBuffer {
+    const size = Math.max(4, Math.ceil(desc.size / 4) * 4);
+    const buffer = this.device.createBuffer({ ...desc, size, mappedAtCreation: desc.mappedAtCreation ?? false });
+    this.#staging.set(buffer, size);
+    this.#stagingBytes += size;
+    return buffer;
+  }
+
+  /**
+   * Destroys a buffer made by {@linkcode MemoryBudget.createBuffer} (or a staging buffer) and returns its bytes
+   * to the budget. Freeing a buffer twice is a no-op.
    */
   free(buffer: GPUBuffer): void {
+    const staged = this.#staging.get(buffer);
+    if (staged !== undefined) {
+      this.#staging.delete(buffer);
+      this.#stagingBytes -= staged;
+      buffer.destroy();
+      return;
+    }
     const rec = this.#held.get(buffer);
     if (!rec) return;
     this.#held.delete(buffer);
@@ -271,8 +356,17 @@ export class MemoryBudget {
     this.#peakByClass = { ...this.#byClass };
   }
 
-  /** Current and peak bytes, per class. */
+  /** Current and peak bytes, per class; staging bytes; paging counters. */
   report(): BudgetReport {
+    const paging: PagingStats = { pagesResident: 0, pagesOnHost: 0, bytesPagedIn: 0, bytesPagedOut: 0 };
+    for (const e of this.#evictors) {
+      const s = e.pagingStats?.();
+      if (!s) continue;
+      paging.pagesResident += s.pagesResident;
+      paging.pagesOnHost += s.pagesOnHost;
+      paging.bytesPagedIn += s.bytesPagedIn;
+      paging.bytesPagedOut += s.bytesPagedOut;
+    }
     return {
       limit: this.#limit,
       current: this.#current,
@@ -280,7 +374,19 @@ export class MemoryBudget {
       byClass: { ...this.#byClass },
       peakByClass: { ...this.#peakByClass },
       buffers: this.#held.size,
+      staging: this.#stagingBytes,
+      paging,
     };
+  }
+
+  #outOfBudget(bytes: number, what: string): OutOfBudgetError {
+    const held = Object.entries(this.#byClass).map(([k, v]) => `${k} ${formatBytes(v)}`).join(", ");
+    const pageable = this.#evictors.reduce((s, e) => s + e.evictableBytes(), 0);
+    return new OutOfBudgetError(
+      `GPU memory budget exceeded: ${what} needs ${formatBytes(bytes)} but the limit is ` +
+        `${formatBytes(this.#limit)} and ${formatBytes(this.#current)} is held (${held}; ` +
+        `${formatBytes(pageable)} still pageable). Raise the limit (e.g. --gpu-memory) or use smaller shapes`,
+    );
   }
 
   #add(cls: MemoryClass, bytes: number): void {

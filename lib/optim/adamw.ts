@@ -1,0 +1,469 @@
+/**
+ * AdamW on the GPU (decoupled weight decay, bias correction), with f32 or 8-bit blockwise states, resident
+ * or paged. {@linkcode PagedAdamW}, {@linkcode AdamW8bit} and {@linkcode PagedAdamW8bit} only choose the
+ * variant, as bitsandbytes' thin optimizer classes do.
+ *
+ * State layout: each parameter is cut in segments of whole 256-element blocks; a segment's state (f32: m then
+ * v; 8-bit: m codes, v codes, m absmax, v absmax) sits in one page. Resident states are one GPU buffer per
+ * page; paged states live in a {@linkcode Pager}. The kernels are elementwise (8-bit: per 256-element block), so
+ * paged and resident runs give bit-identical results.
+ *
+ * @module
+ */
+
+import { type Gpu, grid2d } from "../gpu/device.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { formatBytes, OutOfBudgetError, parseBytes } from "../memory/budget.ts";
+import { type PagedBuffer, Pager } from "../memory/pager.ts";
+import { createDynamicMap } from "../quant/code_tables.ts";
+import { layoutState, type Segment, type StateLayout } from "./_state_layout.ts";
+import { readStateFile, writeStateFile } from "./state_file.ts";
+
+/** A parameter to optimize and its gradient (both f32, same size). */
+export interface OptimParam {
+  /** Unique name (saved with the state). */
+  name: string;
+  /** The parameter, updated in place. */
+  param: Tensor;
+  /** Its gradient. */
+  grad: Tensor;
+}
+
+/** Options for {@linkcode AdamW} and its variants. */
+export interface AdamWOptions {
+  /** Learning rate (default 2e-4, QLoRA's). */
+  lr?: number;
+  /** Decay rates of the first and second moments (default `[0.9, 0.999]`). */
+  betas?: [number, number];
+  /** Added to the denominator (default 1e-8). */
+  eps?: number;
+  /** Decoupled weight decay (default 0). */
+  weightDecay?: number;
+  /** Keep states in a pager that spills to host memory (default false). */
+  paged?: boolean;
+  /** State precision: 32 (f32) or 8 (blockwise-quantized, block 256; default 32). */
+  stateBits?: 32 | 8;
+  /** Bytes per state page (default 4 MiB). */
+  pageSize?: number | string;
+  /** Paged: bytes per staging buffer (default 4 pages). */
+  stagingSize?: number | string;
+  /** Paged: page the next batch in while the current one is updated (default true). */
+  prefetch?: boolean;
+  /**
+   * Paged: `"eager"` (default) writes updated pages back to the host right after each step, so any later
+   * allocation can evict them synchronously; `"lazy"` writes a page back only when it is evicted (less traffic
+   * when nothing else competes for the budget; other allocations then need `budget.reserveAsync`).
+   */
+  writeBack?: "eager" | "lazy";
+}
+
+/** Options for {@linkcode AdamW.step}. */
+export interface StepOptions {
+  /** Learning rate for this step (e.g. from {@linkcode lrAt}); default the optimizer's. */
+  lr?: number;
+}
+
+/** Decoded moments of one parameter, from {@linkcode AdamW.state}. */
+export interface AdamWState {
+  /** First moment. */
+  m: Float32Array;
+  /** Second moment. */
+  v: Float32Array;
+}
+
+const BYTES_PER_BLOCK = { 32: 256 * 8, 8: 256 * 2 + 8 } as const;
+
+/**
+ * AdamW with f32 states resident on the GPU (other variants through {@linkcode AdamWOptions}).
+ *
+ * @example One step moves against the gradient
+ * ```ts
+ * import { AdamW, requestGpu, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const param = Tensor.fromArray(gpu, new Float32Array([1, 1]), [2]);
+ * const grad = Tensor.fromArray(gpu, new Float32Array([0.5, -0.5]), [2]);
+ * const opt = new AdamW(gpu, [{ name: "w", param, grad }], { lr: 0.1 });
+ * await opt.step();
+ * const [a, b] = await param.toFloat32();
+ * assert.ok(Math.abs(a - 0.9) < 1e-6 && Math.abs(b - 1.1) < 1e-6);
+ * opt.destroy();
+ * ```
+ */
+export class AdamW {
+  /** The device. */
+  readonly gpu: Gpu;
+  /** The parameters, in order. */
+  readonly params: readonly OptimParam[];
+  /** Default learning rate. */
+  readonly lr: number;
+  /** Moment decay rates. */
+  readonly betas: readonly [number, number];
+  /** Denominator epsilon. */
+  readonly eps: number;
+  /** Decoupled weight decay. */
+  readonly weightDecay: number;
+  /** State precision in bits. */
+  readonly stateBits: 32 | 8;
+  /** The pager holding the states (paged variants), else null. */
+  readonly pager: Pager | null;
+  /** Bytes per state page. */
+  readonly pageSize: number;
+  #layout: StateLayout;
+  #resident: GPUBuffer[] = [];
+  #paged: PagedBuffer | null = null;
+  #qmap: GPUBuffer | null = null;
+  #prefetch: boolean;
+  #eager: boolean;
+  #step = 0;
+
+  /**
+   * Creates the optimizer and its zeroed states.
+   *
+   * @param gpu The device.
+   * @param params Parameters and gradients (f32, equal sizes, unique names).
+   * @param options Hyperparameters and variant.
+   * @throws {Error} Naming the parameter whose gradient or dtype does not fit.
+   */
+  constructor(gpu: Gpu, params: readonly OptimParam[], options: AdamWOptions = {}) {
+    this.gpu = gpu;
+    this.params = [...params];
+    this.lr = options.lr ?? 2e-4;
+    this.betas = options.betas ?? [0.9, 0.999];
+    this.eps = options.eps ?? 1e-8;
+    this.weightDecay = options.weightDecay ?? 0;
+    this.stateBits = options.stateBits ?? 32;
+    this.pageSize = parseBytes(options.pageSize ?? 4 << 20);
+    this.#prefetch = options.prefetch ?? true;
+    this.#eager = (options.writeBack ?? "eager") === "eager";
+    const names = new Set<string>();
+    for (const { name, param, grad } of params) {
+      if (names.has(name)) throw new Error(`AdamW: parameter name "${name}" appears twice`);
+      names.add(name);
+      if (param.dtype !== "f32" || grad.dtype !== "f32") {
+        throw new Error(`AdamW: parameter "${name}" is ${param.dtype} with a ${grad.dtype} gradient; both must be f32`);
+      }
+      if (param.size !== grad.size) {
+        throw new Error(`AdamW: parameter "${name}" has ${param.size} elements but its gradient ${grad.size}`);
+      }
+    }
+    this.#layout = layoutState(params.map((p) => p.param.size), this.pageSize, BYTES_PER_BLOCK[this.stateBits]);
+    const label = `AdamW${this.stateBits === 8 ? "8bit" : ""} state`;
+    if (options.paged) {
+      this.pager = new Pager(gpu, { pageSize: this.pageSize, stagingSize: options.stagingSize });
+      this.#paged = this.pager.allocate(label, this.#layout.pageCount);
+    } else {
+      this.pager = null;
+      for (let i = 0; i < this.#layout.pageCount; i++) {
+        this.#resident.push(gpu.createBuffer(this.pageSize, "optimizer", `${label} page ${i}`));
+      }
+    }
+    if (this.stateBits === 8) {
+      this.#qmap = gpu.createBuffer(512 * 4, "optimizer", "8-bit optimizer code tables");
+      gpu.write(this.#qmap, new Float32Array([...createDynamicMap(true), ...createDynamicMap(false)]));
+    }
+  }
+
+  /** Steps taken so far. */
+  get stepCount(): number {
+    return this.#step;
+  }
+
+  /** Pages of state. */
+  get pageCount(): number {
+    return this.#layout.pageCount;
+  }
+
+  /**
+   * One AdamW step over every parameter, with its current gradient. Paged: pages travel in batches through
+   * the staging ring; with prefetch the next batch is uploaded while the current one is updated.
+   *
+   * @param options This step's learning rate.
+   * @throws {OutOfBudgetError} If the budget cannot hold even one page of state.
+   */
+  async step(options: StepOptions = {}): Promise<void> {
+    const uniform = this.#uniform(options.lr ?? this.lr, this.#step + 1);
+    // Alternate the scan direction: a cyclic scan over more pages than fit makes LRU evict exactly the page
+    // needed next; a back-and-forth scan finds the most recently used pages still resident.
+    const order = Array.from({ length: this.pageCount }, (_, i) => this.#step % 2 ? this.pageCount - 1 - i : i);
+    this.#step++;
+    if (!this.pager) {
+      for (const p of order) this.#update(p, this.#resident[p], uniform);
+      this.gpu.flush();
+      return;
+    }
+    const pager = this.pager;
+    const state = this.#paged!;
+    const capacity = pager.capacityPages();
+    if (capacity < 1) {
+      const r = this.gpu.budget.report();
+      throw new OutOfBudgetError(
+        `GPU memory budget too small for one page of optimizer state: a page is ${formatBytes(this.pageSize)}, ` +
+          `the limit ${formatBytes(r.limit)} and ${formatBytes(r.current)} is held by others. ` +
+          `Raise the limit or use a smaller pageSize`,
+      );
+    }
+    const stagingPages = pager.stagingSize / this.pageSize;
+    const per = Math.max(1, Math.min(stagingPages, this.#prefetch ? Math.floor(capacity / 2) : capacity));
+    const batches: number[][] = [];
+    for (let i = 0; i < order.length; i += per) batches.push(order.slice(i, i + per));
+    const writes: Promise<void>[] = [];
+    let next = pager.pageIn(state, batches[0]);
+    for (let b = 0; b < batches.length; b++) {
+      const slots = await next;
+      batches[b].forEach((p, k) => this.#update(p, slots[k], uniform));
+      pager.release(state, batches[b], true);
+      this.gpu.flush();
+      if (this.#eager) writes.push(pager.writeBack(state, batches[b]));
+      if (b + 1 < batches.length) {
+        if (!this.#prefetch) await this.gpu.sync();
+        next = pager.pageIn(state, batches[b + 1]);
+      }
+    }
+    await Promise.all(writes);
+  }
+
+  /**
+   * All state bytes, in the page layout (for saving and for tests comparing runs bit for bit).
+   *
+   * @returns `pageCount * pageSize` bytes.
+   */
+  async stateBytes(): Promise<Uint8Array> {
+    if (this.#paged) {
+      await this.pager!.writeBack(this.#paged);
+      return this.#paged.host.slice();
+    }
+    const out = new Uint8Array(this.pageCount * this.pageSize);
+    for (let p = 0; p < this.pageCount; p++) {
+      out.set(new Uint8Array(await this.gpu.read(this.#resident[p])), p * this.pageSize);
+    }
+    return out;
+  }
+
+  /**
+   * The moments of one parameter, decoded to f32 (8-bit: dequantized).
+   *
+   * @param name The parameter.
+   * @returns First and second moments.
+   */
+  async state(name: string): Promise<AdamWState> {
+    const index = this.params.findIndex((p) => p.name === name);
+    if (index < 0) throw new Error(`AdamW: no parameter "${name}"`);
+    const bytes = await this.stateBytes();
+    const n = this.params[index].param.size;
+    const m = new Float32Array(n);
+    const v = new Float32Array(n);
+    const [qs, qu] = [createDynamicMap(true), createDynamicMap(false)];
+    for (const s of this.#layout.segments.filter((s) => s.param === index)) {
+      const at = s.page * this.pageSize + s.byteOffset;
+      if (this.stateBits === 32) {
+        m.set(new Float32Array(bytes.buffer, at, s.n), s.elemOffset);
+        v.set(new Float32Array(bytes.buffer, at + s.cap * 4, s.n), s.elemOffset);
+        continue;
+      }
+      const absmax = new Float32Array(bytes.buffer, at + 2 * s.cap, (2 * s.cap) / 256);
+      for (let k = 0; k < s.n; k++) {
+        m[s.elemOffset + k] = qs[bytes[at + k]] * absmax[k >> 8];
+        v[s.elemOffset + k] = qu[bytes[at + s.cap + k]] * absmax[s.cap / 256 + (k >> 8)];
+      }
+    }
+    return { m, v };
+  }
+
+  /**
+   * Saves the step count and all states to `path` (atomically: a temporary file, then renamed).
+   *
+   * @param path The state file.
+   */
+  async save(path: string): Promise<void> {
+    await writeStateFile(path, {
+      kind: this.#kind(),
+      step: this.#step,
+      pageSize: this.pageSize,
+      params: this.params.map((p) => ({ name: p.name, numel: p.param.size })),
+    }, await this.stateBytes());
+  }
+
+  /**
+   * Restores the step count and states saved by {@linkcode AdamW.save} (paged and resident files are the same).
+   *
+   * @param path The state file.
+   * @throws {Error} Naming the file and what does not match (kind, page size, parameters), or if it is corrupt.
+   */
+  async load(path: string): Promise<void> {
+    const { header, payload } = await readStateFile(path);
+    const bad = (why: string) => new Error(`Optimizer state file ${path}: ${why}`);
+    if (header.kind !== this.#kind()) throw bad(`holds "${header.kind}" state, this optimizer is "${this.#kind()}"`);
+    if (header.pageSize !== this.pageSize) {
+      throw bad(`was saved with pageSize ${header.pageSize}; this optimizer uses ${this.pageSize}`);
+    }
+    const want = this.params.map((p) => `${p.name}[${p.param.size}]`);
+    const got = (header.params ?? []).map((p) => `${p.name}[${p.numel}]`);
+    const diff = want.findIndex((w, i) => w !== got[i]);
+    if (diff >= 0 || want.length !== got.length) {
+      const i = diff >= 0 ? diff : Math.min(want.length, got.length);
+      throw bad(`parameter ${i} is ${got[i] ?? "missing"} in the file but ${want[i] ?? "absent"} here`);
+    }
+    if (payload.byteLength !== this.pageCount * this.pageSize) {
+      throw bad(`holds ${payload.byteLength} state bytes, expected ${this.pageCount * this.pageSize}`);
+    }
+    if (this.#paged) {
+      this.pager!.overwrite(this.#paged, payload);
+    } else {
+      this.#resident.forEach((b, p) => this.gpu.write(b, payload.subarray(p * this.pageSize, (p + 1) * this.pageSize)));
+    }
+    this.#step = header.step;
+  }
+
+  /** Frees the states (and the pager). */
+  destroy(): void {
+    for (const b of this.#resident) this.gpu.free(b);
+    this.#resident = [];
+    this.pager?.destroy();
+    if (this.#qmap) this.gpu.free(this.#qmap);
+    this.#qmap = null;
+  }
+
+  #kind(): string {
+    return this.stateBits === 8 ? "adamw-8bit" : "adamw-f32";
+  }
+
+  /** The kernel parameters shared by every segment; `n` and `cap` are filled per segment. */
+  #uniform(lr: number, t: number): Uint32Array {
+    const [b1, b2] = this.betas;
+    const u = new Uint32Array(12);
+    new Float32Array(u.buffer, 16).set([
+      1 - lr * this.weightDecay,
+      b1,
+      b2,
+      lr / (1 - b1 ** t),
+      1 / Math.sqrt(1 - b2 ** t),
+      this.eps,
+      1 - b1,
+      1 - b2,
+    ]);
+    return u;
+  }
+
+  #update(page: number, slot: GPUBuffer, uniform: Uint32Array): void {
+    for (const s of this.#layout.byPage[page]) this.#dispatch(s, slot, uniform);
+  }
+
+  #dispatch(s: Segment, slot: GPUBuffer, uniform: Uint32Array): void {
+    const { param, grad } = this.params[s.param];
+    uniform[0] = s.n;
+    uniform[1] = s.cap;
+    const range = (t: Tensor) => ({ buffer: t.buffer, offset: s.elemOffset * 4, size: s.n * 4 });
+    const state = { buffer: slot, offset: s.byteOffset, size: s.bytes };
+    const groups = grid2d(Math.ceil(s.n / 256), this.gpu.limits.maxComputeWorkgroupsPerDimension);
+    if (this.stateBits === 32) {
+      this.gpu.dispatch({
+        kernel: "adamw_f32",
+        bindings: [range(param), range(grad), state, uniform],
+        workgroups: groups,
+      });
+    } else {
+      this.gpu.dispatch({
+        kernel: "adamw_8bit",
+        bindings: [range(param), range(grad), state, this.#qmap!, uniform],
+        workgroups: groups,
+      });
+    }
+  }
+}
+
+/**
+ * {@linkcode AdamW} with f32 states in pages that spill to host memory when the budget runs short.
+ *
+ * @example Bit-identical to the resident optimizer
+ * ```ts
+ * import { AdamW, PagedAdamW, requestGpu, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const make = () => ({
+ *   name: "w",
+ *   param: Tensor.fromArray(gpu, new Float32Array([1, 2, 3]), [3]),
+ *   grad: Tensor.fromArray(gpu, new Float32Array([0.1, -0.2, 0.3]), [3]),
+ * });
+ * const [a, b] = [make(), make()];
+ * const resident = new AdamW(gpu, [a], { pageSize: "64KiB" });
+ * const paged = new PagedAdamW(gpu, [b], { pageSize: "64KiB" });
+ * await resident.step();
+ * await paged.step();
+ * assert.deepEqual(await a.param.toFloat32(), await b.param.toFloat32());
+ * resident.destroy();
+ * paged.destroy();
+ * ```
+ */
+export class PagedAdamW extends AdamW {
+  /**
+   * Creates the optimizer and its zeroed states.
+   *
+   * @param gpu The device.
+   * @param params Parameters and gradients.
+   * @param options Hyperparameters and paging options.
+   */
+  constructor(gpu: Gpu, params: readonly OptimParam[], options: Omit<AdamWOptions, "paged" | "stateBits"> = {}) {
+    super(gpu, params, { ...options, paged: true, stateBits: 32 });
+  }
+}
+
+/**
+ * {@linkcode AdamW} with 8-bit blockwise-quantized states (dynamic code, block 256, as bitsandbytes' 8-bit
+ * optimizers), resident. States take about a quarter of the f32 ones.
+ *
+ * @example
+ * ```ts
+ * import { AdamW8bit, requestGpu, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const param = Tensor.fromArray(gpu, new Float32Array([1, 1]), [2]);
+ * const grad = Tensor.fromArray(gpu, new Float32Array([0.5, -0.5]), [2]);
+ * const opt = new AdamW8bit(gpu, [{ name: "w", param, grad }], { lr: 0.1 });
+ * await opt.step();
+ * const { m } = await opt.state("w");
+ * assert.ok(Math.abs(m[0] - 0.05) < 1e-3);
+ * opt.destroy();
+ * ```
+ */
+export class AdamW8bit extends AdamW {
+  /**
+   * Creates the optimizer and its zeroed states.
+   *
+   * @param gpu The device.
+   * @param params Parameters and gradients.
+   * @param options Hyperparameters.
+   */
+  constructor(gpu: Gpu, params: readonly OptimParam[], options: Omit<AdamWOptions, "paged" | "stateBits"> = {}) {
+    super(gpu, params, { ...options, paged: false, stateBits: 8 });
+  }
+}
+
+/**
+ * {@linkcode AdamW} with 8-bit blockwise-quantized states in pages that spill to host memory.
+ *
+ * @example
+ * ```ts
+ * import { PagedAdamW8bit, requestGpu, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const param = Tensor.fromArray(gpu, new Float32Array([1, 1]), [2]);
+ * const grad = Tensor.fromArray(gpu, new Float32Array([0.5, -0.5]), [2]);
+ * const opt = new PagedAdamW8bit(gpu, [{ name: "w", param, grad }], { lr: 0.1, pageSize: "64KiB" });
+ * await opt.step();
+ * assert.ok((await param.toFloat32())[0] < 1);
+ * opt.destroy();
+ * ```
+ */
+export class PagedAdamW8bit extends AdamW {
+  /**
+   * Creates the optimizer and its zeroed states.
+   *
+   * @param gpu The device.
+   * @param params Parameters and gradients.
+   * @param options Hyperparameters and paging options.
+   */
+  constructor(gpu: Gpu, params: readonly OptimParam[], options: Omit<AdamWOptions, "paged" | "stateBits"> = {}) {
+    super(gpu, params, { ...options, paged: true, stateBits: 8 });
+  }
+}
