@@ -51,3 +51,8 @@ export * from "./lib/optim/adamw.ts";
 export * from "./lib/optim/clip_grad_norm.ts";
 export * from "./lib/optim/schedule.ts";
 export * from "./lib/optim/state_file.ts";
+export * from "./lib/train/options.ts";
+export * from "./lib/train/metrics.ts";
+export * from "./lib/train/loss_svg.ts";
+export * from "./lib/train/progress.ts";
+export * from "./lib/train/checkpoint.ts";

@@ -4,6 +4,7 @@ import { parseJsonl, readJsonl } from "../lib/data/records.ts";
 import { tokenizeData, tokenizeRecord, truncationReport } from "../lib/data/examples.ts";
 import { DataLoader, lengthGroupedOrder } from "../lib/data/loader.ts";
 import { Rng } from "../lib/random.ts";
+import { prepareTargets } from "../lib/model/batch.ts";
 import { charTokenizerFiles } from "./_char_tokenizer.ts";
 
 const tok = new TextTokenizer(charTokenizerFiles());
@@ -121,6 +122,8 @@ Deno.test("loader: file order, right padding, steps never span epochs, tokens we
   assert.deepEqual([...b.inputIds.slice(0, 4)], [3, 4, 9, 9]);
   assert.deepEqual([...b.labels.slice(0, 4)], [3, 4, -100, -100]);
   assert.equal(s1.tokens, 1 + 3 + 2 + 4);
+  // The model's shift agrees on what counts.
+  assert.equal(s1.batches.reduce((n, mb) => n + prepareTargets(mb, 16).tokens, 0), s1.tokens);
   const s2 = loader.nextStep();
   assert.deepEqual([s2.batches.length, s2.batches[0].batchSize, s2.epoch], [1, 1, 0]);
   assert.deepEqual(loader.position, { epoch: 1, index: 0, seed: 42 });

@@ -1,15 +1,17 @@
 import assert from "node:assert/strict";
 import {
+  loraToPeftConfig,
   parsePeftConfig,
   peftConfigJson,
   type PeftLoraConfig,
-  peftLoraScale,
+  peftToLoraConfig,
   readPeftAdapter,
   writePeftAdapter,
 } from "../lib/io/peft.ts";
 import { SafetensorsFile } from "../lib/io/safetensors_reader.ts";
 import { writeSafetensors } from "../lib/io/safetensors_writer.ts";
 import { Rng } from "../lib/random.ts";
+import { resolveLoraConfig } from "../lib/model/lora_config.ts";
 
 const config: PeftLoraConfig = {
   r: 2,
@@ -67,11 +69,24 @@ Deno.test("peft: writes PEFT names, f32 shapes [r,in]/[out,r] and a LoraConfig; 
   });
 });
 
-Deno.test("peft: scale alpha/r, alpha/sqrt(r) only with use_rslora", () => {
-  assert.equal(peftLoraScale(config), 8);
-  assert.equal(peftLoraScale({ ...config, r: 64, useRslora: true }), 2);
+Deno.test("peft: to and from the model's LoRA settings; scale alpha/r, alpha/sqrt(r) only with use_rslora", () => {
+  const lora = resolveLoraConfig(peftToLoraConfig(config, 3));
+  assert.deepEqual([lora.r, lora.alpha, lora.dropout, lora.targetModules, lora.seed], [
+    2,
+    16,
+    0.05,
+    config.targetModules,
+    3,
+  ]);
+  assert.equal(lora.scale, 8);
+  assert.deepEqual(loraToPeftConfig(lora, "tiny"), config);
   const parsed = parsePeftConfig({ ...peftConfigJson(config), use_rslora: true }, "c.json");
-  assert.equal(peftLoraScale(parsed), 16 / Math.SQRT2);
+  assert.equal(resolveLoraConfig(peftToLoraConfig(parsed)).scale, 16 / Math.SQRT2);
+  assert.equal(peftToLoraConfig({ ...config, targetModules: ["all-linear"] }).targetModules?.length, 7);
+  assert.throws(
+    () => peftToLoraConfig({ ...config, targetModules: ["lm_head"] }),
+    /"lm_head" is not a decoder projection/,
+  );
 });
 
 Deno.test("peft: config validation names the file and the field", () => {

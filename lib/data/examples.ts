@@ -19,10 +19,8 @@
  */
 
 import type { TextTokenizer } from "../io/tokenizer.ts";
+import { IGNORE_INDEX } from "../model/batch.ts";
 import type { DataRecord } from "./records.ts";
-
-/** Label value left out of the loss. */
-const IGNORE = -100;
 
 /** One tokenized example. */
 export interface Example {
@@ -99,7 +97,7 @@ export function tokenizeRecord(tok: TextTokenizer, record: DataRecord): Example 
       spans.push([_startToken(tok, before, ids, false), _endToken(tok, upTo, ids)]);
     });
   }
-  const labels = new Int32Array(ids.length).fill(IGNORE);
+  const labels = new Int32Array(ids.length).fill(IGNORE_INDEX);
   for (const [s, e] of spans) for (let t = s; t < e; t++) labels[t] = ids[t];
   return { inputIds: Int32Array.from(ids), labels, targets: _targets(labels), line: record.line };
 }
@@ -198,6 +196,6 @@ function _commonPrefix(a: readonly number[], b: readonly number[]): number {
 
 function _targets(labels: Int32Array): number {
   let n = 0;
-  for (let t = 1; t < labels.length; t++) if (labels[t] !== IGNORE) n++;
+  for (let t = 1; t < labels.length; t++) if (labels[t] !== IGNORE_INDEX) n++;
   return n;
 }

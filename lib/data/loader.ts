@@ -7,19 +7,14 @@
  */
 
 import { Rng } from "../random.ts";
+import { type Batch, IGNORE_INDEX } from "../model/batch.ts";
 import type { Example } from "./examples.ts";
 
-/** A right-padded micro-batch (the model's batch layout: `[batchSize, seqLen]` row-major). */
-export interface MicroBatch {
-  /** Sequences in the batch (the last batch of an epoch may be short). */
-  batchSize: number;
-  /** Longest sequence in the batch; shorter ones are padded on the right. */
-  seqLen: number;
-  /** `[batchSize * seqLen]` ids; padding holds `padId`. */
-  inputIds: Int32Array;
+/** A right-padded micro-batch in the model's {@linkcode Batch} layout (`[batchSize, seqLen]` row-major). */
+export interface MicroBatch extends Batch {
   /** `[batchSize * seqLen]` aligned labels (-100: not trained on; padding is -100); the model shifts them. */
   labels: Int32Array;
-  /** Real tokens per sequence. */
+  /** Real tokens per sequence (padding after them holds `padId`). */
   lengths: number[];
   /** Positions in the loss (sum of the examples' targets). */
   tokens: number;
@@ -205,7 +200,7 @@ export function lengthGroupedOrder(lengths: readonly number[], batchSize: number
 function _pad(examples: readonly Example[], padId: number): MicroBatch {
   const seqLen = Math.max(...examples.map((e) => e.inputIds.length));
   const inputIds = new Int32Array(examples.length * seqLen).fill(padId);
-  const labels = new Int32Array(examples.length * seqLen).fill(-100);
+  const labels = new Int32Array(examples.length * seqLen).fill(IGNORE_INDEX);
   let tokens = 0;
   examples.forEach((e, s) => {
     inputIds.set(e.inputIds, s * seqLen);

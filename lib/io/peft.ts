@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { readJsonFile, writeJsonFile } from "./json_file.ts";
 import { SafetensorsFile } from "./safetensors_reader.ts";
 import { type SafetensorsTensorData, writeSafetensors } from "./safetensors_writer.ts";
+import { LORA_TARGETS, type LoraConfig, type LoraTarget, type ResolvedLoraConfig } from "../model/lora_config.ts";
 
 /** File name of the adapter weights. */
 export const PEFT_WEIGHTS_FILE = "adapter_model.safetensors";
@@ -82,22 +83,64 @@ export function peftTensorName(module: string, which: "A" | "B"): string {
 }
 
 /**
- * The scale of the adapter's update: `alpha / r`, or `alpha / √r` with rsLoRA.
+ * The model's LoRA settings for an adapter's config (`all-linear` means every projection).
  *
- * @param config The settings.
- * @returns The scale `s` of `y += s · B(A x)`.
+ * @param config The adapter's settings.
+ * @param seed Seed of the dropout masks (and of A's init when the adapter is not loaded).
+ * @returns A {@linkcode LoraConfig}; its resolved scale is `alpha/r`, or `alpha/√r` with `use_rslora`.
+ * @throws {Error} For a target module that is not a decoder projection.
+ *
+ * @example The scale follows use_rslora
+ * ```ts
+ * import { peftToLoraConfig, resolveLoraConfig } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const cfg = { r: 64, loraAlpha: 16, loraDropout: 0, targetModules: ["q_proj"], useRslora: false, baseModelNameOrPath: null };
+ * assert.equal(resolveLoraConfig(peftToLoraConfig(cfg)).scale, 0.25);
+ * assert.equal(resolveLoraConfig(peftToLoraConfig({ ...cfg, useRslora: true })).scale, 2);
+ * ```
+ */
+export function peftToLoraConfig(config: PeftLoraConfig, seed = 0): LoraConfig {
+  const all = config.targetModules.includes("all-linear");
+  for (const t of config.targetModules) {
+    if (!all && !LORA_TARGETS.includes(t as LoraTarget)) {
+      throw new Error(`Adapter target module "${t}" is not a decoder projection (${LORA_TARGETS.join(", ")})`);
+    }
+  }
+  return {
+    r: config.r,
+    alpha: config.loraAlpha,
+    dropout: config.loraDropout,
+    targetModules: all ? [...LORA_TARGETS] : config.targetModules as LoraTarget[],
+    useRslora: config.useRslora,
+    seed,
+  };
+}
+
+/**
+ * The adapter settings to write for the model's LoRA settings.
+ *
+ * @param config The model's resolved LoRA settings.
+ * @param baseModelNameOrPath The base model, or null.
+ * @returns The adapter's settings.
  *
  * @example
  * ```ts
- * import { peftLoraScale } from "@qlora/webgpu";
+ * import { loraToPeftConfig, resolveLoraConfig } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
- * const cfg = { r: 64, loraAlpha: 16, loraDropout: 0, targetModules: [], useRslora: false, baseModelNameOrPath: null };
- * assert.equal(peftLoraScale(cfg), 0.25);
- * assert.equal(peftLoraScale({ ...cfg, useRslora: true }), 2);
+ * const peft = loraToPeftConfig(resolveLoraConfig({ r: 8, alpha: 16 }), "meta-llama/Llama-2-7b-hf");
+ * assert.equal(peft.loraAlpha, 16);
+ * assert.equal(peft.targetModules.length, 7);
  * ```
  */
-export function peftLoraScale(config: PeftLoraConfig): number {
-  return config.useRslora ? config.loraAlpha / Math.sqrt(config.r) : config.loraAlpha / config.r;
+export function loraToPeftConfig(config: ResolvedLoraConfig, baseModelNameOrPath: string | null): PeftLoraConfig {
+  return {
+    r: config.r,
+    loraAlpha: config.alpha,
+    loraDropout: config.dropout,
+    targetModules: [...config.targetModules],
+    useRslora: config.useRslora,
+    baseModelNameOrPath,
+  };
 }
 
 /**

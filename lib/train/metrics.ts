@@ -1,0 +1,153 @@
+/**
+ * `OUT/metrics.jsonl`: exactly one JSON object per optimizer step, numbered from 1.
+ *
+ * @module
+ */
+
+/** What one optimizer step reports. */
+export interface StepMetrics {
+  /** Optimizer step, from 1. */
+  step: number;
+  /** The step's own loss before its update: mean over its unmasked label tokens (not smoothed). */
+  loss: number;
+  /** Learning rate used by the step. */
+  lr: number;
+  /** Global L2 norm of the gradients before clipping. */
+  grad_norm: number;
+  /** Label tokens in the step's loss. */
+  tokens: number;
+  /** Tokens per second of the step (input tokens, padding excluded). */
+  tokens_per_s: number;
+  /** Peak accounted GPU bytes during the step. */
+  gpu_bytes: number;
+}
+
+const FIELDS = ["step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "gpu_bytes"] as const;
+
+/**
+ * Appends step metrics to a JSON Lines file, one line per step, flushed as it goes. On resume it first drops the
+ * lines past the checkpoint's step (a killed run may have logged steps it never saved), so the file ends up as
+ * if the run had never stopped.
+ *
+ * @example
+ * ```ts
+ * import { MetricsWriter, readMetrics } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const path = (await Deno.makeTempDir()) + "/metrics.jsonl";
+ * const m = { loss: 2, lr: 1e-4, grad_norm: 1, tokens: 10, tokens_per_s: 5, gpu_bytes: 1024 };
+ * const w = await MetricsWriter.open(path);
+ * await w.write({ step: 1, ...m });
+ * await w.write({ step: 2, ...m });
+ * w.close();
+ * const again = await MetricsWriter.open(path, 1);
+ * again.close();
+ * assert.deepEqual((await readMetrics(path)).map((r) => r.step), [1]);
+ * ```
+ */
+export class MetricsWriter {
+  #file: Deno.FsFile;
+  #last: number;
+  #encoder = new TextEncoder();
+
+  private constructor(file: Deno.FsFile, last: number) {
+    this.#file = file;
+    this.#last = last;
+  }
+
+  /**
+   * Opens the file: a fresh run truncates it; a resumed run keeps the steps up to `resumeStep`.
+   *
+   * @param path The metrics file.
+   * @param resumeStep The step of the checkpoint being resumed (undefined: a fresh run).
+   * @returns The writer.
+   * @throws {Error} When resuming and the kept lines do not number 1..resumeStep.
+   */
+  static async open(path: string, resumeStep?: number): Promise<MetricsWriter> {
+    if (resumeStep === undefined) {
+      return new MetricsWriter(await Deno.open(path, { write: true, create: true, truncate: true }), 0);
+    }
+    let text = "";
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    // A line torn by the kill (no newline yet) is dropped.
+    const kept = _parse(text.slice(0, text.lastIndexOf("\n") + 1), path).filter((m) => m.step <= resumeStep);
+    if (kept.length !== resumeStep || kept.some((m, i) => m.step !== i + 1)) {
+      throw new Error(`${path}: expected steps 1..${resumeStep} to resume, found ${kept.length} of them`);
+    }
+    const file = await Deno.open(path, { write: true, create: true, truncate: true });
+    const w = new MetricsWriter(file, resumeStep);
+    await w.#append(kept.map((m) => JSON.stringify(m) + "\n").join(""));
+    return w;
+  }
+
+  /**
+   * Appends one step's line.
+   *
+   * @param metrics The step's metrics; steps must follow each other from 1.
+   * @throws {Error} For a step out of order or a field that is not a finite number (a NaN loss is written as
+   *   null and reported by the caller, not here).
+   */
+  async write(metrics: StepMetrics): Promise<void> {
+    if (metrics.step !== this.#last + 1) {
+      throw new Error(`metrics.jsonl: step ${metrics.step} written after step ${this.#last}`);
+    }
+    const line: Record<string, number | null> = {};
+    for (const k of FIELDS) {
+      const v = metrics[k];
+      if (typeof v !== "number") throw new Error(`metrics.jsonl: step ${metrics.step} has no number "${k}"`);
+      line[k] = Number.isFinite(v) ? v : null;
+    }
+    await this.#append(JSON.stringify(line) + "\n");
+    this.#last = metrics.step;
+  }
+
+  /** Closes the file. */
+  close(): void {
+    this.#file.close();
+  }
+
+  async #append(text: string): Promise<void> {
+    const bytes = this.#encoder.encode(text);
+    let done = 0;
+    while (done < bytes.length) done += await this.#file.write(bytes.subarray(done));
+  }
+}
+
+/**
+ * Reads a metrics file.
+ *
+ * @param path The `metrics.jsonl` file.
+ * @returns One record per line (a value that was not finite was written, and comes back, as null).
+ * @throws {Error} Naming the file and line for a line that is not a JSON object with a `step`.
+ *
+ * @example
+ * ```ts
+ * import { readMetrics } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, '{"step": 1, "loss": 3}\n');
+ * assert.equal((await readMetrics(path))[0].loss, 3);
+ * ```
+ */
+export async function readMetrics(path: string): Promise<StepMetrics[]> {
+  return _parse(await Deno.readTextFile(path), path);
+}
+
+function _parse(text: string, path: string): StepMetrics[] {
+  const out: StepMetrics[] = [];
+  text.split("\n").forEach((l, i) => {
+    if (l.trim() === "") return;
+    let v: unknown = null;
+    try {
+      v = JSON.parse(l);
+    } catch { /* reported below */ }
+    if (!v || typeof v !== "object" || typeof (v as StepMetrics).step !== "number") {
+      throw new Error(`${path}:${i + 1}: not a metrics line`);
+    }
+    out.push(v as StepMetrics);
+  });
+  return out;
+}

@@ -1,0 +1,305 @@
+/**
+ * The options of `deno task finetune`, with the QLoRA reference scripts' defaults, parsed from command-line flags.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { parseBytes } from "../memory/budget.ts";
+import { LORA_TARGETS, type LoraTarget } from "../model/lora_config.ts";
+
+/** Optimizers the trainer offers. */
+export type OptimizerName = "adamw" | "paged_adamw_32bit" | "paged_adamw_8bit";
+/** Learning-rate schedules the trainer offers; each warms up linearly over `warmupSteps` first. */
+export type ScheduleName = "constant" | "linear" | "cosine";
+
+/** Everything a fine-tuning run needs to know. */
+export interface FinetuneOptions {
+  /** Hugging Face model folder (config.json, safetensors, tokenizer.json). */
+  model: string;
+  /** JSON Lines data file. */
+  data: string;
+  /** Output folder (checkpoints, final adapter, metrics.jsonl, loss.svg). */
+  out: string;
+  /** LoRA rank. */
+  loraR: number;
+  /** LoRA alpha (scale alpha/r). */
+  loraAlpha: number;
+  /** Dropout on the adapter input. */
+  loraDropout: number;
+  /** Adapted projections (default: all linear layers of the decoder). */
+  targetModules: LoraTarget[];
+  /** Peak learning rate. */
+  lr: number;
+  /** Schedule after the warmup. */
+  schedule: ScheduleName;
+  /** Warmup steps; null: 3% of the total steps, rounded up. */
+  warmupSteps: number | null;
+  /** Clip the global gradient L2 norm to this (0: no clipping). */
+  maxGradNorm: number;
+  /** AdamW decoupled weight decay. */
+  weightDecay: number;
+  /** Sequences per micro-batch. */
+  batchSize: number;
+  /** Micro-batches per optimizer step. */
+  gradAccum: number;
+  /** Optimizer steps; null: `epochs` passes over the data. */
+  steps: number | null;
+  /** Passes over the data when `steps` is not given. */
+  epochs: number;
+  /** Longest example in tokens (longer ones are truncated and counted); null: the model's context length. */
+  maxSeqLen: number | null;
+  /** Seed of LoRA init, dropout and data order. */
+  seed: number;
+  /** Shuffle with length grouping (false: file order, no grouping). */
+  shuffle: boolean;
+  /** Gradient checkpointing. */
+  checkpointing: boolean;
+  /** Cap on accounted GPU bytes; null: the adapter's limits. */
+  gpuMemory: number | null;
+  /** Page size of pageable memory, bytes; null: the pager's default. */
+  pageSize: number | null;
+  /** The optimizer. */
+  optimizer: OptimizerName;
+  /** Save a checkpoint every this many steps (0: only the final adapter). */
+  saveEvery: number;
+  /** Start from this PEFT adapter folder; null: fresh LoRA init. */
+  initAdapter: string | null;
+  /** Continue the run in `out` from its last checkpoint. */
+  resume: boolean;
+  /** f16 training math where the adapter supports it (f32 otherwise). */
+  f16: boolean;
+}
+
+/** Defaults of the QLoRA reference scripts (`model`, `data`, `out` have none). */
+export const FINETUNE_DEFAULTS: Readonly<Omit<FinetuneOptions, "model" | "data" | "out">> = {
+  loraR: 64,
+  loraAlpha: 16,
+  loraDropout: 0.05,
+  targetModules: [...LORA_TARGETS],
+  lr: 2e-4,
+  schedule: "constant",
+  warmupSteps: null,
+  maxGradNorm: 0.3,
+  weightDecay: 0,
+  batchSize: 1,
+  gradAccum: 16,
+  steps: null,
+  epochs: 1,
+  maxSeqLen: null,
+  seed: 42,
+  shuffle: true,
+  checkpointing: true,
+  gpuMemory: null,
+  pageSize: null,
+  optimizer: "paged_adamw_32bit",
+  saveEvery: 250,
+  initAdapter: null,
+  resume: false,
+  f16: false,
+};
+
+/** The text of `deno task finetune --help`. */
+export const FINETUNE_HELP = `Fine-tune a Llama-family model with QLoRA on any WebGPU adapter.
+
+Usage: deno task finetune --model DIR --data FILE.jsonl --out DIR [options]
+       deno task finetune --resume OUT          continue a killed run from its last checkpoint
+
+Data: JSON Lines of {"text": ...} (loss on every token), {"prompt": ..., "completion": ...} (loss on the
+completion) or {"messages": [{"role": ..., "content": ...}, ...]} (chat template; loss on assistant turns).
+
+Options (defaults: the QLoRA reference scripts):
+  --lora-r N               LoRA rank (64)
+  --lora-alpha X           LoRA alpha; scale alpha/r (16)
+  --lora-dropout P         dropout on the adapter input (0.05)
+  --target-modules LIST    comma-separated projections (all linear: ${LORA_TARGETS.join(",")})
+  --lr X                   peak learning rate (2e-4)
+  --schedule S             constant | linear | cosine, after the warmup (constant)
+  --warmup-steps N         linear warmup steps (3% of the steps, rounded up)
+  --max-grad-norm X        clip the global gradient norm; 0 = off (0.3)
+  --weight-decay X         AdamW weight decay (0)
+  --batch-size N           sequences per micro-batch (1)
+  --grad-accum N           micro-batches per optimizer step (16)
+  --steps N                optimizer steps (default: --epochs passes over the data)
+  --epochs N               passes over the data when --steps is not given (1)
+  --max-seq-len N          truncate longer examples, reported (the model's context length)
+  --seed N                 seed of LoRA init, dropout and data order (42)
+  --no-shuffle             file order, no length grouping
+  --no-checkpointing       keep all activations instead of recomputing layers
+  --gpu-memory BYTES       cap accounted GPU memory: 1048576, 991904B, 512MiB, 6GiB (adapter limit)
+  --page-size BYTES        page size of pageable memory (pager default)
+  --optimizer NAME         adamw | paged_adamw_32bit | paged_adamw_8bit (paged_adamw_32bit)
+  --save-every N           checkpoint every N steps into OUT/checkpoint-N; 0 = final only (250)
+  --init-adapter DIR       start from an existing PEFT adapter (its r, alpha, targets)
+  --resume OUT             continue the run in OUT from its last complete checkpoint
+  --f16                    f16 training math where the adapter has shader-f16 (default f32)
+  -h, --help               this text
+`;
+
+/** Result of {@linkcode parseFinetuneArgs}: the options, or a request for help. */
+export type FinetuneArgs = { help: true } | ({ help: false } & FinetuneOptions);
+
+/**
+ * Parses `deno task finetune` flags.
+ *
+ * @param args The command-line arguments (`Deno.args`).
+ * @returns `{help: true}` for `--help`, else the options with defaults filled in.
+ * @throws {Error} Naming the flag for an unknown flag, a missing required flag, or a bad value.
+ *
+ * @example
+ * ```ts
+ * import { parseFinetuneArgs } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const o = parseFinetuneArgs(["--model", "m", "--data", "d.jsonl", "--out", "o", "--lora-r", "8", "--gpu-memory", "512MiB"]);
+ * assert.ok(!o.help);
+ * assert.equal(o.loraR, 8);
+ * assert.equal(o.gpuMemory, 512 * 2 ** 20);
+ * assert.equal(o.gradAccum, 16);
+ * assert.throws(() => parseFinetuneArgs(["--model", "m", "--data", "d", "--out", "o", "--lr", "fast"]), /--lr "fast"/);
+ * ```
+ */
+export function parseFinetuneArgs(args: readonly string[]): FinetuneArgs {
+  const str = { type: "string" } as const;
+  const bool = { type: "boolean" } as const;
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        model: str,
+        data: str,
+        out: str,
+        "lora-r": str,
+        "lora-alpha": str,
+        "lora-dropout": str,
+        "target-modules": str,
+        lr: str,
+        schedule: str,
+        "warmup-steps": str,
+        "max-grad-norm": str,
+        "weight-decay": str,
+        "batch-size": str,
+        "grad-accum": str,
+        steps: str,
+        epochs: str,
+        "max-seq-len": str,
+        seed: str,
+        "no-shuffle": bool,
+        "no-checkpointing": bool,
+        "gpu-memory": str,
+        "page-size": str,
+        optimizer: str,
+        "save-every": str,
+        "init-adapter": str,
+        resume: str,
+        f16: bool,
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    throw new Error(`${(e as Error).message.replace(/\. To specify.*$/s, "")} (see --help)`);
+  }
+  if (values.help) return { help: true };
+  const d = FINETUNE_DEFAULTS;
+  const s = (k: string) => values[k] as string | undefined;
+  const num = (k: string, def: number, check: (x: number) => boolean, what: string): number => {
+    const v = s(k);
+    if (v === undefined) return def;
+    const x = Number(v);
+    if (v.trim() === "" || !Number.isFinite(x) || !check(x)) throw new Error(`--${k} "${v}": expected ${what}`);
+    return x;
+  };
+  const int = (k: string, def: number, min: number) =>
+    num(k, def, (x) => Number.isInteger(x) && x >= min, min === 0 ? "a whole number ≥ 0" : `an integer ≥ ${min}`);
+  const optInt = (k: string, min: number) => s(k) === undefined ? null : int(k, 0, min);
+  const bytes = (k: string): number | null => {
+    const v = s(k);
+    if (v === undefined) return null;
+    try {
+      return parseBytes(v);
+    } catch (e) {
+      throw new Error(`--${k}: ${(e as Error).message}`);
+    }
+  };
+  const oneOf = <T extends string>(k: string, def: T, allowed: readonly T[]): T => {
+    const v = s(k);
+    if (v === undefined) return def;
+    if (!allowed.includes(v as T)) throw new Error(`--${k} "${v}": expected one of ${allowed.join(", ")}`);
+    return v as T;
+  };
+  const resume = s("resume");
+  const out = s("out") ?? resume;
+  if (resume !== undefined && s("out") !== undefined && s("out") !== resume) {
+    throw new Error(`--resume "${resume}" and --out "${s("out")}" name different folders`);
+  }
+  // A resumed run takes model and data from its saved options.
+  for (const k of resume === undefined ? ["model", "data", "out"] : []) {
+    if (s(k) === undefined) throw new Error(`--${k} is required (see --help)`);
+  }
+  const targets = s("target-modules");
+  const targetModules = targets === undefined || targets === "all-linear"
+    ? [...d.targetModules]
+    : targets.split(",").map((t) => t.trim()).filter((t) => t !== "") as LoraTarget[];
+  for (const t of targetModules) {
+    if (!LORA_TARGETS.includes(t)) {
+      throw new Error(`--target-modules: "${t}" is not a linear layer of the decoder (${LORA_TARGETS.join(", ")})`);
+    }
+  }
+  if (targetModules.length === 0) throw new Error(`--target-modules "${targets}": expected at least one module`);
+  return {
+    help: false,
+    model: s("model") ?? "",
+    data: s("data") ?? "",
+    out: out!,
+    loraR: int("lora-r", d.loraR, 1),
+    loraAlpha: num("lora-alpha", d.loraAlpha, (x) => x > 0, "a positive number"),
+    loraDropout: num("lora-dropout", d.loraDropout, (x) => x >= 0 && x < 1, "a number in [0, 1)"),
+    targetModules,
+    lr: num("lr", d.lr, (x) => x >= 0, "a number ≥ 0"),
+    schedule: oneOf<ScheduleName>("schedule", d.schedule, ["constant", "linear", "cosine"]),
+    warmupSteps: optInt("warmup-steps", 0),
+    maxGradNorm: num("max-grad-norm", d.maxGradNorm, (x) => x >= 0, "a number ≥ 0"),
+    weightDecay: num("weight-decay", d.weightDecay, (x) => x >= 0, "a number ≥ 0"),
+    batchSize: int("batch-size", d.batchSize, 1),
+    gradAccum: int("grad-accum", d.gradAccum, 1),
+    steps: optInt("steps", 1),
+    epochs: int("epochs", d.epochs, 1),
+    maxSeqLen: optInt("max-seq-len", 2),
+    seed: int("seed", d.seed, 0),
+    shuffle: !values["no-shuffle"],
+    checkpointing: !values["no-checkpointing"],
+    gpuMemory: bytes("gpu-memory"),
+    pageSize: bytes("page-size"),
+    optimizer: oneOf<OptimizerName>("optimizer", d.optimizer, ["adamw", "paged_adamw_32bit", "paged_adamw_8bit"]),
+    saveEvery: int("save-every", d.saveEvery, 0),
+    initAdapter: s("init-adapter") ?? null,
+    resume: resume !== undefined,
+    f16: values.f16 === true,
+  };
+}
+
+/**
+ * Total optimizer steps and warmup steps of a run: `steps`, else `epochs × stepsPerEpoch`; warmup `warmupSteps`,
+ * else 3% of the total rounded up (transformers' `warmup_ratio = 0.03`).
+ *
+ * @param options The run's options.
+ * @param stepsPerEpoch Optimizer steps in one pass over the data.
+ * @returns Total and warmup steps.
+ *
+ * @example
+ * ```ts
+ * import { FINETUNE_DEFAULTS, runLength } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(runLength({ ...FINETUNE_DEFAULTS, epochs: 2 }, 50), { totalSteps: 100, warmupSteps: 3 });
+ * assert.deepEqual(runLength({ ...FINETUNE_DEFAULTS, steps: 10, warmupSteps: 0 }, 50), { totalSteps: 10, warmupSteps: 0 });
+ * ```
+ */
+export function runLength(
+  options: Pick<FinetuneOptions, "steps" | "epochs" | "warmupSteps">,
+  stepsPerEpoch: number,
+): { totalSteps: number; warmupSteps: number } {
+  const totalSteps = options.steps ?? options.epochs * stepsPerEpoch;
+  return { totalSteps, warmupSteps: options.warmupSteps ?? Math.ceil(0.03 * totalSteps) };
+}

@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import { FINETUNE_DEFAULTS, FINETUNE_HELP, parseFinetuneArgs, runLength } from "../lib/train/options.ts";
+
+const base = ["--model", "m", "--data", "d.jsonl", "--out", "o"];
+
+Deno.test("options: QLoRA defaults", () => {
+  const o = parseFinetuneArgs(base);
+  assert.ok(!o.help);
+  const { help: _, model, data, out, ...rest } = o;
+  assert.deepEqual([model, data, out], ["m", "d.jsonl", "o"]);
+  assert.deepEqual(rest, FINETUNE_DEFAULTS);
+  assert.deepEqual(
+    [o.loraR, o.loraAlpha, o.loraDropout, o.optimizer, o.lr, o.schedule, o.maxGradNorm, o.weightDecay],
+    [64, 16, 0.05, "paged_adamw_32bit", 2e-4, "constant", 0.3, 0],
+  );
+  assert.deepEqual([o.batchSize, o.gradAccum, o.shuffle, o.checkpointing], [1, 16, true, true]);
+  assert.equal(o.targetModules.length, 7);
+});
+
+Deno.test("options: every flag parses", () => {
+  const o = parseFinetuneArgs([
+    ...base,
+    ...["--lora-r", "8", "--lora-alpha", "32", "--lora-dropout", "0", "--target-modules", "q_proj, v_proj"],
+    ...[
+      "--lr",
+      "1e-3",
+      "--schedule",
+      "cosine",
+      "--warmup-steps",
+      "5",
+      "--max-grad-norm",
+      "1",
+      "--weight-decay",
+      "0.01",
+    ],
+    ...["--batch-size", "4", "--grad-accum", "2", "--steps", "100", "--epochs", "3", "--max-seq-len", "512"],
+    ...["--seed", "7", "--no-shuffle", "--no-checkpointing", "--gpu-memory", "6GiB", "--page-size", "1MiB"],
+    ...["--optimizer", "paged_adamw_8bit", "--save-every", "10", "--init-adapter", "a", "--f16"],
+  ]);
+  assert.ok(!o.help);
+  assert.deepEqual(
+    [o.loraR, o.loraAlpha, o.loraDropout, o.targetModules, o.lr, o.schedule, o.warmupSteps, o.maxGradNorm],
+    [8, 32, 0, ["q_proj", "v_proj"], 1e-3, "cosine", 5, 1],
+  );
+  assert.deepEqual(
+    [o.weightDecay, o.batchSize, o.gradAccum, o.steps, o.epochs, o.maxSeqLen, o.seed, o.shuffle, o.checkpointing],
+    [0.01, 4, 2, 100, 3, 512, 7, false, false],
+  );
+  assert.deepEqual(
+    [o.gpuMemory, o.pageSize, o.optimizer, o.saveEvery, o.initAdapter, o.resume, o.f16],
+    [6 * 2 ** 30, 2 ** 20, "paged_adamw_8bit", 10, "a", false, true],
+  );
+  const bytes = parseFinetuneArgs([...base, "--gpu-memory", "991904B"]);
+  assert.ok(!bytes.help && bytes.gpuMemory === 991904);
+});
+
+Deno.test("options: help, resume, and clear errors", () => {
+  assert.deepEqual(parseFinetuneArgs(["--help"]), { help: true });
+  assert.deepEqual(parseFinetuneArgs(["-h"]), { help: true });
+  assert.match(FINETUNE_HELP, /--gpu-memory BYTES/);
+  const r = parseFinetuneArgs(["--resume", "runs/a"]);
+  assert.ok(!r.help && r.resume && r.out === "runs/a");
+  const bad: [string[], RegExp][] = [
+    [["--data", "d", "--out", "o"], /--model is required/],
+    [[...base, "--lr", "fast"], /--lr "fast": expected a number ≥ 0/],
+    [[...base, "--lora-r", "0"], /--lora-r "0": expected an integer ≥ 1/],
+    [[...base, "--lora-r", "2.5"], /--lora-r "2.5"/],
+    [[...base, "--lora-dropout", "1"], /--lora-dropout "1": expected a number in \[0, 1\)/],
+    [[...base, "--schedule", "step"], /--schedule "step": expected one of constant, linear, cosine/],
+    [[...base, "--optimizer", "sgd"], /--optimizer "sgd": expected one of adamw/],
+    [[...base, "--gpu-memory", "6 potatoes"], /--gpu-memory: Invalid byte count "6 potatoes"/],
+    [[...base, "--target-modules", "lm_head"], /--target-modules: "lm_head" is not a linear layer/],
+    [[...base, "--batch"], /Unknown option '--batch'.*see --help/],
+    [[...base, "extra"], /Unexpected argument 'extra'.*see --help/],
+    [[...base, "--resume", "x"], /--resume "x" and --out "o" name different folders/],
+    [[...base, "--steps", ""], /--steps "": expected an integer ≥ 1/],
+  ];
+  for (const [args, re] of bad) assert.throws(() => parseFinetuneArgs(args), re);
+});
+
+Deno.test("options: run length and 3% warmup rounded up", () => {
+  assert.deepEqual(runLength({ steps: null, epochs: 3, warmupSteps: null }, 34), { totalSteps: 102, warmupSteps: 4 });
+  assert.deepEqual(runLength({ steps: 10, epochs: 3, warmupSteps: null }, 34), { totalSteps: 10, warmupSteps: 1 });
+  assert.deepEqual(runLength({ steps: 10, epochs: 1, warmupSteps: 0 }, 34), { totalSteps: 10, warmupSteps: 0 });
+});
