@@ -56,3 +56,7 @@ export * from "./lib/train/metrics.ts";
 export * from "./lib/train/loss_svg.ts";
 export * from "./lib/train/progress.ts";
 export * from "./lib/train/checkpoint.ts";
+export * from "./lib/kernels/dropout.ts";
+export * from "./lib/kernels/matmul.ts";
+export * from "./lib/kernels/nf4_linear.ts";
+export * from "./lib/qlinear/functional.ts";

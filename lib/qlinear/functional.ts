@@ -1,0 +1,203 @@
+/**
+ * The QLoRA linear map as stateless functions over tensors:
+ * `Y = X·deq(W)ᵀ + s·(drop(X)·Aᵀ)·Bᵀ + b` and its backward (gradients for X, A and B; never for W).
+ *
+ * Kernels: the fused NF4 products of `lib/kernels/nf4_linear.ts` (deq(W) is never materialized) and the dense
+ * `matmul` for the rank-r LoRA products. Dropout is the hash mask of `lib/kernels/dropout.ts`, keyed by
+ * `(seed, row-major index in X)`: the same seed in forward and backward gives the same mask, and nothing is stored.
+ *
+ * @module
+ */
+
+import type { Tensor } from "../gpu/tensor.ts";
+import { matmul } from "../kernels/matmul.ts";
+import {
+  expectF32,
+  nf4Linear,
+  nf4LinearGradInput,
+  type Nf4LinearPath,
+  quantizedMatrixShape,
+} from "../kernels/nf4_linear.ts";
+import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
+
+/** The trainable low-rank adapter of one linear map. */
+export interface LoraAdapter {
+  /** Down projection `[r, K]` f32. */
+  a: Tensor;
+  /** Up projection `[N, r]` f32. */
+  b: Tensor;
+  /** Scale `s` of the adapter's output (`alpha / r`, or `alpha / √r` for rsLoRA). */
+  scale: number;
+  /** Dropout probability on the adapter's input, in [0, 1) (default 0). */
+  dropout?: number;
+}
+
+/** Options of {@linkcode qlinearForward}. */
+export interface QLinearForwardOptions {
+  /** Bias `[N]` f32. */
+  bias?: Tensor;
+  /** Dropout mask seed (the backward must get the same one). */
+  seed?: number;
+  /** Kernel for the quantized product (default `auto`: GEMV for M ≤ 16 rows). */
+  path?: Nf4LinearPath;
+  /** Destination `[M, N]`. */
+  out?: Tensor;
+}
+
+/** What {@linkcode qlinearForward} returns. */
+export interface QLinearForwardResult {
+  /** Output `[M, N]` f32. */
+  y: Tensor;
+  /** `drop(X)·Aᵀ` `[M, r]` f32, needed by the backward (the caller frees it). */
+  xa: Tensor;
+}
+
+/** Options of {@linkcode qlinearBackward}. */
+export interface QLinearBackwardOptions {
+  /** The forward's dropout seed. */
+  seed?: number;
+  /** Compute `dX` (default true; false for the first layer of a network). */
+  needDx?: boolean;
+  /** Destination for `dA` `[r, K]` (default: a new tensor). */
+  dA?: Tensor;
+  /** Destination for `dB` `[N, r]` (default: a new tensor). */
+  dB?: Tensor;
+  /** Add into `dA` and `dB` instead of overwriting them (gradient accumulation over micro-batches). */
+  accumulate?: boolean;
+}
+
+/** What {@linkcode qlinearBackward} returns. */
+export interface QLinearGradients {
+  /** `dX` `[M, K]`, or null when not asked for. */
+  dx: Tensor | null;
+  /** `dA` `[r, K]`. */
+  dA: Tensor;
+  /** `dB` `[N, r]`. */
+  dB: Tensor;
+}
+
+/** Dimensions of a validated QLoRA linear call. */
+interface _Dims {
+  M: number;
+  N: number;
+  K: number;
+  r: number;
+}
+
+function _validate(x: Tensor, w: QuantizedTensor, lora: LoraAdapter, bias?: Tensor): _Dims {
+  const [N, K] = quantizedMatrixShape(w);
+  const where = `qlinear "${w.label}" [${N},${K}]:`;
+  expectF32(x, [-1, K], `${where} input`);
+  expectF32(lora.a, [-1, K], `${where} LoRA A`);
+  const r = lora.a.shape[0];
+  if (r < 1 || r > Math.min(N, K)) {
+    throw new Error(
+      `${where} LoRA rank ${r} (A "${lora.a.label}" [${lora.a.shape}]) must be in [1, ${Math.min(N, K)}]`,
+    );
+  }
+  expectF32(lora.b, [N, r], `${where} LoRA B`);
+  if (bias) expectF32(bias, [N], `${where} bias`);
+  const p = lora.dropout ?? 0;
+  if (!(p >= 0 && p < 1)) throw new RangeError(`${where} LoRA dropout ${p} is outside [0, 1)`);
+  if (!Number.isFinite(lora.scale)) throw new RangeError(`${where} LoRA scale ${lora.scale} is not finite`);
+  return { M: x.shape[0], N, K, r };
+}
+
+function _dropout(lora: LoraAdapter, seed: number | undefined, on: "a" | "b" | "out") {
+  const p = lora.dropout ?? 0;
+  return p > 0 ? { p, seed: seed ?? 0, on } : undefined;
+}
+
+/**
+ * Forward of the QLoRA linear map: `Y = X·deq(W)ᵀ + s·(drop(X)·Aᵀ)·Bᵀ + b`.
+ *
+ * @param x Input `[M, K]` f32.
+ * @param w Frozen quantized weight `[N, K]`.
+ * @param lora Adapter `A [r, K]`, `B [N, r]`, scale, dropout.
+ * @param options Bias, dropout seed, kernel path, destination.
+ * @returns `y` `[M, N]` and `xa = drop(X)·Aᵀ` `[M, r]` for the backward.
+ * @throws {Error} On mismatched shapes/dtypes, or a rank above `min(N, K)`, before any dispatch.
+ *
+ * @example Validation happens before any GPU work
+ * ```ts
+ * import { qlinearForward, requestGpu, Tensor, type QuantizedTensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const w = { shape: [8, 4], label: "w" } as unknown as QuantizedTensor;
+ * const x = Tensor.empty(gpu, [2, 5], { label: "x" });
+ * const lora = { a: Tensor.empty(gpu, [2, 4]), b: Tensor.empty(gpu, [8, 2]), scale: 1 };
+ * assert.throws(() => qlinearForward(x, w, lora), /input "x" is \[2,5\] f32, expected \[\*,4\] f32/);
+ * ```
+ */
+export function qlinearForward(
+  x: Tensor,
+  w: QuantizedTensor,
+  lora: LoraAdapter,
+  options: QLinearForwardOptions = {},
+): QLinearForwardResult {
+  _validate(x, w, lora, options.bias);
+  const xa = matmul(x, lora.a, { transB: true, dropout: _dropout(lora, options.seed, "a") });
+  const y = nf4Linear(x, w, { bias: options.bias, path: options.path, out: options.out });
+  matmul(xa, lora.b, { transB: true, alpha: lora.scale, accumulate: true, out: y });
+  return { y, xa };
+}
+
+/**
+ * Backward of the QLoRA linear map, given `dY`:
+ * `dX = dY·deq(W) + s·mask⊙((dY·B)·A)`, `dB = s·dYᵀ·XA`, `dA = s·(dY·B)ᵀ·drop(X)`, where `XA` is the forward's
+ * `drop(X)·Aᵀ` and `mask` its dropout multipliers. No gradient is formed for `W`.
+ *
+ * @param dy Output gradient `[M, N]` f32.
+ * @param x The forward's input `[M, K]`.
+ * @param xa The forward's `drop(X)·Aᵀ` `[M, r]`.
+ * @param w Frozen quantized weight `[N, K]`.
+ * @param lora The forward's adapter.
+ * @param options Dropout seed, whether to form `dX`, gradient destinations and accumulation.
+ * @returns `dx` (or null), `dA`, `dB`.
+ * @throws {Error} On mismatched shapes/dtypes, before any dispatch.
+ *
+ * @example Validation happens before any GPU work
+ * ```ts
+ * import { qlinearBackward, requestGpu, Tensor, type QuantizedTensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const w = { shape: [8, 4], label: "w" } as unknown as QuantizedTensor;
+ * const lora = { a: Tensor.empty(gpu, [2, 4]), b: Tensor.empty(gpu, [8, 2]), scale: 1 };
+ * const x = Tensor.empty(gpu, [3, 4]);
+ * const xa = Tensor.empty(gpu, [3, 2]);
+ * const dy = Tensor.empty(gpu, [3, 7], { label: "dy" });
+ * assert.throws(() => qlinearBackward(dy, x, xa, w, lora), /output gradient "dy" is \[3,7\] f32, expected \[3,8\]/);
+ * ```
+ */
+export function qlinearBackward(
+  dy: Tensor,
+  x: Tensor,
+  xa: Tensor,
+  w: QuantizedTensor,
+  lora: LoraAdapter,
+  options: QLinearBackwardOptions = {},
+): QLinearGradients {
+  const { M, N, r } = _validate(x, w, lora);
+  const where = `qlinear "${w.label}" backward:`;
+  expectF32(dy, [M, N], `${where} output gradient`);
+  expectF32(xa, [M, r], `${where} saved XA`);
+  const accumulate = options.accumulate ?? false;
+  if (accumulate && (!options.dA || !options.dB)) throw new Error(`${where} accumulate needs dA and dB`);
+  const s = lora.scale;
+  const dyb = matmul(dy, lora.b); // [M, r]
+  const dB = matmul(dy, xa, { transA: true, alpha: s, accumulate, out: options.dB });
+  const dA = matmul(dyb, x, {
+    transA: true,
+    alpha: s,
+    accumulate,
+    out: options.dA,
+    dropout: _dropout(lora, options.seed, "b"),
+  });
+  let dx: Tensor | null = null;
+  if (options.needDx ?? true) {
+    dx = nf4LinearGradInput(dy, w);
+    matmul(dyb, lora.a, { alpha: s, accumulate: true, out: dx, dropout: _dropout(lora, options.seed, "out") });
+  }
+  dyb.destroy();
+  return { dx, dA, dB };
+}

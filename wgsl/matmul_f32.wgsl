@@ -1,0 +1,133 @@
+// matmul_f32: C = alpha · op(A) · op(B) (+ C when accumulating), f32, tiled and register-blocked.
+// op(A) is [M, K]: A is stored [M, K], or [K, M] when TRANS_A. op(B) is [K, N]: B is stored [K, N], or [N, K]
+// when TRANS_B. Ragged M, N, K: out-of-range tile elements load as zero and are not stored.
+// Bindings:
+//   a: f32[M*K] (storage, read); b: f32[K*N] (storage, read); c: [M, N] f32 (storage, read_write);
+//   params: uniform Params (below).
+// Dropout (DROP = 1: on A's elements, 2: on B's, 3: on alpha·op(A)·op(B) before accumulating) zeroes the element
+// whose row-major index in that stored matrix is i unless keep_hash(seed, i) >= threshold, and scales kept ones
+// by inv_keep; keep_hash matches lib/kernels/dropout.ts.
+// Grid: x = ceil(N / BN) column tiles, y = ceil(M / BM) row tiles. Threads: (BN / 4) × (BM / 4), 4×4 outputs each.
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  accumulate: u32,
+  alpha: f32,
+  seed: u32,
+  threshold: u32,
+  inv_keep: f32,
+}
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override DROP: u32 = 0u;
+override BM: u32 = 64u;
+override BN: u32 = 64u;
+override BK: u32 = 16u;
+override WG_X: u32 = BN / 4u;
+override WG_Y: u32 = BM / 4u;
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+// Tiles stored k-major: as_[kk * BM/4 + mm/4][mm % 4], so each thread reads its 4 rows (4 columns) as one vec4.
+var<workgroup> as_: array<vec4<f32>, BK * BM / 4u>;
+var<workgroup> bs: array<vec4<f32>, BK * BN / 4u>;
+
+fn lowbias32(v: u32) -> u32 {
+  var x = v;
+  x ^= x >> 16u;
+  x *= 0x7feb352du;
+  x ^= x >> 15u;
+  x *= 0x846ca68bu;
+  x ^= x >> 16u;
+  return x;
+}
+
+fn dropped(v: f32, i: u32) -> f32 {
+  return select(0.0, v * params.inv_keep, lowbias32(i ^ lowbias32(params.seed)) >= params.threshold);
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let M = params.M;
+  let N = params.N;
+  let K = params.K;
+  let m0 = wid.y * BM;
+  let n0 = wid.x * BN;
+  let threads = WG_X * WG_Y;
+  let li = lid.y * WG_X + lid.x;
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < K; k0 += BK) {
+    for (var e = li; e < BM * BK; e += threads) {
+      // Consecutive threads read consecutive addresses of the stored matrix.
+      var kk = e % BK;
+      var mm = e / BK;
+      if (TRANS_A) {
+        kk = e / BM;
+        mm = e % BM;
+      }
+      let gm = m0 + mm;
+      let gk = k0 + kk;
+      var v = 0.0;
+      if (gm < M && gk < K) {
+        let i = select(gm * K + gk, gk * M + gm, TRANS_A);
+        v = a[i];
+        if (DROP == 1u) {
+          v = dropped(v, i);
+        }
+      }
+      as_[kk * (BM / 4u) + mm / 4u][mm % 4u] = v;
+    }
+    for (var e = li; e < BN * BK; e += threads) {
+      var kk = e / BN;
+      var nn = e % BN;
+      if (TRANS_B) {
+        kk = e % BK;
+        nn = e / BK;
+      }
+      let gn = n0 + nn;
+      let gk = k0 + kk;
+      var v = 0.0;
+      if (gn < N && gk < K) {
+        let i = select(gk * N + gn, gn * K + gk, TRANS_B);
+        v = b[i];
+        if (DROP == 2u) {
+          v = dropped(v, i);
+        }
+      }
+      bs[kk * (BN / 4u) + nn / 4u][nn % 4u] = v;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < BK; kk++) {
+      let av = as_[kk * (BM / 4u) + lid.y];
+      let bv = bs[kk * (BN / 4u) + lid.x];
+      acc[0] += av.x * bv;
+      acc[1] += av.y * bv;
+      acc[2] += av.z * bv;
+      acc[3] += av.w * bv;
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let gm = m0 + lid.y * 4u + i;
+    for (var j = 0u; j < 4u; j++) {
+      let gn = n0 + lid.x * 4u + j;
+      if (gm < M && gn < N) {
+        let o = gm * N + gn;
+        var v = params.alpha * acc[i][j];
+        if (DROP == 3u) {
+          v = dropped(v, o);
+        }
+        if (params.accumulate != 0u) {
+          v += c[o];
+        }
+        c[o] = v;
+      }
+    }
+  }
+}
