@@ -175,6 +175,16 @@ export class Pager implements Evictor {
     return b;
   }
 
+  /** Whether a page has a GPU slot now. */
+  isResident(buffer: PagedBuffer, index: number): boolean {
+    return this.#page(buffer, index).slot !== null;
+  }
+
+  /** Whether a page was updated on the GPU and not yet written back. */
+  isDirty(buffer: PagedBuffer, index: number): boolean {
+    return this.#page(buffer, index).dirty;
+  }
+
   /**
    * The pages this pager could hold at most right now: its own slots plus what the budget has free.
    * Zero means not even one page fits.
