@@ -60,3 +60,6 @@ export * from "./lib/kernels/dropout.ts";
 export * from "./lib/kernels/matmul.ts";
 export * from "./lib/kernels/nf4_linear.ts";
 export * from "./lib/qlinear/functional.ts";
+export * from "./lib/io/bnb_format.ts";
+export * from "./lib/io/bnb_loader.ts";
+export * from "./lib/io/quantize_folder.ts";

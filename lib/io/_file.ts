@@ -21,3 +21,13 @@ export async function _readAt(file: Deno.FsFile, offset: number, length: number,
   }
   return out;
 }
+
+/** Whether a path exists (file or folder). */
+export async function _exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

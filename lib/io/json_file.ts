@@ -49,16 +49,23 @@ export async function readJsonFile(path: string): Promise<Record<string, unknown
  *
  * @param path Destination.
  * @param value Any JSON-serializable value.
+ * @param floatKeys Keys whose whole-number values are written with `.0`, for readers that check for a Python
+ * float (transformers' `BitsAndBytesConfig` rejects `"llm_int8_threshold": 6`).
  *
  * @example
  * ```ts
  * import { readJsonFile, writeJsonFile } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
  * const path = await Deno.makeTempFile();
- * await writeJsonFile(path, { a: 1 });
- * assert.deepEqual(await readJsonFile(path), { a: 1 });
+ * await writeJsonFile(path, { a: 1, t: 6 }, ["t"]);
+ * assert.deepEqual(await readJsonFile(path), { a: 1, t: 6 });
+ * assert.match(await Deno.readTextFile(path), /"t": 6\.0\n/);
  * ```
  */
-export async function writeJsonFile(path: string, value: unknown): Promise<void> {
-  await writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
+export async function writeJsonFile(path: string, value: unknown, floatKeys: readonly string[] = []): Promise<void> {
+  let text = JSON.stringify(value, null, 2);
+  for (const key of floatKeys) {
+    text = text.replace(new RegExp(`^(\\s*${JSON.stringify(key)}: -?\\d+)(,?)$`, "gm"), "$1.0$2");
+  }
+  await writeFileAtomic(path, text + "\n");
 }

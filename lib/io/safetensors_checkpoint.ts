@@ -7,6 +7,7 @@
  */
 
 import { dirname, join } from "node:path";
+import { _exists } from "./_file.ts";
 import { readJsonFile } from "./json_file.ts";
 import { SafetensorsFile } from "./safetensors_reader.ts";
 import type { SafetensorsTensorInfo } from "./safetensors_header.ts";
@@ -198,13 +199,4 @@ async function _openAll(paths: string[]): Promise<SafetensorsFile[]> {
 
 function _closeAll(files: readonly SafetensorsFile[]): void {
   for (const f of files) f.close();
-}
-
-async function _exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

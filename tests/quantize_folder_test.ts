@@ -1,0 +1,228 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  bytesToF32,
+  dequantize4bitRef,
+  DYNAMIC_CODE_SIGNED,
+  NF4_CODE,
+  quantize4bitRef,
+  QuantizedCheckpoint,
+  quantizeFolder,
+  readJsonFile,
+  requestGpu,
+  SafetensorsCheckpoint,
+  writeTinyLlama,
+} from "../mod.ts";
+
+const gpu = await requestGpu();
+
+async function tinyModel(opts: Parameters<typeof writeTinyLlama>[1] = {}): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  await writeTinyLlama(join(dir, "in"), opts);
+  return dir;
+}
+
+Deno.test("quantize folder: exact bitsandbytes names, dtypes, shapes and quant_state JSON", async () => {
+  const dir = await tinyModel({ seed: 2 });
+  const report = await quantizeFolder(gpu, { input: join(dir, "in"), output: join(dir, "out") });
+  assert.equal(report.quantized.length, 14);
+  using out = await SafetensorsCheckpoint.open(join(dir, "out"));
+  const w = "model.layers.1.self_attn.k_proj.weight"; // [32, 64]: n = 2048, nb = 32
+  const got = out.names().filter((n) => n.startsWith(w)).map((n) => [n, out.info(n).dtype, out.info(n).shape]);
+  const qs = `${w}.quant_state.bitsandbytes__nf4`;
+  const json = new TextDecoder().decode(await out.read(qs));
+  assert.deepEqual(got, [
+    [w, "U8", [1024, 1]],
+    [`${w}.absmax`, "U8", [32]],
+    [`${w}.quant_map`, "F32", [16]],
+    [`${w}.nested_absmax`, "F32", [1]],
+    [`${w}.nested_quant_map`, "F32", [256]],
+    [qs, "U8", [json.length]],
+  ]);
+  assert.match(
+    json,
+    /^\{"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": \[32, 64\], "nested_blocksize": 256, "nested_dtype": "float32", "nested_offset": [-0-9.e]+\}$/,
+  );
+  assert.deepEqual(await out.readF32(`${w}.quant_map`), NF4_CODE);
+  assert.deepEqual(await out.readF32(`${w}.nested_quant_map`), DYNAMIC_CODE_SIGNED);
+  // Per quantized weight: 6 tensors; every other tensor once.
+  assert.equal(out.names().length, 14 * 6 + 7);
+  assert.equal(out.files[0].metadata.format, "pt");
+});
+
+Deno.test("quantize folder: save → load → dequantize equals the in-memory quantize+dequantize exactly", async () => {
+  for (
+    const [dtype, doubleQuant, blocksize] of [["f32", true, 64], ["bf16", false, 128], ["f16", true, 256]] as const
+  ) {
+    const dir = await tinyModel({ seed: 4, dtype, shards: 2 });
+    await quantizeFolder(gpu, { input: join(dir, "in"), output: join(dir, "out"), doubleQuant, blocksize });
+    using input = await SafetensorsCheckpoint.open(join(dir, "in"));
+    using ckpt = await QuantizedCheckpoint.open(join(dir, "out"));
+    assert.equal(ckpt.quantizedNames().length, 14);
+    for (const name of ckpt.quantizedNames()) {
+      const info = input.info(name);
+      const expected = quantize4bitRef(await input.readF32(name), { shape: info.shape, dtype, blocksize, doubleQuant });
+      const host = await ckpt.readHost(name);
+      assert.deepEqual(host, expected, `${name} (${dtype})`);
+      assert.deepEqual(dequantize4bitRef(host), dequantize4bitRef(expected), name);
+      const q = await ckpt.loadQuantized(gpu, name);
+      assert.deepEqual([q.shape, q.blocksize, q.doubleQuant, q.quantType], [info.shape, blocksize, doubleQuant, "nf4"]);
+      const packed = new Uint8Array(await gpu.read(q.packed), 0, host.packed.length);
+      assert.deepEqual(packed, host.packed, `${name}: packed codes on the GPU`);
+      for (const b of [q.packed, q.absmax, q.code, q.absmax2, q.code2]) gpu.free(b);
+    }
+    // Everything else is a byte-identical copy, loadable as a plain tensor.
+    for (const name of ckpt.plainNames()) {
+      assert.ok(!ckpt.isQuantized(name));
+      assert.deepEqual(await ckpt.checkpoint.read(name), await input.read(name), name);
+      assert.equal(ckpt.checkpoint.info(name).dtype, input.info(name).dtype);
+    }
+    assert.deepEqual(ckpt.plainNames().sort(), input.names().filter((n) => !ckpt.isQuantized(n)).sort());
+    const norm = await ckpt.loadTensor(gpu, "model.norm.weight");
+    assert.deepEqual(await norm.toFloat32(), await input.readF32("model.norm.weight"));
+    norm.destroy();
+  }
+});
+
+Deno.test("quantize folder: config.json gains quantization_config; other files and the index follow", async () => {
+  const dir = await tinyModel({ dtype: "bf16", shards: 3 });
+  const report = await quantizeFolder(gpu, { input: join(dir, "in"), output: join(dir, "out") });
+  assert.deepEqual(report.files, [
+    "generation_config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+  ]);
+  for (const f of report.files) {
+    assert.deepEqual(await Deno.readFile(join(dir, "out", f)), await Deno.readFile(join(dir, "in", f)), f);
+  }
+  const config = await readJsonFile(join(dir, "out", "config.json"));
+  const before = await readJsonFile(join(dir, "in", "config.json"));
+  assert.deepEqual({ ...config, quantization_config: undefined }, { ...before, quantization_config: undefined });
+  assert.deepEqual(config.quantization_config, {
+    _load_in_4bit: true,
+    _load_in_8bit: false,
+    bnb_4bit_compute_dtype: "bfloat16",
+    bnb_4bit_quant_storage: "uint8",
+    bnb_4bit_quant_type: "nf4",
+    bnb_4bit_use_double_quant: true,
+    llm_int8_enable_fp32_cpu_offload: false,
+    llm_int8_has_fp16_weight: false,
+    llm_int8_skip_modules: null,
+    llm_int8_threshold: 6,
+    load_in_4bit: true,
+    load_in_8bit: false,
+    quant_method: "bitsandbytes",
+  });
+  assert.match(await Deno.readTextFile(join(dir, "out", "config.json")), /"llm_int8_threshold": 6\.0,/);
+  const index = await readJsonFile(join(dir, "out", "model.safetensors.index.json"));
+  const map = index.weight_map as Record<string, string>;
+  using out = await SafetensorsCheckpoint.open(join(dir, "out"));
+  assert.equal(out.files.length, 3);
+  assert.deepEqual(Object.keys(map).sort(), out.names().sort());
+  for (const [name, file] of Object.entries(map)) assert.equal(out.fileOf(name).path, join(dir, "out", file));
+  const total = out.names().reduce((a, n) => a + out.info(n).end - out.info(n).begin, 0);
+  assert.equal((index.metadata as { total_size: number }).total_size, total);
+});
+
+Deno.test("quantize folder: --modules subset lists the other linear modules in llm_int8_skip_modules", async () => {
+  const dir = await tinyModel({ layers: 1 });
+  await Deno.remove(join(dir, "in", "tokenizer.json"));
+  const report = await quantizeFolder(gpu, {
+    input: join(dir, "in"),
+    output: join(dir, "out"),
+    modules: ["q_proj", "v_proj"],
+  });
+  assert.deepEqual(report.quantized, [
+    "model.layers.0.self_attn.q_proj.weight",
+    "model.layers.0.self_attn.v_proj.weight",
+  ]);
+  const config = await readJsonFile(join(dir, "out", "config.json"));
+  assert.deepEqual((config.quantization_config as Record<string, unknown>).llm_int8_skip_modules, [
+    "down_proj",
+    "embed_tokens",
+    "gate_proj",
+    "k_proj",
+    "lm_head",
+    "o_proj",
+    "up_proj",
+  ]);
+  assert.ok(!(await Array.fromAsync(Deno.readDir(join(dir, "out")))).some((e) => e.name === "tokenizer.json"));
+});
+
+Deno.test("quantize folder: works without config.json, on any safetensors file names", async () => {
+  const dir = await tinyModel({ layers: 1 });
+  for (const f of ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"]) {
+    await Deno.remove(join(dir, "in", f));
+  }
+  await Deno.rename(join(dir, "in", "model.safetensors"), join(dir, "in", "weights.safetensors"));
+  const report = await quantizeFolder(gpu, { input: join(dir, "in"), output: join(dir, "out") });
+  assert.equal(report.quantized.length, 7);
+  const names = (await Array.fromAsync(Deno.readDir(join(dir, "out")))).map((e) => e.name).sort();
+  assert.deepEqual(names, ["special_tokens_map.json", "weights.safetensors"]);
+});
+
+Deno.test("quantize folder: clear errors for bad input", async () => {
+  const dir = await tinyModel({ layers: 1 });
+  const input = join(dir, "in");
+  await assert.rejects(
+    quantizeFolder(gpu, { input: join(dir, "nope"), output: join(dir, "o") }),
+    /Input folder .*nope does not exist/,
+  );
+  await assert.rejects(quantizeFolder(gpu, { input, output: input }), /is the input folder/);
+  await assert.rejects(quantizeFolder(gpu, { input, output: join(dir, "o"), blocksize: 96 }), /Block size 96/);
+  await assert.rejects(
+    quantizeFolder(gpu, { input, output: join(dir, "o"), modules: ["q_proj", "qkv_proj"] }),
+    /no 2-D float "<module>\.weight" tensor for module\(s\) qkv_proj/,
+  );
+  const empty = await Deno.makeTempDir();
+  await assert.rejects(quantizeFolder(gpu, { input: empty, output: join(dir, "o") }), /no \.safetensors files/);
+  await quantizeFolder(gpu, { input, output: join(dir, "q") });
+  await assert.rejects(quantizeFolder(gpu, { input: join(dir, "q"), output: join(dir, "qq") }), /already quantized/);
+});
+
+Deno.test("quantize script: runs end to end, --help, and a missing --model exits non-zero with a clear error", async () => {
+  const dir = await tinyModel({ layers: 1, dtype: "bf16" });
+  const script = new URL("../scripts/quantize.ts", import.meta.url).pathname;
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", script, ...args] }).output();
+    return {
+      code: out.code,
+      stdout: new TextDecoder().decode(out.stdout),
+      stderr: new TextDecoder().decode(out.stderr),
+    };
+  };
+  const ok = await run("--model", join(dir, "in"), "--out", join(dir, "out"), "--block-size", "128");
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stderr, /\[ 1\/12\] copy lm_head\.weight \([0-9.]+ MB\/s\)/);
+  assert.match(ok.stderr, /Done: 7 weights quantized, 5 tensors and 4 files copied/);
+  using ckpt = await QuantizedCheckpoint.open(join(dir, "out"));
+  assert.equal((await ckpt.readHost("model.layers.0.mlp.down_proj.weight")).state.blocksize, 128);
+
+  const help = await run("--help");
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /Usage: deno task quantize --model IN --out OUT/);
+  const missing = await run("--out", join(dir, "x"));
+  assert.notEqual(missing.code, 0);
+  assert.match(missing.stderr, /error: --model IN is required/);
+  const unknown = await run("--model", join(dir, "in"), "--out", join(dir, "y"), "--bogus");
+  assert.notEqual(unknown.code, 0);
+  assert.match(unknown.stderr, /error: .*bogus/);
+  const badDir = await run("--model", join(dir, "missing"), "--out", join(dir, "z"));
+  assert.equal(badDir.code, 1);
+  assert.match(badDir.stderr, /error: Input folder .*missing does not exist/);
+});
+
+Deno.test("quantize folder: bf16 weights record their source dtype and dequantize close to the input", async () => {
+  const dir = await tinyModel({ layers: 1, dtype: "bf16" });
+  await quantizeFolder(gpu, { input: join(dir, "in"), output: join(dir, "out") });
+  using ckpt = await QuantizedCheckpoint.open(join(dir, "out"));
+  const host = await ckpt.readHost("model.layers.0.self_attn.q_proj.weight");
+  assert.equal(host.state.dtype, "bf16");
+  using input = await SafetensorsCheckpoint.open(join(dir, "in"));
+  const x = bytesToF32(await input.read("model.layers.0.self_attn.q_proj.weight"), "bf16");
+  const deq = dequantize4bitRef(host);
+  let err = 0;
+  for (let i = 0; i < x.length; i++) err = Math.max(err, Math.abs(deq[i] - x[i]));
+  assert.ok(err < 0.03, `NF4 error ${err}`); // weights are N(0, 0.02²): |x| < ~0.1, half a code step < 0.03
+});
