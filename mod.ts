@@ -63,3 +63,5 @@ export * from "./lib/qlinear/functional.ts";
 export * from "./lib/io/bnb_format.ts";
 export * from "./lib/io/bnb_loader.ts";
 export * from "./lib/io/quantize_folder.ts";
+export * from "./lib/data/eval.ts";
+export * from "./lib/sampling.ts";
