@@ -11,6 +11,7 @@ import {
   readJsonFile,
   requestGpu,
   SafetensorsCheckpoint,
+  writeSafetensors,
   writeTinyLlama,
 } from "../mod.ts";
 
@@ -225,4 +226,24 @@ Deno.test("quantize folder: bf16 weights record their source dtype and dequantiz
   let err = 0;
   for (let i = 0; i < x.length; i++) err = Math.max(err, Math.abs(deq[i] - x[i]));
   assert.ok(err < 0.03, `NF4 error ${err}`); // weights are N(0, 0.02²): |x| < ~0.1, half a code step < 0.03
+});
+
+Deno.test("loader: packed codes stored in another bnb_4bit_quant_storage dtype load from their bytes", async () => {
+  const dir = await tinyModel({ layers: 1 });
+  await quantizeFolder(gpu, { input: join(dir, "in"), output: join(dir, "out") });
+  const w = "model.layers.0.self_attn.q_proj.weight"; // 4096 values: 2048 bytes = BF16 [1024, 1]
+  {
+    using out = await SafetensorsCheckpoint.open(join(dir, "out"));
+    const tensors = [];
+    for (const name of out.names()) {
+      const info = out.info(name);
+      const shape = name === w ? [info.shape[0] / 2, 1] : info.shape;
+      tensors.push({ name, dtype: name === w ? "BF16" as const : info.dtype, shape, data: await out.read(name) });
+    }
+    await writeSafetensors(join(dir, "bf16-storage.safetensors"), tensors);
+  }
+  using ckpt = await QuantizedCheckpoint.open(join(dir, "bf16-storage.safetensors"));
+  using ref = await QuantizedCheckpoint.open(join(dir, "out"));
+  assert.equal(ckpt.checkpoint.info(w).dtype, "BF16");
+  assert.deepEqual(await ckpt.readHost(w), await ref.readHost(w));
 });
