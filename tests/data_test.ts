@@ -5,9 +5,9 @@ import { tokenizeData, tokenizeRecord, truncationReport } from "../lib/data/exam
 import { DataLoader, lengthGroupedOrder } from "../lib/data/loader.ts";
 import { Rng } from "../lib/random.ts";
 import { prepareTargets } from "../lib/model/batch.ts";
-import { charTokenizerFiles } from "./_char_tokenizer.ts";
+import { tinyFiles } from "./_tiny_files.ts";
 
-const tok = new TextTokenizer(charTokenizerFiles());
+const tok = new TextTokenizer(tinyFiles());
 const id = (c: string) => tok.encode(c, { addSpecialTokens: false })[0];
 
 Deno.test("records: the three formats, blank lines, and bad lines named by file and line", async () => {
@@ -40,7 +40,9 @@ Deno.test("examples: text trains on every token after BOS, with EOS appended", (
   assert.deepEqual([...ex.labels], [1, id("a"), id("b"), 2]);
   assert.equal(ex.targets, 3);
   // No EOS defined: none appended.
-  const files = charTokenizerFiles({ eos: false });
+  const files = tinyFiles();
+  files.tokenizerConfig = {};
+  files.specialTokensMap = {};
   const noEos = tokenizeRecord(new TextTokenizer(files), { kind: "text", line: 1, text: "ab" });
   assert.deepEqual([...noEos.inputIds], [1, id("a"), id("b")]);
 });
@@ -64,26 +66,33 @@ Deno.test("examples: a BPE merge across the prompt/completion boundary is traine
 });
 
 Deno.test("examples: chat trains on assistant turns only, found by rendering prefixes", () => {
-  const chatTemplate = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}" +
-    "{% if m.role == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}" +
-    "{% if add_generation_prompt %}<assistant>{% endif %}";
-  const chat = new TextTokenizer(charTokenizerFiles({ chatTemplate }));
   const messages = [
+    { role: "system", content: "be brief" },
     { role: "user", content: "hi" },
     { role: "assistant", content: "yo" },
     { role: "user", content: "q" },
     { role: "assistant", content: "z" },
   ];
-  const ex = tokenizeRecord(chat, { kind: "messages", line: 3, messages });
-  const text = "<s><user>hi<assistant>yo</s><user>q<assistant>z</s>";
-  assert.equal(chat.decode([...ex.inputIds]), text);
-  const trained = [...ex.labels].map((l, i) => l === -100 ? "_" : chat.decode([ex.inputIds[i]])).join("");
-  // Trained: assistant contents and their </s> (tokens, one per char or special); headers are prompt.
-  assert.equal(trained, "_".repeat(20) + "yo</s>" + "_".repeat(18) + "z</s>");
-  const noTemplate = { kind: "messages" as const, line: 5, messages };
-  assert.throws(() => tokenizeRecord(tok, noTemplate), /no chat_template/);
-  const odd = new TextTokenizer(charTokenizerFiles({ chatTemplate: "{{ messages | length }}" }));
-  assert.throws(() => tokenizeRecord(odd, noTemplate), /line 5 prefix by prefix/);
+  const ex = tokenizeRecord(tok, { kind: "messages", line: 3, messages });
+  const text = "<s><<SYS>>\nbe brief\n<</SYS>>\n\n[INST] hi [/INST] yo</s>[INST] q [/INST] z</s>";
+  assert.equal(tok.decode([...ex.inputIds]), text);
+  // Byte-level: one token per character, and one for each of <s> and </s>.
+  const trained = [...ex.labels].map((l, i) => l === -100 ? "_" : tok.decode([ex.inputIds[i]])).join("");
+  const before1 = "<s><<SYS>>\nbe brief\n<</SYS>>\n\n[INST] hi [/INST]".length - 2;
+  assert.equal(trained, "_".repeat(before1) + " yo</s>" + "_".repeat("[INST] q [/INST]".length) + " z</s>");
+  assert.equal(ex.targets, 3 + 1 + 2 + 1);
+  const noTemplate = tinyFiles();
+  delete noTemplate.tokenizerConfig!.chat_template;
+  assert.throws(
+    () => tokenizeRecord(new TextTokenizer(noTemplate), { kind: "messages", line: 5, messages }),
+    /no chat_template/,
+  );
+  const odd = tinyFiles();
+  odd.tokenizerConfig!.chat_template = "{{ messages | length }}";
+  assert.throws(
+    () => tokenizeRecord(new TextTokenizer(odd), { kind: "messages", line: 5, messages }),
+    /line 5 prefix by prefix/,
+  );
 });
 
 Deno.test("examples: --max-seq-len truncation is counted and examples left without targets are skipped", () => {
