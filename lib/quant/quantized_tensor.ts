@@ -17,6 +17,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import type { QuantType } from "./code_tables.ts";
+import type { SourceDType } from "./quant_state.ts";
 
 /** Block size of the second-level (double) quantization of absmax, fixed by bitsandbytes. */
 export const DOUBLE_QUANT_BLOCKSIZE = 256;
@@ -47,4 +48,6 @@ export interface QuantizedTensor {
   readonly offset: number;
   /** Names the tensor in errors (e.g. `model.layers.0.self_attn.q_proj.weight`). */
   readonly label: string;
+  /** Element type of the tensor before quantization (recorded for checkpoints; `f32` when unset). */
+  readonly dtype?: SourceDType;
 }

@@ -1,0 +1,363 @@
+/**
+ * The GPU functional API of 4-bit blockwise quantization, in the spirit of `bitsandbytes.functional`:
+ * {@linkcode quantizeNF4} / {@linkcode dequantizeNF4} (NF4 by default; FP4 and INT4 too), and moving a
+ * {@linkcode QuantizedTensor} to and from its host form ({@linkcode HostQuantized}, bitsandbytes' layout).
+ * Results are byte-exact with the reference in `reference.ts`.
+ *
+ * @module
+ */
+
+import { bytesToF32, DTYPE_BYTES } from "../dtype.ts";
+import { type Gpu, grid2d } from "../gpu/device.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import {
+  codeTable,
+  DYNAMIC_CODE_SIGNED,
+  FP4_THRESHOLDS,
+  INT4_THRESHOLDS,
+  NF4_THRESHOLDS,
+  type QuantType,
+} from "./code_tables.ts";
+import type { HostQuantized, QuantState, SourceDType } from "./quant_state.ts";
+import { DOUBLE_QUANT_BLOCKSIZE, type QuantizedTensor } from "./quantized_tensor.ts";
+import { checkBlocksize } from "./reference.ts";
+
+/** Options for {@linkcode quantizeNF4}. */
+export interface QuantizeNF4Options {
+  /** Values per block: a power of two ≥ 64 (default 64). */
+  blocksize?: number;
+  /** Double-quantize the absmax (default true). */
+  doubleQuant?: boolean;
+  /** Code table (default `nf4`). */
+  quantType?: QuantType;
+  /** Names the tensor in errors and buffer labels (default the input's label). */
+  label?: string;
+  /** Largest storage binding in bytes (default the device's); smaller values force chunking (for tests). */
+  maxBindingBytes?: number;
+}
+
+/** Options for {@linkcode dequantizeNF4}. */
+export interface DequantizeNF4Options {
+  /** Output element type (default `f32`); `f16` rounds as the adapter converts (nearest or toward zero). */
+  dtype?: "f32" | "f16";
+  /** Label of the output tensor (default `<label>.dequant`). */
+  label?: string;
+  /** Largest storage binding in bytes (default the device's); smaller values force chunking (for tests). */
+  maxBindingBytes?: number;
+}
+
+const QTYPE_ID: Record<QuantType, number> = { nf4: 0, fp4: 1, int4: 2 };
+const DTYPE_ID: Record<SourceDType, number> = { f32: 0, f16: 1, bf16: 2 };
+/** Values per quantize workgroup when blocks are small (256 threads × 8 values). */
+const SPAN_MIN = 2048;
+
+/**
+ * Quantizes a tensor to 4 bits in blocks on the GPU (bitsandbytes' `quantize_4bit`): NF4 by default, with double
+ * quantization of the absmax. Any length (a partial last block is fine); inputs larger than a storage binding are
+ * processed in chunks of whole blocks. The offset (mean absmax) is a deterministic pairwise GPU reduction.
+ *
+ * @param gpu The device.
+ * @param input An `f32`, `f16` or `bf16` tensor (any shape; flattened row-major).
+ * @param opts Block size, double quantization, code table, label.
+ * @returns The quantized tensor (buffers accounted as `weights`).
+ * @throws {Error} If the input holds NaN or ±Inf (naming the tensor and the first bad index), or its dtype or
+ * the block size is unsupported.
+ *
+ * @example
+ * ```ts
+ * import { dequantizeNF4, quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const x = Tensor.fromArray(gpu, new Float32Array([1, -1, 0, 0.5]), [2, 2], { label: "w" });
+ * const q = await quantizeNF4(gpu, x);
+ * assert.equal(q.offset, 1);
+ * const y = await dequantizeNF4(q).toFloat32();
+ * assert.deepEqual([...y.subarray(0, 3)], [1, -1, 0]);
+ * ```
+ */
+export async function quantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Options = {}): Promise<QuantizedTensor> {
+  const blocksize = opts.blocksize ?? 64;
+  checkBlocksize(blocksize);
+  const doubleQuant = opts.doubleQuant ?? true;
+  const quantType = opts.quantType ?? "nf4";
+  const label = opts.label ?? input.label;
+  const dtype = input.dtype as SourceDType;
+  if (DTYPE_ID[dtype] === undefined) {
+    throw new Error(`Tensor "${label}": cannot quantize dtype ${input.dtype} (f32, f16 or bf16)`);
+  }
+  const n = input.size;
+  if (n === 0 || n >= 2 ** 32) throw new Error(`Tensor "${label}": cannot quantize ${n} values (1 to 2^32-1)`);
+  const nb = Math.ceil(n / blocksize);
+  const span = Math.max(SPAN_MIN, blocksize);
+  const wgs = Math.ceil(n / span);
+  const eb = DTYPE_BYTES[dtype];
+
+  const packed = gpu.createBuffer(Math.ceil(n / 8) * 4, "weights", `${label}.packed`);
+  const absmaxF32 = gpu.createBuffer(nb * 4, doubleQuant ? "scratch" : "weights", `${label}.absmax`);
+  const partial = gpu.createBuffer(wgs * 4, "scratch", `${label}.absmax partial sums`);
+  const stats = gpu.createBuffer(16, "scratch", `${label}.quantize stats`);
+  const code = gpu.createBuffer(64, "weights", `${label}.code`);
+  gpu.write(stats, new Uint32Array([0xffffffff, 0, 0, 0]));
+  gpu.write(code, codeTable(quantType));
+  const thr = new Float32Array(16).fill(2);
+  thr.set(quantType === "nf4" ? NF4_THRESHOLDS : quantType === "fp4" ? FP4_THRESHOLDS : INT4_THRESHOLDS);
+  _checkWhole(gpu, label, absmaxF32, partial);
+
+  const chunk = _chunkElems(gpu, opts.maxBindingBytes, eb, span, label);
+  for (let start = 0; start < n; start += chunk) {
+    const len = Math.min(chunk, n - start);
+    gpu.dispatch({
+      kernel: "nf4_quantize",
+      constants: { DTYPE: DTYPE_ID[dtype], QTYPE: QTYPE_ID[quantType], BLOCK: blocksize },
+      bindings: [
+        { buffer: input.buffer, offset: start * eb, size: Math.ceil((len * eb) / 4) * 4 },
+        { buffer: packed, offset: start / 2, size: Math.ceil(len / 8) * 4 },
+        absmaxF32,
+        partial,
+        stats,
+        thr,
+        new Uint32Array([len, start, start / blocksize, start / span]),
+      ],
+      workgroups: grid2d(Math.ceil(len / span), gpu.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
+
+  let absmax = absmaxF32;
+  let absmax2: GPUBuffer;
+  let code2: GPUBuffer;
+  if (doubleQuant) {
+    const per = _pow2AtLeast(Math.ceil(wgs / 256));
+    const invNb = new Uint32Array(new Float32Array([1 / nb]).buffer)[0];
+    gpu.dispatch({
+      kernel: "nf4_absmax_mean",
+      bindings: [partial, stats, new Uint32Array([wgs, per, invNb, 0])],
+      workgroups: 1,
+    });
+    const groups = Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE);
+    absmax = gpu.createBuffer(Math.ceil(nb / 4) * 4, "weights", `${label}.absmax codes`);
+    absmax2 = gpu.createBuffer(groups * 4, "weights", `${label}.absmax2`);
+    code2 = gpu.createBuffer(1024, "weights", `${label}.code2`);
+    gpu.write(code2, DYNAMIC_CODE_SIGNED);
+    gpu.dispatch({
+      kernel: "nf4_double_quant",
+      bindings: [absmaxF32, absmax, absmax2, code2, stats, new Uint32Array([nb, 0, 0, 0])],
+      workgroups: grid2d(groups, gpu.limits.maxComputeWorkgroupsPerDimension),
+    });
+  } else {
+    absmax2 = gpu.createBuffer(4, "weights", `${label}.absmax2 (unused)`);
+    code2 = gpu.createBuffer(4, "weights", `${label}.code2 (unused)`);
+  }
+  const [bad, offsetBits] = new Uint32Array(await gpu.read(stats, 0, 8));
+  for (const b of doubleQuant ? [absmaxF32, partial, stats] : [partial, stats]) gpu.free(b);
+  const q: QuantizedTensor = {
+    gpu,
+    quantType,
+    shape: [...input.shape],
+    blocksize,
+    doubleQuant,
+    packed,
+    absmax,
+    code,
+    absmax2,
+    code2,
+    offset: doubleQuant ? new Float32Array(new Uint32Array([offsetBits]).buffer)[0] : 0,
+    label,
+    dtype,
+  };
+  if (bad !== 0xffffffff) {
+    freeQuantized(q);
+    const byte = bad * eb;
+    const word = new Uint8Array(await gpu.read(input.buffer, byte - (byte % 4), 4));
+    const value = bytesToF32(word.subarray(byte % 4, (byte % 4) + eb), dtype)[0];
+    throw new Error(
+      `Tensor "${label}" (shape [${input.shape}], ${dtype}): ${value} at index ${bad}; cannot quantize non-finite values`,
+    );
+  }
+  return q;
+}
+
+/**
+ * Dequantizes on the GPU (bitsandbytes' `dequantize_4bit`): `out[i] = code[idx[i]] * scale[i / blocksize]`, f32
+ * (byte-exact with the reference) or f16. Memory-bound: each thread expands 8 values with vec4 stores.
+ *
+ * @param q The quantized tensor.
+ * @param opts Output dtype and label.
+ * @returns A new tensor of `q.shape` (class `activations`; the caller frees it).
+ *
+ * @example
+ * ```ts
+ * import { dequantizeNF4, requestGpu, uploadQuantized, quantize4bitRef } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const q = uploadQuantized(gpu, quantize4bitRef(new Float32Array([2, -2, 0])), "w");
+ * assert.deepEqual([...await dequantizeNF4(q).toFloat32()], [2, -2, 0]);
+ * ```
+ */
+export function dequantizeNF4(q: QuantizedTensor, opts: DequantizeNF4Options = {}): Tensor {
+  const gpu = q.gpu;
+  const dtype = opts.dtype ?? "f32";
+  const label = opts.label ?? `${q.label}.dequant`;
+  const n = q.shape.reduce((a, b) => a * b, 1);
+  const ob = DTYPE_BYTES[dtype];
+  // Padded to whole 8-value groups: the kernel stores full vec4s.
+  const out = gpu.createBuffer(Math.ceil(n / 8) * 8 * ob, "activations", label);
+  _checkWhole(gpu, q.label, q.absmax, q.absmax2);
+  const chunk = _chunkElems(gpu, opts.maxBindingBytes, ob, q.blocksize, q.label);
+  const offsetBits = new Uint32Array(new Float32Array([q.offset]).buffer)[0];
+  const wg = 256;
+  for (let start = 0; start < n; start += chunk) {
+    const len = Math.min(chunk, n - start);
+    gpu.dispatch({
+      kernel: "nf4_dequantize",
+      constants: { DQ: q.doubleQuant ? 1 : 0, OUT_F16: dtype === "f16" ? 1 : 0, BLOCK: q.blocksize, WG: wg },
+      bindings: [
+        { buffer: q.packed, offset: start / 2, size: Math.ceil(len / 8) * 4 },
+        q.absmax,
+        q.absmax2,
+        q.code,
+        q.code2,
+        { buffer: out, offset: start * ob, size: Math.ceil(len / 8) * 8 * ob },
+        new Uint32Array([len, start / q.blocksize, offsetBits, 0]),
+      ],
+      workgroups: grid2d(Math.ceil(len / (8 * wg)), gpu.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
+  return new Tensor(gpu, out, q.shape, dtype, label);
+}
+
+/**
+ * Uploads a host-quantized tensor (e.g. read from a bitsandbytes checkpoint) to the GPU.
+ *
+ * @param gpu The device.
+ * @param host Packed codes and state.
+ * @param label Names the tensor.
+ * @returns The GPU form (buffers accounted as `weights`).
+ *
+ * @example
+ * ```ts
+ * import { downloadQuantized, quantize4bitRef, requestGpu, uploadQuantized } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const host = quantize4bitRef(new Float32Array([1, 2, 3]));
+ * assert.deepEqual(await downloadQuantized(uploadQuantized(gpu, host, "w")), host);
+ * ```
+ */
+export function uploadQuantized(gpu: Gpu, host: HostQuantized, label: string): QuantizedTensor {
+  const s = host.state;
+  const make = (data: ArrayBufferView, name: string): GPUBuffer => {
+    const bytes = new Uint8Array(Math.max(4, Math.ceil(data.byteLength / 4) * 4));
+    bytes.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    const b = gpu.createBuffer(bytes.length, "weights", `${label}.${name}`);
+    gpu.write(b, bytes);
+    return b;
+  };
+  return {
+    gpu,
+    quantType: s.quantType,
+    shape: [...s.shape],
+    blocksize: s.blocksize,
+    doubleQuant: s.nested !== undefined,
+    packed: make(host.packed, "packed"),
+    absmax: make(s.absmax, "absmax"),
+    code: make(s.quantMap, "code"),
+    absmax2: make(s.nested?.absmax ?? new Float32Array(1), "absmax2"),
+    code2: make(s.nested?.quantMap ?? new Float32Array(1), "code2"),
+    offset: s.nested?.offset ?? 0,
+    label,
+    dtype: s.dtype,
+  };
+}
+
+/**
+ * Reads a quantized tensor back to the host, in bitsandbytes' layout (for checkpoints and tests).
+ *
+ * @param q The GPU form.
+ * @returns Packed codes and state.
+ *
+ * @example
+ * ```ts
+ * import { downloadQuantized, quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const q = await quantizeNF4(gpu, Tensor.fromArray(gpu, new Float32Array([0.5, -1]), [2]), { doubleQuant: false });
+ * const host = await downloadQuantized(q);
+ * assert.deepEqual([...host.packed], [0xc0]);
+ * assert.deepEqual([...host.state.absmax], [1]);
+ * ```
+ */
+export async function downloadQuantized(q: QuantizedTensor): Promise<HostQuantized> {
+  const n = q.shape.reduce((a, b) => a * b, 1);
+  const nb = Math.ceil(n / q.blocksize);
+  const bytes = async (b: GPUBuffer, count: number) =>
+    new Uint8Array(await q.gpu.read(b, 0, Math.ceil(count / 4) * 4), 0, count);
+  const base = {
+    quantType: q.quantType,
+    shape: [...q.shape],
+    dtype: q.dtype ?? "f32",
+    blocksize: q.blocksize,
+    quantMap: await q.gpu.readF32(q.code, 0, 16),
+  };
+  const state: QuantState = q.doubleQuant
+    ? {
+      ...base,
+      absmax: await bytes(q.absmax, nb),
+      nested: {
+        absmax: await q.gpu.readF32(q.absmax2, 0, Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE)),
+        quantMap: await q.gpu.readF32(q.code2, 0, 256),
+        blocksize: DOUBLE_QUANT_BLOCKSIZE,
+        offset: q.offset,
+      },
+    }
+    : { ...base, absmax: await q.gpu.readF32(q.absmax, 0, nb) };
+  return { packed: await bytes(q.packed, Math.ceil(n / 2)), state };
+}
+
+/**
+ * Frees the buffers of a quantized tensor.
+ *
+ * @param q The quantized tensor.
+ *
+ * @example
+ * ```ts
+ * import { freeQuantized, quantize4bitRef, requestGpu, uploadQuantized } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const q = uploadQuantized(gpu, quantize4bitRef(new Float32Array(64)), "w");
+ * freeQuantized(q);
+ * assert.equal(gpu.budget.report().byClass.weights, 0);
+ * ```
+ */
+export function freeQuantized(q: QuantizedTensor): void {
+  for (const b of [q.packed, q.absmax, q.code, q.absmax2, q.code2]) q.gpu.free(b);
+}
+
+/** Elements per chunk: whole `granule`s, with every chunked binding's offset aligned and size within the limit. */
+function _chunkElems(
+  gpu: Gpu,
+  maxBytes: number | undefined,
+  bytesPerElem: number,
+  granule: number,
+  label: string,
+): number {
+  const limit = maxBytes ?? gpu.limits.maxStorageBufferBindingSize;
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  // All powers of two: the largest is their least common multiple. Packed codes are half a byte per value.
+  const g = Math.max(granule, 2 * align, Math.ceil(align / bytesPerElem));
+  const c = Math.floor(limit / bytesPerElem / g) * g;
+  if (c < g) throw new Error(`Tensor "${label}": binding limit ${limit} bytes is below one chunk of ${g} values`);
+  return c;
+}
+
+function _checkWhole(gpu: Gpu, label: string, ...buffers: GPUBuffer[]): void {
+  for (const b of buffers) {
+    if (b.size > gpu.limits.maxStorageBufferBindingSize) {
+      throw new Error(`Tensor "${label}": ${b.label} (${b.size} bytes) exceeds the storage binding limit`);
+    }
+  }
+}
+
+function _pow2AtLeast(v: number): number {
+  let p = 1;
+  while (p < v) p *= 2;
+  return p;
+}

@@ -1,0 +1,189 @@
+// GPU quantize/dequantize against bitsandbytes' conformance vectors and the host reference (exact bytes).
+import assert from "node:assert/strict";
+import {
+  dequantize4bitRef,
+  dequantizeNF4,
+  downloadQuantized,
+  f32ToBf16,
+  freeQuantized,
+  type Gpu,
+  type HostQuantized,
+  quantize4bitRef,
+  quantizeNF4,
+  type QuantizeNF4Options,
+  type QuantType,
+  requestGpu,
+  Rng,
+  Tensor,
+  uploadQuantized,
+} from "@qlora/webgpu";
+import { loadConformance } from "./_nf4_conformance.ts";
+
+const conf = await loadConformance();
+const gpu: Gpu = await requestGpu();
+
+/** Same float32 bits (so -0 differs from 0). */
+function assertBits(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string): void {
+  const a = new Uint32Array(Float32Array.from(actual).buffer);
+  const e = new Uint32Array(Float32Array.from(expected).buffer);
+  assert.equal(a.length, e.length, `${label}: length`);
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== e[i]) assert.fail(`${label}[${i}]: got ${actual[i]}, want ${expected[i]}`);
+  }
+}
+
+function assertSameQuantized(actual: HostQuantized, expected: HostQuantized, label: string): void {
+  assert.deepEqual(actual.packed, expected.packed, `${label}: packed`);
+  const { absmax: a, nested: an, ...as } = actual.state;
+  const { absmax: e, nested: en, ...es } = expected.state;
+  assert.deepEqual(as, es, `${label}: state`);
+  if (e instanceof Float32Array) assertBits(a, e, `${label}: absmax`);
+  else assert.deepEqual(a, e, `${label}: absmax codes`);
+  assert.equal(an === undefined, en === undefined, `${label}: nested`);
+  if (an && en) {
+    assert.equal(an.offset, en.offset, `${label}: offset`);
+    assertBits(an.absmax, en.absmax, `${label}: absmax2`);
+    assertBits(an.quantMap, en.quantMap, `${label}: code2`);
+  }
+}
+
+async function gpuQuantize(x: Float32Array, opts: QuantizeNF4Options & { dtype?: "f32" | "f16" | "bf16" }) {
+  const dtype = opts.dtype ?? "f32";
+  const data = dtype === "f32" ? x : dtype === "f16" ? Float16Array.from(x) : f32ToBf16(x);
+  const t = Tensor.fromArray(gpu, data, [x.length], { dtype, label: "x" });
+  try {
+    return await quantizeNF4(gpu, t, opts);
+  } finally {
+    t.destroy();
+  }
+}
+
+for (const c of conf.cases) {
+  Deno.test(`GPU matches conformance case ${c.name}`, async () => {
+    const q = await gpuQuantize(Float32Array.from(c.x), { blocksize: c.blocksize, doubleQuant: c.double_quant });
+    const host = await downloadQuantized(q);
+    assert.deepEqual([...host.packed], c.packed, "packed");
+    if (c.double_quant) {
+      assert.deepEqual([...host.state.absmax], c.absmax_q, "absmax_q");
+      assert.equal(host.state.nested!.offset, Math.fround(c.offset!), "offset");
+      assertBits(host.state.nested!.absmax, c.absmax2!, "absmax2");
+    } else {
+      assertBits(host.state.absmax, c.absmax!, "absmax");
+    }
+    const y = dequantizeNF4(q);
+    assertBits(await y.toFloat32(), c.dequant, "dequant");
+    y.destroy();
+    freeQuantized(q);
+  });
+}
+
+Deno.test("GPU equals the reference on random inputs (sizes, blocks, dtypes, code tables)", async () => {
+  const rng = new Rng(3);
+  const cases: [number, number, QuantType, boolean, "f32" | "f16" | "bf16"][] = [
+    [1, 64, "nf4", true, "f32"],
+    [77, 64, "nf4", false, "f32"],
+    [1000, 64, "nf4", true, "f16"],
+    [4109, 128, "nf4", true, "bf16"],
+    [5000, 256, "fp4", true, "f32"],
+    [3001, 64, "fp4", false, "f16"],
+    [2500, 64, "int4", true, "f32"],
+    [70001, 64, "nf4", true, "f32"],
+    [9000, 4096, "nf4", true, "f32"],
+    [4097, 2048, "int4", false, "bf16"],
+  ];
+  for (const [n, blocksize, quantType, doubleQuant, dtype] of cases) {
+    const label = `n=${n} block=${blocksize} ${quantType} dq=${doubleQuant} ${dtype}`;
+    const x = rng.normalArray(n, 0, 0.05);
+    for (let i = 0; i < n; i += 97) x[i] = 0; // exact zeros and a zero block
+    x.fill(0, 128, 128 + blocksize);
+    const q = await gpuQuantize(x, { blocksize, quantType, doubleQuant, dtype });
+    // The reference sees the values the GPU saw (f16/bf16 rounding) and records the source dtype.
+    const seen = dtype === "f32"
+      ? x
+      : await Tensor.fromArray(gpu, dtype === "f16" ? Float16Array.from(x) : f32ToBf16(x), [n], { dtype }).toFloat32();
+    const ref = quantize4bitRef(seen, { blocksize, quantType, doubleQuant, dtype });
+    const host = await downloadQuantized(q);
+    assertSameQuantized(host, ref, label);
+    const y = dequantizeNF4(q);
+    assertBits(await y.toFloat32(), dequantize4bitRef(ref), `${label}: dequant`);
+    y.destroy();
+    freeQuantized(q);
+  }
+});
+
+Deno.test("dequantize from the conformance file's own bytes (upload path)", async () => {
+  for (const c of conf.cases) {
+    const x = Float32Array.from(c.x);
+    const ref = quantize4bitRef(x, { blocksize: c.blocksize, doubleQuant: c.double_quant });
+    // Replace our codes with the file's, so dequantize is checked on bitsandbytes' bytes alone.
+    const host: HostQuantized = {
+      packed: Uint8Array.from(c.packed),
+      state: c.double_quant
+        ? {
+          ...ref.state,
+          absmax: Uint8Array.from(c.absmax_q!),
+          nested: { ...ref.state.nested!, offset: Math.fround(c.offset!), absmax: Float32Array.from(c.absmax2!) },
+        }
+        : { ...ref.state, absmax: Float32Array.from(c.absmax!) },
+    };
+    const q = uploadQuantized(gpu, host, c.name);
+    assert.deepEqual(await downloadQuantized(q), host);
+    const y = dequantizeNF4(q);
+    assertBits(await y.toFloat32(), c.dequant, c.name);
+    y.destroy();
+    freeQuantized(q);
+  }
+});
+
+Deno.test("inputs larger than a storage binding are chunked by whole blocks", async () => {
+  const n = 300_001;
+  const x = new Rng(5).normalArray(n, 0, 0.02);
+  const ref = quantize4bitRef(x, { blocksize: 128 });
+  // 256 KiB bindings: 64Ki f32 values per chunk, 5 chunks.
+  const q = await gpuQuantize(x, { blocksize: 128, maxBindingBytes: 256 * 1024 });
+  assertSameQuantized(await downloadQuantized(q), ref, "chunked");
+  for (const dtype of ["f32", "f16"] as const) {
+    const y = dequantizeNF4(q, { dtype, maxBindingBytes: 128 * 1024 });
+    const whole = dequantizeNF4(q, { dtype });
+    assert.deepEqual(await y.readBytes(), await whole.readBytes(), `${dtype} chunked dequant`);
+    y.destroy();
+    whole.destroy();
+  }
+  freeQuantized(q);
+  await assert.rejects(gpuQuantize(x, { maxBindingBytes: 4096 }), /binding limit 4096/);
+});
+
+Deno.test("f16 output is the f32 result rounded to a neighbouring half", async () => {
+  const x = new Rng(9).normalArray(5003, 0, 0.03);
+  const q = await gpuQuantize(x, { blocksize: 64 });
+  const want = dequantize4bitRef(await downloadQuantized(q));
+  const y = dequantizeNF4(q, { dtype: "f16" });
+  assert.equal(y.dtype, "f16");
+  const got = await y.toFloat32();
+  for (let i = 0; i < want.length; i++) {
+    const lo = Math.min(want[i], Float16Array.of(want[i])[0]);
+    // The adapter may round to nearest or toward zero: either half next to the f32 value passes.
+    const ulp = 2 ** (Math.floor(Math.log2(Math.max(Math.abs(want[i]), 2 ** -14))) - 10);
+    assert.ok(Math.abs(got[i] - want[i]) < ulp || got[i] === lo, `f16[${i}]: ${got[i]} vs ${want[i]}`);
+  }
+  y.destroy();
+  freeQuantized(q);
+});
+
+Deno.test("NaN or Inf input: an error naming the tensor and the first bad index", async () => {
+  const x = new Rng(2).normalArray(5000);
+  x[4321] = Infinity;
+  x[1234] = NaN;
+  x[2000] = -Infinity;
+  for (const dtype of ["f32", "f16", "bf16"] as const) {
+    const before = gpu.budget.report().current;
+    await assert.rejects(
+      gpuQuantize(x, { label: "model.layers.0.mlp.up_proj.weight", dtype }),
+      /model\.layers\.0\.mlp\.up_proj\.weight.*NaN at index 1234/,
+    );
+    assert.equal(gpu.budget.report().current, before, "buffers freed");
+  }
+  const y = new Float32Array(300);
+  y[299] = -Infinity;
+  await assert.rejects(gpuQuantize(y, { label: "w", doubleQuant: false }), /"w".*-Infinity at index 299/);
+});
