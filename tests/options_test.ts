@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
+import { resolve } from "node:path";
 import { FINETUNE_DEFAULTS, FINETUNE_HELP, parseFinetuneArgs, runLength } from "../lib/train/options.ts";
 
 const base = ["--model", "m", "--data", "d.jsonl", "--out", "o"];
 
 Deno.test("options: QLoRA defaults", () => {
-  const o = parseFinetuneArgs(base);
-  assert.ok(!o.help);
-  const { help: _, model, data, out, ...rest } = o;
+  const run = parseFinetuneArgs(base);
+  assert.ok(run.kind === "run");
+  const o = run.options;
+  const { model, data, out, ...rest } = o;
   assert.deepEqual([model, data, out], ["m", "d.jsonl", "o"]);
   assert.deepEqual(rest, FINETUNE_DEFAULTS);
   assert.deepEqual(
@@ -18,7 +20,7 @@ Deno.test("options: QLoRA defaults", () => {
 });
 
 Deno.test("options: every flag parses", () => {
-  const o = parseFinetuneArgs([
+  const run = parseFinetuneArgs([
     ...base,
     ...["--lora-r", "8", "--lora-alpha", "32", "--lora-dropout", "0", "--target-modules", "q_proj, v_proj"],
     ...[
@@ -37,7 +39,8 @@ Deno.test("options: every flag parses", () => {
     ...["--seed", "7", "--no-shuffle", "--no-checkpointing", "--gpu-memory", "6GiB", "--page-size", "1MiB"],
     ...["--optimizer", "paged_adamw_8bit", "--save-every", "10", "--init-adapter", "a", "--f16"],
   ]);
-  assert.ok(!o.help);
+  assert.ok(run.kind === "run");
+  const o = run.options;
   assert.deepEqual(
     [o.loraR, o.loraAlpha, o.loraDropout, o.targetModules, o.lr, o.schedule, o.warmupSteps, o.maxGradNorm],
     [8, 32, 0, ["q_proj", "v_proj"], 1e-3, "cosine", 5, 1],
@@ -47,19 +50,34 @@ Deno.test("options: every flag parses", () => {
     [0.01, 4, 2, 100, 3, 512, 7, false, false],
   );
   assert.deepEqual(
-    [o.gpuMemory, o.pageSize, o.optimizer, o.saveEvery, o.initAdapter, o.resume, o.f16],
-    [6 * 2 ** 30, 2 ** 20, "paged_adamw_8bit", 10, "a", false, true],
+    [o.gpuMemory, o.pageSize, o.optimizer, o.saveEvery, o.initAdapter, o.f16],
+    [6 * 2 ** 30, 2 ** 20, "paged_adamw_8bit", 10, "a", true],
   );
   const bytes = parseFinetuneArgs([...base, "--gpu-memory", "991904B"]);
-  assert.ok(!bytes.help && bytes.gpuMemory === 991904);
+  assert.ok(bytes.kind === "run" && bytes.options.gpuMemory === 991904);
+  // The saved flags re-parse to the same options (paths made absolute), with later flags winning.
+  const again = parseFinetuneArgs([...run.args, "--gpu-memory", "1GiB"]);
+  assert.ok(again.kind === "run");
+  assert.deepEqual(again.options, {
+    ...o,
+    model: resolve("m"),
+    data: resolve("d.jsonl"),
+    out: resolve("o"),
+    initAdapter: resolve("a"),
+    gpuMemory: 2 ** 30,
+  });
 });
 
 Deno.test("options: help, resume, and clear errors", () => {
-  assert.deepEqual(parseFinetuneArgs(["--help"]), { help: true });
-  assert.deepEqual(parseFinetuneArgs(["-h"]), { help: true });
+  assert.deepEqual(parseFinetuneArgs(["--help"]), { kind: "help" });
+  assert.deepEqual(parseFinetuneArgs([...base, "-h"]), { kind: "help" });
   assert.match(FINETUNE_HELP, /--gpu-memory BYTES/);
-  const r = parseFinetuneArgs(["--resume", "runs/a"]);
-  assert.ok(!r.help && r.resume && r.out === "runs/a");
+  assert.deepEqual(parseFinetuneArgs(["--resume", "runs/a"]), { kind: "resume", out: "runs/a", overrides: [] });
+  assert.deepEqual(parseFinetuneArgs(["--resume", "r", "--out", "r", "--gpu-memory", "1GiB"]), {
+    kind: "resume",
+    out: "r",
+    overrides: ["--gpu-memory", "1GiB"],
+  });
   const bad: [string[], RegExp][] = [
     [["--data", "d", "--out", "o"], /--model is required/],
     [[...base, "--lr", "fast"], /--lr "fast": expected a number ≥ 0/],
@@ -73,6 +91,8 @@ Deno.test("options: help, resume, and clear errors", () => {
     [[...base, "--batch"], /Unknown option '--batch'.*see --help/],
     [[...base, "extra"], /Unexpected argument 'extra'.*see --help/],
     [[...base, "--resume", "x"], /--resume "x" and --out "o" name different folders/],
+    [["--resume", "o", "--lr", "1"], /only --gpu-memory and --page-size may be given \(not --lr\)/],
+    [["--resume", "o", "--page-size", "big"], /--page-size: Invalid byte count "big"/],
     [[...base, "--steps", ""], /--steps "": expected an integer ≥ 1/],
   ];
   for (const [args, re] of bad) assert.throws(() => parseFinetuneArgs(args), re);

@@ -121,7 +121,7 @@ Deno.test("checkpoint: complete folders only, highest step wins, replaced atomic
       step,
       dataPosition: { epoch: 0, index: step * 16, seed: 42 },
       rng: { dropout: step },
-      options: { lr: 2e-4 },
+      args: ["--lr", "2e-4"],
     });
     await saveCheckpoint(out, state(10), (dir) => Deno.writeTextFile(`${dir}/adapter_config.json`, "{}"));
     await saveCheckpoint(out, state(20), (dir) => Deno.writeTextFile(`${dir}/adapter_config.json`, "{}"));

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parseBytes } from "../memory/budget.ts";
 import { LORA_TARGETS, type LoraTarget } from "../model/lora_config.ts";
@@ -65,8 +66,6 @@ export interface FinetuneOptions {
   saveEvery: number;
   /** Start from this PEFT adapter folder; null: fresh LoRA init. */
   initAdapter: string | null;
-  /** Continue the run in `out` from its last checkpoint. */
-  resume: boolean;
   /** f16 training math where the adapter supports it (f32 otherwise). */
   f16: boolean;
 }
@@ -95,7 +94,6 @@ export const FINETUNE_DEFAULTS: Readonly<Omit<FinetuneOptions, "model" | "data" 
   optimizer: "paged_adamw_32bit",
   saveEvery: 250,
   initAdapter: null,
-  resume: false,
   f16: false,
 };
 
@@ -103,7 +101,8 @@ export const FINETUNE_DEFAULTS: Readonly<Omit<FinetuneOptions, "model" | "data" 
 export const FINETUNE_HELP = `Fine-tune a Llama-family model with QLoRA on any WebGPU adapter.
 
 Usage: deno task finetune --model DIR --data FILE.jsonl --out DIR [options]
-       deno task finetune --resume OUT          continue a killed run from its last checkpoint
+       deno task finetune --resume OUT [--gpu-memory B] [--page-size B]
+                                                continue a killed run from its last checkpoint
 
 Data: JSON Lines of {"text": ...} (loss on every token), {"prompt": ..., "completion": ...} (loss on the
 completion) or {"messages": [{"role": ..., "content": ...}, ...]} (chat template; loss on assistant turns).
@@ -131,27 +130,40 @@ Options (defaults: the QLoRA reference scripts):
   --optimizer NAME         adamw | paged_adamw_32bit | paged_adamw_8bit (paged_adamw_32bit)
   --save-every N           checkpoint every N steps into OUT/checkpoint-N; 0 = final only (250)
   --init-adapter DIR       start from an existing PEFT adapter (its r, alpha, targets)
-  --resume OUT             continue the run in OUT from its last complete checkpoint
+  --resume OUT             continue the run in OUT from its last complete checkpoint, with the
+                           options saved there (only --gpu-memory and --page-size may change)
   --f16                    f16 training math where the adapter has shader-f16 (default f32)
   -h, --help               this text
 `;
 
-/** Result of {@linkcode parseFinetuneArgs}: the options, or a request for help. */
-export type FinetuneArgs = { help: true } | ({ help: false } & FinetuneOptions);
+/**
+ * Result of {@linkcode parseFinetuneArgs}: help, a run (its options, and its flags with absolute paths to save in
+ * checkpoints), or a resume (the folder, and the flags to append to the saved ones).
+ */
+export type FinetuneArgs =
+  | { kind: "help" }
+  | { kind: "run"; options: FinetuneOptions; args: string[] }
+  | { kind: "resume"; out: string; overrides: string[] };
+
+/** Flags that may change on resume: they move memory, not results. */
+const RESUME_OVERRIDES = ["gpu-memory", "page-size"];
+/** Flags holding paths, saved absolute so a run resumes from any working folder. */
+const PATH_FLAGS = ["model", "data", "out", "init-adapter"];
 
 /**
  * Parses `deno task finetune` flags.
  *
  * @param args The command-line arguments (`Deno.args`).
- * @returns `{help: true}` for `--help`, else the options with defaults filled in.
+ * @returns `help` for `--help`; `resume` for `--resume OUT`; else `run` with the options, defaults filled in.
  * @throws {Error} Naming the flag for an unknown flag, a missing required flag, or a bad value.
  *
  * @example
  * ```ts
  * import { parseFinetuneArgs } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
- * const o = parseFinetuneArgs(["--model", "m", "--data", "d.jsonl", "--out", "o", "--lora-r", "8", "--gpu-memory", "512MiB"]);
- * assert.ok(!o.help);
+ * const run = parseFinetuneArgs(["--model", "m", "--data", "d.jsonl", "--out", "o", "--lora-r", "8", "--gpu-memory", "512MiB"]);
+ * assert.ok(run.kind === "run");
+ * const o = run.options;
  * assert.equal(o.loraR, 8);
  * assert.equal(o.gpuMemory, 512 * 2 ** 20);
  * assert.equal(o.gradAccum, 16);
@@ -201,7 +213,7 @@ export function parseFinetuneArgs(args: readonly string[]): FinetuneArgs {
   } catch (e) {
     throw new Error(`${(e as Error).message.replace(/\. To specify.*$/s, "")} (see --help)`);
   }
-  if (values.help) return { help: true };
+  if (values.help) return { kind: "help" };
   const d = FINETUNE_DEFAULTS;
   const s = (k: string) => values[k] as string | undefined;
   const num = (k: string, def: number, check: (x: number) => boolean, what: string): number => {
@@ -229,13 +241,23 @@ export function parseFinetuneArgs(args: readonly string[]): FinetuneArgs {
     if (!allowed.includes(v as T)) throw new Error(`--${k} "${v}": expected one of ${allowed.join(", ")}`);
     return v as T;
   };
-  const resume = s("resume");
-  const out = s("out") ?? resume;
-  if (resume !== undefined && s("out") !== undefined && s("out") !== resume) {
-    throw new Error(`--resume "${resume}" and --out "${s("out")}" name different folders`);
+  const given = Object.keys(values).filter((k) => values[k] !== undefined);
+  if (values.resume !== undefined) {
+    const out = values.resume as string;
+    if (values.out !== undefined && values.out !== out) {
+      throw new Error(`--resume "${out}" and --out "${values.out}" name different folders`);
+    }
+    const other = given.filter((k) => !["resume", "out", ...RESUME_OVERRIDES].includes(k));
+    if (other.length > 0) {
+      throw new Error(
+        `--resume continues with the run's saved options; only --${RESUME_OVERRIDES.join(" and --")} may be given ` +
+          `(not --${other.join(", --")})`,
+      );
+    }
+    RESUME_OVERRIDES.forEach(bytes);
+    return { kind: "resume", out, overrides: RESUME_OVERRIDES.flatMap((k) => s(k) ? [`--${k}`, s(k)!] : []) };
   }
-  // A resumed run takes model and data from its saved options.
-  for (const k of resume === undefined ? ["model", "data", "out"] : []) {
+  for (const k of ["model", "data", "out"]) {
     if (s(k) === undefined) throw new Error(`--${k} is required (see --help)`);
   }
   const targets = s("target-modules");
@@ -248,11 +270,10 @@ export function parseFinetuneArgs(args: readonly string[]): FinetuneArgs {
     }
   }
   if (targetModules.length === 0) throw new Error(`--target-modules "${targets}": expected at least one module`);
-  return {
-    help: false,
-    model: s("model") ?? "",
-    data: s("data") ?? "",
-    out: out!,
+  const options: FinetuneOptions = {
+    model: s("model")!,
+    data: s("data")!,
+    out: s("out")!,
     loraR: int("lora-r", d.loraR, 1),
     loraAlpha: num("lora-alpha", d.loraAlpha, (x) => x > 0, "a positive number"),
     loraDropout: num("lora-dropout", d.loraDropout, (x) => x >= 0 && x < 1, "a number in [0, 1)"),
@@ -275,9 +296,12 @@ export function parseFinetuneArgs(args: readonly string[]): FinetuneArgs {
     optimizer: oneOf<OptimizerName>("optimizer", d.optimizer, ["adamw", "paged_adamw_32bit", "paged_adamw_8bit"]),
     saveEvery: int("save-every", d.saveEvery, 0),
     initAdapter: s("init-adapter") ?? null,
-    resume: resume !== undefined,
     f16: values.f16 === true,
   };
+  const saved = given.flatMap((k) =>
+    typeof values[k] === "boolean" ? [`--${k}`] : [`--${k}`, PATH_FLAGS.includes(k) ? resolve(s(k)!) : s(k)!]
+  );
+  return { kind: "run", options, args: saved };
 }
 
 /**
