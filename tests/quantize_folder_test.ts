@@ -3,14 +3,19 @@ import { join } from "node:path";
 import {
   bytesToF32,
   dequantize4bitRef,
+  dequantizeNF4,
+  downloadQuantized,
   DYNAMIC_CODE_SIGNED,
+  freeQuantized,
   NF4_CODE,
   quantize4bitRef,
   QuantizedCheckpoint,
   quantizeFolder,
+  quantizeNF4,
   readJsonFile,
   requestGpu,
   SafetensorsCheckpoint,
+  Tensor,
   writeSafetensors,
   writeTinyLlama,
 } from "../mod.ts";
@@ -24,11 +29,11 @@ async function tinyModel(opts: Parameters<typeof writeTinyLlama>[1] = {}): Promi
 }
 
 Deno.test("quantize folder: exact bitsandbytes names, dtypes, shapes and quant_state JSON", async () => {
-  const dir = await tinyModel({ seed: 2 });
+  const dir = await tinyModel({ seed: 2, layers: 1 });
   const report = await quantizeFolder(gpu, { input: join(dir, "in"), output: join(dir, "out") });
-  assert.equal(report.quantized.length, 14);
+  assert.equal(report.quantized.length, 7);
   using out = await SafetensorsCheckpoint.open(join(dir, "out"));
-  const w = "model.layers.1.self_attn.k_proj.weight"; // [32, 64]: n = 2048, nb = 32
+  const w = "model.layers.0.self_attn.k_proj.weight"; // [32, 64]: n = 2048, nb = 32
   const got = out.names().filter((n) => n.startsWith(w)).map((n) => [n, out.info(n).dtype, out.info(n).shape]);
   const qs = `${w}.quant_state.bitsandbytes__nf4`;
   const json = new TextDecoder().decode(await out.read(qs));
@@ -47,7 +52,7 @@ Deno.test("quantize folder: exact bitsandbytes names, dtypes, shapes and quant_s
   assert.deepEqual(await out.readF32(`${w}.quant_map`), NF4_CODE);
   assert.deepEqual(await out.readF32(`${w}.nested_quant_map`), DYNAMIC_CODE_SIGNED);
   // Per quantized weight: 6 tensors; every other tensor once.
-  assert.equal(out.names().length, 14 * 6 + 7);
+  assert.equal(out.names().length, 7 * 6 + 5);
   assert.equal(out.files[0].metadata.format, "pt");
 });
 
@@ -55,22 +60,31 @@ Deno.test("quantize folder: save → load → dequantize equals the in-memory qu
   for (
     const [dtype, doubleQuant, blocksize] of [["f32", true, 64], ["bf16", false, 128], ["f16", true, 256]] as const
   ) {
-    const dir = await tinyModel({ seed: 4, dtype, shards: 2 });
+    const dir = await tinyModel({ seed: 4, dtype, shards: 2, layers: 1 });
     await quantizeFolder(gpu, { input: join(dir, "in"), output: join(dir, "out"), doubleQuant, blocksize });
     using input = await SafetensorsCheckpoint.open(join(dir, "in"));
     using ckpt = await QuantizedCheckpoint.open(join(dir, "out"));
-    assert.equal(ckpt.quantizedNames().length, 14);
+    assert.equal(ckpt.quantizedNames().length, 7);
     for (const name of ckpt.quantizedNames()) {
       const info = input.info(name);
-      const expected = quantize4bitRef(await input.readF32(name), { shape: info.shape, dtype, blocksize, doubleQuant });
-      const host = await ckpt.readHost(name);
-      assert.deepEqual(host, expected, `${name} (${dtype})`);
-      assert.deepEqual(dequantize4bitRef(host), dequantize4bitRef(expected), name);
+      // In memory: the same GPU quantizer on the input tensor, then dequantize.
+      const x = Tensor.fromArray(gpu, await input.read(name), info.shape, { dtype, label: name });
+      const mem = await quantizeNF4(gpu, x, { blocksize, doubleQuant });
+      const memDeq = dequantizeNF4(mem);
+      const expected = await memDeq.toFloat32();
+      // Saved, loaded, dequantized.
       const q = await ckpt.loadQuantized(gpu, name);
       assert.deepEqual([q.shape, q.blocksize, q.doubleQuant, q.quantType], [info.shape, blocksize, doubleQuant, "nf4"]);
-      const packed = new Uint8Array(await gpu.read(q.packed), 0, host.packed.length);
-      assert.deepEqual(packed, host.packed, `${name}: packed codes on the GPU`);
-      for (const b of [q.packed, q.absmax, q.code, q.absmax2, q.code2]) gpu.free(b);
+      const loadedDeq = dequantizeNF4(q);
+      assert.deepEqual(await loadedDeq.toFloat32(), expected, `${name} (${dtype}): dequantized after save/load`);
+      const host = await ckpt.readHost(name);
+      assert.deepEqual(host, await downloadQuantized(mem), `${name}: stored bytes`);
+      // And the GPU quantizer agrees with the host reference.
+      const ref = quantize4bitRef(await input.readF32(name), { shape: info.shape, dtype, blocksize, doubleQuant });
+      assert.deepEqual(host, ref, `${name}: reference`);
+      for (const t of [x, memDeq, loadedDeq]) t.destroy();
+      freeQuantized(mem);
+      freeQuantized(q);
     }
     // Everything else is a byte-identical copy, loadable as a plain tensor.
     for (const name of ckpt.plainNames()) {
@@ -86,7 +100,7 @@ Deno.test("quantize folder: save → load → dequantize equals the in-memory qu
 });
 
 Deno.test("quantize folder: config.json gains quantization_config; other files and the index follow", async () => {
-  const dir = await tinyModel({ dtype: "bf16", shards: 3 });
+  const dir = await tinyModel({ dtype: "bf16", shards: 3, layers: 1 });
   const report = await quantizeFolder(gpu, { input: join(dir, "in"), output: join(dir, "out") });
   assert.deepEqual(report.files, [
     "generation_config.json",

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { HostQuantized } from "../quant/quant_state.ts";
+import { uploadQuantized } from "../quant/nf4.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { _exists } from "./_file.ts";
 import { bnbPlainTensors, bnbQuantizedWeights, readBnbWeight } from "./bnb_format.ts";
@@ -103,7 +104,7 @@ export class QuantizedCheckpoint {
    * @returns The GPU tensor, labelled with `name`.
    */
   async loadQuantized(gpu: Gpu, name: string): Promise<QuantizedTensor> {
-    return _upload(gpu, await this.readHost(name), name);
+    return uploadQuantized(gpu, await this.readHost(name), name);
   }
 
   /**
@@ -133,31 +134,4 @@ export class QuantizedCheckpoint {
   [Symbol.dispose](): void {
     this.close();
   }
-}
-
-// TODO(helper-3): use lib/quant's host→GPU upload once it exists.
-function _upload(gpu: Gpu, host: HostQuantized, label: string): QuantizedTensor {
-  const s = host.state;
-  const buf = (data: Uint8Array | Float32Array, what: string): GPUBuffer => {
-    const b = gpu.createBuffer(Math.max(4, data.byteLength), "weights", `${label}.${what}`);
-    const padded = new Uint8Array(b.size);
-    padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    gpu.write(b, padded);
-    return b;
-  };
-  const placeholder = new Float32Array(1);
-  return {
-    gpu,
-    quantType: s.quantType,
-    shape: s.shape,
-    blocksize: s.blocksize,
-    doubleQuant: s.nested !== undefined,
-    packed: buf(host.packed, "packed"),
-    absmax: buf(s.absmax, "absmax"),
-    code: buf(s.quantMap, "code"),
-    absmax2: buf(s.nested?.absmax ?? placeholder, "absmax2"),
-    code2: buf(s.nested?.quantMap ?? placeholder, "code2"),
-    offset: s.nested?.offset ?? 0,
-    label,
-  };
 }

@@ -9,10 +9,11 @@
  */
 
 import { basename, join, resolve } from "node:path";
-import { bytesToF32 } from "../dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import { downloadQuantized, freeQuantized, quantizeNF4 } from "../quant/nf4.ts";
 import { type HostQuantized, type SourceDType, toBitsandbytes } from "../quant/quant_state.ts";
-import { checkBlocksize, quantize4bitRef } from "../quant/reference.ts";
+import { checkBlocksize } from "../quant/reference.ts";
 import { _exists } from "./_file.ts";
 import { bnbQuantizationConfig, bnbTensorSpecs, DEFAULT_QUANTIZED_MODULES, moduleNameOf } from "./bnb_format.ts";
 import { readJsonFile, writeJsonFile } from "./json_file.ts";
@@ -150,13 +151,7 @@ export async function quantizeFolder(gpu: Gpu, opts: QuantizeFolderOptions): Pro
         report.inputBytes += bytes.byteLength;
         if (targets.has(name)) {
           const dtype = _FLOAT_DTYPES[info.dtype];
-          const q = await _quantize(gpu, bytesToF32(bytes, dtype), {
-            shape: info.shape,
-            dtype,
-            blocksize,
-            doubleQuant,
-            label: name,
-          });
+          const q = await _quantize(gpu, bytes, info.shape, dtype, { blocksize, doubleQuant, label: name });
           for (const [suffix, t] of Object.entries(toBitsandbytes(q))) {
             const data = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
             if (suffix.startsWith(".quant_state.")) {
@@ -252,11 +247,23 @@ async function _copyOthers(from: string, to: string, skip: Set<string>, rel: str
   return copied.sort();
 }
 
-// TODO(helper-3): switch to the GPU quantizer once lib/quant has it; the reference gives the same bytes.
-function _quantize(
-  _gpu: Gpu,
-  values: Float32Array,
-  opts: { shape: readonly number[]; dtype: SourceDType; blocksize: number; doubleQuant: boolean; label: string },
+/** Quantizes one weight on the GPU from its stored bytes (f32, f16 or bf16) and brings the result back. */
+async function _quantize(
+  gpu: Gpu,
+  bytes: Uint8Array,
+  shape: readonly number[],
+  dtype: SourceDType,
+  opts: { blocksize: number; doubleQuant: boolean; label: string },
 ): Promise<HostQuantized> {
-  return Promise.resolve(quantize4bitRef(values, opts));
+  const input = Tensor.fromArray(gpu, bytes, shape, { dtype, class: "scratch", label: opts.label });
+  try {
+    const q = await quantizeNF4(gpu, input, opts);
+    try {
+      return await downloadQuantized(q);
+    } finally {
+      freeQuantized(q);
+    }
+  } finally {
+    input.destroy();
+  }
 }
