@@ -54,6 +54,18 @@ Deno.test("examples: prompt/completion masks the prompt, including BOS", () => {
   assert.equal(ex.targets, 3);
 });
 
+Deno.test("examples: a post-processor that already ends with EOS gets no second one", () => {
+  const files = tinyFiles();
+  const pp = files.tokenizer.post_processor as { single: unknown[]; special_tokens: Record<string, unknown> };
+  pp.single = [...pp.single, { SpecialToken: { id: "</s>", type_id: 0 } }];
+  pp.special_tokens["</s>"] = { id: "</s>", ids: [2], tokens: ["</s>"] };
+  const eosTok = new TextTokenizer(files);
+  const text = tokenizeRecord(eosTok, { kind: "text", line: 1, text: "ab" });
+  assert.deepEqual([...text.inputIds], [1, id("a"), id("b"), 2]);
+  const pc = tokenizeRecord(eosTok, { kind: "prompt", line: 1, prompt: "a=", completion: "b" });
+  assert.deepEqual([...pc.labels], [-100, -100, -100, id("b"), 2]);
+});
+
 Deno.test("examples: a BPE merge across the prompt/completion boundary is trained on", () => {
   const vocab = { "</s>": 0, x: 1, a: 2, b: 3, ab: 4 };
   const bpe = new TextTokenizer({
