@@ -66,8 +66,11 @@ Deno.test("pager: dirty pages are not dropped synchronously; reserveAsync writes
   const [s0] = await pager.pageIn(buf, [0]);
   assert.deepEqual([...new Float32Array(await gpu.read(s0, 0, 8))], [0.5, 0.5]);
   pager.release(buf, [0], false);
-  await pager.writeBack(buf);
+  await pager.pageOut(buf); // dirty page 1 written back; slots kept in the pool
+  assert.deepEqual([pager.isResident(buf, 0), pager.isResident(buf, 1)], [false, false]);
   assert.deepEqual([...new Float32Array(buf.hostPage(1).slice(0, 8).buffer)], [1.5, 1.5]);
+  assert.equal(gpu.budget.report().byClass.optimizer, 2 * PAGE);
+  assert.equal(pager.evictableBytes(), 2 * PAGE);
   // The staging ring is fixed: no buffer per transfer.
   assert.equal(gpu.budget.report().staging, staging);
   assert.ok(gpu.budget.report().peak <= gpu.budget.limit);

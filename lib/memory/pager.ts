@@ -257,6 +257,18 @@ export class Pager implements Evictor {
   }
 
   /**
+   * Pages out now: writes dirty pages back, then returns their slots to the pool (kept for the next page-ins,
+   * and freed first when the budget needs room).
+   *
+   * @param buffer The buffer (no page may be pinned).
+   * @returns Resolves when every page is on the host only.
+   */
+  async pageOut(buffer: PagedBuffer): Promise<void> {
+    await this.writeBack(buffer);
+    this.#drop(buffer, true);
+  }
+
+  /**
    * Replaces the contents of a buffer (e.g. when loading a saved state): resident slots go back to the pool.
    *
    * @param buffer The buffer (no page may be pinned).

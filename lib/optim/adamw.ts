@@ -50,11 +50,12 @@ export interface AdamWOptions {
   /** Paged: page the next batch in while the current one is updated (default true). */
   prefetch?: boolean;
   /**
-   * Paged: `"eager"` (default) writes updated pages back to the host right after each step, so any later
-   * allocation can evict them synchronously; `"lazy"` writes a page back only when it is evicted (less traffic
-   * when nothing else competes for the budget; other allocations then need `budget.reserveAsync`).
+   * Paged: `"eager"` writes updated pages back to the host during each step, right after their update, so any
+   * later allocation can evict them synchronously; `"lazy"` writes a page back only when the pager evicts it
+   * (less traffic; other allocations then need `await budget.reserveAsync(...)` to take optimizer memory).
+   * `"auto"` (default): eager when the budget has a limit, lazy when it has none (nothing is ever evicted then).
    */
-  writeBack?: "eager" | "lazy";
+  writeBack?: "auto" | "eager" | "lazy";
 }
 
 /** Options for {@linkcode AdamW.step}. */
@@ -135,7 +136,8 @@ export class AdamW {
     this.stateBits = options.stateBits ?? 32;
     this.pageSize = parseBytes(options.pageSize ?? 4 << 20);
     this.#prefetch = options.prefetch ?? true;
-    this.#eager = (options.writeBack ?? "eager") === "eager";
+    const writeBack = options.writeBack ?? "auto";
+    this.#eager = writeBack === "eager" || (writeBack === "auto" && Number.isFinite(gpu.budget.limit));
     const names = new Set<string>();
     for (const { name, param, grad } of params) {
       if (names.has(name)) throw new Error(`AdamW: parameter name "${name}" appears twice`);
@@ -221,6 +223,14 @@ export class AdamW {
       }
     }
     await Promise.all(writes);
+  }
+
+  /**
+   * Paged variants: writes every state page back to the host and releases its GPU slot to the pager's pool
+   * (freed first when the budget needs room), e.g. before a memory-hungry forward pass. Resident: no-op.
+   */
+  async pageOut(): Promise<void> {
+    if (this.#paged) await this.pager!.pageOut(this.#paged);
   }
 
   /**
