@@ -14,6 +14,7 @@ import {
   quantizeNF4,
   readJsonFile,
   requestGpu,
+  Rng,
   SafetensorsCheckpoint,
   Tensor,
   writeSafetensors,
@@ -260,4 +261,36 @@ Deno.test("loader: packed codes stored in another bnb_4bit_quant_storage dtype l
   using ref = await QuantizedCheckpoint.open(join(dir, "out"));
   assert.equal(ckpt.checkpoint.info(w).dtype, "BF16");
   assert.deepEqual(await ckpt.readHost(w), await ref.readHost(w));
+});
+
+Deno.test("quantize folder: odd sizes, partial blocks, >256 blocks; 1-D and integer tensors are copied", async () => {
+  const dir = await Deno.makeTempDir();
+  const rng = new Rng(9);
+  const f32 = (n: number) => new Uint8Array(rng.normalArray(n).buffer);
+  await Deno.mkdir(join(dir, "in"));
+  await writeSafetensors(join(dir, "in", "any.safetensors"), [
+    { name: "enc.q_proj.weight", dtype: "F32", shape: [7, 9], data: f32(63) }, // odd n, one partial block
+    { name: "enc.up_proj.weight", dtype: "F32", shape: [128, 160], data: f32(20480) }, // 320 blocks
+    { name: "enc.k_proj.weight", dtype: "F32", shape: [12], data: f32(12) }, // 1-D: copied
+    { name: "enc.v_proj.weight", dtype: "I32", shape: [2, 2], data: new Uint8Array(16) }, // not float: copied
+  ]);
+  const report = await quantizeFolder(gpu, {
+    input: join(dir, "in"),
+    output: join(dir, "out"),
+    modules: ["q_proj", "up_proj"],
+  });
+  assert.deepEqual(report.quantized, ["enc.q_proj.weight", "enc.up_proj.weight"]);
+  using input = await SafetensorsCheckpoint.open(join(dir, "in"));
+  using ckpt = await QuantizedCheckpoint.open(join(dir, "out"));
+  const c = ckpt.checkpoint;
+  assert.deepEqual(c.info("enc.q_proj.weight").shape, [32, 1]);
+  assert.deepEqual(c.info("enc.up_proj.weight.nested_absmax").shape, [2]);
+  for (const name of report.quantized) {
+    const info = input.info(name);
+    const ref = quantize4bitRef(await input.readF32(name), { shape: info.shape });
+    assert.deepEqual(await ckpt.readHost(name), ref, name);
+  }
+  for (const name of ["enc.k_proj.weight", "enc.v_proj.weight"]) {
+    assert.deepEqual(await c.read(name), await input.read(name), name);
+  }
 });
