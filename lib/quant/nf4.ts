@@ -51,10 +51,19 @@ const DTYPE_ID: Record<SourceDType, number> = { f32: 0, f16: 1, bf16: 2 };
 /** Values per quantize workgroup when blocks are small (256 threads × 8 values). */
 const SPAN_MIN = 2048;
 
+/** A quantization recorded on the GPU but not yet checked; from {@linkcode beginQuantizeNF4}. */
+export interface QuantizeJob {
+  /** Waits for the GPU, checks the input was finite, and returns the quantized tensor (or throws). */
+  finish(): Promise<QuantizedTensor>;
+  /** Frees everything without waiting (for benchmarks and abandoned work). */
+  cancel(): void;
+}
+
 /**
  * Quantizes a tensor to 4 bits in blocks on the GPU (bitsandbytes' `quantize_4bit`): NF4 by default, with double
  * quantization of the absmax. Any length (a partial last block is fine); inputs larger than a storage binding are
- * processed in chunks of whole blocks. The offset (mean absmax) is a deterministic pairwise GPU reduction.
+ * processed in chunks of whole blocks. The offset (mean absmax) is a deterministic pairwise GPU reduction, and
+ * NaN/Inf values are caught on the GPU (an atomic minimum of the first bad index).
  *
  * @param gpu The device.
  * @param input An `f32`, `f16` or `bf16` tensor (any shape; flattened row-major).
@@ -75,7 +84,32 @@ const SPAN_MIN = 2048;
  * assert.deepEqual([...y.subarray(0, 3)], [1, -1, 0]);
  * ```
  */
-export async function quantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Options = {}): Promise<QuantizedTensor> {
+export function quantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Options = {}): Promise<QuantizedTensor> {
+  return beginQuantizeNF4(gpu, input, opts).finish();
+}
+
+/**
+ * Records the kernels of {@linkcode quantizeNF4} without waiting for them, so that many tensors can be queued
+ * before the first check. Finish jobs one at a time (each reads a few bytes back).
+ *
+ * @param gpu The device.
+ * @param input An `f32`, `f16` or `bf16` tensor.
+ * @param opts As for {@linkcode quantizeNF4}.
+ * @returns A job to finish (or cancel).
+ *
+ * @example
+ * ```ts
+ * import { beginQuantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const x = Tensor.fromArray(gpu, new Float32Array(128).fill(0.5), [128]);
+ * const jobs = [beginQuantizeNF4(gpu, x), beginQuantizeNF4(gpu, x, { quantType: "fp4" })];
+ * const done = [];
+ * for (const job of jobs) done.push(await job.finish()); // one at a time: each reads back
+ * assert.deepEqual(done.map((q) => q.quantType), ["nf4", "fp4"]);
+ * ```
+ */
+export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Options = {}): QuantizeJob {
   const blocksize = opts.blocksize ?? 64;
   checkBlocksize(blocksize);
   const doubleQuant = opts.doubleQuant ?? true;
@@ -147,33 +181,41 @@ export async function quantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Opti
     absmax2 = gpu.createBuffer(4, "weights", `${label}.absmax2 (unused)`);
     code2 = gpu.createBuffer(4, "weights", `${label}.code2 (unused)`);
   }
-  const [bad, offsetBits] = new Uint32Array(await gpu.read(stats, 0, 8));
-  for (const b of doubleQuant ? [absmaxF32, partial, stats] : [partial, stats]) gpu.free(b);
-  const q: QuantizedTensor = {
-    gpu,
-    quantType,
-    shape: [...input.shape],
-    blocksize,
-    doubleQuant,
-    packed,
-    absmax,
-    code,
-    absmax2,
-    code2,
-    offset: doubleQuant ? new Float32Array(new Uint32Array([offsetBits]).buffer)[0] : 0,
-    label,
-    dtype,
+  const scratch = doubleQuant ? [absmaxF32, partial, stats] : [partial, stats];
+  const outputs = [packed, absmax, code, absmax2, code2];
+  const free = (buffers: GPUBuffer[]) => buffers.forEach((b) => gpu.free(b));
+  return {
+    cancel: () => free([...scratch, ...outputs]),
+    finish: async () => {
+      const [bad, offsetBits] = new Uint32Array(await gpu.read(stats, 0, 8));
+      free(scratch);
+      if (bad !== 0xffffffff) {
+        free(outputs);
+        const byte = bad * eb;
+        const word = new Uint8Array(await gpu.read(input.buffer, byte - (byte % 4), 4));
+        const value = bytesToF32(word.subarray(byte % 4, (byte % 4) + eb), dtype)[0];
+        throw new Error(
+          `Tensor "${label}" (shape [${input.shape}], ${dtype}): ${value} at index ${bad}; ` +
+            "cannot quantize non-finite values",
+        );
+      }
+      return {
+        gpu,
+        quantType,
+        shape: [...input.shape],
+        blocksize,
+        doubleQuant,
+        packed,
+        absmax,
+        code,
+        absmax2,
+        code2,
+        offset: doubleQuant ? new Float32Array(new Uint32Array([offsetBits]).buffer)[0] : 0,
+        label,
+        dtype,
+      };
+    },
   };
-  if (bad !== 0xffffffff) {
-    freeQuantized(q);
-    const byte = bad * eb;
-    const word = new Uint8Array(await gpu.read(input.buffer, byte - (byte % 4), 4));
-    const value = bytesToF32(word.subarray(byte % 4, (byte % 4) + eb), dtype)[0];
-    throw new Error(
-      `Tensor "${label}" (shape [${input.shape}], ${dtype}): ${value} at index ${bad}; cannot quantize non-finite values`,
-    );
-  }
-  return q;
 }
 
 /**
