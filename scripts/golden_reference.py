@@ -98,7 +98,8 @@ def main(inp, out):
     eps = cfg["rms_norm_eps"]
 
     def linear(x, name):
-        y = x @ f64[name + ".weight"].T
+        # The NF4 round trip of the weight, as the GPU model computes with it.
+        y = x @ f64["dequant." + name + ".weight"].T
         if name + ".bias" in f64:
             y = y + f64[name + ".bias"]
         if name + ".lora_A.weight" in lora:
@@ -109,7 +110,8 @@ def main(inp, out):
     freqs = torch.outer(pos, inv_freq(cfg))
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos(), emb.sin()
-    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    # Causal and padding mask, as transformers combines them: query t sees keys j <= t that are not padding.
+    keep = torch.ones(T, T, dtype=torch.bool).tril()[None, None] & t["attention_mask"].bool()[:, None, None, :]
 
     h = f64["model.embed_tokens.weight"][ids]
     for i in range(cfg["num_hidden_layers"]):
@@ -123,7 +125,7 @@ def main(inp, out):
         k = k.repeat_interleave(H // KV, dim=1)
         v = v.repeat_interleave(H // KV, dim=1)
         s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
-        s = s.masked_fill(~causal, float("-inf"))
+        s = s.masked_fill(~keep, float("-inf"))
         a = (s.softmax(-1) @ v).transpose(1, 2).reshape(B, T, H * D)
         h = h + linear(a, p + "self_attn.o_proj")
         x = rms_norm(h, f64[p + "post_attention_layernorm.weight"], eps)
@@ -136,6 +138,7 @@ def main(inp, out):
     # Hugging Face's causal-LM shift: position t predicts labels[t+1].
     target = torch.full_like(labels, -100)
     target[:, :-1] = labels[:, 1:]
+    target[t["attention_mask"] == 0] = -100
     loss_sum = torch.nn.functional.cross_entropy(
         logits.reshape(B * T, -1), target.reshape(-1), ignore_index=-100, reduction="sum"
     )

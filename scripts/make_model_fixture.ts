@@ -109,15 +109,18 @@ async function main(path: string): Promise<void> {
   const { batchSize: B, seqLen: T, lengths } = FIXTURE_BATCH;
   const ids = new Int32Array(B * T);
   const labels = new Int32Array(B * T).fill(-100);
+  const mask = new Int32Array(B * T);
   for (let s = 0; s < B; s++) {
     for (let t = 0; t < lengths[s]; t++) {
       ids[s * T + t] = rng.int(c.vocab_size);
+      mask[s * T + t] = 1;
       // The first two tokens of sequence 0 are a "prompt": no loss on them.
       if (!(s === 0 && t < 2)) labels[s * T + t] = ids[s * T + t];
     }
   }
   tensors.push({ name: "input_ids", dtype: "I32", shape: [B, T], data: new Uint8Array(ids.buffer) });
   tensors.push({ name: "labels", dtype: "I32", shape: [B, T], data: new Uint8Array(labels.buffer) });
+  tensors.push({ name: "attention_mask", dtype: "I32", shape: [B, T], data: new Uint8Array(mask.buffer) });
   const scale = FIXTURE_LORA.alpha / FIXTURE_LORA.r;
   await writeSafetensors(path, tensors, { config: JSON.stringify(c), lora_scale: String(scale) });
   console.log(`wrote ${path}`);
