@@ -21,6 +21,7 @@ export * from "./lib/gpu/tensor.ts";
 export * from "./lib/memory/budget.ts";
 export * from "./lib/quant/code_tables.ts";
 export * from "./lib/quant/nf4.ts";
+export * from "./lib/quant/quant_error.ts";
 export * from "./lib/quant/quant_state.ts";
 export * from "./lib/quant/quantized_tensor.ts";
 export * from "./lib/quant/reference.ts";
