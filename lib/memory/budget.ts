@@ -231,6 +231,35 @@ export class MemoryBudget {
     return this.#limit;
   }
 
+  /**
+   * Changes the limit. Lowering it below what is held first evicts pageable memory (synchronously, as
+   * {@linkcode MemoryBudget.reserve}); if that is not enough the limit is left unchanged.
+   *
+   * @param limit Byte limit (number or string such as `"6GiB"`), or `Infinity`.
+   * @throws {OutOfBudgetError} If more than the new limit is held and cannot be evicted.
+   *
+   * @example
+   * ```ts
+   * import { MemoryBudget } from "@qlora/webgpu";
+   * import assert from "node:assert/strict";
+   * const device = await (await navigator.gpu.requestAdapter())!.requestDevice();
+   * const budget = new MemoryBudget(device);
+   * budget.setLimit("1MiB");
+   * assert.equal(budget.limit, 2 ** 20);
+   * ```
+   */
+  setLimit(limit: number | string): void {
+    const next = limit === Infinity ? Infinity : parseBytes(limit);
+    const old = this.#limit;
+    this.#limit = next;
+    try {
+      this.reserve(0, `lowering the limit to ${formatBytes(next)}`);
+    } catch (e) {
+      this.#limit = old;
+      throw e;
+    }
+  }
+
   /** Registers something that can free pageable memory on demand. */
   addEvictor(evictor: Evictor): void {
     this.#evictors.push(evictor);

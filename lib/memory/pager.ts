@@ -299,6 +299,11 @@ export class Pager implements Evictor {
     this.gpu.budget.removeEvictor(this);
   }
 
+  /** GPU bytes this pager holds: resident pages' slots and pooled slots. */
+  heldBytes(): number {
+    return (this.#lru.size + this.#free.length) * this.pageSize;
+  }
+
   /** Paging counters. */
   pagingStats(): PagingStats {
     let total = 0;

@@ -420,7 +420,13 @@ export class PagedAdamW extends AdamW {
 
 /**
  * {@linkcode AdamW} with 8-bit blockwise-quantized states (dynamic code, block 256, as bitsandbytes' 8-bit
- * optimizers), resident. States take about a quarter of the f32 ones.
+ * optimizers), resident. States take 2.03 bytes per parameter instead of 8. The moments are updated in f32
+ * and the parameter update uses the f32 values; only what is stored between steps is quantized (m with the
+ * signed, v with the unsigned dynamic code, each to the nearest code of value / block absmax). Unlike
+ * bitsandbytes, tensors under 4096 elements are quantized too (it keeps those in f32).
+ *
+ * Accuracy against the 32-bit optimizer (tests/adamw_test.ts): after 200 steps with N(0, 0.5²) gradients and
+ * lr 1e-3, the total parameter update differs from 32-bit AdamW's by 2.3–2.5% (relative L2 error).
  *
  * @example
  * ```ts
@@ -450,7 +456,8 @@ export class AdamW8bit extends AdamW {
 }
 
 /**
- * {@linkcode AdamW} with 8-bit blockwise-quantized states in pages that spill to host memory.
+ * {@linkcode AdamW} with 8-bit blockwise-quantized states in pages that spill to host memory (the maths and
+ * accuracy of {@linkcode AdamW8bit}; bit-identical to it).
  *
  * @example
  * ```ts
