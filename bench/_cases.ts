@@ -8,6 +8,7 @@ import { ROOFLINES, rooflineValue, timeGpu, type Timer } from "./_roofline.ts";
 /** Bench files that export `cases(size)`, relative to this directory. */
 export const BENCH_FILES: string[] = [
   "./nf4_bench.ts",
+  "./paged_bench.ts",
 ];
 
 /** Problem sizes: `small` (the default; for llvmpipe) or `full` (the issue's shapes). */
