@@ -103,7 +103,7 @@ async function pagedVsResident(
   steps: number,
   stateBits: 32 | 8,
   residentPages: number,
-  opts: { prefetch?: boolean; midRun?: (gpu: Gpu, step: number) => void } = {},
+  opts: { prefetch?: boolean; writeBack?: "eager" | "lazy"; midRun?: (gpu: Gpu, step: number) => void } = {},
 ) {
   const gpuR = await requestGpu();
   const runR = makeRun(gpuR, SIZES);
@@ -122,7 +122,7 @@ async function pagedVsResident(
   const gpuP = await requestGpu({ gpuMemory: limit });
   const runP = makeRun(gpuP, SIZES);
   const Paged = stateBits === 8 ? PagedAdamW8bit : PagedAdamW;
-  const paged = new Paged(gpuP, runP.params, { pageSize: PAGE, prefetch: opts.prefetch });
+  const paged = new Paged(gpuP, runP.params, { pageSize: PAGE, prefetch: opts.prefetch, writeBack: opts.writeBack });
   let minOnHost = Infinity;
   for (let s = 0; s < steps; s++) {
     const g = runR.grads(s);
@@ -157,6 +157,31 @@ Deno.test("PagedAdamW: without prefetch and with one page of room, still bit-ide
   assert.deepEqual(await bytesOf(r.runP), await bytesOf(r.runR));
   assert.deepEqual(await r.paged.stateBytes(), await r.resident.stateBytes());
   assert.ok(r.gpuP.budget.report().peak <= r.limit);
+  r.paged.destroy();
+  r.resident.destroy();
+  r.gpuP.destroy();
+  r.gpuR.destroy();
+});
+
+Deno.test("PagedAdamW: lazy write-back is bit-identical too, and reserveAsync takes its dirty pages", async () => {
+  let checked = false;
+  const r = await pagedVsResident(8, 32, 3, {
+    writeBack: "lazy",
+    midRun: (gpu, s) => {
+      if (s !== 4) return;
+      // Dirty pages cannot be dropped synchronously...
+      const need = gpu.budget.available() + PAGE;
+      assert.throws(() => gpu.createBuffer(need, "activations", "acts"), OutOfBudgetError);
+      // ...but an awaited reservation writes them back first (checked after the run, below).
+      checked = true;
+    },
+  });
+  assert.ok(checked);
+  await r.gpuP.budget.reserveAsync(r.gpuP.budget.available() + 3 * PAGE, "acts");
+  r.gpuP.free(r.gpuP.createBuffer(r.gpuP.budget.available(), "activations", "acts"));
+  assert.equal(r.gpuP.budget.report().paging.pagesResident, 0);
+  assert.deepEqual(await bytesOf(r.runP), await bytesOf(r.runR));
+  assert.deepEqual(await r.paged.stateBytes(), await r.resident.stateBytes());
   r.paged.destroy();
   r.resident.destroy();
   r.gpuP.destroy();

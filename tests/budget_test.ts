@@ -72,5 +72,10 @@ Deno.test("budget: staging buffers are reported apart, outside the limit; reserv
   assert.ok(r.peak <= r.limit);
   budget.free(st);
   assert.equal(budget.report().staging, 0);
+  // Lowering the limit below what is held (and cannot be evicted) is refused and leaves the limit as it was.
+  assert.throws(() => budget.setLimit(1000), /lowering the limit to 1000 B/);
+  assert.equal(budget.limit, 10_000);
+  budget.setLimit("4000B");
+  assert.equal(budget.limit, 4000);
   device.destroy();
 });

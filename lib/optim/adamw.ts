@@ -209,17 +209,23 @@ export class AdamW {
     const per = Math.max(1, Math.min(stagingPages, this.#prefetch ? Math.floor(capacity / 2) : capacity));
     const batches: number[][] = [];
     for (let i = 0; i < order.length; i += per) batches.push(order.slice(i, i + per));
+    // Started transfers are awaited in order; the no-op catches only keep a failure from being reported twice
+    // (as unhandled) when an earlier await throws first.
+    const started = <T>(p: Promise<T>): Promise<T> => (p.catch(() => {}), p);
     const writes: Promise<void>[] = [];
-    let next = pager.pageIn(state, batches[0]);
+    let next = started(pager.pageIn(state, batches[0]));
     for (let b = 0; b < batches.length; b++) {
       const slots = await next;
-      batches[b].forEach((p, k) => this.#update(p, slots[k], uniform));
-      pager.release(state, batches[b], true);
+      try {
+        batches[b].forEach((p, k) => this.#update(p, slots[k], uniform));
+      } finally {
+        pager.release(state, batches[b], true);
+      }
       this.gpu.flush();
-      if (this.#eager) writes.push(pager.writeBack(state, batches[b]));
+      if (this.#eager) writes.push(started(pager.writeBack(state, batches[b])));
       if (b + 1 < batches.length) {
         if (!this.#prefetch) await this.gpu.sync();
-        next = pager.pageIn(state, batches[b + 1]);
+        next = started(pager.pageIn(state, batches[b + 1]));
       }
     }
     await Promise.all(writes);
