@@ -1,8 +1,10 @@
 /**
- * Writes the demo's task: reverse a short lowercase word, as prompt/completion JSON Lines
- * (`{"prompt": "abc=", "completion": "cba"}`), with a training split and a disjoint held-out split.
+ * Writes the demo's task: reverse a three-letter lowercase word, as prompt/completion JSON Lines
+ * (`{"prompt": "abc=", "completion": "cba"}`), with a training split and a disjoint held-out split. One fixed
+ * length keeps it learnable by the tiny 2-layer model in a few hundred steps (with lengths 3-5 it had only learnt
+ * the first letter after 200 steps).
  *
- * Usage: deno run -A scripts/make_task_data.ts [--out data] [--train 2000] [--test 200] [--min 3] [--max 5] [--seed 1]
+ * Usage: deno run -A scripts/make_task_data.ts [--out data] [--train 2000] [--test 200] [--min 3] [--max 3] [--seed 1]
  *
  * @module
  */
@@ -17,7 +19,7 @@ const { values } = parseArgs({
     train: { type: "string", default: "2000" },
     test: { type: "string", default: "200" },
     min: { type: "string", default: "3" },
-    max: { type: "string", default: "5" },
+    max: { type: "string", default: "3" },
     seed: { type: "string", default: "1" },
   },
 });
