@@ -83,7 +83,12 @@ export interface Roofline {
 
 /** Rooflines by name; benches add theirs here (one line each). */
 export const ROOFLINES: Record<string, Roofline> = {
-  copy: { unit: "GB/s", measure: async (gpu) => (await copyBandwidth(gpu)) / 1e9 },
+  // Best of three: a roofline is what the device can do, and a shared machine only ever slows it down.
+  copy: {
+    unit: "GB/s",
+    measure: async (gpu) =>
+      Math.max(...[await copyBandwidth(gpu), await copyBandwidth(gpu), await copyBandwidth(gpu)]) / 1e9,
+  },
 };
 
 const _measured = new WeakMap<Gpu, Map<string, Promise<number>>>();

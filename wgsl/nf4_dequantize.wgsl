@@ -1,15 +1,17 @@
 // nf4_dequantize: out[i] = code[idx[i]] * scale[i / BLOCK] for one chunk of a 4-bit blockwise-quantized tensor
-// (bitsandbytes layout; see lib/quant/quantized_tensor.ts). Each thread expands one u32 of packed codes (8 values)
-// and stores them with vec4 stores: two vec4<f32>, or one vec4<u32> of f16 pairs (pack2x16float, no f16 feature).
+// (bitsandbytes layout; see lib/quant/quantized_tensor.ts). Every store is a vec4 and neighbouring threads store
+// neighbouring vec4s: a unit is 4 values (f32 out, half a packed word) or 8 values (f16 out via pack2x16float,
+// one packed word; no f16 feature needed). A workgroup covers 2 * WG units; thread t does units t and t + WG
+// (written out, not looped: llvmpipe runs the loop form several times slower).
 // With double quantization scale = fround(code2[q[b]] * absmax2[b / 256]) + offset: the product is passed
-// through an opaque integer OR so that no compiler fuses it into an FMA (bitsandbytes rounds it first).
+// through an opaque integer OR (u.w = 0) so that no compiler fuses it into an FMA (bitsandbytes rounds it first).
 // Bindings:
-//   packed:  [ceil(n/8)] u32 (storage, read)        the chunk's codes
+//   packed:  [ceil(n/8)] u32 (storage, read)        the chunk's codes (value 2k in the high nibble of byte k)
 //   absmax:  [nb] f32 bits, or ceil(nb/4) u32 of u8 codes with DQ (storage, read)   whole tensor
 //   absmax2: [ceil(nb/256)] f32 (storage, read)     whole tensor (DQ only; else a placeholder)
 //   code:    [16] f32 (storage, read)               the 4-bit code table
 //   code2:   [256] f32 (storage, read)              the signed dynamic map (DQ only; else a placeholder)
-//   out:     [ceil(n/8) * (OUT_F16 ? 1 : 2)] vec4<u32> (storage, read_write)   the chunk's output
+//   out:     [ceil(n/8) * (OUT_F16 ? 1 : 2)] vec4<u32> (storage, read_write)   the chunk's output, padded
 //   u:       vec4<u32> (uniform)                    (n in chunk, first block of the chunk, offset bits, 0)
 
 override DQ: bool = true;
@@ -27,6 +29,41 @@ override WG: u32 = 256u;
 
 var<workgroup> lut: array<f32, 16>;
 
+fn scale_of(b: u32) -> f32 {
+  if (DQ) {
+    let q = (absmax[b / 4u] >> (8u * (b % 4u))) & 0xffu;
+    let p = code2[q] * absmax2[b / 256u];
+    return bitcast<f32>(bitcast<u32>(p) | u.w) + bitcast<f32>(u.z);
+  }
+  return bitcast<f32>(absmax[b]);
+}
+
+// The value of the code in bits [shift, shift + 4) of a packed word, scaled.
+fn value(word: u32, shift: u32, scale: f32) -> f32 {
+  return lut[(word >> shift) & 15u] * scale;
+}
+
+fn unit_store(unit: u32) {
+  let per_unit = select(4u, 8u, OUT_F16);
+  let i = unit * per_unit;
+  if (i >= u.x) {
+    return;
+  }
+  let s = scale_of(u.y + i / BLOCK);
+  if (OUT_F16) {
+    let w = packed[unit];
+    out[unit] = vec4<u32>(
+      pack2x16float(vec2<f32>(value(w, 4u, s), value(w, 0u, s))),
+      pack2x16float(vec2<f32>(value(w, 12u, s), value(w, 8u, s))),
+      pack2x16float(vec2<f32>(value(w, 20u, s), value(w, 16u, s))),
+      pack2x16float(vec2<f32>(value(w, 28u, s), value(w, 24u, s))),
+    );
+  } else {
+    let w = packed[unit / 2u] >> (16u * (unit % 2u));
+    out[unit] = bitcast<vec4<u32>>(vec4<f32>(value(w, 4u, s), value(w, 0u, s), value(w, 12u, s), value(w, 8u, s)));
+  }
+}
+
 @compute @workgroup_size(WG)
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -37,34 +74,7 @@ fn main(
     lut[t] = code[t];
   }
   workgroupBarrier();
-  let g = (wid.x + wid.y * nwg.x) * WG + t;
-  if (g * 8u >= u.x) {
-    return;
-  }
-  let b = u.y + g * 8u / BLOCK;
-  var scale: f32;
-  if (DQ) {
-    let q = (absmax[b / 4u] >> (8u * (b % 4u))) & 0xffu;
-    let p = code2[q] * absmax2[b / 256u];
-    scale = bitcast<f32>(bitcast<u32>(p) | u.w) + bitcast<f32>(u.z);
-  } else {
-    scale = bitcast<f32>(absmax[b]);
-  }
-  let word = packed[g];
-  // Value 2k is the high nibble of byte k.
-  var v: array<f32, 8>;
-  for (var j = 0u; j < 8u; j++) {
-    v[j] = lut[(word >> (8u * (j / 2u) + 4u * (1u - j % 2u))) & 15u] * scale;
-  }
-  if (OUT_F16) {
-    out[g] = vec4<u32>(
-      pack2x16float(vec2<f32>(v[0], v[1])),
-      pack2x16float(vec2<f32>(v[2], v[3])),
-      pack2x16float(vec2<f32>(v[4], v[5])),
-      pack2x16float(vec2<f32>(v[6], v[7])),
-    );
-  } else {
-    out[2u * g] = bitcast<vec4<u32>>(vec4<f32>(v[0], v[1], v[2], v[3]));
-    out[2u * g + 1u] = bitcast<vec4<u32>>(vec4<f32>(v[4], v[5], v[6], v[7]));
-  }
+  let base = (wid.x + wid.y * nwg.x) * WG * 2u + t;
+  unit_store(base);
+  unit_store(base + WG);
 }

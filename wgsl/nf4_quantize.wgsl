@@ -2,12 +2,13 @@
 // Each thread quantizes 8 consecutive values into one u32 of packed codes (value 2k in the high nibble of byte k);
 // a workgroup covers SPAN = max(2048, BLOCK) values: 2048/BLOCK whole blocks, or one block in BLOCK/2048 rounds.
 // Bindings:
-//   x:       [ceil(n*elem/4)] u32 (storage, read)   the chunk's values: f32 bits, or two f16/bf16 per word
+//   x4:      [floor(n*elem/16)] vec4<u32> (storage, read)  the chunk's values (f32 bits, or f16/bf16 pairs);
+//            whole 8-value groups are read through it (a dummy 16-byte buffer when the chunk is shorter)
+//   x:       [ceil(n*elem/4)] u32 (storage, read)   the same values, for the last partial group
 //   packed:  [ceil(n/8)] u32 (storage, read_write)  the chunk's packed codes
 //   absmax:  [nb_total] f32 (storage, read_write)   per-block max |x|, written at u.block_base + local block
-//   partial: [wg_total] f32 (storage, read_write)   per-workgroup pairwise sum of its blocks' absmax (for the mean)
+//   partial: [wg_total] f32 (storage, read_write)   per-workgroup pairwise sum of its blocks' absmax (if SUMS)
 //   stats:   [4] atomic<u32> (storage, read_write)  stats[0]: smallest flat index of a NaN/Inf value (init 0xffffffff)
-//   thr:     [4] vec4<f32> (uniform)                thresholds: NF4 15, INT4 14, FP4 7 (on |x|); unused ones 2.0
 //   u:       Params (uniform)                        n (values in chunk), elem_base, block_base, wg_base (global)
 // Arithmetic as lib/quant/reference.ts: r = 1/absmax correctly rounded (integer long division: WGSL's `/` may be
 // 2.5 ulp off), xn = x * r; a block with absmax < 2^-126 gets the zero index everywhere, as do values past n.
@@ -15,6 +16,24 @@
 override DTYPE: u32 = 0u; // 0 f32, 1 f16, 2 bf16
 override QTYPE: u32 = 0u; // 0 nf4, 1 fp4, 2 int4
 override BLOCK: u32 = 64u;
+// Whether to write the per-workgroup absmax sums (double quantization needs them).
+override SUMS: bool = true;
+// Sorted decision thresholds from lib/quant/code_tables.ts: NF4 15, INT4 14, FP4 7 (on |x|); unused ones 2.0.
+override T0: f32;
+override T1: f32;
+override T2: f32;
+override T3: f32;
+override T4: f32;
+override T5: f32;
+override T6: f32;
+override T7: f32;
+override T8: f32;
+override T9: f32;
+override T10: f32;
+override T11: f32;
+override T12: f32;
+override T13: f32;
+override T14: f32;
 const WG: u32 = 256u;
 const SPAN_MIN: u32 = 2048u; // WG * 8
 
@@ -25,64 +44,85 @@ struct Params {
   wg_base: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<u32>;
-@group(0) @binding(1) var<storage, read_write> packed: array<u32>;
-@group(0) @binding(2) var<storage, read_write> absmax: array<f32>;
-@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
-@group(0) @binding(4) var<storage, read_write> stats: array<atomic<u32>, 4>;
-@group(0) @binding(5) var<uniform> thr: array<vec4<f32>, 4>;
+@group(0) @binding(0) var<storage, read> x4: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> x: array<u32>;
+@group(0) @binding(2) var<storage, read_write> packed: array<u32>;
+@group(0) @binding(3) var<storage, read_write> absmax: array<f32>;
+@group(0) @binding(4) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<atomic<u32>, 4>;
 @group(0) @binding(6) var<uniform> u: Params;
 
 var<workgroup> red: array<u32, WG>;
 var<workgroup> sums: array<f32, WG>;
 
-// Value j (0..7) of 8-value group g of the chunk, as f32 (0 past n); flags NaN/Inf via stats[0].
-fn load(g: u32, j: u32) -> f32 {
-  let i = g * 8u + j;
-  if (i >= u.n) {
-    return 0.0;
-  }
-  var bits: u32;
-  var bad: bool;
-  if (DTYPE == 0u) {
-    bits = x[i];
-    bad = (bits & 0x7f800000u) == 0x7f800000u;
-  } else {
-    let h = (x[i / 2u] >> (16u * (i % 2u))) & 0xffffu;
-    if (DTYPE == 1u) {
-      bad = (h & 0x7c00u) == 0x7c00u;
-      bits = bitcast<u32>(unpack2x16float(h).x);
+// Values 8g..8g+7 of the chunk as f32 (0 past n): whole groups with vec4 loads, the last partial one word by
+// word. A NaN/Inf lowers stats[0] to its flat index.
+fn group_values(g: u32) -> array<f32, 8> {
+  var h: array<u32, 8>; // raw bits: f32, or the f16/bf16 half in the low 16 bits
+  if ((g + 1u) * 8u <= u.n) {
+    if (DTYPE == 0u) {
+      let a = x4[2u * g];
+      let b = x4[2u * g + 1u];
+      h = array<u32, 8>(a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w);
     } else {
-      bad = (h & 0x7f80u) == 0x7f80u;
-      bits = h << 16u;
+      let a = x4[g];
+      h = array<u32, 8>(a.x, a.x >> 16u, a.y, a.y >> 16u, a.z, a.z >> 16u, a.w, a.w >> 16u);
+    }
+  } else {
+    for (var j = 0u; j < 8u; j++) {
+      let i = g * 8u + j;
+      if (i < u.n) {
+        h[j] = select(x[i / 2u] >> (16u * (i % 2u)), x[i], DTYPE == 0u);
+      }
     }
   }
-  if (bad) {
-    atomicMin(&stats[0], u.elem_base + i);
+  var v: array<f32, 8>;
+  var bad = 0xffffffffu;
+  for (var j = 0u; j < 8u; j++) {
+    var bits = h[j];
+    var inf = false;
+    if (DTYPE == 0u) {
+      inf = (bits & 0x7f800000u) == 0x7f800000u;
+    } else if (DTYPE == 1u) {
+      bits = bits & 0xffffu;
+      inf = (bits & 0x7c00u) == 0x7c00u;
+      bits = bitcast<u32>(unpack2x16float(bits).x);
+    } else {
+      bits = bits << 16u;
+      inf = (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    if (inf && bad == 0xffffffffu) {
+      bad = g * 8u + j;
+    }
+    v[j] = bitcast<f32>(bits);
   }
-  return bitcast<f32>(bits);
+  if (bad != 0xffffffffu) {
+    atomicMin(&stats[0], u.elem_base + bad);
+  }
+  return v;
 }
 
-fn threshold(k: u32) -> f32 {
-  return thr[k / 4u][k % 4u];
+// Index of xn among sorted thresholds T0 < T1 < ... (the number of them below xn), by a 4-level binary
+// search of selects: no table lookups, so each lane stays in registers.
+fn count16(xn: f32) -> u32 {
+  let b3 = xn > T7;
+  let b2 = xn > select(T3, T11, b3);
+  let b1 = xn > select(select(T1, T5, b2), select(T9, T13, b2), b3);
+  let t0 = select(select(select(T0, T2, b1), select(T4, T6, b1), b2), select(select(T8, T10, b1), select(T12, T14, b1), b2), b3);
+  return (u32(b3) << 3u) | (u32(b2) << 2u) | (u32(b1) << 1u) | u32(xn > t0);
 }
 
 fn index4(xn: f32) -> u32 {
   if (QTYPE == 1u) {
+    // FP4: a magnitude rank 0..7 over T0..T6, mapped to the low 3 bits (four bits per rank), then the sign.
     let a = abs(xn);
-    var rank = 0u;
-    for (var k = 0u; k < 7u; k++) {
-      rank += select(0u, 1u, a > threshold(k));
-    }
-    // Low 3 bits of the FP4 code for magnitude ranks 0..7, four bits each.
-    let bits = (0x32547610u >> (4u * rank)) & 7u;
-    return bits | select(0u, 8u, xn < 0.0);
+    let b2 = a > T3;
+    let b1 = a > select(T1, T5, b2);
+    let b0 = a > select(select(T0, T2, b1), select(T4, T6, b1), b2);
+    let rank = (u32(b2) << 2u) | (u32(b1) << 1u) | u32(b0);
+    return ((0x32547610u >> (4u * rank)) & 7u) | select(0u, 8u, xn < 0.0);
   }
-  var idx = 0u;
-  for (var k = 0u; k < 15u; k++) {
-    idx += select(0u, 1u, xn > threshold(k));
-  }
-  return idx;
+  return count16(xn);
 }
 
 // Correctly rounded 1/a for a normal a in [2^-126, 2^125] given as bits (the reciprocal stays normal).
@@ -122,43 +162,51 @@ fn main(
   // Groups of 8 values handled by this thread: w*span/8 + t + WG*k, all in one block.
   let g0 = w * (span / 8u) + t;
   // Max |x| compared as bits (exact for finite floats); the first round's values stay in registers.
-  var vals: array<f32, 8>;
+  let vals = group_values(g0);
   var amax = 0u;
   for (var k = 0u; k < rounds; k++) {
+    var v = vals;
+    if (k > 0u) {
+      v = group_values(g0 + WG * k);
+    }
     for (var j = 0u; j < 8u; j++) {
-      let v = load(g0 + WG * k, j);
-      if (k == 0u) {
-        vals[j] = v;
-      }
-      amax = max(amax, bitcast<u32>(v) & 0x7fffffffu);
+      amax = max(amax, bitcast<u32>(v[j]) & 0x7fffffffu);
     }
   }
   // Segmented max over the threads of each block (threads [b*tpb, (b+1)*tpb) hold block b).
   let tpb = min(WG, BLOCK / 8u);
   red[t] = amax;
   workgroupBarrier();
-  for (var s = tpb / 2u; s > 0u; s = s / 2u) {
-    if (t % tpb < s) {
-      red[t] = max(red[t], red[t + s]);
+  var bmax = 0u;
+  if (tpb <= 16u) {
+    // Small blocks: each thread reads its block's few partial maxima (one barrier instead of a tree).
+    for (var j = t - t % tpb; j < t - t % tpb + tpb; j++) {
+      bmax = max(bmax, red[j]);
     }
-    workgroupBarrier();
+  } else {
+    for (var s = tpb / 2u; s > 0u; s = s / 2u) {
+      if (t % tpb < s) {
+        red[t] = max(red[t], red[t + s]);
+      }
+      workgroupBarrier();
+    }
+    bmax = red[t - t % tpb];
   }
-  let bmax = red[t - t % tpb];
   let zero_block = bmax < 0x00800000u;
   let r = select(recip_rn(bmax), 0.0, zero_block);
   let zero_code = select(7u, 0u, QTYPE == 1u);
   for (var k = 0u; k < rounds; k++) {
     let g = g0 + WG * k;
     if (g * 8u < u.n) {
+      var v = vals;
+      if (k > 0u) {
+        v = group_values(g);
+      }
       var word = 0u;
       for (var j = 0u; j < 8u; j++) {
         var idx = zero_code;
         if (!zero_block && g * 8u + j < u.n) {
-          var v = vals[j];
-          if (k > 0u) {
-            v = load(g, j);
-          }
-          idx = index4(v * r);
+          idx = index4(v[j] * r);
         }
         word |= idx << (8u * (j / 2u) + 4u * (1u - j % 2u));
       }
@@ -177,19 +225,22 @@ fn main(
     }
     sums[local_block] = v;
   }
-  workgroupBarrier();
-  for (var width = bpw / 2u; width > 0u; width = width / 2u) {
-    var s = 0.0;
-    if (t < width) {
-      s = sums[2u * t] + sums[2u * t + 1u];
-    }
-    workgroupBarrier();
-    if (t < width) {
-      sums[t] = s;
-    }
-    workgroupBarrier();
+  if (!SUMS) {
+    return;
   }
+  workgroupBarrier();
+  // One thread adds them pairwise (stack[l] holds a pending sum of 2^l blocks): fewer barriers than a tree.
   if (t == 0u) {
-    partial[u.wg_base + w] = sums[0];
+    var stack: array<f32, 6>;
+    for (var j = 0u; j < bpw; j++) {
+      var v = sums[j];
+      var level = 0u;
+      while (((j >> level) & 1u) == 1u) {
+        v = stack[level] + v;
+        level++;
+      }
+      stack[level] = v;
+    }
+    partial[u.wg_base + w] = stack[countTrailingZeros(bpw)];
   }
 }

@@ -133,8 +133,14 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
   const code = gpu.createBuffer(64, "weights", `${label}.code`);
   gpu.write(stats, new Uint32Array([0xffffffff, 0, 0, 0]));
   gpu.write(code, codeTable(quantType));
-  const thr = new Float32Array(16).fill(2);
-  thr.set(quantType === "nf4" ? NF4_THRESHOLDS : quantType === "fp4" ? FP4_THRESHOLDS : INT4_THRESHOLDS);
+  const thresholds = quantType === "nf4" ? NF4_THRESHOLDS : quantType === "fp4" ? FP4_THRESHOLDS : INT4_THRESHOLDS;
+  const constants: Record<string, number> = {
+    DTYPE: DTYPE_ID[dtype],
+    QTYPE: QTYPE_ID[quantType],
+    BLOCK: blocksize,
+    SUMS: doubleQuant ? 1 : 0,
+  };
+  for (let k = 0; k < 15; k++) constants[`T${k}`] = thresholds[k] ?? 2;
   _checkWhole(gpu, label, absmaxF32, partial);
 
   const chunk = _chunkElems(gpu, opts.maxBindingBytes, eb, span, label);
@@ -142,14 +148,15 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
     const len = Math.min(chunk, n - start);
     gpu.dispatch({
       kernel: "nf4_quantize",
-      constants: { DTYPE: DTYPE_ID[dtype], QTYPE: QTYPE_ID[quantType], BLOCK: blocksize },
+      constants,
       bindings: [
+        // Whole vec4s for the full 8-value groups (the `code` buffer stands in when there are none).
+        len * eb >= 16 ? { buffer: input.buffer, offset: start * eb, size: Math.floor((len * eb) / 16) * 16 } : code,
         { buffer: input.buffer, offset: start * eb, size: Math.ceil((len * eb) / 4) * 4 },
         { buffer: packed, offset: start / 2, size: Math.ceil(len / 8) * 4 },
         absmaxF32,
         partial,
         stats,
-        thr,
         new Uint32Array([len, start, start / blocksize, start / span]),
       ],
       workgroups: grid2d(Math.ceil(len / span), gpu.limits.maxComputeWorkgroupsPerDimension),
@@ -247,11 +254,18 @@ export function dequantizeNF4(q: QuantizedTensor, opts: DequantizeNF4Options = {
   const chunk = _chunkElems(gpu, opts.maxBindingBytes, ob, q.blocksize, q.label);
   const offsetBits = new Uint32Array(new Float32Array([q.offset]).buffer)[0];
   const wg = 256;
+  // Two vec4 stores per thread: 4 f32 or 8 f16 values each.
+  const perWorkgroup = wg * 2 * (dtype === "f16" ? 8 : 4);
   for (let start = 0; start < n; start += chunk) {
     const len = Math.min(chunk, n - start);
     gpu.dispatch({
       kernel: "nf4_dequantize",
-      constants: { DQ: q.doubleQuant ? 1 : 0, OUT_F16: dtype === "f16" ? 1 : 0, BLOCK: q.blocksize, WG: wg },
+      constants: {
+        DQ: q.doubleQuant ? 1 : 0,
+        OUT_F16: dtype === "f16" ? 1 : 0,
+        BLOCK: q.blocksize,
+        WG: wg,
+      },
       bindings: [
         { buffer: q.packed, offset: start / 2, size: Math.ceil(len / 8) * 4 },
         q.absmax,
@@ -261,7 +275,7 @@ export function dequantizeNF4(q: QuantizedTensor, opts: DequantizeNF4Options = {
         { buffer: out, offset: start * ob, size: Math.ceil(len / 8) * 8 * ob },
         new Uint32Array([len, start / q.blocksize, offsetBits, 0]),
       ],
-      workgroups: grid2d(Math.ceil(len / (8 * wg)), gpu.limits.maxComputeWorkgroupsPerDimension),
+      workgroups: grid2d(Math.ceil(len / perWorkgroup), gpu.limits.maxComputeWorkgroupsPerDimension),
     });
   }
   return new Tensor(gpu, out, q.shape, dtype, label);
