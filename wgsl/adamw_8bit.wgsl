@@ -1,6 +1,7 @@
 // adamw_8bit: one AdamW step on a segment of n elements with 8-bit blockwise-quantized states
 // (as bitsandbytes' blockwise 8-bit optimizers): m uses the signed dynamic code, v the unsigned one;
-// one f32 absmax per block of 256. One workgroup per block.
+// one f32 absmax per block of 256. One invocation per block, in two passes (the new absmax, then the update and
+// requantization, recomputing the same values): no workgroup memory or barriers, which llvmpipe runs slowly.
 // Bindings:
 //   param: [n] f32 (storage, read_write)
 //   grad:  [n] f32 (storage, read)
@@ -12,6 +13,8 @@
 // requantize each to the nearest code of value/absmax, with the block's new absmax.
 
 const BLOCK: u32 = 256u;
+
+override WG: u32 = 64;
 
 struct Params {
   n: u32,
@@ -34,15 +37,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> qmap: array<f32>;
 @group(0) @binding(4) var<uniform> u: Params;
 
-var<workgroup> red_m: array<f32, BLOCK>;
-var<workgroup> red_v: array<f32, BLOCK>;
-var<workgroup> codes_m: array<u32, BLOCK>;
-var<workgroup> codes_v: array<u32, BLOCK>;
-
-fn code_byte(word_index: u32, t: u32) -> u32 {
-  return (state[word_index] >> (8u * (t % 4u))) & 0xffu;
-}
-
 // Index of the code nearest x in the sorted table qmap[base .. base+256) (ties: the lower one).
 fn nearest(base: u32, x: f32) -> u32 {
   var lo = 0u;
@@ -64,57 +58,57 @@ fn nearest(base: u32, x: f32) -> u32 {
   return lo;
 }
 
-@compute @workgroup_size(BLOCK)
-fn main(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) t: u32,
-) {
-  let b = wid.x + wid.y * nwg.x;
+// The updated (m, v) of element i, from byte k of its code words (g = 0 past the end).
+fn moments(i: u32, wm: u32, wv: u32, k: u32, am_old: f32, av_old: f32) -> vec2<f32> {
+  var g = 0.0;
+  if (i < u.n) {
+    g = grad[i];
+  }
+  let m = u.beta1 * (qmap[(wm >> (8u * k)) & 0xffu] * am_old) + u.one_minus_beta1 * g;
+  let v = u.beta2 * (qmap[256u + ((wv >> (8u * k)) & 0xffu)] * av_old) + u.one_minus_beta2 * (g * g);
+  return vec2<f32>(m, v);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let b = gid.x + gid.y * nwg.x * WG;
   if (b * BLOCK >= u.n) {
     return;
   }
-  let i = b * BLOCK + t;
-  let valid = i < u.n;
   let words = u.cap / 4u;
   let absmax_at = u.cap / 2u;
   let blocks = u.cap / BLOCK;
-  var g = 0.0;
-  if (valid) {
-    g = grad[i];
-  }
-  let m_old = qmap[code_byte(b * 64u + t / 4u, t)] * bitcast<f32>(state[absmax_at + b]);
-  let v_old = qmap[256u + code_byte(words + b * 64u + t / 4u, t)] * bitcast<f32>(state[absmax_at + blocks + b]);
-  let m = u.beta1 * m_old + u.one_minus_beta1 * g;
-  let v = u.beta2 * v_old + u.one_minus_beta2 * (g * g);
-  if (valid) {
-    let denom = sqrt(v) * u.inv_sqrt_bc2 + u.eps;
-    param[i] = param[i] * u.decay - u.step_size * (m / denom);
-  }
-  red_m[t] = abs(m);
-  red_v[t] = abs(v);
-  workgroupBarrier();
-  for (var s = BLOCK / 2u; s > 0u; s = s / 2u) {
-    if (t < s) {
-      red_m[t] = max(red_m[t], red_m[t + s]);
-      red_v[t] = max(red_v[t], red_v[t + s]);
+  let am_old = bitcast<f32>(state[absmax_at + b]);
+  let av_old = bitcast<f32>(state[absmax_at + blocks + b]);
+  var am = 0.0;
+  var av = 0.0;
+  for (var j = 0u; j < BLOCK / 4u; j++) {
+    let wm = state[b * 64u + j];
+    let wv = state[words + b * 64u + j];
+    for (var k = 0u; k < 4u; k++) {
+      let mv = moments(b * BLOCK + 4u * j + k, wm, wv, k, am_old, av_old);
+      am = max(am, abs(mv.x));
+      av = max(av, abs(mv.y));
     }
-    workgroupBarrier();
   }
-  let am = red_m[0];
-  let av = red_v[0];
-  codes_m[t] = nearest(0u, select(0.0, m / am, am > 0.0));
-  codes_v[t] = nearest(256u, select(0.0, v / av, av > 0.0));
-  workgroupBarrier();
-  if (t < 64u) {
-    let c = 4u * t;
-    state[b * 64u + t] = codes_m[c] | (codes_m[c + 1u] << 8u) | (codes_m[c + 2u] << 16u) | (codes_m[c + 3u] << 24u);
-  } else if (t < 128u) {
-    let c = 4u * (t - 64u);
-    state[words + b * 64u + t - 64u] = codes_v[c] | (codes_v[c + 1u] << 8u) | (codes_v[c + 2u] << 16u) |
-      (codes_v[c + 3u] << 24u);
-  } else if (t == 128u) {
-    state[absmax_at + b] = bitcast<u32>(am);
-    state[absmax_at + blocks + b] = bitcast<u32>(av);
+  for (var j = 0u; j < BLOCK / 4u; j++) {
+    let wm = state[b * 64u + j];
+    let wv = state[words + b * 64u + j];
+    var cm = 0u;
+    var cv = 0u;
+    for (var k = 0u; k < 4u; k++) {
+      let i = b * BLOCK + 4u * j + k;
+      let mv = moments(i, wm, wv, k, am_old, av_old);
+      if (i < u.n) {
+        let denom = sqrt(mv.y) * u.inv_sqrt_bc2 + u.eps;
+        param[i] = param[i] * u.decay - u.step_size * (mv.x / denom);
+      }
+      cm |= nearest(0u, select(0.0, mv.x / am, am > 0.0)) << (8u * k);
+      cv |= nearest(256u, select(0.0, mv.y / av, av > 0.0)) << (8u * k);
+    }
+    state[b * 64u + j] = cm;
+    state[words + b * 64u + j] = cv;
   }
+  state[absmax_at + b] = bitcast<u32>(am);
+  state[absmax_at + blocks + b] = bitcast<u32>(av);
 }

@@ -371,7 +371,9 @@ export class AdamW {
     uniform[1] = s.cap;
     const range = (t: Tensor) => ({ buffer: t.buffer, offset: s.elemOffset * 4, size: s.n * 4 });
     const state = { buffer: slot, offset: s.byteOffset, size: s.bytes };
-    const groups = grid2d(Math.ceil(s.n / 256), this.gpu.limits.maxComputeWorkgroupsPerDimension);
+    const max = this.gpu.limits.maxComputeWorkgroupsPerDimension;
+    // f32: one invocation per element; 8-bit: one per 256-element block, 64 to a workgroup.
+    const groups = grid2d(Math.ceil(s.n / (this.stateBits === 32 ? 256 : 256 * 64)), max);
     if (this.stateBits === 32) {
       this.gpu.dispatch({
         kernel: "adamw_f32",
