@@ -5,9 +5,12 @@ import {
   dequantizeNF4,
   downloadQuantized,
   f32ToBf16,
+  FP4_THRESHOLDS,
   freeQuantized,
   type Gpu,
   type HostQuantized,
+  INT4_THRESHOLDS,
+  NF4_THRESHOLDS,
   quantize4bitRef,
   quantizeNF4,
   type QuantizeNF4Options,
@@ -20,6 +23,10 @@ import {
 import { loadConformance } from "./_nf4_conformance.ts";
 
 const conf = await loadConformance();
+
+function codeTableThresholds(quantType: QuantType): Float32Array {
+  return quantType === "nf4" ? NF4_THRESHOLDS : quantType === "fp4" ? FP4_THRESHOLDS : INT4_THRESHOLDS;
+}
 const gpu: Gpu = await requestGpu();
 
 /** Same float32 bits (so -0 differs from 0). */
@@ -186,4 +193,41 @@ Deno.test("NaN or Inf input: an error naming the tensor and the first bad index"
   const y = new Float32Array(300);
   y[299] = -Infinity;
   await assert.rejects(gpuQuantize(y, { label: "w", doubleQuant: false }), /"w".*-Infinity at index 299/);
+});
+
+Deno.test("2-D grids (more workgroups than one dimension allows) cover every block", async () => {
+  const x = new Rng(8).normalArray(40_000, 0, 0.02); // 20 quantize and 157 double-quant workgroups
+  const ref = quantize4bitRef(x, { blocksize: 64 });
+  const q = await gpuQuantize(x, { maxWorkgroupsPerDimension: 3 });
+  assertSameQuantized(await downloadQuantized(q), ref, "2-D grid");
+  const y = dequantizeNF4(q, { maxWorkgroupsPerDimension: 4 });
+  assertBits(await y.toFloat32(), dequantize4bitRef(ref), "2-D grid dequant");
+  y.destroy();
+  freeQuantized(q);
+});
+
+Deno.test("values within an ulp of every threshold: the reciprocal and product round exactly", async () => {
+  // Block b has absmax a_b (its first value); the others sit at T_k * a_b and 1-2 ulps either side, so an index
+  // flips if 1/a or x * (1/a) is off by one ulp anywhere.
+  const rng = new Rng(21);
+  for (const quantType of ["nf4", "fp4", "int4"] as const) {
+    const thresholds = codeTableThresholds(quantType);
+    const blocks = 64;
+    const x = new Float32Array(blocks * 64);
+    const bits = new Uint32Array(1);
+    const f = new Float32Array(bits.buffer);
+    for (let b = 0; b < blocks; b++) {
+      const a = Math.fround(Math.exp(rng.uniform(-12, 3)));
+      x[b * 64] = rng.uniform() < 0.5 ? a : -a;
+      for (let j = 1; j < 64; j++) {
+        f[0] = thresholds[j % thresholds.length] * a * (j % 7 < 3 ? 1 : -1);
+        bits[0] += (j % 5) - 2;
+        x[b * 64 + j] = Math.abs(f[0]) <= a ? f[0] : 0;
+      }
+    }
+    const ref = quantize4bitRef(x, { quantType, doubleQuant: false });
+    const q = await gpuQuantize(x, { quantType, doubleQuant: false });
+    assertSameQuantized(await downloadQuantized(q), ref, `${quantType} near thresholds`);
+    freeQuantized(q);
+  }
 });

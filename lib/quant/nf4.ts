@@ -34,6 +34,8 @@ export interface QuantizeNF4Options {
   label?: string;
   /** Largest storage binding in bytes (default the device's); smaller values force chunking (for tests). */
   maxBindingBytes?: number;
+  /** Most workgroups per grid dimension (default the device's); smaller values force 2-D grids (for tests). */
+  maxWorkgroupsPerDimension?: number;
 }
 
 /** Options for {@linkcode dequantizeNF4}. */
@@ -44,6 +46,8 @@ export interface DequantizeNF4Options {
   label?: string;
   /** Largest storage binding in bytes (default the device's); smaller values force chunking (for tests). */
   maxBindingBytes?: number;
+  /** Most workgroups per grid dimension (default the device's); smaller values force 2-D grids (for tests). */
+  maxWorkgroupsPerDimension?: number;
 }
 
 const QTYPE_ID: Record<QuantType, number> = { nf4: 0, fp4: 1, int4: 2 };
@@ -144,6 +148,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
   _checkWhole(gpu, label, absmaxF32, partial);
 
   const chunk = _chunkElems(gpu, opts.maxBindingBytes, eb, span, label);
+  const maxGrid = opts.maxWorkgroupsPerDimension ?? gpu.limits.maxComputeWorkgroupsPerDimension;
   for (let start = 0; start < n; start += chunk) {
     const len = Math.min(chunk, n - start);
     gpu.dispatch({
@@ -159,7 +164,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
         stats,
         new Uint32Array([len, start, start / blocksize, start / span]),
       ],
-      workgroups: grid2d(Math.ceil(len / span), gpu.limits.maxComputeWorkgroupsPerDimension),
+      workgroups: grid2d(Math.ceil(len / span), maxGrid),
     });
   }
 
@@ -182,7 +187,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
     gpu.dispatch({
       kernel: "nf4_double_quant",
       bindings: [absmaxF32, absmax, absmax2, code2, stats, new Uint32Array([nb, 0, 0, 0])],
-      workgroups: grid2d(groups, gpu.limits.maxComputeWorkgroupsPerDimension),
+      workgroups: grid2d(groups, maxGrid),
     });
   } else {
     absmax2 = gpu.createBuffer(4, "weights", `${label}.absmax2 (unused)`);
@@ -252,6 +257,7 @@ export function dequantizeNF4(q: QuantizedTensor, opts: DequantizeNF4Options = {
   const out = gpu.createBuffer(Math.ceil(n / 8) * 8 * ob, "activations", label);
   _checkWhole(gpu, q.label, q.absmax, q.absmax2);
   const chunk = _chunkElems(gpu, opts.maxBindingBytes, ob, q.blocksize, q.label);
+  const maxGrid = opts.maxWorkgroupsPerDimension ?? gpu.limits.maxComputeWorkgroupsPerDimension;
   const offsetBits = new Uint32Array(new Float32Array([q.offset]).buffer)[0];
   const wg = 256;
   // Two vec4 stores per thread: 4 f32 or 8 f16 values each.
@@ -275,7 +281,7 @@ export function dequantizeNF4(q: QuantizedTensor, opts: DequantizeNF4Options = {
         { buffer: out, offset: start * ob, size: Math.ceil(len / 8) * 8 * ob },
         new Uint32Array([len, start / q.blocksize, offsetBits, 0]),
       ],
-      workgroups: grid2d(Math.ceil(len / perWorkgroup), gpu.limits.maxComputeWorkgroupsPerDimension),
+      workgroups: grid2d(Math.ceil(len / perWorkgroup), maxGrid),
     });
   }
   return new Tensor(gpu, out, q.shape, dtype, label);
