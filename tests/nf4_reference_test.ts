@@ -10,6 +10,7 @@ import {
   fromBitsandbytes,
   type HostQuantized,
   INT4_CODE,
+  nearestCode8,
   NF4_CODE,
   NF4_THRESHOLDS,
   quantize4bitRef,
@@ -137,6 +138,17 @@ Deno.test("bitsandbytes interchange round trips and writes Python's JSON", () =>
     /w.*absmax/,
   );
   assert.throws(() => toBitsandbytes(quantize4bitRef(new Float32Array(2), { quantType: "int4" })), /int4/);
+});
+
+Deno.test("8-bit codes: nearest entry, a value on a midpoint takes the even index", () => {
+  const code = DYNAMIC_CODE_SIGNED;
+  for (let j = 0; j < 255; j++) {
+    const mid = f(f(code[j] + code[j + 1]) * 0.5);
+    assert.equal(nearestCode8(mid), j % 2 === 0 ? j : j + 1, `midpoint ${j}`);
+    assert.equal(nearestCode8(code[j]), j, `entry ${j}`);
+  }
+  assert.equal(nearestCode8(-1), 0);
+  assert.equal(nearestCode8(1), 255);
 });
 
 Deno.test("bits per parameter", () => {
