@@ -4,6 +4,7 @@ import {
   dequantize4bitRef,
   dequantizeNF4,
   downloadQuantized,
+  DYNAMIC_CODE_SIGNED,
   f32ToBf16,
   FP4_THRESHOLDS,
   freeQuantized,
@@ -230,4 +231,29 @@ Deno.test("values within an ulp of every threshold: the reciprocal and product r
     assertSameQuantized(await downloadQuantized(q), ref, `${quantType} near thresholds`);
     freeQuantized(q);
   }
+});
+
+Deno.test("double quantization: scales exactly on a dynamic-map midpoint take the even code", async () => {
+  // 256 blocks whose absmax are 1 ± m in adjacent pairs (so the mean is exactly 1 and c = ±m exactly), plus the pair
+  // 0, 2 so that absmax2 = 1 and c * (1/absmax2) = c: every eligible midpoint m is hit exactly.
+  const f = Math.fround;
+  const mids: number[] = [];
+  for (let j = 0; j < 255; j++) {
+    const m = f(f(DYNAMIC_CODE_SIGNED[j] + DYNAMIC_CODE_SIGNED[j + 1]) * 0.5);
+    if (f(1 + m) - 1 === m && f(1 - m) - 1 === -m && Math.abs(m) < 1) mids.push(m);
+  }
+  assert.ok(mids.length > 40, `${mids.length} midpoints usable`);
+  const scales = [0, 2];
+  for (let p = 0; p < 127; p++) {
+    const m = mids[p % mids.length];
+    scales.push(f(1 + m), f(1 - m));
+  }
+  const x = new Float32Array(256 * 64);
+  scales.forEach((a, b) => x[b * 64] = a);
+  const ref = quantize4bitRef(x);
+  assert.equal(ref.state.nested!.offset, 1);
+  assert.deepEqual([...ref.state.nested!.absmax], [1]);
+  const q = await gpuQuantize(x, {});
+  assertSameQuantized(await downloadQuantized(q), ref, "midpoint scales");
+  freeQuantized(q);
 });
