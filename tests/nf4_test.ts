@@ -257,3 +257,13 @@ Deno.test("double quantization: scales exactly on a dynamic-map midpoint take th
   assertSameQuantized(await downloadQuantized(q), ref, "midpoint scales");
   freeQuantized(q);
 });
+
+Deno.test("f16 input: subnormal halves convert exactly", async () => {
+  const rng = new Rng(4);
+  // Whole blocks of f16 subnormals (|x| < 2^-14) and normal blocks with subnormal members.
+  const x = Float32Array.from({ length: 1024 }, (_, i) => rng.normal(0, i < 512 ? 2e-5 : 0.01));
+  const halves = Float32Array.from(Float16Array.from(x));
+  const q = await gpuQuantize(x, { dtype: "f16", doubleQuant: false });
+  assertSameQuantized(await downloadQuantized(q), quantize4bitRef(halves, { doubleQuant: false, dtype: "f16" }), "f16");
+  freeQuantized(q);
+});

@@ -55,6 +55,18 @@ struct Params {
 var<workgroup> red: array<u32, WG>;
 var<workgroup> sums: array<f32, WG>;
 
+// Exact f16 -> f32 by bit manipulation (unpack2x16float may flush f16 subnormals to zero). Not for Inf/NaN.
+fn f16_to_f32_bits(h: u32) -> u32 {
+  let sign = (h & 0x8000u) << 16u;
+  let e = (h >> 10u) & 0x1fu;
+  let m = h & 0x3ffu;
+  if (e == 0u) {
+    // Zero or subnormal: m * 2^-24, a normal f32 (or zero).
+    return bitcast<u32>(ldexp(f32(m), -24)) | sign;
+  }
+  return sign | ((e + 112u) << 23u) | (m << 13u);
+}
+
 // Values 8g..8g+7 of the chunk as f32 (0 past n): whole groups with vec4 loads, the last partial one word by
 // word. A NaN/Inf lowers stats[0] to its flat index.
 fn group_values(g: u32) -> array<f32, 8> {
@@ -86,7 +98,7 @@ fn group_values(g: u32) -> array<f32, 8> {
     } else if (DTYPE == 1u) {
       bits = bits & 0xffffu;
       inf = (bits & 0x7c00u) == 0x7c00u;
-      bits = bitcast<u32>(unpack2x16float(bits).x);
+      bits = f16_to_f32_bits(bits);
     } else {
       bits = bits << 16u;
       inf = (bits & 0x7f800000u) == 0x7f800000u;
