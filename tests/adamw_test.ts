@@ -363,6 +363,11 @@ Deno.test("clipGradNorm: norm and clipping match the reference; no clip below ma
   assert.ok(Number.isNaN(await clipGradNorm(gpu, grads, 0.3)));
   assert.deepEqual(await grads[1].toFloat32(), before);
   await assert.rejects(clipGradNorm(gpu, grads, 0), /maxNorm must be > 0/);
+  assert.equal(await clipGradNorm(gpu, [], 1), 0);
+  const empty = new PagedAdamW(gpu, []);
+  await empty.step(); // nothing to update
+  assert.equal(empty.stepCount, 1);
+  empty.destroy();
   gpu.destroy();
 });
 

@@ -93,6 +93,7 @@ Deno.test("pager: more pinned pages than fit, and bad sizes, are clear errors", 
   assert.throws(() => new Pager(gpu, { pageSize: 1000 }), /multiple of 256/);
   assert.throws(() => new Pager(gpu, { pageSize: PAGE, stagingSize: PAGE + 256 }), /multiple of the page size/);
   assert.throws(() => pager.release(buf, [0], false), /not pinned/);
+  await assert.rejects(pager.pageIn(buf, [1, 1]), /lists a page twice/);
   pager.destroy();
   gpu.destroy();
 });

@@ -206,6 +206,9 @@ export class Pager implements Evictor {
    */
   async pageIn(buffer: PagedBuffer, indices: readonly number[]): Promise<GPUBuffer[]> {
     const pages = indices.map((i) => this.#page(buffer, i));
+    if (new Set(pages).size !== pages.length) {
+      throw new Error(`Pager: page-in of "${buffer.label}" lists a page twice ([${indices}])`);
+    }
     for (const p of pages) {
       p.pins++;
       if (p.slot) this.#touch(p);

@@ -189,6 +189,7 @@ export class AdamW {
     // needed next; a back-and-forth scan finds the most recently used pages still resident.
     const order = Array.from({ length: this.pageCount }, (_, i) => this.#step % 2 ? this.pageCount - 1 - i : i);
     this.#step++;
+    if (this.pageCount === 0) return;
     if (!this.pager) {
       for (const p of order) this.#update(p, this.#resident[p], uniform);
       this.gpu.flush();
