@@ -161,21 +161,41 @@ Deno.test("inputs larger than a storage binding are chunked by whole blocks", as
   await assert.rejects(gpuQuantize(x, { maxBindingBytes: 4096 }), /binding limit 4096/);
 });
 
-Deno.test("f16 output is the f32 result rounded to nearest or toward zero", async () => {
-  const x = new Rng(9).normalArray(5003, 0, 0.03);
+Deno.test("f16 output is the f32 result rounded to nearest even (as Float16Array)", async () => {
+  const rng = new Rng(9);
+  const x = rng.normalArray(5003, 0, 0.03);
+  x.set(rng.normalArray(512, 0, 1e-5), 1024); // subnormal in f16
   const q = await gpuQuantize(x, { blocksize: 64 });
-  const want = dequantize4bitRef(await downloadQuantized(q));
+  const want = Float16Array.from(dequantize4bitRef(await downloadQuantized(q)));
   const y = dequantizeNF4(q, { dtype: "f16" });
   assert.equal(y.dtype, "f16");
-  const got = new Uint16Array((await y.readBytes()).slice().buffer);
-  const nearest = new Uint16Array(Float16Array.from(want).buffer);
-  for (let i = 0; i < want.length; i++) {
-    // WGSL leaves the f32 -> f16 rounding to the adapter: nearest, or toward zero (one step less in magnitude).
-    const towardZero = Math.abs(Float16Array.of(want[i])[0]) > Math.abs(want[i]) ? nearest[i] - 1 : nearest[i];
-    assert.ok(got[i] === nearest[i] || got[i] === towardZero, `f16[${i}]: ${got[i]} for ${want[i]}`);
-  }
+  assert.deepEqual(new Uint16Array((await y.readBytes()).slice().buffer), new Uint16Array(want.buffer));
   y.destroy();
   freeQuantized(q);
+  // Scales that are exact f16 ties, the largest subnormal/smallest normal tie and overflow: with every code 15
+  // (value 1) or 0 (value -1), the output is ±scale.
+  const ties = [
+    ...Array.from({ length: 16 }, (_, i) => 1 + (2 * i + 1) * 2 ** -11),
+    ...Array.from({ length: 16 }, (_, i) => (2 * i + 1) * 2 ** -25),
+    1023.5 * 2 ** -24,
+    65519,
+    65520,
+    70000,
+  ];
+  const packed = new Uint8Array(ties.length * 32).fill(0xf0);
+  const host: HostQuantized = {
+    packed,
+    state: {
+      ...quantize4bitRef(new Float32Array(ties.length * 64), { doubleQuant: false }).state,
+      absmax: Float32Array.from(ties),
+    },
+  };
+  const qt = uploadQuantized(gpu, host, "ties");
+  const yt = dequantizeNF4(qt, { dtype: "f16" });
+  const expect = Float16Array.from(dequantize4bitRef(host));
+  assert.deepEqual(new Uint16Array((await yt.readBytes()).slice().buffer), new Uint16Array(expect.buffer));
+  yt.destroy();
+  freeQuantized(qt);
 });
 
 Deno.test("NaN or Inf input: an error naming the tensor and the first bad index", async () => {

@@ -1,7 +1,7 @@
 // nf4_dequantize: out[i] = code[idx[i]] * scale[i / BLOCK] for one chunk of a 4-bit blockwise-quantized tensor
 // (bitsandbytes layout; see lib/quant/quantized_tensor.ts). Every store is a vec4 and neighbouring threads store
-// neighbouring vec4s: a unit is 4 values (f32 out, half a packed word) or 8 values (f16 out via pack2x16float,
-// one packed word; no f16 feature needed). A workgroup covers 2 * WG units; thread t does units t and t + WG
+// neighbouring vec4s: a unit is 4 values (f32 out, half a packed word) or 8 values (f16 out, one packed word;
+// converted by bits with round-to-nearest-even, so no f16 feature is needed and every adapter gives the same bits). A workgroup covers 2 * WG units; thread t does units t and t + WG
 // (written out, not looped: llvmpipe runs the loop form several times slower).
 // With double quantization scale = fround(code2[q[b]] * absmax2[b / 256]) + offset: the product is passed
 // through an opaque integer OR (u.w = 0) so that no compiler fuses it into an FMA (bitsandbytes rounds it first).
@@ -43,6 +43,27 @@ fn value(word: u32, shift: u32, scale: f32) -> f32 {
   return lut[(word >> shift) & 15u] * scale;
 }
 
+// f32 -> f16 bits, round to nearest even (pack2x16float may round toward zero or flush subnormals).
+fn f16_bits(v: f32) -> u32 {
+  let b = bitcast<u32>(v);
+  let sign = (b >> 16u) & 0x8000u;
+  let a = b & 0x7fffffffu;
+  if (a >= 0x47800000u) {
+    return sign | 0x7c00u; // |v| >= 2^16: infinity
+  }
+  if (a < 0x38800000u) {
+    // Below 2^-14: a subnormal half, m * 2^-24 with m = |v| * 2^24 rounded half to even.
+    return sign | u32(round(bitcast<f32>(a) * 16777216.0));
+  }
+  // Rebias the exponent (127 -> 15) and round 23 mantissa bits to 10; a carry moves into the exponent (or Inf).
+  let r = a - 0x38000000u;
+  return sign | ((r + 0xfffu + ((r >> 13u) & 1u)) >> 13u);
+}
+
+fn pack_f16(lo: f32, hi: f32) -> u32 {
+  return f16_bits(lo) | (f16_bits(hi) << 16u);
+}
+
 fn unit_store(unit: u32) {
   let per_unit = select(4u, 8u, OUT_F16);
   let i = unit * per_unit;
@@ -53,10 +74,10 @@ fn unit_store(unit: u32) {
   if (OUT_F16) {
     let w = packed[unit];
     out[unit] = vec4<u32>(
-      pack2x16float(vec2<f32>(value(w, 4u, s), value(w, 0u, s))),
-      pack2x16float(vec2<f32>(value(w, 12u, s), value(w, 8u, s))),
-      pack2x16float(vec2<f32>(value(w, 20u, s), value(w, 16u, s))),
-      pack2x16float(vec2<f32>(value(w, 28u, s), value(w, 24u, s))),
+      pack_f16(value(w, 4u, s), value(w, 0u, s)),
+      pack_f16(value(w, 12u, s), value(w, 8u, s)),
+      pack_f16(value(w, 20u, s), value(w, 16u, s)),
+      pack_f16(value(w, 28u, s), value(w, 24u, s)),
     );
   } else {
     let w = packed[unit / 2u] >> (16u * (unit % 2u));

@@ -40,7 +40,7 @@ export interface QuantizeNF4Options {
 
 /** Options for {@linkcode dequantizeNF4}. */
 export interface DequantizeNF4Options {
-  /** Output element type (default `f32`); `f16` rounds as the adapter converts (nearest or toward zero). */
+  /** Output element type (default `f32`); `f16` is the f32 result rounded to nearest even (no f16 feature needed). */
   dtype?: "f32" | "f16";
   /** Label of the output tensor (default `<label>.dequant`). */
   label?: string;
