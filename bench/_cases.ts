@@ -9,6 +9,8 @@ import { ROOFLINES, rooflineValue, timeGpu, type Timer } from "./_roofline.ts";
 export const BENCH_FILES: string[] = [
   "./nf4_bench.ts",
   "./paged_bench.ts",
+  "./qlinear_bench.ts",
+  "./peer_bench.ts",
 ];
 
 /** Problem sizes: `small` (the default; for llvmpipe) or `full` (the issue's shapes). */
@@ -24,6 +26,8 @@ export interface BenchWork {
   flops?: number;
   /** Frees what `setup` made. */
   dispose(): void;
+  /** `wall` forces the wall clock (for work on another device, e.g. a peer library's, that our timestamps miss). */
+  timer?: Timer;
 }
 
 /** One bench case. */
@@ -61,7 +65,7 @@ export function benchSize(): BenchSize {
 export async function runCase(gpu: Gpu, c: BenchCase, iters = 5): Promise<BenchRecord> {
   const work = await c.setup(gpu);
   try {
-    const t = await timeGpu(gpu, work.step, iters);
+    const t = await timeGpu(gpu, work.step, iters, work.timer);
     const roofline = await rooflineValue(gpu, c.roofline);
     const unit = ROOFLINES[c.roofline].unit;
     const rate = unit === "GB/s" ? (work.bytes ?? 0) / t.seconds / 1e9 : (work.flops ?? 0) / t.seconds / 1e9;

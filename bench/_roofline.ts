@@ -3,6 +3,7 @@
 // matmul's GFLOP/s). Also `timeGpu`, the timing helper every bench uses.
 
 import { type Gpu, grid2d } from "../mod.ts";
+import { denseMatmulGflops } from "./_matmul_roofline.ts";
 
 /** How a time was measured: GPU timestamps (`timestamp-query`) or the wall clock around `gpu.sync()`. */
 export type Timer = "timestamp" | "wall";
@@ -20,13 +21,18 @@ export interface Timing {
  * after one warm-up call. With `timestamp-query`, each call is bracketed by two empty compute passes that write
  * timestamps (so host overhead between submissions is not counted while the GPU stays busy); a result that is
  * not plausible against the wall clock (e.g. an adapter whose ticks are not nanoseconds) falls back to it.
- * Without timestamps: the wall clock from before `fn` to after `gpu.sync()`.
+ * Without timestamps, or with `timer` `"wall"`: the wall clock from before `fn` to after `gpu.sync()`.
  */
-export async function timeGpu(gpu: Gpu, fn: () => void | Promise<void>, iters = 5): Promise<Timing> {
+export async function timeGpu(
+  gpu: Gpu,
+  fn: () => void | Promise<void>,
+  iters = 5,
+  timer: Timer = "timestamp",
+): Promise<Timing> {
   await fn();
   await gpu.sync();
   const wall: number[] = [];
-  const stamps = gpu.features.timestampQuery ? _stampRecorder(gpu, iters) : undefined;
+  const stamps = gpu.features.timestampQuery && timer === "timestamp" ? _stampRecorder(gpu, iters) : undefined;
   for (let i = 0; i < iters; i++) {
     const t0 = performance.now();
     stamps?.mark(2 * i);
@@ -89,6 +95,7 @@ export const ROOFLINES: Record<string, Roofline> = {
     measure: async (gpu) =>
       Math.max(...[await copyBandwidth(gpu), await copyBandwidth(gpu), await copyBandwidth(gpu)]) / 1e9,
   },
+  matmul: { unit: "GFLOP/s", measure: denseMatmulGflops },
 };
 
 const _measured = new WeakMap<Gpu, Map<string, Promise<number>>>();

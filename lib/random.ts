@@ -55,14 +55,14 @@ export class Rng {
   }
 
   /** `n` normal float32 values. */
-  normalArray(n: number, mean = 0, std = 1): Float32Array {
+  normalArray(n: number, mean = 0, std = 1): Float32Array<ArrayBuffer> {
     const out = new Float32Array(n);
     for (let i = 0; i < n; i++) out[i] = this.normal(mean, std);
     return out;
   }
 
   /** `n` uniform float32 values in [lo, hi). */
-  uniformArray(n: number, lo = 0, hi = 1): Float32Array {
+  uniformArray(n: number, lo = 0, hi = 1): Float32Array<ArrayBuffer> {
     const out = new Float32Array(n);
     for (let i = 0; i < n; i++) out[i] = this.uniform(lo, hi);
     return out;
