@@ -63,7 +63,10 @@ def inv_freq(cfg):
     s = cfg.get("rope_scaling")
     if not s:
         return inv
-    if s["rope_type"] == "linear":
+    kind = s.get("rope_type", s.get("type"))
+    if kind == "default":
+        return inv
+    if kind == "linear":
         return inv / s["factor"]
     # llama3: transformers' _compute_llama3_parameters.
     factor, lo, hi, old = s["factor"], s["low_freq_factor"], s["high_freq_factor"], s["original_max_position_embeddings"]

@@ -1,11 +1,10 @@
 /**
- * Writes the inputs of the whole-model golden test: a tiny random Llama (2 layers, hidden 64, 4 heads / 2 KV
- * heads, llama3 RoPE scaling) as a safetensors file holding the bf16 checkpoint weights under their Hugging Face
- * names, the same linear weights after NF4 round trip (`dequant.<name>`, from the TypeScript reference
+ * Writes the inputs of a whole-model golden test (see {@linkcode FIXTURES}): a tiny random model as a safetensors
+ * file holding the bf16 checkpoint weights under their Hugging Face names, the same linear weights after NF4 round trip (`dequant.<name>`, from the TypeScript reference
  * dequantizer: what the GPU model computes with), LoRA A/B with a nonzero B, and a right-padded batch.
  * `scripts/golden_reference.py` then computes logits, loss and LoRA gradients from it in PyTorch.
  *
- *     deno run -A scripts/make_model_fixture.ts tests/fixtures/llama_tiny_inputs.safetensors
+ *     deno run -A scripts/make_model_fixture.ts llama_tiny     # or qwen2_tiny
  *     /usr/bin/python3 scripts/golden_reference.py tests/fixtures/llama_tiny_inputs.safetensors \
  *         tests/fixtures/llama_tiny_golden.safetensors
  *
@@ -15,42 +14,85 @@
 import { f32ToBf16 } from "../lib/dtype.ts";
 import type { SafetensorsTensorData } from "../lib/io/safetensors_writer.ts";
 import { writeSafetensors } from "../lib/io/safetensors_writer.ts";
-import { LORA_TARGETS, loraModulePath } from "../lib/model/lora_config.ts";
+import { LORA_TARGETS, loraModulePath, type LoraTarget } from "../lib/model/lora_config.ts";
 import { dequantize4bitRef, quantize4bitRef } from "../lib/quant/reference.ts";
 import { Rng } from "../lib/random.ts";
 
-/** The fixture model's `config.json`. */
-export const FIXTURE_CONFIG = {
-  architectures: ["LlamaForCausalLM"],
-  vocab_size: 96,
-  hidden_size: 64,
-  intermediate_size: 128,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  head_dim: 16,
-  rms_norm_eps: 1e-5,
-  rope_theta: 10000,
-  rope_scaling: {
-    rope_type: "llama3",
-    factor: 4,
-    low_freq_factor: 1,
-    high_freq_factor: 4,
-    original_max_position_embeddings: 16,
-  },
-  max_position_embeddings: 64,
-  hidden_act: "silu",
-  tie_word_embeddings: false,
-};
+/** A golden fixture: the model's `config.json`, its LoRA settings, and the weight seed. */
+export interface ModelFixture {
+  /** `config.json`. */
+  config: Record<string, unknown> & {
+    vocab_size: number;
+    hidden_size: number;
+    intermediate_size: number;
+    num_hidden_layers: number;
+    num_attention_heads: number;
+    num_key_value_heads: number;
+    head_dim: number;
+    tie_word_embeddings: boolean;
+  };
+  /** LoRA rank, alpha, rsLoRA, adapted projections. */
+  lora: { r: number; alpha: number; useRslora: boolean; targetModules: LoraTarget[] };
+  /** Weight seed. */
+  seed: number;
+}
 
-/** LoRA settings of the fixture (all seven projections). */
-export const FIXTURE_LORA = { r: 4, alpha: 8 };
+/** The fixtures: a Llama with llama3 RoPE scaling and LoRA everywhere; a tied Qwen2 with q/k/v bias and LoRA on some. */
+export const FIXTURES: Record<string, ModelFixture> = {
+  llama_tiny: {
+    config: {
+      architectures: ["LlamaForCausalLM"],
+      vocab_size: 96,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 16,
+      rms_norm_eps: 1e-5,
+      rope_theta: 10000,
+      rope_scaling: {
+        rope_type: "llama3",
+        factor: 4,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 16,
+      },
+      max_position_embeddings: 64,
+      hidden_act: "silu",
+      tie_word_embeddings: false,
+    },
+    lora: { r: 4, alpha: 8, useRslora: false, targetModules: [...LORA_TARGETS] },
+    seed: 20240601,
+  },
+  qwen2_tiny: {
+    config: {
+      architectures: ["Qwen2ForCausalLM"],
+      vocab_size: 96,
+      hidden_size: 64,
+      intermediate_size: 96,
+      num_hidden_layers: 1,
+      num_attention_heads: 4,
+      num_key_value_heads: 1,
+      head_dim: 16,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1000,
+      rope_scaling: { type: "linear", factor: 2 },
+      max_position_embeddings: 64,
+      sliding_window: 32,
+      use_sliding_window: false,
+      hidden_act: "silu",
+      tie_word_embeddings: true,
+    },
+    lora: { r: 4, alpha: 16, useRslora: true, targetModules: ["q_proj", "v_proj", "down_proj"] },
+    seed: 7,
+  },
+};
 
 /** The fixture batch: 2 sequences of 8 tokens, the second right-padded to 6. */
 export const FIXTURE_BATCH = { batchSize: 2, seqLen: 8, lengths: [8, 6] };
 
-function _projections(): [string, number, number][] {
-  const c = FIXTURE_CONFIG;
+function _projections(c: ModelFixture["config"]): [string, LoraTarget, number, number][] {
   const kv = c.num_key_value_heads * c.head_dim;
   const shapes: Record<string, [number, number]> = {
     q_proj: [c.num_attention_heads * c.head_dim, c.hidden_size],
@@ -61,11 +103,9 @@ function _projections(): [string, number, number][] {
     up_proj: [c.intermediate_size, c.hidden_size],
     down_proj: [c.hidden_size, c.intermediate_size],
   };
-  const out: [string, number, number][] = [];
+  const out: [string, LoraTarget, number, number][] = [];
   for (let l = 0; l < c.num_hidden_layers; l++) {
-    for (const t of LORA_TARGETS) {
-      out.push([loraModulePath(l, t), ...shapes[t]]);
-    }
+    for (const t of LORA_TARGETS) out.push([loraModulePath(l, t), t, ...shapes[t]]);
   }
   return out;
 }
@@ -83,25 +123,36 @@ function _roundBf16(v: Float32Array): Float32Array {
   return new Float32Array(Uint32Array.from(f32ToBf16(v), (b) => b << 16).buffer);
 }
 
-async function main(path: string): Promise<void> {
-  const c = FIXTURE_CONFIG;
-  const rng = new Rng(20240601);
+async function main(name: string, path: string): Promise<void> {
+  const fx = FIXTURES[name];
+  if (!fx) throw new Error(`Unknown fixture "${name}" (${Object.keys(FIXTURES).join(", ")})`);
+  const c = fx.config;
+  const qkvBias = c.architectures?.[0] === "Qwen2ForCausalLM";
+  const rng = new Rng(fx.seed);
   const H = c.hidden_size;
   const tensors: SafetensorsTensorData[] = [];
-  tensors.push(_bf16("model.embed_tokens.weight", [c.vocab_size, H], rng.normalArray(c.vocab_size * H)));
+  // Tied: the table is also lm_head, so keep logits moderate.
+  const embedStd = c.tie_word_embeddings ? 0.15 : 1;
+  tensors.push(_bf16("model.embed_tokens.weight", [c.vocab_size, H], rng.normalArray(c.vocab_size * H, 0, embedStd)));
   const norm = () => _roundBf16(Float32Array.from(rng.normalArray(H), (x) => 1 + 0.1 * x));
   for (let l = 0; l < c.num_hidden_layers; l++) {
     tensors.push(_bf16(`model.layers.${l}.input_layernorm.weight`, [H], norm()));
     tensors.push(_bf16(`model.layers.${l}.post_attention_layernorm.weight`, [H], norm()));
   }
   tensors.push(_bf16("model.norm.weight", [H], norm()));
-  tensors.push(_bf16("lm_head.weight", [c.vocab_size, H], rng.normalArray(c.vocab_size * H, 0, 0.1)));
-  for (const [name, out, inp] of _projections()) {
+  if (!c.tie_word_embeddings) {
+    tensors.push(_bf16("lm_head.weight", [c.vocab_size, H], rng.normalArray(c.vocab_size * H, 0, 0.1)));
+  }
+  for (const [name, target, out, inp] of _projections(c)) {
     const w = _roundBf16(rng.normalArray(out * inp, 0, 1 / Math.sqrt(inp)));
     tensors.push(_bf16(`${name}.weight`, [out, inp], w));
     const deq = dequantize4bitRef(quantize4bitRef(w, { blocksize: 64, doubleQuant: true, shape: [out, inp] }));
     tensors.push(_f32(`dequant.${name}.weight`, [out, inp], deq));
-    const r = FIXTURE_LORA.r;
+    if (qkvBias && ["q_proj", "k_proj", "v_proj"].includes(target)) {
+      tensors.push(_bf16(`${name}.bias`, [out], rng.normalArray(out, 0, 0.5)));
+    }
+    if (!fx.lora.targetModules.includes(target)) continue;
+    const r = fx.lora.r;
     const bound = 1 / Math.sqrt(inp);
     tensors.push(_f32(`${name}.lora_A.weight`, [r, inp], rng.uniformArray(r * inp, -bound, bound)));
     tensors.push(_f32(`${name}.lora_B.weight`, [out, r], rng.normalArray(out * r, 0, 0.05)));
@@ -121,9 +172,13 @@ async function main(path: string): Promise<void> {
   tensors.push({ name: "input_ids", dtype: "I32", shape: [B, T], data: new Uint8Array(ids.buffer) });
   tensors.push({ name: "labels", dtype: "I32", shape: [B, T], data: new Uint8Array(labels.buffer) });
   tensors.push({ name: "attention_mask", dtype: "I32", shape: [B, T], data: new Uint8Array(mask.buffer) });
-  const scale = FIXTURE_LORA.alpha / FIXTURE_LORA.r;
+  const { r, alpha, useRslora } = fx.lora;
+  const scale = useRslora ? alpha / Math.sqrt(r) : alpha / r;
   await writeSafetensors(path, tensors, { config: JSON.stringify(c), lora_scale: String(scale) });
   console.log(`wrote ${path}`);
 }
 
-if (import.meta.main) await main(Deno.args[0] ?? "tests/fixtures/llama_tiny_inputs.safetensors");
+if (import.meta.main) {
+  const name = Deno.args[0] ?? "llama_tiny";
+  await main(name, Deno.args[1] ?? `tests/fixtures/${name}_inputs.safetensors`);
+}
