@@ -67,3 +67,4 @@ export * from "./lib/io/bnb_loader.ts";
 export * from "./lib/io/quantize_folder.ts";
 export * from "./lib/data/eval.ts";
 export * from "./lib/sampling.ts";
+export * from "./lib/qlinear/layer.ts";

@@ -1,7 +1,17 @@
 // float64 references for the dense matmul and the QLoRA linear layer (forward, backward), used by their tests.
-import { dropoutScale, type Gpu, type MatmulDropout, type QuantizedTensor, type Rng } from "../mod.ts";
-import { DOUBLE_QUANT_BLOCKSIZE } from "../lib/quant/quantized_tensor.ts";
-import { DYNAMIC_CODE_SIGNED, NF4_CODE } from "../lib/quant/code_tables.ts";
+import {
+  dequantize4bitRef,
+  DOUBLE_QUANT_BLOCKSIZE,
+  dropoutScale,
+  DYNAMIC_CODE_SIGNED,
+  type Gpu,
+  type HostQuantized,
+  type MatmulDropout,
+  NF4_CODE,
+  type QuantizedTensor,
+  type Rng,
+  uploadQuantized,
+} from "../mod.ts";
 
 /** float64 `alpha · op(a) · op(b) (+ c)`, with the same dropout placement as `matmul`. */
 export function refMatmul(
@@ -37,8 +47,9 @@ export interface RandomQuantized {
 }
 
 /**
- * Random 4-bit codes and (double-quantized) scales in the layout of lib/quant/quantized_tensor.ts, with NF4's code
- * table; `deq` follows the layout's formula in float32 steps (code2[q]·absmax2 + offset, then times the code).
+ * Random 4-bit codes and (double-quantized) scales in bitsandbytes' layout with NF4's code table, uploaded with
+ * `uploadQuantized`; `deq` is `dequantize4bitRef` of the same bytes. Random codes exercise every nibble, block
+ * straddling and absmax code without going through a quantizer.
  */
 export function randomQuantized(
   gpu: Gpu,
@@ -48,54 +59,27 @@ export function randomQuantized(
   opts: { blocksize?: number; doubleQuant?: boolean; label?: string } = {},
 ): RandomQuantized {
   const { blocksize = 64, doubleQuant = true, label = "w" } = opts;
-  const f = Math.fround;
   const n = N * K;
   const nb = Math.ceil(n / blocksize);
   const packed = new Uint8Array(Math.ceil(n / 2)).map(() => rng.int(256));
   if (n % 2) packed[packed.length - 1] = (packed[packed.length - 1] & 0xf0) | 7;
-  const scales = new Float32Array(nb);
-  let absmaxBytes: Uint8Array;
-  let absmax2: Float32Array = new Float32Array(1);
-  const offset = doubleQuant ? f(0.05) : 0;
-  if (doubleQuant) {
-    const q = new Uint8Array(nb).map(() => rng.int(256));
-    absmax2 = rng.uniformArray(Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE), 0.02, 0.1);
-    for (let b = 0; b < nb; b++) {
-      scales[b] = f(f(DYNAMIC_CODE_SIGNED[q[b]] * absmax2[b >> 8]) + offset);
-    }
-    absmaxBytes = q;
-  } else {
-    scales.set(rng.uniformArray(nb, 0.01, 0.1));
-    absmaxBytes = new Uint8Array(scales.buffer);
-  }
-  const deq = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const byte = packed[i >> 1];
-    const idx = i % 2 === 0 ? byte >> 4 : byte & 15;
-    deq[i] = f(NF4_CODE[idx] * scales[Math.floor(i / blocksize)]);
-  }
-  const buf = (data: Uint8Array | Float32Array, what: string) => {
-    const b = gpu.createBuffer(Math.max(4, Math.ceil(data.byteLength / 4) * 4), "weights", `${label}.${what}`);
-    const padded = new Uint8Array(b.size);
-    padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    gpu.write(b, padded);
-    return b;
+  const base = { quantType: "nf4" as const, shape: [N, K], dtype: "f32" as const, blocksize, quantMap: NF4_CODE };
+  const host: HostQuantized = {
+    packed,
+    state: doubleQuant
+      ? {
+        ...base,
+        absmax: new Uint8Array(nb).map(() => rng.int(256)),
+        nested: {
+          absmax: rng.uniformArray(Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE), 0.02, 0.1),
+          quantMap: DYNAMIC_CODE_SIGNED,
+          blocksize: DOUBLE_QUANT_BLOCKSIZE,
+          offset: Math.fround(0.05),
+        },
+      }
+      : { ...base, absmax: rng.uniformArray(nb, 0.01, 0.1) },
   };
-  const w: QuantizedTensor = {
-    gpu,
-    quantType: "nf4",
-    shape: [N, K],
-    blocksize,
-    doubleQuant,
-    packed: buf(packed, "packed"),
-    absmax: buf(absmaxBytes, "absmax"),
-    code: buf(NF4_CODE, "code"),
-    absmax2: buf(absmax2, "absmax2"),
-    code2: buf(doubleQuant ? DYNAMIC_CODE_SIGNED : new Float32Array(1), "code2"),
-    offset,
-    label,
-  };
-  return { w, deq };
+  return { w: uploadQuantized(gpu, host, label), deq: Float64Array.from(dequantize4bitRef(host)) };
 }
 
 /** Host inputs of a QLoRA linear layer and its float64 forward/backward. */

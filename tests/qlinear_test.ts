@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   GEMV_MAX_ROWS,
+  type Gpu,
   type LoraAdapter,
   nf4Linear,
   nf4LinearGradInput,
@@ -10,6 +11,7 @@ import {
   Rng,
   Tensor,
 } from "../mod.ts";
+import { checkBindingSize } from "../lib/kernels/_checks.ts";
 import { assertClose, finiteDifference } from "./_assert.ts";
 import { type LayerRef, maxAbs, randomQuantized, refBackward, refForward, refMatmul } from "./_qlinear_ref.ts";
 
@@ -182,6 +184,12 @@ Deno.test("qlinear: mismatched shapes, dtypes and ranks are clear errors before 
   assert.throws(
     () => nf4Linear(Tensor.empty(gpu, [17, 16]), w, { path: "gemv" }),
     /gemv path takes at most 16 rows, got 17/,
+  );
+  // Operands over one storage binding are refused before allocating (a fake device with a 1 KiB limit).
+  const tiny = { limits: { maxStorageBufferBindingSize: 1024 } } as Gpu;
+  assert.throws(
+    () => checkBindingSize(tiny, "nf4Linear", [["input", 64], ["output", 4096]]),
+    /nf4Linear: output takes 4096 bytes, over the storage binding limit of 1024 bytes/,
   );
   gpu.destroy();
 });

@@ -1,18 +1,20 @@
 // qlinear_nf4: products with a 4-bit blockwise-quantized weight W [N, K] (layout: lib/quant/quantized_tensor.ts),
 // dequantized tile by tile in registers/workgroup memory; deq(W) is never written to memory.
 // Entry points (all f32 compute and accumulation):
-//   gemv: out[M, N] = x[M, K] · deq(W)ᵀ (+ bias), M = MROWS <= 16 rows; one workgroup per NR rows of W, its
-//         threads stream the rows' packed u32 words and reduce in workgroup memory. Grid: ceil(N / NR) (2-D split).
+//   gemv: out[M, N] = x[M, K] · deq(W)ᵀ (+ bias), M <= MROWS <= 16 rows; one workgroup per NR rows of W, its
+//         threads stream the rows' packed u32 words (8 values each) and exchange partial sums once through
+//         workgroup memory. Grid: ceil(N / NR) (2-D split).
 //   gemm: out[M, N] = x[M, K] · deq(W)ᵀ (+ bias), tiled BM × BN, 4×4 outputs per thread.
 //         Grid: x = ceil(N / BN), y = ceil(M / BM).
 //   dx:   out[M, K] = x[M, N] · deq(W) (x is dY), tiled BM × BN over [M, K]. Grid: x = ceil(K / BN), y = ceil(M / BM).
 // Bindings:
 //   0 x: f32 (storage, read)                1 packed: u32[ceil(N*K/8)] 4-bit codes (storage, read)
-//   2 absmax: u32, f32 bits[nb] or u8 codes packed 4 per word when DOUBLE_QUANT (storage, read)
+//   2 absmax: u32, f32 bits[nb] or u8 codes packed 4 per word with double quantization (storage, read)
 //   3 absmax2: f32[ceil(nb/256)] (storage, read)  4 code: f32[16] (storage, read)  5 code2: f32[256] (storage, read)
-//   6 bias: f32[N] (storage, read; read only when HAS_BIAS)   7 out: f32 (storage, read_write)   8 params: uniform
-// ALIGNED (K % 8 == 0): every 8-value group of a row is one u32 word in one block; otherwise groups are
-// reassembled from two words and may straddle two blocks.
+//   6 bias: f32[N] (storage, read; read only with FLAG_BIAS)   7 out: f32 (storage, read_write)   8 params: uniform
+// FLAG_ALIGNED (K % 8 == 0): every 8-value group of a row is one u32 word in one block; otherwise groups are
+// reassembled from two words and may straddle two blocks. Flags are uniform (not overrides) so that few pipeline
+// variants exist: GL drivers compile each one on first use, which is slow on llvmpipe.
 
 struct Params {
   M: u32,
@@ -20,20 +22,22 @@ struct Params {
   K: u32,
   blocksize: u32,
   offset: f32,
+  flags: u32,
 }
 
-override DOUBLE_QUANT: bool = true;
-override ALIGNED: bool = true;
-override HAS_BIAS: bool = false;
+const FLAG_BIAS: u32 = 1u;
+const FLAG_DOUBLE_QUANT: u32 = 2u;
+const FLAG_ALIGNED: u32 = 4u;
+
 override BM: u32 = 64u;
 override BN: u32 = 64u;
 override BK: u32 = 16u;
 override WG_X: u32 = BN / 4u;
 override WG_Y: u32 = BM / 4u;
-override GEMV_WG: u32 = 64u;
-override MROWS: u32 = 1u;
+override GEMV_WG: u32 = 32u;
+override MROWS: u32 = 1u; // gemv: rows bucket (1, 4 or 16), params.M <= MROWS
 const MAX_ROWS: u32 = 16u;
-const NR: u32 = 4u;
+const NR: u32 = 4u; // rows of W per gemv workgroup (the 4 lanes of its accumulators)
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> packed: array<u32>;
@@ -49,7 +53,7 @@ var<workgroup> lut: array<f32, 16>;
 // Tiles stored with 4 consecutive rows/columns per vec4 (see matmul_f32.wgsl).
 var<workgroup> xs: array<vec4<f32>, BK * BM / 4u>;
 var<workgroup> ws: array<vec4<f32>, BK * BN / 4u>;
-var<workgroup> red: array<f32, GEMV_WG * MAX_ROWS>;
+var<workgroup> red: array<f32, NR * MAX_ROWS * GEMV_WG>;
 
 fn load_lut(li: u32) {
   if (li < 16u) {
@@ -59,7 +63,7 @@ fn load_lut(li: u32) {
 }
 
 fn block_scale(blk: u32) -> f32 {
-  if (DOUBLE_QUANT) {
+  if ((params.flags & FLAG_DOUBLE_QUANT) != 0u) {
     let q = (absmax[blk >> 2u] >> ((blk & 3u) * 8u)) & 0xffu;
     return code2[q] * absmax2[blk >> 8u] + params.offset;
   }
@@ -71,35 +75,49 @@ fn swap_nibbles(w: u32) -> u32 {
   return ((w >> 4u) & 0x0f0f0f0fu) | ((w & 0x0f0f0f0fu) << 4u);
 }
 
-// Dequantized values e0 .. e0+7 of the flattened weight (e0 < N*K; values past a row end are the caller's to mask).
-fn dequant8(e0: u32) -> array<vec4<f32>, 2> {
+// The code-table values of the 8 nibbles of `nib` (value j at bits 4j), as two vec4.
+fn codes8(nib: u32) -> mat2x4<f32> {
+  let i0 = (vec4<u32>(nib) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
+  let i1 = (vec4<u32>(nib) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u);
+  return mat2x4<f32>(
+    vec4<f32>(lut[i0.x], lut[i0.y], lut[i0.z], lut[i0.w]),
+    vec4<f32>(lut[i1.x], lut[i1.y], lut[i1.z], lut[i1.w]),
+  );
+}
+
+// Values k .. k+7 of row n of deq(W), zero past the row end (k < K).
+fn dequant8(n: u32, k: u32) -> mat2x4<f32> {
+  let e0 = n * params.K + k;
   let wi = e0 >> 3u;
-  var nib = swap_nibbles(packed[wi]);
   let b0 = e0 / params.blocksize;
   let s0 = block_scale(b0);
+  if ((params.flags & FLAG_ALIGNED) != 0u) {
+    return codes8(swap_nibbles(packed[wi])) * s0;
+  }
+  var nib = swap_nibbles(packed[wi]);
+  let o = (e0 & 7u) * 4u;
+  if (o != 0u) {
+    let next = min(wi + 1u, arrayLength(&packed) - 1u);
+    nib = (nib >> o) | (swap_nibbles(packed[next]) << (32u - o));
+  }
+  let c = codes8(nib);
+  let b1 = min((e0 + 7u) / params.blocksize, (params.N * params.K - 1u) / params.blocksize);
   var s1 = s0;
   var split = 8u;
-  if (!ALIGNED) {
-    let o = (e0 & 7u) * 4u;
-    if (o != 0u) {
-      let next = min(wi + 1u, arrayLength(&packed) - 1u);
-      nib = (nib >> o) | (swap_nibbles(packed[next]) << (32u - o));
-    }
-    let b1 = min((e0 + 7u) / params.blocksize, (params.N * params.K - 1u) / params.blocksize);
-    if (b1 != b0) {
-      s1 = block_scale(b1);
-      split = b1 * params.blocksize - e0;
-    }
+  if (b1 != b0) {
+    s1 = block_scale(b1);
+    split = b1 * params.blocksize - e0;
   }
-  var v: array<vec4<f32>, 2>;
-  for (var j = 0u; j < 8u; j++) {
-    v[j / 4u][j % 4u] = lut[(nib >> (4u * j)) & 15u] * select(s1, s0, j < split);
-  }
-  return v;
+  let j0 = vec4<u32>(0u, 1u, 2u, 3u);
+  let j1 = j0 + vec4<u32>(4u);
+  let v0 = c[0] * select(vec4<f32>(s1), vec4<f32>(s0), j0 < vec4<u32>(split));
+  let v1 = c[1] * select(vec4<f32>(s1), vec4<f32>(s0), j1 < vec4<u32>(split));
+  let end = vec4<u32>(params.K - k);
+  return mat2x4<f32>(select(vec4<f32>(0.0), v0, j0 < end), select(vec4<f32>(0.0), v1, j1 < end));
 }
 
 fn bias_of(n: u32) -> f32 {
-  if (HAS_BIAS) {
+  if ((params.flags & FLAG_BIAS) != 0u) {
     return bias[n];
   }
   return 0.0;
@@ -148,12 +166,12 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let kg = (g % (BK / 8u)) * 8u;
       let gn = n0 + nn;
       let gk = k0 + kg;
-      var v: array<vec4<f32>, 2>;
+      var v = mat2x4<f32>();
       if (gn < N && gk < K) {
-        v = dequant8(gn * K + gk);
+        v = dequant8(gn, gk);
       }
       for (var j = 0u; j < 8u; j++) {
-        ws[(kg + j) * (BN / 4u) + nn / 4u][nn % 4u] = select(0.0, v[j / 4u][j % 4u], gk + j < K);
+        ws[(kg + j) * (BN / 4u) + nn / 4u][nn % 4u] = v[j / 4u][j % 4u];
       }
     }
     workgroupBarrier();
@@ -189,14 +207,9 @@ fn dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: 
       let kg = (g % (BN / 8u)) * 8u;
       let gn = n0 + nn;
       let gk = c0 + kg;
-      var v: array<vec4<f32>, 2>;
+      var v = mat2x4<f32>();
       if (gn < N && gk < K) {
-        v = dequant8(gn * K + gk);
-      }
-      for (var j = 0u; j < 8u; j++) {
-        if (gk + j >= K) {
-          v[j / 4u][j % 4u] = 0.0;
-        }
+        v = dequant8(gn, gk);
       }
       ws[nn * (BN / 4u) + kg / 4u] = v[0];
       ws[nn * (BN / 4u) + kg / 4u + 1u] = v[1];
@@ -216,6 +229,14 @@ fn dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: 
   }
 }
 
+// Row n of deq(W) at k .. k+7 (zero for n >= N).
+fn gemv_row8(n: u32, k: u32) -> mat2x4<f32> {
+  if (n >= params.N) {
+    return mat2x4<f32>();
+  }
+  return dequant8(n, k);
+}
+
 @compute @workgroup_size(GEMV_WG)
 fn gemv(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -226,29 +247,23 @@ fn gemv(
   let N = params.N;
   let K = params.K;
   let n0 = (wid.x + wid.y * nwg.x) * NR;
-  var acc: array<array<f32, MAX_ROWS>, NR>;
+  // acc[m][r]: row m of x times row n0 + r of deq(W).
+  var acc: array<vec4<f32>, MAX_ROWS>;
   for (var g = li; g < (K + 7u) / 8u; g += GEMV_WG) {
     let k = g * 8u;
+    let w0 = gemv_row8(n0, k);
+    let w1 = gemv_row8(n0 + 1u, k);
+    let w2 = gemv_row8(n0 + 2u, k);
+    let w3 = gemv_row8(n0 + 3u, k);
     let full = k + 8u <= K;
-    var w: array<array<vec4<f32>, 2>, NR>;
-    for (var r = 0u; r < NR; r++) {
-      if (n0 + r < N) {
-        w[r] = dequant8((n0 + r) * K + k);
-        for (var j = 0u; j < 8u; j++) {
-          if (k + j >= K) {
-            w[r][j / 4u][j % 4u] = 0.0;
-          }
-        }
-      }
-    }
     for (var m = 0u; m < MROWS; m++) {
       let xb = m * K + k;
       var x0 = vec4<f32>(0.0);
       var x1 = vec4<f32>(0.0);
-      if (full) {
+      if (m < params.M && full) {
         x0 = vec4<f32>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u]);
         x1 = vec4<f32>(x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
-      } else {
+      } else if (m < params.M) {
         for (var j = 0u; k + j < K; j++) {
           if (j < 4u) {
             x0[j] = x[xb + j];
@@ -257,28 +272,31 @@ fn gemv(
           }
         }
       }
-      for (var r = 0u; r < NR; r++) {
-        acc[r][m] += dot(x0, w[r][0]) + dot(x1, w[r][1]);
-      }
+      acc[m] += vec4<f32>(
+        dot(x0, w0[0]) + dot(x1, w0[1]),
+        dot(x0, w1[0]) + dot(x1, w1[1]),
+        dot(x0, w2[0]) + dot(x1, w2[1]),
+        dot(x0, w3[0]) + dot(x1, w3[1]),
+      );
     }
   }
-  for (var r = 0u; r < NR; r++) {
-    for (var m = 0u; m < MROWS; m++) {
-      red[m * GEMV_WG + li] = acc[r][m];
+  // One exchange through workgroup memory, then thread (r, m) sums the GEMV_WG partials of its output.
+  for (var m = 0u; m < MROWS; m++) {
+    for (var r = 0u; r < NR; r++) {
+      red[(r * MAX_ROWS + m) * GEMV_WG + li] = acc[m][r];
     }
-    workgroupBarrier();
-    for (var s = GEMV_WG / 2u; s > 0u; s >>= 1u) {
-      if (li < s) {
-        for (var m = 0u; m < MROWS; m++) {
-          red[m * GEMV_WG + li] += red[m * GEMV_WG + li + s];
-        }
-      }
-      workgroupBarrier();
-    }
+  }
+  workgroupBarrier();
+  for (var o = li; o < NR * params.M; o += GEMV_WG) {
+    let r = o / params.M;
+    let m = o % params.M;
     let n = n0 + r;
-    if (li < MROWS && n < N) {
-      out[li * N + n] = red[li * GEMV_WG] + bias_of(n);
+    if (n < N) {
+      var sum = 0.0;
+      for (var t = 0u; t < GEMV_WG; t++) {
+        sum += red[(r * MAX_ROWS + m) * GEMV_WG + t];
+      }
+      out[m * N + n] = sum + bias_of(n);
     }
-    workgroupBarrier();
   }
 }

@@ -6,6 +6,7 @@
  */
 
 import { Tensor } from "../gpu/tensor.ts";
+import { checkBindingSize } from "./_checks.ts";
 import { dropoutThreshold } from "./dropout.ts";
 
 /** Where {@linkcode matmul} applies a dropout mask (see `lib/kernels/dropout.ts`). */
@@ -36,8 +37,9 @@ export interface MatmulOptions {
 
 const _DROP_MODE = { a: 1, b: 2, out: 3 } as const;
 
+// Two tile sizes only: every variant is a pipeline to compile (slow on GL drivers, which compile on first use).
 function _tile(n: number): number {
-  return n <= 16 ? 16 : n <= 32 ? 32 : 64;
+  return n <= 16 ? 16 : 64;
 }
 
 function _shape2(t: Tensor, name: string): [number, number] {
@@ -82,6 +84,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   }
   if (accumulate && !options.out) throw new Error("matmul: accumulate needs an out tensor");
   const gpu = a.gpu;
+  checkBindingSize(gpu, "matmul", [["a", a.byteLength], ["b", b.byteLength], ["out", M * N * 4]]);
   const out = options.out ?? Tensor.empty(gpu, [M, N], { label: "matmul out" });
   const [or, oc] = _shape2(out, "out");
   if (or !== M || oc !== N) {

@@ -8,6 +8,7 @@
 import { type Binding, grid2d } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
+import { checkBindingSize, expectF32, quantizedMatrixShape } from "./_checks.ts";
 
 /** Kernel choice for {@linkcode nf4Linear}: `auto` takes `gemv` for M ≤ 16 rows, `gemm` above. */
 export type Nf4LinearPath = "auto" | "gemv" | "gemm";
@@ -27,34 +28,6 @@ export interface Nf4LinearOptions {
 
 const _GEMV_ROWS_PER_WORKGROUP = 4; // NR in the kernel
 
-/**
- * Checks a quantized weight is a 2-D `[N, K]` matrix.
- *
- * @param w The weight.
- * @returns `[N, K]`.
- * @throws {Error} Naming the weight and its shape.
- */
-export function quantizedMatrixShape(w: QuantizedTensor): [number, number] {
-  if (w.shape.length !== 2) throw new Error(`Quantized weight "${w.label}" must be 2-D [N, K], got [${w.shape}]`);
-  return [w.shape[0], w.shape[1]];
-}
-
-/**
- * Checks a tensor is f32 with the given shape (`-1` matches any size).
- *
- * @param t The tensor.
- * @param shape Expected dimensions.
- * @param what Names the operand in the error.
- * @throws {Error} Naming the operand, its label, its shape and dtype, and the expected shape.
- */
-export function expectF32(t: Tensor, shape: readonly number[], what: string): void {
-  const ok = t.dtype === "f32" && t.shape.length === shape.length && shape.every((d, i) => d < 0 || d === t.shape[i]);
-  if (!ok) {
-    const want = shape.map((d) => (d < 0 ? "*" : d)).join(",");
-    throw new Error(`${what} "${t.label}" is [${t.shape}] ${t.dtype}, expected [${want}] f32`);
-  }
-}
-
 function _bindings(
   input: Tensor,
   w: QuantizedTensor,
@@ -65,16 +38,18 @@ function _bindings(
   const u = new Uint32Array(8);
   u.set([...dims, w.blocksize]);
   new Float32Array(u.buffer)[4] = w.offset;
+  u[5] = (bias ? _FLAG_BIAS : 0) | (w.doubleQuant ? _FLAG_DOUBLE_QUANT : 0) | (dims[2] % 8 === 0 ? _FLAG_ALIGNED : 0);
   const biasBuffer = bias?.buffer ?? w.code; // placeholder, unread without HAS_BIAS
   return [input.buffer, w.packed, w.absmax, w.absmax2, w.code, w.code2, biasBuffer, out.buffer, u];
 }
 
-function _constants(w: QuantizedTensor, K: number): Record<string, number> {
-  return { DOUBLE_QUANT: w.doubleQuant ? 1 : 0, ALIGNED: K % 8 === 0 ? 1 : 0 };
-}
+// Flags of the kernel's params (uniform, not overrides: fewer pipeline variants to compile).
+const _FLAG_BIAS = 1;
+const _FLAG_DOUBLE_QUANT = 2;
+const _FLAG_ALIGNED = 4;
 
-function _tile(n: number): number {
-  return n <= 16 ? 16 : n <= 32 ? 32 : 64;
+function _tile(rows: number): number {
+  return rows <= 16 ? 16 : 64;
 }
 
 /**
@@ -87,11 +62,14 @@ function _tile(n: number): number {
  * @returns `[M, N]` f32.
  * @throws {Error} On shape/dtype mismatches (before any dispatch).
  *
- * @example Compared with dequantize-then-multiply in the tests; here a shape check
+ * @example
  * ```ts
- * import { nf4Linear } from "@qlora/webgpu";
+ * import { nf4Linear, quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
- * assert.equal(typeof nf4Linear, "function");
+ * const gpu = await requestGpu();
+ * const w = await quantizeNF4(gpu, Tensor.fromArray(gpu, new Float32Array(2 * 64).fill(-0.25), [2, 64]));
+ * const x = Tensor.fromArray(gpu, new Float32Array(64).fill(2), [1, 64]);
+ * assert.deepEqual([...await nf4Linear(x, w).toFloat32()], [-32, -32]);
  * ```
  */
 export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptions = {}): Tensor {
@@ -103,16 +81,19 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
   const gemv = path === "gemv" || (path === "auto" && M <= GEMV_MAX_ROWS);
   if (gemv && M > GEMV_MAX_ROWS) throw new Error(`nf4Linear: the gemv path takes at most 16 rows, got ${M}`);
   const gpu = x.gpu;
+  checkBindingSize(gpu, "nf4Linear", [["input", x.byteLength], ["output", M * N * 4], [
+    "packed weight",
+    w.packed.size,
+  ]]);
   const out = options.out ?? Tensor.empty(gpu, [M, N], { label: `${w.label} out` });
   expectF32(out, [M, N], "nf4Linear: out");
   if (M === 0) return out;
-  const constants = { ..._constants(w, K), HAS_BIAS: options.bias ? 1 : 0 };
   const bindings = _bindings(x, w, options.bias, out, [M, N, K]);
   if (gemv) {
     gpu.dispatch({
       kernel: "qlinear_nf4",
       entryPoint: "gemv",
-      constants: { ...constants, MROWS: M },
+      constants: { MROWS: M === 1 ? 1 : M <= 4 ? 4 : 16 },
       bindings,
       workgroups: grid2d(Math.ceil(N / _GEMV_ROWS_PER_WORKGROUP), gpu.limits.maxComputeWorkgroupsPerDimension),
     });
@@ -121,7 +102,7 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
     gpu.dispatch({
       kernel: "qlinear_nf4",
       entryPoint: "gemm",
-      constants: { ...constants, BM },
+      constants: { BM },
       bindings,
       workgroups: [Math.ceil(N / 64), Math.ceil(M / BM)],
     });
@@ -138,11 +119,14 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
  * @returns `[M, K]` f32.
  * @throws {Error} On shape/dtype mismatches (before any dispatch).
  *
- * @example Compared with dequantize-then-multiply in the tests; here a shape check
+ * @example
  * ```ts
- * import { nf4LinearGradInput } from "@qlora/webgpu";
+ * import { nf4LinearGradInput, quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
- * assert.equal(typeof nf4LinearGradInput, "function");
+ * const gpu = await requestGpu();
+ * const w = await quantizeNF4(gpu, Tensor.fromArray(gpu, new Float32Array(2 * 64).fill(0.5), [2, 64]));
+ * const dy = Tensor.fromArray(gpu, new Float32Array([1, 3]), [1, 2]);
+ * assert.ok((await nf4LinearGradInput(dy, w).toFloat32()).every((v) => v === 2));
  * ```
  */
 export function nf4LinearGradInput(dy: Tensor, w: QuantizedTensor, out?: Tensor): Tensor {
@@ -150,6 +134,7 @@ export function nf4LinearGradInput(dy: Tensor, w: QuantizedTensor, out?: Tensor)
   expectF32(dy, [-1, N], `nf4LinearGradInput: output gradient for weight "${w.label}" [${w.shape}]:`);
   const M = dy.shape[0];
   const gpu = dy.gpu;
+  checkBindingSize(gpu, "nf4LinearGradInput", [["output gradient", dy.byteLength], ["input gradient", M * K * 4]]);
   const dx = out ?? Tensor.empty(gpu, [M, K], { label: `${w.label} dx` });
   expectF32(dx, [M, K], "nf4LinearGradInput: out");
   if (M === 0) return dx;
@@ -157,7 +142,7 @@ export function nf4LinearGradInput(dy: Tensor, w: QuantizedTensor, out?: Tensor)
   gpu.dispatch({
     kernel: "qlinear_nf4",
     entryPoint: "dx",
-    constants: { ..._constants(w, K), BM },
+    constants: { BM },
     bindings: _bindings(dy, w, undefined, dx, [M, N, K]),
     workgroups: [Math.ceil(K / 64), Math.ceil(M / BM)],
   });

@@ -11,13 +11,8 @@
 
 import type { Tensor } from "../gpu/tensor.ts";
 import { matmul } from "../kernels/matmul.ts";
-import {
-  expectF32,
-  nf4Linear,
-  nf4LinearGradInput,
-  type Nf4LinearPath,
-  quantizedMatrixShape,
-} from "../kernels/nf4_linear.ts";
+import { expectF32, quantizedMatrixShape } from "../kernels/_checks.ts";
+import { nf4Linear, nf4LinearGradInput, type Nf4LinearPath } from "../kernels/nf4_linear.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 
 /** The trainable low-rank adapter of one linear map. */
