@@ -22,6 +22,7 @@ import { Rng } from "../lib/random.ts";
 export interface ModelFixture {
   /** `config.json`. */
   config: Record<string, unknown> & {
+    architectures: string[];
     vocab_size: number;
     hidden_size: number;
     intermediate_size: number;
@@ -127,7 +128,7 @@ async function main(name: string, path: string): Promise<void> {
   const fx = FIXTURES[name];
   if (!fx) throw new Error(`Unknown fixture "${name}" (${Object.keys(FIXTURES).join(", ")})`);
   const c = fx.config;
-  const qkvBias = c.architectures?.[0] === "Qwen2ForCausalLM";
+  const qkvBias = c.architectures[0] === "Qwen2ForCausalLM";
   const rng = new Rng(fx.seed);
   const H = c.hidden_size;
   const tensors: SafetensorsTensorData[] = [];
