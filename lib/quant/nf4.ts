@@ -225,6 +225,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
         offset: doubleQuant ? new Float32Array(new Uint32Array([offsetBits]).buffer)[0] : 0,
         label,
         dtype,
+        codeValues: codeTable(quantType),
       };
     },
   };
@@ -260,18 +261,21 @@ export function dequantizeNF4(q: QuantizedTensor, opts: DequantizeNF4Options = {
   const maxGrid = opts.maxWorkgroupsPerDimension ?? gpu.limits.maxComputeWorkgroupsPerDimension;
   const offsetBits = new Uint32Array(new Float32Array([q.offset]).buffer)[0];
   const wg = 256;
+  const constants: Record<string, number> = {
+    DQ: q.doubleQuant ? 1 : 0,
+    OUT_F16: dtype === "f16" ? 1 : 0,
+    BLOCK: q.blocksize,
+    WG: wg,
+    CONST_CODE: q.codeValues ? 1 : 0,
+  };
+  q.codeValues?.forEach((v, k) => constants[`C${k}`] = v);
   // Two vec4 stores per thread: 4 f32 or 8 f16 values each.
   const perWorkgroup = wg * 2 * (dtype === "f16" ? 8 : 4);
   for (let start = 0; start < n; start += chunk) {
     const len = Math.min(chunk, n - start);
     gpu.dispatch({
       kernel: "nf4_dequantize",
-      constants: {
-        DQ: q.doubleQuant ? 1 : 0,
-        OUT_F16: dtype === "f16" ? 1 : 0,
-        BLOCK: q.blocksize,
-        WG: wg,
-      },
+      constants,
       bindings: [
         { buffer: q.packed, offset: start / 2, size: Math.ceil(len / 8) * 4 },
         q.absmax,
@@ -327,6 +331,7 @@ export function uploadQuantized(gpu: Gpu, host: HostQuantized, label: string): Q
     offset: s.nested?.offset ?? 0,
     label,
     dtype: s.dtype,
+    codeValues: Float32Array.from(s.quantMap),
   };
 }
 

@@ -50,4 +50,6 @@ export interface QuantizedTensor {
   readonly label: string;
   /** Element type of the tensor before quantization (recorded for checkpoints; `f32` when unset). */
   readonly dtype?: SourceDType;
+  /** Host copy of `code`'s 16 values, when known: kernels may bake the table into the pipeline. */
+  readonly codeValues?: Float32Array;
 }
