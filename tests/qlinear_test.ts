@@ -12,7 +12,7 @@ import {
   Tensor,
 } from "../mod.ts";
 import { checkBindingSize } from "../lib/kernels/_checks.ts";
-import { assertClose, finiteDifference } from "./_assert.ts";
+import { assertClose, finiteDifference, relError } from "./_assert.ts";
 import { type LayerRef, maxAbs, randomQuantized, refBackward, refForward, refMatmul } from "./_qlinear_ref.ts";
 
 // f32 kernels against float64 references: sums of K terms round with error ~ sqrt(K)·2^-24 relative to the
@@ -65,6 +65,37 @@ Deno.test("nf4Linear: gemv and gemm paths and dY·deq(W) against float64 dequant
   gpu.destroy();
 });
 
+Deno.test("nf4Linear: f16 GEMM and dY·deq(W) within f16 rounding of float64; f16 without shader-f16 is an error", async () => {
+  const off = await requestGpu({ disableFeatures: ["shaderF16"] });
+  const { w: w0 } = randomQuantized(off, new Rng(1), 8, 64);
+  assert.throws(
+    () => nf4Linear(Tensor.empty(off, [20, 64]), w0, { precision: "f16" }),
+    /nf4Linear: f16 precision needs the shader-f16 feature, absent on/,
+  );
+  off.destroy();
+  const gpu = await requestGpu();
+  if (!gpu.features.shaderF16) return gpu.destroy();
+  const rng = new Rng(5);
+  for (const [M, N, K] of [[40, 70, 200], [17, 33, 61]]) {
+    const { w, deq } = randomQuantized(gpu, rng, N, K);
+    const x = rng.normalArray(M * K);
+    const dy = rng.normalArray(M * N);
+    const tx = Tensor.fromArray(gpu, x, [M, K]);
+    const tdy = Tensor.fromArray(gpu, dy, [M, N]);
+    const y = await nf4Linear(tx, w, { path: "gemm", precision: "f16" }).toFloat32();
+    const dx = await nf4LinearGradInput(tdy, w, { precision: "f16" }).toFloat32();
+    // x and deq(W) rounded to f16 (2^-11 relative each), 16-term f16 slice sums: ~1e-3 relative error.
+    const wantY = refMatmul(x, deq, M, N, K, { transB: true });
+    const wantDx = refMatmul(dy, deq, M, K, N, {});
+    for (const [got, want, what] of [[y, wantY, "y"], [dx, wantDx, "dx"]] as const) {
+      const e = relError(got, want);
+      assert.ok(e < 2e-3, `${what} [${M},${N},${K}] f16: relative L2 error ${e}`);
+      assertClose(got, want, { atol: 1e-2 * maxAbs(want) }, `${what} [${M},${N},${K}] f16`);
+    }
+  }
+  gpu.destroy();
+});
+
 function loraCase(gpu: Awaited<ReturnType<typeof requestGpu>>, rng: Rng, L: LayerRef) {
   const { M, N, K, r } = L;
   const q = randomQuantized(gpu, rng, N, K);
@@ -105,6 +136,16 @@ Deno.test("qlinear: forward and backward against float64 references (r 1..64, bi
       close(await g.dx!.toFloat32(), gref.dx, `dx ${label}`);
       close(await g.dA.toFloat32(), gref.dA, `dA ${label}`);
       close(await g.dB.toFloat32(), gref.dB, `dB ${label}`);
+    }
+    if (gpu.features.shaderF16) {
+      // f16 quantized products (LoRA products stay f32): within f16 rounding, ~1e-3 relative.
+      const precision = "f16";
+      const { y, xa } = qlinearForward(c.tx, c.w, c.lora, { bias: c.bias, seed: L.seed, path: "gemm", precision });
+      assert.ok(relError(await y.toFloat32(), ref.y) < 2e-3, `y f16 ${label}`);
+      const tdy = Tensor.fromArray(gpu, dy, [L.M, L.N]);
+      const g = qlinearBackward(tdy, c.tx, xa, c.w, c.lora, { seed: L.seed, precision });
+      assert.ok(relError(await g.dx!.toFloat32(), gref.dx) < 2e-3, `dx f16 ${label}`);
+      close(await g.dA.toFloat32(), gref.dA, `dA (f16 run) ${label}`);
     }
   }
   gpu.destroy();

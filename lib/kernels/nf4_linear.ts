@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type Binding, grid2d } from "../gpu/device.ts";
+import { type Binding, type Gpu, grid2d } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { checkBindingSize, expectF32, quantizedMatrixShape } from "./_checks.ts";
@@ -16,8 +16,17 @@ export type Nf4LinearPath = "auto" | "gemv" | "gemm";
 /** Most rows the GEMV path takes. */
 export const GEMV_MAX_ROWS = 16;
 
+/**
+ * Arithmetic of the tiled (GEMM) kernels: `f32`, or `f16` (needs `shader-f16`): f16 tiles and multiply-adds
+ * over 16-term slices, f32 accumulation across slices; about 1e-3 relative error. The GEMV path is memory-bound
+ * and always f32.
+ */
+export type Nf4Precision = "f32" | "f16";
+
 /** Options of {@linkcode nf4Linear}. */
 export interface Nf4LinearOptions {
+  /** GEMM arithmetic (default `f32`). */
+  precision?: Nf4Precision;
   /** Bias `[N]` f32 added to every row. */
   bias?: Tensor;
   /** Kernel choice (default `auto`). */
@@ -47,6 +56,14 @@ function _bindings(
 const _FLAG_BIAS = 1;
 const _FLAG_DOUBLE_QUANT = 2;
 const _FLAG_ALIGNED = 4;
+
+function _gemmKernel(gpu: Gpu, precision: Nf4Precision | undefined, op: string): string {
+  if (precision !== "f16") return "qlinear_nf4";
+  if (!gpu.features.shaderF16) {
+    throw new Error(`${op}: f16 precision needs the shader-f16 feature, absent on ${gpu.adapterName}`);
+  }
+  return "qlinear_nf4_f16";
+}
 
 function _tile(rows: number): number {
   return rows <= 16 ? 16 : 64;
@@ -81,6 +98,7 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
   const gemv = path === "gemv" || (path === "auto" && M <= GEMV_MAX_ROWS);
   if (gemv && M > GEMV_MAX_ROWS) throw new Error(`nf4Linear: the gemv path takes at most 16 rows, got ${M}`);
   const gpu = x.gpu;
+  const kernel = _gemmKernel(gpu, options.precision, "nf4Linear");
   checkBindingSize(gpu, "nf4Linear", [["input", x.byteLength], ["output", M * N * 4], [
     "packed weight",
     w.packed.size,
@@ -100,7 +118,7 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
   } else {
     const BM = _tile(M);
     gpu.dispatch({
-      kernel: "qlinear_nf4",
+      kernel,
       entryPoint: "gemm",
       constants: { BM },
       bindings,
@@ -115,7 +133,7 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
  *
  * @param dy Gradient `[M, N]` f32.
  * @param w Quantized weight `[N, K]`.
- * @param out Destination `[M, K]` f32 (default: a new activations tensor).
+ * @param options Destination `[M, K]` f32 (default: a new activations tensor), arithmetic.
  * @returns `[M, K]` f32.
  * @throws {Error} On shape/dtype mismatches (before any dispatch).
  *
@@ -129,18 +147,23 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
  * assert.ok((await nf4LinearGradInput(dy, w).toFloat32()).every((v) => v === 2));
  * ```
  */
-export function nf4LinearGradInput(dy: Tensor, w: QuantizedTensor, out?: Tensor): Tensor {
+export function nf4LinearGradInput(
+  dy: Tensor,
+  w: QuantizedTensor,
+  options: { out?: Tensor; precision?: Nf4Precision } = {},
+): Tensor {
   const [N, K] = quantizedMatrixShape(w);
   expectF32(dy, [-1, N], `nf4LinearGradInput: output gradient for weight "${w.label}" [${w.shape}]:`);
   const M = dy.shape[0];
   const gpu = dy.gpu;
+  const kernel = _gemmKernel(gpu, options.precision, "nf4LinearGradInput");
   checkBindingSize(gpu, "nf4LinearGradInput", [["output gradient", dy.byteLength], ["input gradient", M * K * 4]]);
-  const dx = out ?? Tensor.empty(gpu, [M, K], { label: `${w.label} dx` });
+  const dx = options.out ?? Tensor.empty(gpu, [M, K], { label: `${w.label} dx` });
   expectF32(dx, [M, K], "nf4LinearGradInput: out");
   if (M === 0) return dx;
   const BM = _tile(M);
   gpu.dispatch({
-    kernel: "qlinear_nf4",
+    kernel,
     entryPoint: "dx",
     constants: { BM },
     bindings: _bindings(dy, w, undefined, dx, [M, N, K]),

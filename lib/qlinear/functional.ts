@@ -12,7 +12,7 @@
 import type { Tensor } from "../gpu/tensor.ts";
 import { matmul } from "../kernels/matmul.ts";
 import { expectF32, quantizedMatrixShape } from "../kernels/_checks.ts";
-import { nf4Linear, nf4LinearGradInput, type Nf4LinearPath } from "../kernels/nf4_linear.ts";
+import { nf4Linear, nf4LinearGradInput, type Nf4LinearPath, type Nf4Precision } from "../kernels/nf4_linear.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 
 /** The trainable low-rank adapter of one linear map. */
@@ -35,6 +35,8 @@ export interface QLinearForwardOptions {
   seed?: number;
   /** Kernel for the quantized product (default `auto`: GEMV for M ≤ 16 rows). */
   path?: Nf4LinearPath;
+  /** Arithmetic of the tiled quantized product (default `f32`; `f16` needs `shader-f16`). */
+  precision?: Nf4Precision;
   /** Destination `[M, N]`. */
   out?: Tensor;
 }
@@ -59,6 +61,8 @@ export interface QLinearBackwardOptions {
   dB?: Tensor;
   /** Add into `dA` and `dB` instead of overwriting them (gradient accumulation over micro-batches). */
   accumulate?: boolean;
+  /** Arithmetic of `dY·deq(W)` (default `f32`; `f16` needs `shader-f16`). */
+  precision?: Nf4Precision;
 }
 
 /** What {@linkcode qlinearBackward} returns. */
@@ -132,7 +136,8 @@ export function qlinearForward(
 ): QLinearForwardResult {
   _validate(x, w, lora, options.bias);
   const xa = matmul(x, lora.a, { transB: true, dropout: _dropout(lora, options.seed, "a") });
-  const y = nf4Linear(x, w, { bias: options.bias, path: options.path, out: options.out });
+  const { bias, path, out, precision } = options;
+  const y = nf4Linear(x, w, { bias, path, out, precision });
   matmul(xa, lora.b, { transB: true, alpha: lora.scale, accumulate: true, out: y });
   return { y, xa };
 }
@@ -190,7 +195,7 @@ export function qlinearBackward(
   });
   let dx: Tensor | null = null;
   if (options.needDx ?? true) {
-    dx = nf4LinearGradInput(dy, w);
+    dx = nf4LinearGradInput(dy, w, { precision: options.precision });
     matmul(dyb, lora.a, { alpha: s, accumulate: true, out: dx, dropout: _dropout(lora, options.seed, "out") });
   }
   dyb.destroy();

@@ -7,6 +7,7 @@
 
 import { Tensor } from "../gpu/tensor.ts";
 import { quantizedMatrixShape } from "../kernels/_checks.ts";
+import type { Nf4Precision } from "../kernels/nf4_linear.ts";
 import { freeQuantized } from "../quant/nf4.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { Rng } from "../random.ts";
@@ -26,6 +27,8 @@ export interface QLoRALinearOptions {
   bias?: Tensor;
   /** Seed of A's initialization and of the dropout seeds (default 0). */
   seed?: number;
+  /** Arithmetic of the tiled quantized products, forward and backward (default `f32`; `f16` needs `shader-f16`). */
+  precision?: Nf4Precision;
 }
 
 /** Options of {@linkcode QLoRALinear.forward}. */
@@ -76,6 +79,8 @@ export class QLoRALinear {
   readonly scale: number;
   /** Dropout probability. */
   readonly dropout: number;
+  /** Arithmetic of the tiled quantized products. */
+  readonly precision: Nf4Precision;
   /** Input features `K`. */
   readonly inFeatures: number;
   /** Output features `N`. */
@@ -113,6 +118,7 @@ export class QLoRALinear {
     this.r = r;
     this.scale = QLoRALinear.scaleOf(alpha, r, useRslora);
     this.dropout = dropout;
+    this.precision = options.precision ?? "f32";
     this.#rng = new Rng(options.seed ?? 0);
     const bound = QLoRALinear.initBound(K);
     const label = weight.label;
@@ -166,6 +172,7 @@ export class QLoRALinear {
       bias: this.bias ?? undefined,
       seed,
       path: options.path,
+      precision: this.precision,
     });
     this.#release();
     if (options.train ?? true) {
@@ -193,6 +200,7 @@ export class QLoRALinear {
       dA: this.gradA,
       dB: this.gradB,
       accumulate: !this.#gradsZero,
+      precision: this.precision,
     });
     this.#gradsZero = false;
     this.#release();
