@@ -68,3 +68,4 @@ export * from "./lib/io/quantize_folder.ts";
 export * from "./lib/data/eval.ts";
 export * from "./lib/sampling.ts";
 export * from "./lib/qlinear/layer.ts";
+export * from "./lib/model/ops/attention.ts";
