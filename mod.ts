@@ -69,3 +69,4 @@ export * from "./lib/data/eval.ts";
 export * from "./lib/sampling.ts";
 export * from "./lib/qlinear/layer.ts";
 export * from "./lib/model/ops/attention.ts";
+export * from "./lib/model/llama.ts";

@@ -11,6 +11,7 @@ export const BENCH_FILES: string[] = [
   "./paged_bench.ts",
   "./qlinear_bench.ts",
   "./peer_bench.ts",
+  "./model_bench.ts",
 ];
 
 /** Problem sizes: `small` (the default; for llvmpipe) or `full` (the issue's shapes). */

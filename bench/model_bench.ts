@@ -1,0 +1,132 @@
+// Whole-model training throughput: forward + backward (LoRA r = 16 on all seven projections) of the tiny test model
+// and of a 1-layer SmolLM2-135M-shaped block (hidden 576, 9 heads / 3 KV heads, intermediate 1536), with gradient
+// checkpointing on and off, in tokens/s and as a ratio of model GFLOP/s to the dense f32 matmul's GFLOP/s
+// measured in the same run. Also prints the peak GPU bytes of a step.
+//
+//   deno run -A bench/model_bench.ts [--size small|full]   (markdown table for bench/RESULTS.md)
+//   deno bench -A bench/model_bench.ts                     (Deno.bench cases; QLORA_BENCH_SIZE=full for full)
+//
+// Model FLOPs of a step (the useful work, recomputation not counted, so checkpointing shows as a lower ratio):
+// linear layers and lm_head 2·N·K per token forward and the same again for dX backward (frozen weights get no
+// dW); LoRA 2·r·(N+K) forward and 3× that backward; causal attention 4·D·nHeads·T(T+1)/2 per sequence forward
+// and 2.5× that backward. `small` (llvmpipe): 64-token sequences, vocabulary 4096 for the SmolLM2 block;
+// `full`: 512-token sequences and the real 49152 vocabulary.
+
+import { parseArgs } from "node:util";
+import { formatBytes, type Gpu, LlamaModel, requestGpu, Rng, writeTinyLlama } from "../mod.ts";
+import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench, runCase } from "./_cases.ts";
+
+const R = 16;
+
+/** A model shape to bench. */
+interface ModelShape {
+  name: string;
+  layers: number;
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  intermediate: number;
+  vocab: number;
+  B: number;
+  T: number;
+}
+
+function _shapes(size: BenchSize): ModelShape[] {
+  const T = size === "full" ? 512 : 64;
+  return [
+    { name: "tiny", layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 172, vocab: 260, B: 4, T },
+    {
+      name: "SmolLM2-135M block",
+      layers: 1,
+      hidden: 576,
+      heads: 9,
+      kvHeads: 3,
+      intermediate: 1536,
+      vocab: size === "full" ? 49152 : 4096,
+      B: size === "full" ? 4 : 1,
+      T,
+    },
+  ];
+}
+
+/** Model FLOPs of one forward + backward step (see the header). */
+function _flops(s: ModelShape): number {
+  const D = s.hidden / s.heads;
+  const q = s.heads * D;
+  const kv = s.kvHeads * D;
+  const proj = [[q, s.hidden], [kv, s.hidden], [kv, s.hidden], [s.hidden, q], [s.intermediate, s.hidden], [
+    s.intermediate,
+    s.hidden,
+  ], [s.hidden, s.intermediate]];
+  const tokens = s.B * s.T;
+  const linear = s.layers * proj.reduce((a, [n, k]) => a + 2 * n * k, 0) + 2 * s.vocab * s.hidden;
+  const lora = s.layers * proj.reduce((a, [n, k]) => a + 2 * R * (n + k), 0);
+  const attn = s.layers * s.B * 4 * D * s.heads * (s.T * (s.T + 1)) / 2;
+  return tokens * (2 * linear + 4 * lora) + 3.5 * attn;
+}
+
+async function _setup(gpu: Gpu, s: ModelShape, checkpointing: boolean): Promise<BenchWork & { peak(): number }> {
+  const dir = await Deno.makeTempDir();
+  const { name: _, B, T, ...opts } = s;
+  await writeTinyLlama(dir, { ...opts, maxPositions: Math.max(256, T) });
+  const model = await LlamaModel.load(gpu, dir, { lora: { r: R, alpha: 2 * R }, gradientCheckpointing: checkpointing });
+  await Deno.remove(dir, { recursive: true });
+  const rng = new Rng(2);
+  const ids = Int32Array.from({ length: B * T }, () => rng.int(s.vocab));
+  const batch = { batchSize: B, seqLen: T, inputIds: ids, labels: ids };
+  let peak = 0;
+  return {
+    step: async () => {
+      gpu.budget.resetPeak();
+      await model.forwardBackward(batch);
+      peak = gpu.budget.report().peak;
+    },
+    flops: _flops(s),
+    peak: () => peak,
+    dispose: () => model.destroy(),
+  };
+}
+
+/** The model bench cases at `size`. */
+export function cases(size: BenchSize): BenchCase[] {
+  return _shapes(size).flatMap((s) =>
+    [true, false].map((ckpt) => ({
+      name: `model fwd+bwd ${s.name} ckpt ${ckpt ? "on" : "off"}`,
+      shape: [s.B, s.T],
+      roofline: "matmul",
+      setup: (gpu: Gpu) => _setup(gpu, s, ckpt),
+    }))
+  );
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ options: { size: { type: "string" }, iters: { type: "string", default: "3" } } });
+  const size = (values.size ?? benchSize()) as BenchSize;
+  const gpu = await requestGpu();
+  const rows = [
+    "| model | B×T | checkpointing | tokens/s | model GFLOP/s | matmul GFLOP/s | ratio | peak GPU bytes |",
+    "|---|---|---|---|---|---|---|---|",
+  ];
+  for (const s of _shapes(size)) {
+    for (const ckpt of [true, false]) {
+      const c = { name: s.name, shape: [s.B, s.T], roofline: "matmul", setup: (g: Gpu) => _setup(g, s, ckpt) };
+      // One extra setup to read the peak of a step (runCase disposes its own).
+      const work = await _setup(gpu, s, ckpt);
+      await work.step();
+      const peak = work.peak();
+      work.dispose();
+      const r = await runCase(gpu, c, Number(values.iters));
+      const tps = (s.B * s.T) / (r.ms / 1e3);
+      rows.push(
+        `| ${s.name} | ${s.B}×${s.T} | ${ckpt ? "on" : "off"} | ${tps.toFixed(0)} | ${r.gflops} | ` +
+          `${r.roofline_value} | ${r.ratio} | ${formatBytes(peak)} |`,
+      );
+      console.error(rows.at(-1));
+    }
+  }
+  console.log(`Adapter: ${gpu.adapterName}; size ${size}; LoRA r = ${R} on all projections.\n`);
+  console.log(rows.join("\n"));
+  gpu.destroy();
+} else {
+  registerDenoBench(cases(benchSize()));
+}

@@ -1,0 +1,303 @@
+/**
+ * One Llama decoder layer on the GPU: forward (optionally keeping what the backward needs) and backward.
+ *
+ * ```
+ * x ─RMSNorm→ xn1 ─q,k,v→ RoPE(q,k) → causal GQA attention → att ─o→ + x = h
+ * h ─RMSNorm→ xn2 ─gate,up→ SiLU(gate)·up = act ─down→ + h = out
+ * ```
+ * Every intermediate is freed as soon as nothing later in the pass reads it; with `keep`, the tensors the
+ * backward reads are returned instead. The layer input itself belongs to the caller (the checkpoint).
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { attentionBackward, attentionForward, type AttentionShape } from "./ops/attention.ts";
+import { residualAdd } from "./ops/residual.ts";
+import { rmsNormBackward, rmsNormForward } from "./ops/rms_norm.ts";
+import { ropeApply } from "./ops/rope.ts";
+import { swigluBackward, swigluForward } from "./ops/swiglu.ts";
+import type { Projection } from "./projection.ts";
+
+/** Shapes and shared tensors of one pass over a batch. */
+export interface LayerContext {
+  /** Sequences. */
+  B: number;
+  /** Tokens per sequence. */
+  T: number;
+  /** u32 `[B]` real lengths (right padding), or null when every sequence is full. */
+  seqLens: Tensor | null;
+  /** RoPE cos/sin table covering positions `0..T-1`. */
+  rope: Tensor;
+  /** Dropout seed of this pass (the same in the recompute), or null for inference (no dropout). */
+  seed: number | null;
+}
+
+/** Shapes and tensors of a KV-cached inference step (prefill: `Tq` prompt rows; decode: 1 row). */
+export interface CachedContext {
+  /** Sequences. */
+  B: number;
+  /** Query rows per sequence in this step. */
+  Tq: number;
+  /** Cache rows per sequence. */
+  capacity: number;
+  /** RoPE table covering `capacity` positions. */
+  rope: Tensor;
+  /** u32 `[B]`: position of each sequence's first row in this step. */
+  offsets: Tensor;
+  /** u32 `[B]`: valid cache rows of each sequence after this step. */
+  seqLens: Tensor;
+  /** Host copy of `offsets`: where this step's k/v rows go in the cache. */
+  writeAt: readonly number[];
+}
+
+/** What the backward of a layer reads: the forward's intermediates (each `[B·T, ·]` f32). */
+export interface LayerActivations {
+  xn1: Tensor;
+  rstd1: Tensor;
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  xa: (Tensor | null)[];
+  att: Tensor;
+  lse: Tensor;
+  h: Tensor;
+  xn2: Tensor;
+  rstd2: Tensor;
+  gate: Tensor;
+  up: Tensor;
+  act: Tensor;
+}
+
+/** The seven projections, in {@linkcode LORA_TARGETS} order. */
+export type LayerProjections = [
+  q: Projection,
+  k: Projection,
+  v: Projection,
+  o: Projection,
+  gate: Projection,
+  up: Projection,
+  down: Projection,
+];
+
+const _free = (...ts: (Tensor | null | undefined)[]) => ts.forEach((t) => t?.destroy());
+
+/** A decoder layer's frozen weights and adapters, with forward and backward over a batch. */
+export class DecoderLayer {
+  /** Layer index. */
+  readonly index: number;
+  /** `input_layernorm.weight` `[H]`. */
+  readonly inputNorm: Tensor;
+  /** `post_attention_layernorm.weight` `[H]`. */
+  readonly postNorm: Tensor;
+  /** q, k, v, o, gate, up, down. */
+  readonly proj: LayerProjections;
+  readonly #gpu: Gpu;
+  readonly #eps: number;
+  readonly #heads: number;
+  readonly #kvHeads: number;
+  readonly #headDim: number;
+
+  /**
+   * @param gpu The device.
+   * @param index Layer index.
+   * @param weights Norm weights and projections.
+   * @param shape Heads, KV heads, RMSNorm eps.
+   */
+  constructor(
+    gpu: Gpu,
+    index: number,
+    weights: { inputNorm: Tensor; postNorm: Tensor; proj: LayerProjections },
+    shape: { heads: number; kvHeads: number; headDim: number; eps: number },
+  ) {
+    this.#gpu = gpu;
+    this.index = index;
+    this.inputNorm = weights.inputNorm;
+    this.postNorm = weights.postNorm;
+    this.proj = weights.proj;
+    this.#eps = shape.eps;
+    this.#heads = shape.heads;
+    this.#kvHeads = shape.kvHeads;
+    this.#headDim = shape.headDim;
+  }
+
+  /** Dropout seed of projection `p` in a pass seeded `seed`. */
+  #seed(seed: number | null, p: number): number | null {
+    return seed === null ? null : (Math.imul(seed, 0x9e3779b1) + this.index * 8 + p) >>> 0;
+  }
+
+  /**
+   * Forward of the layer.
+   *
+   * @param x Input `[B·T, H]` (not modified, not freed).
+   * @param ctx Batch shapes, lengths, RoPE table, seed.
+   * @param keep Return the activations the backward needs (else free them as soon as possible).
+   * @returns The output `[B·T, H]` and the kept activations (or null).
+   */
+  forward(x: Tensor, ctx: LayerContext, keep: boolean): { out: Tensor; saved: LayerActivations | null } {
+    const gpu = this.#gpu;
+    const [pq, pk, pv, po, pg, pu, pd] = this.proj;
+    const { y: xn1, rstd: rstd1 } = rmsNormForward(gpu, x, this.inputNorm, this.#eps);
+    const q = pq.forward(xn1, this.#seed(ctx.seed, 0));
+    const k = pk.forward(xn1, this.#seed(ctx.seed, 1));
+    const v = pv.forward(xn1, this.#seed(ctx.seed, 2));
+    if (!keep) _free(xn1, rstd1, q.xa, k.xa, v.xa);
+    ropeApply(gpu, q.y, ctx.rope, { T: ctx.T, nHeads: this.#heads });
+    ropeApply(gpu, k.y, ctx.rope, { T: ctx.T, nHeads: this.#kvHeads });
+    const { out: att, lse } = attentionForward(gpu, q.y, k.y, v.y, this.#attnShape(ctx));
+    if (!keep) _free(q.y, k.y, v.y, lse);
+    const o = po.forward(att, this.#seed(ctx.seed, 3));
+    if (!keep) _free(att, o.xa);
+    const h = residualAdd(gpu, o.y, x);
+    const { y: xn2, rstd: rstd2 } = rmsNormForward(gpu, h, this.postNorm, this.#eps);
+    const g = pg.forward(xn2, this.#seed(ctx.seed, 4));
+    const u = pu.forward(xn2, this.#seed(ctx.seed, 5));
+    if (!keep) _free(xn2, rstd2, g.xa, u.xa);
+    const act = swigluForward(gpu, g.y, u.y);
+    if (!keep) _free(g.y, u.y);
+    const d = pd.forward(act, this.#seed(ctx.seed, 6));
+    const out = residualAdd(gpu, d.y, h);
+    if (!keep) {
+      _free(act, d.xa, h);
+      return { out, saved: null };
+    }
+    const saved: LayerActivations = {
+      xn1,
+      rstd1,
+      q: q.y,
+      k: k.y,
+      v: v.y,
+      xa: [q.xa, k.xa, v.xa, o.xa, g.xa, u.xa, d.xa],
+      att,
+      lse,
+      h,
+      xn2,
+      rstd2,
+      gate: g.y,
+      up: u.y,
+      act,
+    };
+    return { out, saved };
+  }
+
+  /**
+   * Backward of the layer: accumulates the LoRA gradients and returns `dx`. Consumes `dOut` and `saved`
+   * (both freed).
+   *
+   * @param dOut Gradient of the output `[B·T, H]`.
+   * @param x The forward's input.
+   * @param saved The forward's activations (`keep`).
+   * @param ctx The forward's context.
+   * @param needDx Whether to form the input gradient (false for the first layer: embeddings are frozen).
+   * @returns `dx` `[B·T, H]`, or null.
+   */
+  backward(dOut: Tensor, x: Tensor, saved: LayerActivations, ctx: LayerContext, needDx: boolean): Tensor | null {
+    const gpu = this.#gpu;
+    const s = saved;
+    const [pq, pk, pv, po, pg, pu, pd] = this.proj;
+    const seed = (p: number) => this.#seed(ctx.seed, p) ?? 0;
+
+    const dAct = pd.backward(dOut, s.act, s.xa[6], seed(6), true)!;
+    _free(s.act, s.xa[6]);
+    const { dGate, dUp } = swigluBackward(gpu, dAct, s.gate, s.up);
+    _free(dAct, s.gate, s.up);
+    const dXn2 = pg.backward(dGate, s.xn2, s.xa[4], seed(4), true)!;
+    const dXn2u = pu.backward(dUp, s.xn2, s.xa[5], seed(5), true)!;
+    residualAdd(gpu, dXn2, dXn2u);
+    _free(dGate, dUp, dXn2u, s.xn2, s.xa[4], s.xa[5]);
+    const dH = rmsNormBackward(gpu, dXn2, s.h, this.postNorm, s.rstd2);
+    residualAdd(gpu, dH, dOut);
+    _free(dXn2, dOut, s.h, s.rstd2);
+
+    const dAtt = po.backward(dH, s.att, s.xa[3], seed(3), true)!;
+    _free(s.xa[3]);
+    const fwd = { out: s.att, lse: s.lse };
+    const { dq, dk, dv } = attentionBackward(gpu, s.q, s.k, s.v, fwd, dAtt, this.#attnShape(ctx));
+    _free(dAtt, s.att, s.lse, s.q, s.k, s.v);
+    ropeApply(gpu, dq, ctx.rope, { T: ctx.T, nHeads: this.#heads, inverse: true });
+    ropeApply(gpu, dk, ctx.rope, { T: ctx.T, nHeads: this.#kvHeads, inverse: true });
+
+    const dXn1 = pq.backward(dq, s.xn1, s.xa[0], seed(0), needDx);
+    const dXk = pk.backward(dk, s.xn1, s.xa[1], seed(1), needDx);
+    const dXv = pv.backward(dv, s.xn1, s.xa[2], seed(2), needDx);
+    _free(dq, dk, dv, s.xa[0], s.xa[1], s.xa[2]);
+    let dx: Tensor | null = null;
+    if (dXn1 && dXk && dXv) {
+      residualAdd(gpu, dXn1, dXk);
+      residualAdd(gpu, dXn1, dXv);
+      dx = rmsNormBackward(gpu, dXn1, x, this.inputNorm, s.rstd1);
+      residualAdd(gpu, dx, dH);
+    }
+    _free(dXn1, dXk, dXv, dH, s.xn1, s.rstd1);
+    return dx;
+  }
+
+  /**
+   * Inference forward with a KV cache: writes this step's k/v rows into `kCache`/`vCache` (`[B, capacity, KVH·D]`)
+   * and attends over the cache. No dropout, nothing kept.
+   *
+   * @param x Input `[B·Tq, H]` (not freed).
+   * @param kCache This layer's key cache.
+   * @param vCache This layer's value cache.
+   * @param ctx Step shapes and positions.
+   * @returns The output `[B·Tq, H]`.
+   */
+  forwardCached(x: Tensor, kCache: Tensor, vCache: Tensor, ctx: CachedContext): Tensor {
+    const gpu = this.#gpu;
+    const [pq, pk, pv, po, pg, pu, pd] = this.proj;
+    const { y: xn1, rstd: rstd1 } = rmsNormForward(gpu, x, this.inputNorm, this.#eps);
+    const [q, k, v] = [pq, pk, pv].map((p) => p.forward(xn1, null).y);
+    _free(xn1, rstd1);
+    ropeApply(gpu, q, ctx.rope, { T: ctx.Tq, nHeads: this.#heads, offsets: ctx.offsets });
+    ropeApply(gpu, k, ctx.rope, { T: ctx.Tq, nHeads: this.#kvHeads, offsets: ctx.offsets });
+    const rowBytes = this.#kvHeads * this.#headDim * 4;
+    for (let b = 0; b < ctx.B; b++) {
+      const dst = (b * ctx.capacity + ctx.writeAt[b]) * rowBytes;
+      gpu.copy(k.buffer, b * ctx.Tq * rowBytes, kCache.buffer, dst, ctx.Tq * rowBytes);
+      gpu.copy(v.buffer, b * ctx.Tq * rowBytes, vCache.buffer, dst, ctx.Tq * rowBytes);
+    }
+    _free(k, v);
+    const shape: AttentionShape = {
+      B: ctx.B,
+      T: ctx.Tq,
+      Tk: ctx.capacity,
+      nHeads: this.#heads,
+      nKvHeads: this.#kvHeads,
+      headDim: this.#headDim,
+      seqLens: ctx.seqLens,
+      qOffsets: ctx.offsets,
+    };
+    const { out: att, lse } = attentionForward(gpu, q, kCache, vCache, shape);
+    _free(q, lse);
+    const h = residualAdd(gpu, po.forward(att, null).y, x);
+    att.destroy();
+    const { y: xn2, rstd: rstd2 } = rmsNormForward(gpu, h, this.postNorm, this.#eps);
+    const g = pg.forward(xn2, null).y;
+    const u = pu.forward(xn2, null).y;
+    _free(xn2, rstd2);
+    const act = swigluForward(gpu, g, u);
+    _free(g, u);
+    const out = residualAdd(gpu, pd.forward(act, null).y, h);
+    _free(act, h);
+    return out;
+  }
+
+  #attnShape(ctx: LayerContext): AttentionShape {
+    return {
+      B: ctx.B,
+      T: ctx.T,
+      nHeads: this.#heads,
+      nKvHeads: this.#kvHeads,
+      headDim: this.#headDim,
+      seqLens: ctx.seqLens ?? undefined,
+    };
+  }
+
+  /** Frees the layer's weights and adapters. */
+  destroy(): void {
+    this.inputNorm.destroy();
+    this.postNorm.destroy();
+    for (const p of this.proj) p.destroy();
+  }
+}

@@ -1,0 +1,519 @@
+/**
+ * The Llama-family causal LM on the GPU for QLoRA: loading (quantizing linear weights to NF4, or taking a
+ * bitsandbytes 4-bit folder as is), forward to logits or loss, backward into the LoRA adapters only, with
+ * per-layer gradient checkpointing, and KV-cached generation steps.
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
+import { quantizeNF4 } from "../quant/nf4.ts";
+import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
+import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
+import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
+import { DecoderLayer, type LayerActivations, type LayerContext, type LayerProjections } from "./decoder_layer.ts";
+import { KvCache } from "./kv_cache.ts";
+import { headLogits, lossHead } from "./lm_head.ts";
+import {
+  LORA_TARGETS,
+  type LoraConfig,
+  loraModulePath,
+  type ResolvedLoraConfig,
+  resolveLoraConfig,
+} from "./lora_config.ts";
+import { readCrossEntropy } from "./ops/cross_entropy.ts";
+import { embeddingForward } from "./ops/embedding.ts";
+import { ropeInvFreq, ropeTable } from "./ops/rope.ts";
+import { type LoraLayer, Projection } from "./projection.ts";
+
+export type { LoraLayer } from "./projection.ts";
+export { KvCache } from "./kv_cache.ts";
+
+/** Options of {@linkcode LlamaModel.load}. */
+export interface LlamaLoadOptions {
+  /** The configuration; default: the folder's `config.json`. */
+  config?: LlamaConfig;
+  /** LoRA settings (default {@linkcode resolveLoraConfig}'s); `null`: no adapters (inference only). */
+  lora?: LoraConfig | null;
+  /** Recompute each decoder layer in the backward instead of keeping its activations (default true). */
+  gradientCheckpointing?: boolean;
+  /** NF4 block size when quantizing on load (default 64). */
+  blocksize?: number;
+  /** Double-quantize the NF4 scales when quantizing on load (default true). */
+  doubleQuant?: boolean;
+}
+
+/** Options of {@linkcode LlamaModel.forward}. */
+export interface ForwardOptions {
+  /** Also return the logits of every position (default false). */
+  logits?: boolean;
+}
+
+/** What {@linkcode LlamaModel.forward} returns. */
+export interface ForwardResult {
+  /** Summed cross-entropy over the counted targets (0 without labels). */
+  lossSum: number;
+  /** Targets counted in the loss (0 without labels). */
+  tokens: number;
+  /** `[B·T, V]` f32 logits when asked for (the caller destroys them), else null. */
+  logits: Tensor | null;
+}
+
+/** Options of {@linkcode LlamaModel.forwardBackward}. */
+export interface BackwardOptions {
+  /** The gradient is that of `gradScale · lossSum` (default `1 / tokens`, the batch mean); pass `1 / total
+   * tokens of the optimizer step` to weight micro-batches by their token counts. */
+  gradScale?: number;
+  /** Dropout seed of this micro-batch (default 0; use e.g. the step and micro-batch index). */
+  seed?: number;
+}
+
+/** Loss of a micro-batch, from {@linkcode LlamaModel.forwardBackward}. */
+export interface LossResult {
+  /** Summed cross-entropy over the counted targets. */
+  lossSum: number;
+  /** Targets counted. */
+  tokens: number;
+}
+
+/** A frozen projection of a decoder layer, from {@linkcode LlamaModel.linearLayers}. */
+export interface LinearLayer {
+  /** Module path, e.g. `model.layers.0.mlp.down_proj`. */
+  readonly path: string;
+  /** The frozen NF4 weight `[N, K]`. */
+  readonly weight: QuantizedTensor;
+  /** The frozen bias `[N]` (Qwen2 q/k/v), or null. */
+  readonly bias: Tensor | null;
+  /** Its LoRA adapter, or null. */
+  readonly lora: LoraLayer | null;
+}
+
+/** Thrown when the loss (the logits) holds NaN or Inf; LoRA gradients are left untouched by that micro-batch. */
+export class NonFiniteLossError extends Error {
+  /**
+   * Creates the error.
+   *
+   * @param message What was non-finite, and where.
+   */
+  constructor(message: string) {
+    super(message);
+    this.name = "NonFiniteLossError";
+  }
+}
+
+/** The seven projection shapes `[N, K]` of a layer, in {@linkcode LORA_TARGETS} order. */
+function _projShapes(c: LlamaConfig): [number, number][] {
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const H = c.hiddenSize;
+  const I = c.intermediateSize;
+  return [[q, H], [kv, H], [kv, H], [H, q], [I, H], [I, H], [H, I]];
+}
+
+/**
+ * A Llama-family causal LM with frozen NF4 linear weights, frozen f32 embeddings/norms/`lm_head`, and trainable
+ * LoRA adapters.
+ *
+ * @example Train a step and generate on a tiny generated checkpoint
+ * ```ts
+ * import { LlamaModel, requestGpu, writeTinyLlama } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const dir = await Deno.makeTempDir();
+ * await writeTinyLlama(dir, { layers: 1 });
+ * const gpu = await requestGpu();
+ * const model = await LlamaModel.load(gpu, dir, { lora: { r: 4 } });
+ * const ids = new Int32Array([1, 5, 9, 13, 2, 6, 10, 14]);
+ * const { lossSum, tokens } = await model.forwardBackward({ batchSize: 2, seqLen: 4, inputIds: ids, labels: ids });
+ * assert.equal(tokens, 6);
+ * assert.ok(lossSum > 0);
+ * assert.equal(model.loraLayers().length, 7);
+ * const cache = model.createKvCache(1, 8);
+ * const logits = await model.prefill(cache, { batchSize: 1, seqLen: 2, inputIds: new Int32Array([1, 5]) });
+ * assert.equal(logits.length, model.config.vocabSize);
+ * cache.destroy();
+ * model.destroy();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class LlamaModel {
+  /** The device. */
+  readonly gpu: Gpu;
+  /** The model configuration. */
+  readonly config: LlamaConfig;
+  /** LoRA settings, or null without adapters. */
+  readonly lora: ResolvedLoraConfig | null;
+  /** Recompute layers in the backward (default true); false keeps every activation (faster, more memory). */
+  gradientCheckpointing: boolean;
+  readonly #embed: Tensor;
+  readonly #norm: Tensor;
+  readonly #lmHead: Tensor;
+  readonly #layers: DecoderLayer[];
+  readonly #lora: Map<string, LoraLayer>;
+  #rope: Tensor | null = null;
+
+  private constructor(
+    gpu: Gpu,
+    config: LlamaConfig,
+    lora: ResolvedLoraConfig | null,
+    weights: { embed: Tensor; norm: Tensor; lmHead: Tensor; layers: DecoderLayer[] },
+    gradientCheckpointing: boolean,
+  ) {
+    this.gpu = gpu;
+    this.config = config;
+    this.lora = lora;
+    this.#embed = weights.embed;
+    this.#norm = weights.norm;
+    this.#lmHead = weights.lmHead;
+    this.#layers = weights.layers;
+    this.gradientCheckpointing = gradientCheckpointing;
+    this.#lora = new Map();
+    for (const l of this.#layers) for (const p of l.proj) if (p.lora) this.#lora.set(p.path, p.lora);
+  }
+
+  /**
+   * Loads a model from a Hugging Face folder (safetensors bf16/f16/f32, single or sharded, or a bitsandbytes
+   * 4-bit folder) or a single safetensors file (with `options.config`). Linear weights are quantized to NF4 on
+   * the GPU unless already quantized; LoRA A is seeded kaiming-uniform and B zero (PEFT's init).
+   *
+   * @param gpu The device.
+   * @param path Model folder (or safetensors file).
+   * @param options Config, LoRA settings, checkpointing, quantization.
+   * @returns The model.
+   * @throws {Error} For an unsupported config, or a missing or mis-shaped tensor (naming it and the file).
+   */
+  static async load(gpu: Gpu, path: string, options: LlamaLoadOptions = {}): Promise<LlamaModel> {
+    const ckpt = await QuantizedCheckpoint.open(path);
+    const made: { destroy(): void }[] = [];
+    try {
+      const config = options.config ??
+        (ckpt.config ? parseLlamaConfig(ckpt.config, `${path}/config.json`) : await loadLlamaConfig(path));
+      const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
+      const c = config;
+      const plain = async (name: string, shape: number[]): Promise<Tensor> => {
+        if (!ckpt.checkpoint.has(name)) throw new Error(`${path}: tensor "${name}" is missing`);
+        const info = ckpt.checkpoint.info(name);
+        if (info.shape.join() !== shape.join()) {
+          throw new Error(`${path}: tensor "${name}" has shape [${info.shape}], expected [${shape}]`);
+        }
+        const t = Tensor.fromArray(gpu, await ckpt.checkpoint.readF32(name), shape, { class: "weights", label: name });
+        made.push(t);
+        return t;
+      };
+      const quantized = async (name: string, shape: number[]): Promise<QuantizedTensor> => {
+        if (ckpt.isQuantized(name)) {
+          const q = await ckpt.loadQuantized(gpu, name);
+          if (q.shape.join() !== shape.join()) {
+            throw new Error(`${path}: quantized "${name}" has shape [${q.shape}], expected [${shape}]`);
+          }
+          return q;
+        }
+        const w = await plain(name, shape);
+        const q = await quantizeNF4(gpu, w, {
+          blocksize: options.blocksize ?? 64,
+          doubleQuant: options.doubleQuant ?? true,
+          label: name,
+        });
+        w.destroy();
+        return q;
+      };
+
+      const embed = await plain("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
+      const layers: DecoderLayer[] = [];
+      const shapes = _projShapes(c);
+      for (let l = 0; l < c.numLayers; l++) {
+        const pre = `model.layers.${l}`;
+        const inputNorm = await plain(`${pre}.input_layernorm.weight`, [c.hiddenSize]);
+        const postNorm = await plain(`${pre}.post_attention_layernorm.weight`, [c.hiddenSize]);
+        const proj: Projection[] = [];
+        for (const [i, target] of LORA_TARGETS.entries()) {
+          const path = loraModulePath(l, target);
+          const [N, K] = shapes[i];
+          const weight = await quantized(`${path}.weight`, [N, K]);
+          const bias = c.qkvBias && i < 3 ? await plain(`${path}.bias`, [N]) : null;
+          const adapter = lora && lora.targetModules.includes(target)
+            ? { ...lora, seed: (Math.imul(lora.seed, 0x9e3779b1) + l * LORA_TARGETS.length + i) >>> 0 }
+            : null;
+          const p = new Projection(path, weight, bias, adapter);
+          made.push(p);
+          proj.push(p);
+        }
+        const layer = new DecoderLayer(gpu, l, { inputNorm, postNorm, proj: proj as LayerProjections }, {
+          heads: c.numHeads,
+          kvHeads: c.numKvHeads,
+          headDim: c.headDim,
+          eps: c.rmsNormEps,
+        });
+        layers.push(layer);
+      }
+      const norm = await plain("model.norm.weight", [c.hiddenSize]);
+      const tied = c.tieWordEmbeddings || !ckpt.checkpoint.has("lm_head.weight");
+      const lmHead = tied ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+      await gpu.sync();
+      return new LlamaModel(gpu, config, lora, { embed, norm, lmHead, layers }, options.gradientCheckpointing ?? true);
+    } catch (e) {
+      for (const t of made) t.destroy();
+      throw e;
+    } finally {
+      ckpt.close();
+    }
+  }
+
+  /**
+   * The LoRA-adapted projections, in layer order, each with its module path, A/B tensors and gradients.
+   *
+   * @returns The adapters (empty without LoRA).
+   */
+  loraLayers(): LoraLayer[] {
+    return [...this.#lora.values()];
+  }
+
+  /**
+   * The adapter of a module.
+   *
+   * @param path Module path, e.g. `model.layers.0.self_attn.q_proj`.
+   * @returns The adapter.
+   * @throws {Error} If the module has none.
+   */
+  loraLayer(path: string): LoraLayer {
+    const l = this.#lora.get(path);
+    if (!l) throw new Error(`Module "${path}" has no LoRA adapter (targets: ${this.lora?.targetModules ?? "none"})`);
+    return l;
+  }
+
+  /**
+   * Every frozen projection (seven per layer, in layer order), e.g. to merge adapters or inspect weights.
+   *
+   * @returns The projections.
+   */
+  linearLayers(): LinearLayer[] {
+    return this.#layers.flatMap((l) => [...l.proj]);
+  }
+
+  /** Zeroes every LoRA gradient accumulator (call after each optimizer step). */
+  zeroGrad(): void {
+    for (const l of this.#layers) for (const p of l.proj) p.zeroGrad();
+  }
+
+  /** The RoPE table, grown to cover `positions`. */
+  #ropeFor(positions: number): Tensor {
+    const max = this.config.maxPositionEmbeddings;
+    if (positions > max) {
+      throw new Error(`Sequence of ${positions} positions is longer than max_position_embeddings (${max})`);
+    }
+    if (!this.#rope || this.#rope.shape[0] < positions) {
+      this.#rope?.destroy();
+      const size = Math.min(max, 2 ** Math.ceil(Math.log2(Math.max(positions, 64))));
+      this.#rope = ropeTable(this.gpu, ropeInvFreq(this.config), size);
+    }
+    return this.#rope;
+  }
+
+  #context(batch: Batch, lengths: number[], seed: number | null): LayerContext {
+    const { batchSize: B, seqLen: T } = batch;
+    const padded = lengths.some((l) => l < T);
+    const seqLens = padded
+      ? Tensor.fromArray(this.gpu, Uint32Array.from(lengths), [B], { dtype: "u32", class: "scratch", label: "lengths" })
+      : null;
+    return { B, T, seqLens, rope: this.#ropeFor(T), seed };
+  }
+
+  /**
+   * Inference forward: loss over `batch.labels` (if given) and optionally the logits. Keeps no activations.
+   *
+   * @param batch Token ids `[B, T]`, right-padded, with optional labels.
+   * @param options Whether to return logits.
+   * @returns Loss sum, token count, logits.
+   * @throws {NonFiniteLossError} If the logits hold NaN/Inf.
+   */
+  async forward(batch: Batch, options: ForwardOptions = {}): Promise<ForwardResult> {
+    const lengths = batchLengths(batch, this.config.vocabSize);
+    const ctx = this.#context(batch, lengths, null);
+    let h = embeddingForward(this.gpu, this.#embed, batch.inputIds);
+    for (const layer of this.#layers) {
+      const { out } = layer.forward(h, ctx, false);
+      h.destroy();
+      h = out;
+    }
+    ctx.seqLens?.destroy();
+    const c = this.config;
+    const logits = options.logits ? headLogits(this.gpu, h, this.#norm, this.#lmHead, c.rmsNormEps) : null;
+    let res: LossResult = { lossSum: 0, tokens: 0 };
+    if (batch.labels) {
+      const { targets, tokens } = prepareTargets(batch, c.vocabSize);
+      const { stats } = lossHead(this.gpu, h, this.#norm, this.#lmHead, targets, c.rmsNormEps, false, 1);
+      h.destroy();
+      res = { lossSum: await this.#readLoss(stats), tokens };
+    } else {
+      h.destroy();
+    }
+    return { ...res, logits };
+  }
+
+  /**
+   * Forward and backward of a training micro-batch: accumulates `gradScale · dLoss/d(A, B)` into every adapter's
+   * `gradA`/`gradB` (frozen weights get no gradient). With gradient checkpointing only each layer's input is
+   * kept through the forward; the backward recomputes the layer from it.
+   *
+   * @param batch Token ids and labels `[B, T]` (right-padded; labels -100 are ignored).
+   * @param options Gradient scale and dropout seed.
+   * @returns The loss sum and the count of targets.
+   * @throws {NonFiniteLossError} If the loss is NaN/Inf (checked before the backward: gradients stay untouched).
+   */
+  async forwardBackward(batch: Batch, options: BackwardOptions = {}): Promise<LossResult> {
+    if (!this.lora) throw new Error("forwardBackward: the model was loaded without LoRA adapters (lora: null)");
+    const c = this.config;
+    const { targets, tokens, lengths } = prepareTargets(batch, c.vocabSize);
+    const ctx = this.#context(batch, lengths, options.seed ?? 0);
+    const keep = !this.gradientCheckpointing;
+    const inputs: Tensor[] = [];
+    const saved: (LayerActivations | null)[] = [];
+    let h = embeddingForward(this.gpu, this.#embed, batch.inputIds);
+    for (const layer of this.#layers) {
+      const r = layer.forward(h, ctx, keep);
+      inputs.push(h);
+      saved.push(r.saved);
+      h = r.out;
+    }
+    const gradScale = options.gradScale ?? 1 / Math.max(tokens, 1);
+    const head = lossHead(this.gpu, h, this.#norm, this.#lmHead, targets, c.rmsNormEps, true, gradScale);
+    h.destroy();
+    let lossSum: number;
+    try {
+      lossSum = await this.#readLoss(head.stats);
+    } catch (e) {
+      head.dh?.destroy();
+      for (const t of inputs) t.destroy();
+      for (const s of saved) if (s) _freeActivations(s);
+      ctx.seqLens?.destroy();
+      throw e;
+    }
+    let dh = head.dh!;
+    for (let l = this.#layers.length - 1; l >= 0; l--) {
+      const layer = this.#layers[l];
+      let s = saved[l];
+      if (!s) {
+        const r = layer.forward(inputs[l], ctx, true);
+        r.out.destroy();
+        s = r.saved!;
+      }
+      const dx = layer.backward(dh, inputs[l], s, ctx, l > 0);
+      inputs[l].destroy();
+      if (dx) dh = dx;
+    }
+    ctx.seqLens?.destroy();
+    return { lossSum, tokens };
+  }
+
+  async #readLoss(stats: Tensor[]): Promise<number> {
+    let sum = 0;
+    try {
+      for (const s of stats) sum += (await readCrossEntropy(s)).sum;
+    } catch (e) {
+      throw new NonFiniteLossError(
+        `Model "${this.config.architecture}": the loss is not finite: ${(e as Error).message}`,
+      );
+    } finally {
+      for (const s of stats) s.destroy();
+    }
+    return sum;
+  }
+
+  /**
+   * A key/value cache for generation.
+   *
+   * @param batchSize Sequences generated together.
+   * @param capacity Positions per sequence (prompt plus generated tokens).
+   * @returns An empty cache (destroy it when done).
+   */
+  createKvCache(batchSize: number, capacity: number): KvCache {
+    this.#ropeFor(capacity);
+    const c = this.config;
+    return new KvCache(this.gpu, c.numLayers, batchSize, capacity, c.numKvHeads * c.headDim);
+  }
+
+  /**
+   * Runs prompts through the model, appending to the cache, and returns the logits of each sequence's last
+   * prompt token. Works with or without LoRA (adapters are applied, without dropout).
+   *
+   * @param cache From {@linkcode LlamaModel.createKvCache}, with `batch.batchSize` sequences.
+   * @param batch Prompt ids `[B, T]`, right-padded (`lengths` or `attentionMask` for unequal prompts).
+   * @returns `[B, V]` logits, row-major, on the host.
+   */
+  async prefill(cache: KvCache, batch: Batch): Promise<Float32Array> {
+    const lengths = batchLengths(batch, this.config.vocabSize);
+    const x = embeddingForward(this.gpu, this.#embed, batch.inputIds);
+    return await this.#cachedStep(cache, x, batch.seqLen, lengths);
+  }
+
+  /**
+   * Appends one token per sequence and returns the next-token logits.
+   *
+   * @param cache The cache filled by {@linkcode LlamaModel.prefill}.
+   * @param tokenIds `[B]` the last sampled token of each sequence.
+   * @returns `[B, V]` logits, row-major, on the host.
+   */
+  async decodeStep(cache: KvCache, tokenIds: Int32Array): Promise<Float32Array> {
+    const x = embeddingForward(this.gpu, this.#embed, tokenIds);
+    return await this.#cachedStep(cache, x, 1, new Array(cache.batchSize).fill(1));
+  }
+
+  async #cachedStep(cache: KvCache, x: Tensor, Tq: number, lengths: number[]): Promise<Float32Array> {
+    const B = cache.batchSize;
+    if (x.shape[0] !== B * Tq) {
+      x.destroy();
+      throw new Error(`KV cache holds ${B} sequences, got ${x.shape[0] / Tq}`);
+    }
+    const writeAt = [...cache.lengths];
+    for (let b = 0; b < B; b++) {
+      if (writeAt[b] + Tq > cache.capacity) {
+        x.destroy();
+        throw new Error(`KV cache: sequence ${b} would reach ${writeAt[b] + Tq} positions, capacity ${cache.capacity}`);
+      }
+    }
+    const u32 = (v: number[], label: string) =>
+      Tensor.fromArray(this.gpu, Uint32Array.from(v), [B], { dtype: "u32", class: "scratch", label });
+    const offsets = u32(writeAt, "cache offsets");
+    const newLens = writeAt.map((w, b) => w + lengths[b]);
+    const seqLens = u32(newLens, "cache lengths");
+    const ctx = { B, Tq, capacity: cache.capacity, rope: this.#ropeFor(cache.capacity), offsets, seqLens, writeAt };
+    let h = x;
+    for (const [l, layer] of this.#layers.entries()) {
+      const out = layer.forwardCached(h, cache.k[l], cache.v[l], ctx);
+      h.destroy();
+      h = out;
+    }
+    offsets.destroy();
+    seqLens.destroy();
+    cache.lengths = newLens;
+    const H = this.config.hiddenSize;
+    const last = Tensor.empty(this.gpu, [B, H], { label: "last hidden" });
+    for (let b = 0; b < B; b++) {
+      this.gpu.copy(h.buffer, (b * Tq + lengths[b] - 1) * H * 4, last.buffer, b * H * 4, H * 4);
+    }
+    h.destroy();
+    const logits = headLogits(this.gpu, last, this.#norm, this.#lmHead, this.config.rmsNormEps);
+    last.destroy();
+    const out = await logits.toFloat32();
+    logits.destroy();
+    return out;
+  }
+
+  /** Frees every GPU buffer of the model. */
+  destroy(): void {
+    for (const l of this.#layers) l.destroy();
+    this.#embed.destroy();
+    if (this.#lmHead !== this.#embed) this.#lmHead.destroy();
+    this.#norm.destroy();
+    this.#rope?.destroy();
+    this.#rope = null;
+  }
+}
+
+function _freeActivations(s: LayerActivations): void {
+  for (const v of Object.values(s)) {
+    if (Array.isArray(v)) v.forEach((t) => t?.destroy());
+    else v.destroy();
+  }
+}
