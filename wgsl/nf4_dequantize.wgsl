@@ -47,6 +47,8 @@ override C15: f32 = 0.0;
 @group(0) @binding(6) var<uniform> u: vec4<u32>;
 
 var<workgroup> lut: array<f32, 16>;
+// Scales of the blocks this workgroup covers (2 * WG units; at most 2 * 256 * 8 / 64 = 64 blocks).
+var<workgroup> scales: array<f32, 64>;
 
 fn scale_of(b: u32) -> f32 {
   if (DQ) {
@@ -92,13 +94,13 @@ fn pack_f16(lo: f32, hi: f32) -> u32 {
   return f16_bits(lo) | (f16_bits(hi) << 16u);
 }
 
-fn unit_store(unit: u32) {
+fn unit_store(unit: u32, first_block: u32) {
   let per_unit = select(4u, 8u, OUT_F16);
   let i = unit * per_unit;
   if (i >= u.x) {
     return;
   }
-  let s = scale_of(u.y + i / BLOCK);
+  let s = scales[i / BLOCK - first_block];
   if (OUT_F16) {
     let w = packed[unit];
     out[unit] = vec4<u32>(
@@ -119,11 +121,18 @@ fn main(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) t: u32,
 ) {
-  if (t < 16u) {
+  let w = wid.x + wid.y * nwg.x;
+  let per_unit = select(4u, 8u, OUT_F16);
+  let first_block = w * 2u * WG * per_unit / BLOCK;
+  if (t < 16u && !CONST_CODE) {
     lut[t] = code[t];
   }
+  // One scale per block, computed once for the workgroup (a double-quantized scale is three loads).
+  if (t < max(1u, 2u * WG * per_unit / BLOCK)) {
+    scales[t] = scale_of(u.y + first_block + t);
+  }
   workgroupBarrier();
-  let base = (wid.x + wid.y * nwg.x) * WG * 2u + t;
-  unit_store(base);
-  unit_store(base + WG);
+  let base = w * WG * 2u + t;
+  unit_store(base, first_block);
+  unit_store(base + WG, first_block);
 }
