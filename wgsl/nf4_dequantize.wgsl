@@ -1,8 +1,9 @@
 // nf4_dequantize: out[i] = code[idx[i]] * scale[i / BLOCK] for one chunk of a 4-bit blockwise-quantized tensor
 // (bitsandbytes layout; see lib/quant/quantized_tensor.ts). Every store is a vec4 and neighbouring threads store
-// neighbouring vec4s: a unit is 4 values (f32 out, half a packed word) or 8 values (f16 out, one packed word;
-// converted by bits with round-to-nearest-even, so no f16 feature is needed and every adapter gives the same bits). A workgroup covers 2 * WG units; thread t does units t and t + WG
-// (written out, not looped: llvmpipe runs the loop form several times slower).
+// neighbouring vec4s: a unit is 4 values (f32 out, half a packed word) or 8 values (f16 out, one packed word,
+// converted by bits with round-to-nearest-even: no f16 feature needed, and the same bits on every adapter).
+// A workgroup covers 2 * WG units; thread t does units t and t + WG (written out, not looped: llvmpipe runs the
+// loop form several times slower). The workgroup's block scales are computed once, into workgroup memory.
 // With double quantization scale = fround(code2[q[b]] * absmax2[b / 256]) + offset: the product is passed
 // through an opaque integer OR (u.w = 0) so that no compiler fuses it into an FMA (bitsandbytes rounds it first).
 // Bindings:
@@ -19,7 +20,7 @@ override OUT_F16: bool = false;
 override BLOCK: u32 = 64u;
 override WG: u32 = 256u;
 // CONST_CODE: the code table is baked in as C0..C15 and looked up by a 4-level select tree (no memory access;
-// several times faster on CPU adapters, free on memory-bound GPUs). Otherwise it is read from `code`.
+// about twice as fast on CPU adapters, free on memory-bound GPUs). Otherwise it is read from `code`.
 override CONST_CODE: bool = false;
 override C0: f32 = 0.0;
 override C1: f32 = 0.0;
