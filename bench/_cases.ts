@@ -12,6 +12,7 @@ export const BENCH_FILES: string[] = [
   "./qlinear_bench.ts",
   "./peer_bench.ts",
   "./model_bench.ts",
+  "./attention_bench.ts",
 ];
 
 /** Problem sizes: `small` (the default; for llvmpipe) or `full` (the issue's shapes). */
