@@ -1,5 +1,5 @@
 /**
- * The GPU-side form of a 4-bit blockwise-quantized weight (NF4 or FP4), shared by the quantize/dequantize
+ * The GPU-side form of a 4-bit blockwise-quantized weight (NF4, FP4 or INT4), shared by the quantize/dequantize
  * kernels and the fused dequantize-matmul.
  *
  * Layout, identical to bitsandbytes' so that checkpoints move both ways (see `shared/conformance/README.md`):
