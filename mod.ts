@@ -70,3 +70,4 @@ export * from "./lib/sampling.ts";
 export * from "./lib/qlinear/layer.ts";
 export * from "./lib/model/ops/attention.ts";
 export * from "./lib/model/llama.ts";
+export * from "./lib/train/trainer.ts";

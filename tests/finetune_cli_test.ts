@@ -1,0 +1,62 @@
+import assert from "node:assert/strict";
+import { requestGpu } from "../lib/gpu/device.ts";
+import { parseFinetuneArgs } from "../lib/train/options.ts";
+import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
+import { readMetrics } from "../lib/train/metrics.ts";
+import { readPeftAdapter } from "../lib/io/peft.ts";
+import { finetuneFixture, finetuneFlags } from "./_finetune_fixture.ts";
+
+const script = new URL("../scripts/finetune.ts", import.meta.url).pathname;
+
+function cli(args: string[]) {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { XDG_RUNTIME_DIR: "/tmp/xdg" },
+  });
+}
+
+Deno.test("finetune CLI: --help, and a bad flag exits 1 naming it", async () => {
+  const help = await cli(["--help"]).output();
+  assert.equal(help.code, 0);
+  assert.match(new TextDecoder().decode(help.stdout), /Usage: deno task finetune --model DIR/);
+  const bad = await cli(["--model", "m", "--data", "d", "--out", "o", "--lora-r", "x"]).output();
+  assert.equal(bad.code, 1);
+  assert.match(new TextDecoder().decode(bad.stderr), /Error: --lora-r "x": expected an integer ≥ 1/);
+});
+
+Deno.test("finetune CLI: a run killed after a checkpoint and resumed with --resume matches an uninterrupted run", async () => {
+  const dir = await finetuneFixture();
+  try {
+    const steps = 8;
+    const parsed = parseFinetuneArgs(finetuneFlags(dir, "ref", steps));
+    assert.ok(parsed.kind === "run");
+    const sink = { writeSync: (b: Uint8Array) => b.length, isTerminal: () => false };
+    await finetune(await requestGpu(), await resolveFinetuneRun(parsed), { sink });
+
+    const child = cli(finetuneFlags(dir, "killed", steps)).spawn();
+    const deadline = Date.now() + 120_000;
+    while (!(await Deno.stat(`${dir}/killed/checkpoint-2`).then(() => true, () => false))) {
+      assert.ok(Date.now() < deadline, "no checkpoint-2 within 2 minutes");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill("SIGKILL");
+    const killed = await child.output();
+    assert.notEqual(killed.code, 0);
+    assert.ok(!(await Deno.stat(`${dir}/killed/loss.svg`).then(() => true, () => false)), "killed before the end");
+
+    const resumed = await cli(["--resume", `${dir}/killed`]).output();
+    assert.equal(resumed.code, 0, new TextDecoder().decode(resumed.stderr));
+    assert.match(new TextDecoder().decode(resumed.stderr), /Resuming .* from .*checkpoint-\d+ \(step \d+ of 8\)/);
+    const strip = (ms: Awaited<ReturnType<typeof readMetrics>>) =>
+      ms.map(({ tokens_per_s: _, gpu_bytes: __, ...rest }) => rest);
+    const ref = await readMetrics(`${dir}/ref/metrics.jsonl`);
+    assert.equal(ref.length, steps);
+    assert.deepEqual(strip(await readMetrics(`${dir}/killed/metrics.jsonl`)), strip(ref));
+    const [a, b] = [await readPeftAdapter(`${dir}/ref`), await readPeftAdapter(`${dir}/killed`)];
+    for (const [path, w] of a.modules) assert.deepEqual(b.modules.get(path), w, path);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import { requestGpu } from "../lib/gpu/device.ts";
+import { parseFinetuneArgs } from "../lib/train/options.ts";
+import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
+import { readMetrics } from "../lib/train/metrics.ts";
+import { findLastCheckpoint } from "../lib/train/checkpoint.ts";
+import { readPeftAdapter } from "../lib/io/peft.ts";
+import { finetuneFixture, finetuneFlags } from "./_finetune_fixture.ts";
+
+const gpu = await requestGpu();
+const sink = { writeSync: (b: Uint8Array) => b.length, isTerminal: () => false };
+
+function args(dir: string, out: string) {
+  const parsed = parseFinetuneArgs(finetuneFlags(dir, out, 4));
+  assert.ok(parsed.kind === "run");
+  return parsed;
+}
+
+Deno.test("trainer: a run writes one metrics line per step, checkpoints, the adapter and loss.svg", async () => {
+  const dir = await finetuneFixture();
+  try {
+    const r = await finetune(gpu, await resolveFinetuneRun(args(dir, "a")), { sink });
+    const m = await readMetrics(r.metricsPath);
+    assert.deepEqual(m.map((x) => x.step), [1, 2, 3, 4]);
+    for (const x of m) {
+      assert.ok(x.loss > 0 && Number.isFinite(x.grad_norm) && x.tokens > 0 && x.tokens_per_s > 0 && x.gpu_bytes > 0);
+    }
+    assert.ok(m[3].loss < m[0].loss, `loss ${m[0].loss} -> ${m[3].loss}`);
+    assert.equal(m[0].lr, 1e-2 * 0 / 1); // one warmup step (3% of 4, rounded up) starts at 0
+    assert.equal(m[1].lr, 1e-2);
+    assert.equal((await findLastCheckpoint(`${dir}/a`))?.step, 2);
+    const adapter = await readPeftAdapter(`${dir}/a`);
+    assert.equal(adapter.modules.size, 7);
+    assert.deepEqual([adapter.config.r, adapter.config.loraAlpha, adapter.config.loraDropout], [4, 16, 0.1]);
+    assert.ok([...adapter.modules.values()].some((w) => w.b.some((v) => v !== 0)));
+    assert.match(await Deno.readTextFile(`${dir}/a/loss.svg`), /<polyline /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("trainer: a run stopped after a checkpoint and resumed equals an uninterrupted one; same seed, same losses", async () => {
+  const dir = await finetuneFixture();
+  try {
+    const full = await finetune(gpu, await resolveFinetuneRun(args(dir, "full")), { sink });
+    const again = await finetune(gpu, await resolveFinetuneRun(args(dir, "again")), { sink });
+    const fullM = await readMetrics(full.metricsPath);
+    const strip = (ms: typeof fullM) => ms.map(({ tokens_per_s: _, gpu_bytes: __, ...rest }) => rest);
+    assert.deepEqual(strip(await readMetrics(again.metricsPath)), strip(fullM));
+    // Stop after step 3 (checkpoint-2 saved, step 3 logged but not saved), then --resume.
+    await finetune(gpu, await resolveFinetuneRun(args(dir, "cut")), { sink, stopAfter: 3 });
+    const resumed = parseFinetuneArgs(["--resume", `${dir}/cut`]);
+    assert.ok(resumed.kind === "resume");
+    const run = await resolveFinetuneRun(resumed);
+    assert.deepEqual([run.startStep, run.options.loraDropout], [2, 0.1]);
+    const r = await finetune(gpu, run, { sink });
+    assert.deepEqual(strip(await readMetrics(r.metricsPath)), strip(fullM));
+    const [a, b] = [await readPeftAdapter(`${dir}/full`), await readPeftAdapter(`${dir}/cut`)];
+    for (const [path, w] of a.modules) assert.deepEqual(b.modules.get(path), w, path);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
