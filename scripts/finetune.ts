@@ -17,7 +17,10 @@ try {
   }
   const run = await resolveFinetuneRun(parsed);
   const gpu = await requestGpu({ gpuMemory: run.options.gpuMemory ?? undefined });
-  console.error(`GPU: ${gpu.adapterName}; budget ${formatBytes(gpu.budget.limit)}`);
+  const limit = gpu.budget.limit;
+  console.error(
+    `GPU: ${gpu.adapterName}; budget ${Number.isFinite(limit) ? formatBytes(limit) : "the device's limits"}`,
+  );
   const result = await finetune(gpu, run);
   console.error(`Adapter: ${run.options.out}/adapter_model.safetensors (+ adapter_config.json)`);
   console.error(`Metrics: ${result.metricsPath}; loss curve: ${result.lossSvgPath}`);
