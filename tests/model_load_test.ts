@@ -96,3 +96,27 @@ Deno.test("model load: LoRA targets, rsLoRA scale, PEFT init; missing tensors an
   await assert.rejects(LlamaModel.load(gpu, dir), /tensor "model.layers.2.input_layernorm.weight" is missing/);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("model load: f16 NF4 products stay close to f32 (or are refused without shader-f16)", async () => {
+  const dir = await tinyDir({ layers: 1, seed: 3 });
+  if (!gpu.features.shaderF16) {
+    await assert.rejects(LlamaModel.load(gpu, dir, { precision: "f16" }), /shader-f16/);
+    await Deno.remove(dir, { recursive: true });
+    return;
+  }
+  // 32 rows: past the GEMV path (≤ 16 rows), so the tiled f16 products run.
+  const ids = Int32Array.from({ length: 32 }, (_, i) => (i * 7 + 3) % 200);
+  const batch = { batchSize: 2, seqLen: 16, inputIds: ids, labels: ids };
+  const results = [];
+  for (const precision of ["f32", "f16"] as const) {
+    const m = await LlamaModel.load(gpu, dir, { precision, lora: { r: 4, seed: 2 } });
+    for (const l of m.loraLayers()) l.b.write(new Float32Array(l.b.size).fill(0.01));
+    const logits = await rowsOf(m, ids, 2, 16);
+    await m.forwardBackward(batch);
+    results.push({ logits, grad: await m.loraLayers()[0].gradA.toFloat32() });
+    m.destroy();
+  }
+  assert.ok(relError(results[1].logits, results[0].logits) < 5e-3, "logits");
+  assert.ok(relError(results[1].grad, results[0].grad) < 2e-2, "q_proj dA");
+  await Deno.remove(dir, { recursive: true });
+});

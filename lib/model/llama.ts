@@ -9,6 +9,7 @@
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
+import type { Nf4Precision } from "../kernels/nf4_linear.ts";
 import { quantizeNF4 } from "../quant/nf4.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
@@ -43,6 +44,11 @@ export interface LlamaLoadOptions {
   blocksize?: number;
   /** Double-quantize the NF4 scales when quantizing on load (default true). */
   doubleQuant?: boolean;
+  /**
+   * Arithmetic of the NF4 products (default `f32`); `f16` (f16 tiles, f32 accumulation) needs the adapter's
+   * `shader-f16` feature. Everything else stays f32.
+   */
+  precision?: Nf4Precision;
 }
 
 /** Options of {@linkcode LlamaModel.forward}. */
@@ -184,6 +190,9 @@ export class LlamaModel {
    * @throws {Error} For an unsupported config, or a missing or mis-shaped tensor (naming it and the file).
    */
   static async load(gpu: Gpu, path: string, options: LlamaLoadOptions = {}): Promise<LlamaModel> {
+    if (options.precision === "f16" && !gpu.features.shaderF16) {
+      throw new Error(`Precision f16 needs the shader-f16 feature, absent on ${gpu.adapterName}`);
+    }
     const ckpt = await QuantizedCheckpoint.open(path);
     const made: { destroy(): void }[] = [];
     try {
@@ -235,7 +244,7 @@ export class LlamaModel {
           const adapter = lora && lora.targetModules.includes(target)
             ? { ...lora, seed: (Math.imul(lora.seed, 0x9e3779b1) + l * LORA_TARGETS.length + i) >>> 0 }
             : null;
-          const p = new Projection(path, weight, bias, adapter);
+          const p = new Projection(path, weight, bias, adapter, options.precision);
           made.push(p);
           proj.push(p);
         }

@@ -5,7 +5,7 @@
  */
 
 import type { Tensor } from "../gpu/tensor.ts";
-import { nf4Linear, nf4LinearGradInput } from "../kernels/nf4_linear.ts";
+import { nf4Linear, nf4LinearGradInput, type Nf4Precision } from "../kernels/nf4_linear.ts";
 import { type LoraAdapter, qlinearBackward, qlinearForward } from "../qlinear/functional.ts";
 import { QLoRALinear } from "../qlinear/layer.ts";
 import { freeQuantized } from "../quant/nf4.ts";
@@ -66,6 +66,7 @@ export class Projection {
   /** The adapter, or null when this module is not a LoRA target. */
   readonly lora: LoraLayer | null;
   readonly #layer: QLoRALinear | null;
+  readonly #precision: Nf4Precision;
 
   /**
    * Wraps a weight, creating the adapter when `lora` is given.
@@ -74,9 +75,17 @@ export class Projection {
    * @param weight Frozen weight `[N, K]` (owned from now on).
    * @param bias Frozen bias `[N]` or null (owned).
    * @param lora Adapter settings, or null for a frozen-only projection.
+   * @param precision Arithmetic of the quantized products (`f16` needs `shader-f16`).
    */
-  constructor(path: string, weight: QuantizedTensor, bias: Tensor | null, lora: ProjectionLora | null) {
+  constructor(
+    path: string,
+    weight: QuantizedTensor,
+    bias: Tensor | null,
+    lora: ProjectionLora | null,
+    precision: Nf4Precision = "f32",
+  ) {
     this.path = path;
+    this.#precision = precision;
     this.weight = weight;
     this.bias = bias;
     this.#layer = lora ? new QLoRALinear(weight, { ...lora, bias: bias ?? undefined }) : null;
@@ -103,9 +112,10 @@ export class Projection {
    */
   forward(x: Tensor, seed: number | null): ProjectionOutput {
     const bias = this.bias ?? undefined;
-    if (!this.lora) return { y: nf4Linear(x, this.weight, { bias }), xa: null };
+    const precision = this.#precision;
+    if (!this.lora) return { y: nf4Linear(x, this.weight, { bias, precision }), xa: null };
     const lora = seed === null ? { ...this.lora, dropout: 0 } : this.lora;
-    return qlinearForward(x, this.weight, lora, { bias, seed: seed ?? 0 });
+    return qlinearForward(x, this.weight, lora, { bias, seed: seed ?? 0, precision });
   }
 
   /**
@@ -119,9 +129,11 @@ export class Projection {
    * @returns `dX` `[M, K]` or null.
    */
   backward(dy: Tensor, x: Tensor, xa: Tensor | null, seed: number, needDx: boolean): Tensor | null {
-    if (!this.lora || !xa) return needDx ? nf4LinearGradInput(dy, this.weight) : null;
+    const precision = this.#precision;
+    if (!this.lora || !xa) return needDx ? nf4LinearGradInput(dy, this.weight, { precision }) : null;
     const { dx } = qlinearBackward(dy, x, xa, this.weight, this.lora, {
       seed,
+      precision,
       needDx,
       dA: this.lora.gradA,
       dB: this.lora.gradB,
