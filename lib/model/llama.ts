@@ -16,7 +16,7 @@ import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
 import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
 import { DecoderLayer, type LayerActivations, type LayerContext, type LayerProjections } from "./decoder_layer.ts";
 import { KvCache } from "./kv_cache.ts";
-import { headLogits, lossHead } from "./lm_head.ts";
+import { headLogits, lossHead, vocabChunks } from "./lm_head.ts";
 import {
   LORA_TARGETS,
   type LoraConfig,
@@ -49,6 +49,11 @@ export interface LlamaLoadOptions {
    * `shader-f16` feature. Everything else stays f32.
    */
   precision?: Nf4Precision;
+  /**
+   * Largest storage binding to plan `lm_head` for (default the device's): a larger `lm_head` is held in
+   * vocabulary chunks. Smaller values force chunking (for tests).
+   */
+  maxBindingBytes?: number;
 }
 
 /** Options of {@linkcode LlamaModel.forward}. */
@@ -154,7 +159,7 @@ export class LlamaModel {
   gradientCheckpointing: boolean;
   readonly #embed: Tensor;
   readonly #norm: Tensor;
-  readonly #lmHead: Tensor;
+  readonly #lmHead: Tensor[];
   readonly #layers: DecoderLayer[];
   readonly #lora: Map<string, LoraLayer>;
   #rope: Tensor | null = null;
@@ -163,7 +168,7 @@ export class LlamaModel {
     gpu: Gpu,
     config: LlamaConfig,
     lora: ResolvedLoraConfig | null,
-    weights: { embed: Tensor; norm: Tensor; lmHead: Tensor; layers: DecoderLayer[] },
+    weights: { embed: Tensor; norm: Tensor; lmHead: Tensor[]; layers: DecoderLayer[] },
     gradientCheckpointing: boolean,
   ) {
     this.gpu = gpu;
@@ -258,7 +263,10 @@ export class LlamaModel {
       }
       const norm = await plain("model.norm.weight", [c.hiddenSize]);
       const tied = c.tieWordEmbeddings || !ckpt.checkpoint.has("lm_head.weight");
-      const lmHead = tied ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+      const head = tied ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+      const lmHead = vocabChunks(gpu, head, options.maxBindingBytes ?? gpu.limits.maxStorageBufferBindingSize);
+      made.push(...lmHead);
+      if (lmHead[0] !== head && head !== embed) head.destroy();
       await gpu.sync();
       return new LlamaModel(gpu, config, lora, { embed, norm, lmHead, layers }, options.gradientCheckpointing ?? true);
     } catch (e) {
@@ -513,7 +521,7 @@ export class LlamaModel {
   destroy(): void {
     for (const l of this.#layers) l.destroy();
     this.#embed.destroy();
-    if (this.#lmHead !== this.#embed) this.#lmHead.destroy();
+    for (const w of this.#lmHead) if (w !== this.#embed) w.destroy();
     this.#norm.destroy();
     this.#rope?.destroy();
     this.#rope = null;

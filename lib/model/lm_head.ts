@@ -2,6 +2,10 @@
  * The model's head: final RMSNorm, the frozen `lm_head`, and cross-entropy, in row chunks so that the logits of
  * a long batch never exist at once (a 4k-token batch of a 128k vocabulary would be 2 GiB of f32 logits).
  *
+ * An `lm_head` larger than one storage binding (e.g. Qwen2's 152k × 896 f32 on llvmpipe's 128 MiB) is held as
+ * vocabulary chunks (see {@linkcode vocabChunks}); each chunk's logits are copied into their columns of the row
+ * chunk's logits, and the gradient columns back out of them.
+ *
  * @module
  */
 
@@ -22,6 +26,28 @@ export interface LossHeadResult {
   dh: Tensor | null;
 }
 
+/**
+ * Splits `lm_head` `[V, H]` into row (vocabulary) chunks that each fit one storage binding of `maxBytes`.
+ *
+ * @param gpu The device.
+ * @param w The weight (returned as is when it fits; otherwise copied, and left to the caller).
+ * @param maxBytes Largest binding.
+ * @returns The chunks, in vocabulary order (`weights` class).
+ */
+export function vocabChunks(gpu: Gpu, w: Tensor, maxBytes: number): Tensor[] {
+  if (w.byteLength <= maxBytes) return [w];
+  const [V, H] = w.shape;
+  const rows = Math.max(1, Math.floor(maxBytes / (H * 4)));
+  const out: Tensor[] = [];
+  for (let v0 = 0; v0 < V; v0 += rows) {
+    const n = Math.min(rows, V - v0);
+    const c = Tensor.empty(gpu, [n, H], { class: "weights", label: `${w.label}[${v0}:${v0 + n}]` });
+    gpu.copy(w.buffer, v0 * H * 4, c.buffer, 0, n * H * 4);
+    out.push(c);
+  }
+  return out;
+}
+
 /** Rows of logits per chunk for a vocabulary of `vocab`. */
 function _rowsPerChunk(gpu: Gpu, vocab: number): number {
   const bytes = Math.min(_CHUNK_BYTES, gpu.limits.maxStorageBufferBindingSize);
@@ -37,6 +63,48 @@ function _rows(gpu: Gpu, t: Tensor, r0: number, n: number, label: string): Tenso
   return out;
 }
 
+/** Copies columns `[v0, v0+w)` between `[n, V]` `full` and `[n, w]` `part`, one row at a time. */
+function _columns(gpu: Gpu, full: Tensor, part: Tensor, v0: number, toFull: boolean): void {
+  const [n, V] = full.shape;
+  const w = part.shape[1];
+  for (let r = 0; r < n; r++) {
+    const f = (r * V + v0) * 4;
+    const p = r * w * 4;
+    if (toFull) gpu.copy(part.buffer, p, full.buffer, f, w * 4);
+    else gpu.copy(full.buffer, f, part.buffer, p, w * 4);
+  }
+}
+
+/** `[n, V]` logits of `hn` `[n, H]` against the vocabulary chunks. */
+function _logits(gpu: Gpu, hn: Tensor, lmHead: Tensor[]): Tensor {
+  if (lmHead.length === 1) return matmul(hn, lmHead[0], { transB: true });
+  const V = lmHead.reduce((s, w) => s + w.shape[0], 0);
+  const logits = Tensor.empty(gpu, [hn.shape[0], V], { label: "logits" });
+  let v0 = 0;
+  for (const w of lmHead) {
+    const part = matmul(hn, w, { transB: true });
+    _columns(gpu, logits, part, v0, true);
+    part.destroy();
+    v0 += w.shape[0];
+  }
+  return logits;
+}
+
+/** `dLogits · lm_head` `[n, H]`. */
+function _gradInput(gpu: Gpu, dLogits: Tensor, lmHead: Tensor[]): Tensor {
+  if (lmHead.length === 1) return matmul(dLogits, lmHead[0]);
+  const out = Tensor.empty(gpu, [dLogits.shape[0], lmHead[0].shape[1]], { label: "lm_head dx" });
+  let v0 = 0;
+  for (const w of lmHead) {
+    const part = Tensor.empty(gpu, [dLogits.shape[0], w.shape[0]], { label: "dlogits columns" });
+    _columns(gpu, dLogits, part, v0, false);
+    matmul(part, w, { out, accumulate: v0 > 0 });
+    part.destroy();
+    v0 += w.shape[0];
+  }
+  return out;
+}
+
 /**
  * Final norm, logits and cross-entropy over shifted targets; with `backward`, also the gradient of the final
  * hidden state for `gradScale · Σ loss`.
@@ -44,7 +112,7 @@ function _rows(gpu: Gpu, t: Tensor, r0: number, n: number, label: string): Tenso
  * @param gpu The device.
  * @param h Final hidden state `[N, H]` (not freed).
  * @param norm `model.norm.weight` `[H]`.
- * @param lmHead `lm_head.weight` `[V, H]`.
+ * @param lmHead `lm_head.weight` `[V, H]` as vocabulary chunks.
  * @param targets `[N]` targets (-100: ignored).
  * @param eps RMSNorm epsilon.
  * @param backward Form the gradient.
@@ -55,14 +123,14 @@ export function lossHead(
   gpu: Gpu,
   h: Tensor,
   norm: Tensor,
-  lmHead: Tensor,
+  lmHead: Tensor[],
   targets: Int32Array,
   eps: number,
   backward: boolean,
   gradScale: number,
 ): LossHeadResult {
   const [N, H] = h.shape;
-  const vocab = lmHead.shape[0];
+  const vocab = lmHead.reduce((s, w) => s + w.shape[0], 0);
   const { y: hn, rstd } = rmsNormForward(gpu, h, norm, eps);
   const dhn = backward ? Tensor.empty(gpu, [N, H], { label: "lm_head dh" }) : null;
   const per = _rowsPerChunk(gpu, vocab);
@@ -70,13 +138,13 @@ export function lossHead(
   for (let r0 = 0; r0 < N; r0 += per) {
     const n = Math.min(per, N - r0);
     const hc = _rows(gpu, hn, r0, n, "lm_head input chunk");
-    const logits = matmul(hc, lmHead, { transB: true });
+    const logits = _logits(gpu, hc, lmHead);
     const labels = Tensor.fromArray(gpu, targets.subarray(r0, r0 + n), [n], { class: "scratch", label: "targets" });
     stats.push(crossEntropy(gpu, logits, labels, { gradScale }).stats);
     labels.destroy();
     if (dhn) {
       // crossEntropy left dLoss/dlogits in `logits`.
-      const dhc = matmul(logits, lmHead);
+      const dhc = _gradInput(gpu, logits, lmHead);
       gpu.copy(dhc.buffer, 0, dhn.buffer, r0 * H * 4, n * H * 4);
       dhc.destroy();
     }
@@ -99,13 +167,13 @@ export function lossHead(
  * @param gpu The device.
  * @param h Hidden state `[N, H]` (not freed).
  * @param norm `model.norm.weight`.
- * @param lmHead `lm_head.weight` `[V, H]`.
+ * @param lmHead `lm_head.weight` `[V, H]` as vocabulary chunks.
  * @param eps RMSNorm epsilon.
  * @returns `[N, V]` logits (the caller frees them).
  */
-export function headLogits(gpu: Gpu, h: Tensor, norm: Tensor, lmHead: Tensor, eps: number): Tensor {
+export function headLogits(gpu: Gpu, h: Tensor, norm: Tensor, lmHead: Tensor[], eps: number): Tensor {
   const { y: hn, rstd } = rmsNormForward(gpu, h, norm, eps);
-  const logits = matmul(hn, lmHead, { transB: true });
+  const logits = _logits(gpu, hn, lmHead);
   hn.destroy();
   rstd.destroy();
   return logits;
