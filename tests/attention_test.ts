@@ -24,6 +24,7 @@ function upload(gpu: Gpu, c: Case): AttentionShape {
 const CASES: Case[] = [
   { name: "GQA 2, D 16, padding", B: 2, Tq: 37, Tk: 37, nHeads: 4, nKvHeads: 2, headDim: 16, seqLens: [37, 20] },
   { name: "GQA 4, D 64, T 70", B: 1, Tq: 70, Tk: 70, nHeads: 4, nKvHeads: 1, headDim: 64 },
+  { name: "GQA 2, D 128", B: 1, Tq: 19, Tk: 19, nHeads: 2, nKvHeads: 1, headDim: 128 },
   { name: "MHA, D 32, short rows", B: 3, Tq: 9, Tk: 9, nHeads: 2, nKvHeads: 2, headDim: 32, seqLens: [9, 1, 5] },
   // Decoding: 3 new rows against a KV cache of capacity 24, per-sequence cache lengths.
   {
@@ -40,7 +41,7 @@ const CASES: Case[] = [
   },
 ];
 
-Deno.test("attention: forward and backward match the float64 reference (GQA 1/2/4, D 16/32/64, padding, cache)", async () => {
+Deno.test("attention: forward and backward match the float64 reference (GQA 1/2/4, D 16/32/64/128, padding, cache)", async () => {
   const gpu = await requestGpu();
   const rng = new Rng(12);
   for (const c of CASES) {

@@ -45,8 +45,10 @@ struct Params {
 @group(0) @binding(9) var<storage, read> qOffsets: array<u32>;
 @group(0) @binding(10) var<uniform> p: Params;
 
-var<workgroup> pt: array<f32, BQ * BK>; // probabilities of the tile, 0 where masked
-var<workgroup> dS: array<f32, BQ * BK>;
+// Probabilities (0 where masked) and dS of the tile; two tiles alternate so one barrier per tile suffices (see
+// attention_forward).
+var<workgroup> pt: array<f32, 2u * BQ * BK>;
+var<workgroup> dS: array<f32, 2u * BQ * BK>;
 var<workgroup> bounds: vec2<u32>; // (valid keys, position of query row 0)
 
 @compute @workgroup_size(WG)
@@ -90,6 +92,7 @@ fn main(
   let j = j0 + r;
   var dkAcc = vec4<f32>(0.0);
   var dvAcc = vec4<f32>(0.0);
+  var half = 0u;
   for (var g = 0u; g < G; g++) {
     let h = kvh * G + g;
     for (var t0 = tStart; t0 < p.Tq; t0 += BQ) {
@@ -111,19 +114,19 @@ fn main(
           pr = exp((sd.x + sd.y + sd.z + sd.w) * p.scale - lse[row]);
           g2 = pr * (dpd.x + dpd.y + dpd.z + dpd.w - delta[row]);
         }
-        pt[e] = pr;
-        dS[e] = g2;
+        pt[half + e] = pr;
+        dS[half + e] = g2;
       }
       workgroupBarrier();
       for (var i = 0u; i < p.bq; i++) {
-        let pr = pt[i * BK + r];
+        let pr = pt[half + i * BK + r];
         if (pr != 0.0) {
           let qi = ((b * p.Tq + t0 + i) * p.nHeads + h) * D4 + c;
           dvAcc += pr * dOut[qi];
-          dkAcc += dS[i * BK + r] * q[qi];
+          dkAcc += dS[half + i * BK + r] * q[qi];
         }
       }
-      workgroupBarrier();
+      half = BQ * BK - half;
     }
   }
   if (j < p.Tk) {

@@ -41,7 +41,8 @@ struct Params {
 @group(0) @binding(8) var<storage, read> qOffsets: array<u32>;
 @group(0) @binding(9) var<uniform> p: Params;
 
-var<workgroup> dS: array<f32, BQ * BK>;
+// Two tiles alternate so one barrier per tile suffices (see attention_forward).
+var<workgroup> dS: array<f32, 2u * BQ * BK>;
 var<workgroup> bounds: vec2<u32>; // (valid keys, position of query row 0)
 
 @compute @workgroup_size(WG)
@@ -79,6 +80,7 @@ fn main(
   let c = lid % D4;
   let t = t0 + r;
   var acc = vec4<f32>(0.0);
+  var half = 0u;
   for (var k0 = 0u; k0 < kEnd; k0 += BK) {
     for (var e = lid; e < BQ * BK; e += WG) {
       let i = e / BK;
@@ -97,16 +99,16 @@ fn main(
         let pr = exp((sd.x + sd.y + sd.z + sd.w) * p.scale - lse[row]);
         g = pr * (dpd.x + dpd.y + dpd.z + dpd.w - delta[row]);
       }
-      dS[e] = g;
+      dS[half + e] = g;
     }
     workgroupBarrier();
     for (var j = 0u; j < p.bk; j++) {
-      let g = dS[r * BK + j];
+      let g = dS[half + r * BK + j];
       if (g != 0.0) {
         acc += g * k[((b * p.Tk + k0 + j) * p.nKvHeads + kvh) * D4 + c];
       }
     }
-    workgroupBarrier();
+    half = BQ * BK - half;
   }
   if (t < p.Tq) {
     dq[((b * p.Tq + t) * p.nHeads + h) * D4 + c] = acc * p.scale;

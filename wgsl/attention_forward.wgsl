@@ -45,7 +45,8 @@ struct Params {
 @group(0) @binding(6) var<storage, read> qOffsets: array<u32>;
 @group(0) @binding(7) var<uniform> p: Params;
 
-var<workgroup> sc: array<f32, BQ * BK>; // scaled scores of the tile, MASKED where not visible
+// Scaled scores of the tile, MASKED where not visible; two tiles alternate so one barrier per tile suffices.
+var<workgroup> sc: array<f32, 2u * BQ * BK>;
 var<workgroup> bounds: vec2<u32>; // (valid keys, position of query row 0)
 
 @compute @workgroup_size(WG)
@@ -85,6 +86,7 @@ fn main(
   var acc = vec4<f32>(0.0);
   var m = MASKED;
   var l = 0.0;
+  var half = 0u;
   for (var k0 = 0u; k0 < kEnd; k0 += BK) {
     for (var e = lid; e < BQ * BK; e += WG) {
       let i = e / BK;
@@ -99,27 +101,29 @@ fn main(
         }
         s = (d.x + d.y + d.z + d.w) * p.scale;
       }
-      sc[e] = s;
+      sc[half + e] = s;
     }
     workgroupBarrier();
     // Every invocation of row r repeats the row's softmax update (identical values, no extra barrier).
     var mt = m;
     for (var j = 0u; j < p.bk; j++) {
-      mt = max(mt, sc[r * BK + j]);
+      mt = max(mt, sc[half + r * BK + j]);
     }
     let corr = exp(m - mt);
     m = mt;
     l *= corr;
     acc *= corr;
     for (var j = 0u; j < p.bk; j++) {
-      let s = sc[r * BK + j];
+      let s = sc[half + r * BK + j];
       if (s > MASKED) {
         let pj = exp(s - m);
         l += pj;
         acc += pj * v[((b * p.Tk + k0 + j) * p.nKvHeads + kvh) * D4 + c];
       }
     }
-    workgroupBarrier();
+    // No barrier here: the next tile writes the other half, and the one after that waits at the next barrier,
+    // which every invocation reaches only after reading this tile.
+    half = BQ * BK - half;
   }
   if (t < p.Tq) {
     out[((b * p.Tq + t) * p.nHeads + h) * D4 + c] = acc * select(0.0, 1.0 / l, l > 0.0);
