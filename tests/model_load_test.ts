@@ -1,7 +1,16 @@
 // Loading (bf16 sharded + tied, bitsandbytes 4-bit folders), LoRA target options, and KV-cached generation
 // checked against the full forward.
 import assert from "node:assert/strict";
-import { LlamaModel, quantizeFolder, requestGpu, writeTinyLlama } from "../mod.ts";
+import {
+  LlamaModel,
+  loraToPeftConfig,
+  peftToLoraConfig,
+  quantizeFolder,
+  readPeftAdapter,
+  requestGpu,
+  writePeftAdapter,
+  writeTinyLlama,
+} from "../mod.ts";
 import { relError } from "./_assert.ts";
 
 const gpu = await requestGpu();
@@ -119,4 +128,24 @@ Deno.test("model load: f16 NF4 products stay close to f32 (or are refused withou
   assert.ok(relError(results[1].logits, results[0].logits) < 5e-3, "logits");
   assert.ok(relError(results[1].grad, results[0].grad) < 2e-2, "q_proj dA");
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("model load: a PEFT adapter saved from loraWeights and set with setLoraWeights gives the same logits", async () => {
+  const dir = await tinyDir({ layers: 1, seed: 4 });
+  const m1 = await LlamaModel.load(gpu, dir, { lora: { r: 4, alpha: 8, targetModules: ["q_proj", "down_proj"] } });
+  for (const l of m1.loraLayers()) l.b.write(new Float32Array(l.b.size).map((_, i) => Math.cos(i) * 0.1));
+  const ids = new Int32Array([9, 8, 7, 6, 5, 4]);
+  const want = await rowsOf(m1, ids, 1, 6);
+  const out = await Deno.makeTempDir();
+  await writePeftAdapter(out, { config: loraToPeftConfig(m1.lora!, null), modules: await m1.loraWeights() });
+  const adapter = await readPeftAdapter(out, new Map(m1.loraLayers().map((l) => [l.path, l])));
+  const m2 = await LlamaModel.load(gpu, dir, { lora: peftToLoraConfig(adapter.config) });
+  for (const [path, w] of adapter.modules) m2.setLoraWeights(path, w.a, w.b);
+  assert.deepEqual([...await rowsOf(m2, ids, 1, 6)], [...want]);
+  const [path, w] = [...adapter.modules][0];
+  assert.throws(() => m2.setLoraWeights(path, new Float32Array(3), w.b), /LoRA A has 3 values and B 256/);
+  m1.destroy();
+  m2.destroy();
+  await Deno.remove(dir, { recursive: true });
+  await Deno.remove(out, { recursive: true });
 });

@@ -9,6 +9,7 @@
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
+import type { LoraWeights } from "../io/peft.ts";
 import type { Nf4Precision } from "../kernels/nf4_linear.ts";
 import { quantizeNF4 } from "../quant/nf4.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
@@ -297,6 +298,39 @@ export class LlamaModel {
     const l = this.#lora.get(path);
     if (!l) throw new Error(`Module "${path}" has no LoRA adapter (targets: ${this.lora?.targetModules ?? "none"})`);
     return l;
+  }
+
+  /**
+   * Copies adapter weights into a module's A and B (e.g. from a PEFT adapter read by `readPeftAdapter`).
+   *
+   * @param path Module path, e.g. `model.layers.0.self_attn.q_proj`.
+   * @param a `[r, inFeatures]` row-major.
+   * @param b `[outFeatures, r]` row-major.
+   * @throws {Error} If the module has no adapter or a size does not match, naming the module and shapes.
+   */
+  setLoraWeights(path: string, a: Float32Array, b: Float32Array): void {
+    const l = this.loraLayer(path);
+    if (a.length !== l.a.size || b.length !== l.b.size) {
+      throw new Error(
+        `Module "${path}": LoRA A has ${a.length} values and B ${b.length}, expected [${l.a.shape}] and [${l.b.shape}]`,
+      );
+    }
+    l.a.write(a);
+    l.b.write(b);
+  }
+
+  /**
+   * Reads every adapter's A and B to the host, by module path (what `writePeftAdapter` takes as `modules`).
+   *
+   * @returns The weights with their layer shapes.
+   */
+  async loraWeights(): Promise<Map<string, LoraWeights>> {
+    const out = new Map<string, LoraWeights>();
+    for (const l of this.#lora.values()) {
+      const { inFeatures, outFeatures } = l;
+      out.set(l.path, { a: await l.a.toFloat32(), b: await l.b.toFloat32(), inFeatures, outFeatures });
+    }
+    return out;
   }
 
   /**
