@@ -136,6 +136,23 @@ export class DecoderLayer {
    * @returns The output `[B·T, H]` and the kept activations (or null).
    */
   forward(x: Tensor, ctx: LayerContext, keep: boolean): { out: Tensor; saved: LayerActivations | null } {
+    const { out, saved } = this.#run(x, ctx, keep, true);
+    return { out: out!, saved };
+  }
+
+  /**
+   * The checkpointed layer's forward again, for its backward: the kept activations only. The layer's output is
+   * not formed, which also skips down_proj's frozen product (only its adapter's `xa` is needed).
+   *
+   * @param x The layer input kept by the checkpoint.
+   * @param ctx The forward's context (same dropout seed, so the same masks).
+   * @returns The activations for {@linkcode DecoderLayer.backward}.
+   */
+  recompute(x: Tensor, ctx: LayerContext): LayerActivations {
+    return this.#run(x, ctx, true, false).saved!;
+  }
+
+  #run(x: Tensor, ctx: LayerContext, keep: boolean, needOut: boolean) {
     const gpu = this.#gpu;
     const [pq, pk, pv, po, pg, pu, pd] = this.proj;
     const { y: xn1, rstd: rstd1 } = rmsNormForward(gpu, x, this.inputNorm, this.#eps);
@@ -156,8 +173,10 @@ export class DecoderLayer {
     if (!keep) _free(xn2, rstd2, g.xa, u.xa);
     const act = swigluForward(gpu, g.y, u.y);
     if (!keep) _free(g.y, u.y);
-    const d = pd.forward(act, this.#seed(ctx.seed, 6));
-    const out = residualAdd(gpu, d.y, h);
+    let d: { y: Tensor | null; xa: Tensor | null };
+    if (needOut) d = pd.forward(act, this.#seed(ctx.seed, 6));
+    else d = { y: null, xa: pd.adapterInput(act, this.#seed(ctx.seed, 6)) };
+    const out = d.y && residualAdd(gpu, d.y, h);
     if (!keep) {
       _free(act, d.xa, h);
       return { out, saved: null };

@@ -443,12 +443,7 @@ export class LlamaModel {
     let dh = head.dh!;
     for (let l = this.#layers.length - 1; l >= 0; l--) {
       const layer = this.#layers[l];
-      let s = saved[l];
-      if (!s) {
-        const r = layer.forward(inputs[l], ctx, true);
-        r.out.destroy();
-        s = r.saved!;
-      }
+      const s = saved[l] ?? layer.recompute(inputs[l], ctx);
       const dx = layer.backward(dh, inputs[l], s, ctx, l > 0);
       inputs[l].destroy();
       if (dx) dh = dx;

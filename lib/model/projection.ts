@@ -5,6 +5,7 @@
  */
 
 import type { Tensor } from "../gpu/tensor.ts";
+import { matmul } from "../kernels/matmul.ts";
 import { nf4Linear, nf4LinearGradInput, type Nf4Precision } from "../kernels/nf4_linear.ts";
 import { type LoraAdapter, qlinearBackward, qlinearForward } from "../qlinear/functional.ts";
 import { QLoRALinear } from "../qlinear/layer.ts";
@@ -116,6 +117,21 @@ export class Projection {
     if (!this.lora) return { y: nf4Linear(x, this.weight, { bias, precision }), xa: null };
     const lora = seed === null ? { ...this.lora, dropout: 0 } : this.lora;
     return qlinearForward(x, this.weight, lora, { bias, seed: seed ?? 0, precision });
+  }
+
+  /**
+   * The adapter's `xa = drop(X)·Aᵀ` alone, as {@linkcode Projection.forward} keeps it (same dropout mask for
+   * the same seed), without the frozen product: for a recompute whose output is not needed.
+   *
+   * @param x Input `[M, K]`.
+   * @param seed The forward's dropout seed.
+   * @returns `xa` `[M, r]`, or null without an adapter.
+   */
+  adapterInput(x: Tensor, seed: number | null): Tensor | null {
+    if (!this.lora) return null;
+    const p = seed === null ? 0 : this.lora.dropout ?? 0;
+    // The mask qlinearForward applies: keyed by the element index of X (operand "a").
+    return matmul(x, this.lora.a, { transB: true, dropout: p > 0 ? { p, seed: seed!, on: "a" } : undefined });
   }
 
   /**
