@@ -1,7 +1,7 @@
 // Whole-model training throughput: forward + backward (LoRA r = 16 on all seven projections) of the tiny test model
 // and of a 1-layer SmolLM2-135M-shaped block (hidden 576, 9 heads / 3 KV heads, intermediate 1536), with gradient
 // checkpointing on and off, in tokens/s and as a ratio of model GFLOP/s to the dense f32 matmul's GFLOP/s
-// measured in the same run. Also prints the peak GPU bytes of a step.
+// measured in the same run. Also prints the peak GPU bytes of a step (all classes, and activations alone).
 //
 //   deno run -A bench/model_bench.ts [--size small|full]   (markdown table for bench/RESULTS.md)
 //   deno bench -A bench/model_bench.ts                     (Deno.bench cases; QLORA_BENCH_SIZE=full for full)
@@ -65,7 +65,10 @@ function _flops(s: ModelShape): number {
   return tokens * (2 * linear + 4 * lora) + 3.5 * attn;
 }
 
-async function _setup(gpu: Gpu, s: ModelShape, checkpointing: boolean): Promise<BenchWork & { peak(): number }> {
+/** A bench step that also records the step's peak GPU bytes: all classes, and activations above what was held. */
+type _Work = BenchWork & { peak(): { all: number; activations: number } };
+
+async function _setup(gpu: Gpu, s: ModelShape, checkpointing: boolean): Promise<_Work> {
   const dir = await Deno.makeTempDir();
   const { name: _, B, T, ...opts } = s;
   await writeTinyLlama(dir, { ...opts, maxPositions: Math.max(256, T) });
@@ -74,12 +77,15 @@ async function _setup(gpu: Gpu, s: ModelShape, checkpointing: boolean): Promise<
   const rng = new Rng(2);
   const ids = Int32Array.from({ length: B * T }, () => rng.int(s.vocab));
   const batch = { batchSize: B, seqLen: T, inputIds: ids, labels: ids };
-  let peak = 0;
+  let peak = { all: 0, activations: 0 };
   return {
     step: async () => {
+      await gpu.sync();
+      const held = gpu.budget.report().byClass.activations;
       gpu.budget.resetPeak();
       await model.forwardBackward(batch);
-      peak = gpu.budget.report().peak;
+      const r = gpu.budget.report();
+      peak = { all: r.peak, activations: r.peakByClass.activations - held };
     },
     flops: _flops(s),
     peak: () => peak,
@@ -104,8 +110,8 @@ if (import.meta.main) {
   const size = (values.size ?? benchSize()) as BenchSize;
   const gpu = await requestGpu();
   const rows = [
-    "| model | B×T | checkpointing | tokens/s | model GFLOP/s | matmul GFLOP/s | ratio | peak GPU bytes |",
-    "|---|---|---|---|---|---|---|---|",
+    "| model | B×T | checkpointing | tokens/s | model GFLOP/s | matmul GFLOP/s | ratio | peak GPU bytes | peak activations |",
+    "|---|---|---|---|---|---|---|---|---|",
   ];
   for (const s of _shapes(size)) {
     for (const ckpt of [true, false]) {
@@ -119,7 +125,7 @@ if (import.meta.main) {
       const tps = (s.B * s.T) / (r.ms / 1e3);
       rows.push(
         `| ${s.name} | ${s.B}×${s.T} | ${ckpt ? "on" : "off"} | ${tps.toFixed(0)} | ${r.gflops} | ` +
-          `${r.roofline_value} | ${r.ratio} | ${formatBytes(peak)} |`,
+          `${r.roofline_value} | ${r.ratio} | ${formatBytes(peak.all)} | ${formatBytes(peak.activations)} |`,
       );
       console.error(rows.at(-1));
     }
