@@ -77,8 +77,8 @@ Deno.test("model load: a bitsandbytes 4-bit folder gives the logits of quantizin
   await Deno.remove(out, { recursive: true });
 });
 
-Deno.test("model load: LoRA targets, rsLoRA scale, PEFT init; missing tensors and bad configs are named", async () => {
-  const dir = await tinyDir({ layers: 2 });
+Deno.test("model load: f16 checkpoint; LoRA targets, rsLoRA scale, PEFT init; missing tensors and bad configs are named", async () => {
+  const dir = await tinyDir({ layers: 2, dtype: "f16" });
   const model = await LlamaModel.load(gpu, dir, {
     lora: { r: 4, alpha: 8, targetModules: ["q_proj", "v_proj"], useRslora: true },
   });
