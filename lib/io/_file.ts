@@ -1,4 +1,6 @@
-// Private file helpers: whole writes and exact positioned reads on a Deno.FsFile.
+// Private file helpers: whole writes and exact positioned reads on a Deno.FsFile, copying a folder's other files.
+
+import { join, resolve } from "node:path";
 
 /** Writes every byte (a single `write` may write fewer). */
 export async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
@@ -30,4 +32,29 @@ export async function _exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Copies every file of `from` (sub-folders included) into `to`, except the paths in `skip` (resolved) and `to`
+ * itself; returns the relative paths copied, sorted.
+ */
+export async function _copyOtherFiles(
+  from: string,
+  to: string,
+  skip: ReadonlySet<string>,
+  rel = "",
+): Promise<string[]> {
+  const copied: string[] = [];
+  for await (const e of Deno.readDir(join(from, rel))) {
+    const src = join(from, rel, e.name);
+    if (skip.has(resolve(src)) || resolve(src) === resolve(to)) continue;
+    if (e.isDirectory) {
+      await Deno.mkdir(join(to, rel, e.name), { recursive: true });
+      copied.push(...await _copyOtherFiles(from, to, skip, join(rel, e.name)));
+    } else if (e.isFile) {
+      await Deno.copyFile(src, join(to, rel, e.name));
+      copied.push(join(rel, e.name));
+    }
+  }
+  return copied.sort();
 }

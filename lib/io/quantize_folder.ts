@@ -14,7 +14,7 @@ import { Tensor } from "../gpu/tensor.ts";
 import { downloadQuantized, freeQuantized, quantizeNF4 } from "../quant/nf4.ts";
 import { type HostQuantized, type SourceDType, toBitsandbytes } from "../quant/quant_state.ts";
 import { checkBlocksize } from "../quant/reference.ts";
-import { _exists } from "./_file.ts";
+import { _copyOtherFiles, _exists } from "./_file.ts";
 import { bnbQuantizationConfig, bnbTensorSpecs, DEFAULT_QUANTIZED_MODULES, moduleNameOf } from "./bnb_format.ts";
 import { readJsonFile, writeJsonFile } from "./json_file.ts";
 import { SAFETENSORS_INDEX_FILE, SafetensorsCheckpoint } from "./safetensors_checkpoint.ts";
@@ -200,7 +200,7 @@ export async function quantizeFolder(gpu: Gpu, opts: QuantizeFolderOptions): Pro
     resolve(configPath),
     ...(ckpt.indexPath ? [resolve(ckpt.indexPath)] : []),
   ]);
-  report.files = await _copyOthers(opts.input, opts.output, skip, "");
+  report.files = await _copyOtherFiles(opts.input, opts.output, skip);
   report.seconds = (performance.now() - t0) / 1000;
   return report;
 }
@@ -229,22 +229,6 @@ async function _checkFolders(input: string, output: string): Promise<void> {
   }
   if (!stat.isDirectory) throw new Error(`Input ${input} is not a folder`);
   if (resolve(input) === resolve(output)) throw new Error(`Output folder ${output} is the input folder`);
-}
-
-async function _copyOthers(from: string, to: string, skip: Set<string>, rel: string): Promise<string[]> {
-  const copied: string[] = [];
-  for await (const e of Deno.readDir(join(from, rel))) {
-    const src = join(from, rel, e.name);
-    if (skip.has(resolve(src)) || resolve(src) === resolve(to)) continue;
-    if (e.isDirectory) {
-      await Deno.mkdir(join(to, rel, e.name), { recursive: true });
-      copied.push(...await _copyOthers(from, to, skip, join(rel, e.name)));
-    } else if (e.isFile) {
-      await Deno.copyFile(src, join(to, rel, e.name));
-      copied.push(join(rel, e.name));
-    }
-  }
-  return copied.sort();
 }
 
 /** Quantizes one weight on the GPU from its stored bytes (f32, f16 or bf16) and brings the result back. */

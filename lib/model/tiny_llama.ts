@@ -39,6 +39,11 @@ export interface TinyLlamaOptions {
   maxPositions?: number;
   /** Split the weights into this many shards with an index file (default 1: `model.safetensors`). */
   shards?: number;
+  /**
+   * Standard deviation of `lm_head.weight` (default 0.02). A frozen `lm_head` caps the logit range, so a task
+   * learnt by LoRA alone (the demo) needs a larger one, e.g. `1/√hidden`.
+   */
+  lmHeadStd?: number;
 }
 
 const TORCH_DTYPE = { f32: "float32", bf16: "bfloat16", f16: "float16" } as const;
@@ -136,7 +141,8 @@ export function tinyLlamaTensors(opts: TinyLlamaOptions = {}): SafetensorsTensor
   // Drawn in model order (so adding a layer keeps the earlier ones), then sorted by name.
   const tensors = shapes.map(([name, shape, kind]) => {
     const n = shape.reduce((a, b) => a * b, 1);
-    const values = kind === "norm" ? rng.normalArray(n, 1, 0.1) : rng.normalArray(n, 0, 0.02);
+    const std = name === "lm_head.weight" ? o.lmHeadStd : 0.02;
+    const values = kind === "norm" ? rng.normalArray(n, 1, 0.1) : rng.normalArray(n, 0, std);
     return { name, dtype: ST_DTYPE[o.dtype], shape, data: _encode(values, o.dtype) };
   });
   return tensors.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -207,6 +213,7 @@ function _resolve(opts: TinyLlamaOptions): Required<TinyLlamaOptions> {
     tied: false,
     maxPositions: 256,
     shards: 1,
+    lmHeadStd: 0.02,
     ...opts,
   };
   const positive = ["layers", "hidden", "intermediate", "heads", "kvHeads", "vocab", "maxPositions", "shards"] as const;
@@ -220,6 +227,7 @@ function _resolve(opts: TinyLlamaOptions): Required<TinyLlamaOptions> {
   if (o.vocab < TINY_TOKENIZER_SIZE) {
     throw new Error(`Tiny Llama: vocab ${o.vocab} is smaller than the tokenizer (${TINY_TOKENIZER_SIZE} tokens)`);
   }
+  if (!(o.lmHeadStd > 0)) throw new Error(`Tiny Llama: lmHeadStd ${o.lmHeadStd} must be positive`);
   if (!(o.dtype in ST_DTYPE)) throw new Error(`Tiny Llama: dtype ${o.dtype} is not f32, bf16 or f16`);
   return o;
 }

@@ -10,14 +10,13 @@
 import { join } from "node:path";
 import type { Gpu } from "../gpu/device.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
-import { type LinearShape, readPeftAdapter, writePeftAdapter } from "../io/peft.ts";
-import { loraToPeftConfig, parsePeftConfig, PEFT_CONFIG_FILE, peftToLoraConfig } from "../io/peft.ts";
-import { readJsonFile } from "../io/json_file.ts";
+import { loraToPeftConfig, writePeftAdapter } from "../io/peft.ts";
 import { readJsonl } from "../data/records.ts";
 import { tokenizeData, truncationReport } from "../data/examples.ts";
 import { DataLoader } from "../data/loader.ts";
 import { LlamaModel } from "../model/llama.ts";
 import type { LoraConfig } from "../model/lora_config.ts";
+import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts";
 import { AdamW, type AdamWOptions, PagedAdamW, PagedAdamW8bit } from "../optim/adamw.ts";
 import { clipGradNorm } from "../optim/clip_grad_norm.ts";
 import { lrAt, type LrSchedule } from "../optim/schedule.ts";
@@ -140,22 +139,13 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
     seed: options.seed,
   };
   if (adapterDir) {
-    const path = join(adapterDir, PEFT_CONFIG_FILE);
-    lora = { ...peftToLoraConfig(parsePeftConfig(await readJsonFile(path), path), options.seed) };
+    lora = await adapterLoraConfig(adapterDir, options.seed);
     if (!resumeFrom) lora.dropout = options.loraDropout; // dropout is a training choice, not the adapter's
   }
   const model = await LlamaModel.load(gpu, options.model, { lora, gradientCheckpointing: options.checkpointing });
   try {
     const layers = model.loraLayers();
-    if (adapterDir) {
-      const linears = new Map<string, LinearShape>(layers.map((l) => [l.path, l]));
-      const adapter = await readPeftAdapter(adapterDir, linears);
-      for (const l of layers) {
-        const w = adapter.modules.get(l.path)!;
-        l.a.write(w.a);
-        l.b.write(w.b);
-      }
-    }
+    if (adapterDir) await loadAdapterWeights(model, adapterDir);
 
     // 3. Data.
     const tok = await loadTokenizer(options.model);

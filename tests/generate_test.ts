@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { requestGpu } from "../lib/gpu/device.ts";
+import { generate } from "../lib/generate/generate.ts";
+import { TextGenerator } from "../lib/generate/text_generator.ts";
+import { TextStreamer } from "../lib/generate/text_streamer.ts";
+import { parseGenerateArgs } from "../lib/generate/options.ts";
+import { argmax } from "../lib/sampling.ts";
+import { loraFixture } from "./_lora_fixture.ts";
+
+const script = new URL("../scripts/generate.ts", import.meta.url).pathname;
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { XDG_RUNTIME_DIR: "/tmp/xdg" },
+  }).output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+const dir = await loraFixture();
+const gpu = await requestGpu();
+
+Deno.test("generate: greedy KV-cached decoding equals argmax of a full forward at every step; stop ids end it", async () => {
+  const g = await TextGenerator.load(gpu, `${dir}/model`, `${dir}/adapter`);
+  const prompt = g.encodePrompt("abc=");
+  const streamed: number[] = [];
+  const r = await generate(g.model, prompt, { maxNewTokens: 6, onToken: (id) => streamed.push(id) });
+  assert.equal(r.finishReason, "length");
+  assert.deepEqual(streamed, r.ids);
+  const seq = [...prompt];
+  for (const id of r.ids) {
+    const T = seq.length;
+    const f = await g.model.forward({ batchSize: 1, seqLen: T, inputIds: Int32Array.from(seq) }, { logits: true });
+    const all = await f.logits!.toFloat32();
+    f.logits!.destroy();
+    const V = g.model.config.vocabSize;
+    assert.equal(argmax(all.subarray((T - 1) * V, T * V)), id, `token ${seq.length - prompt.length}`);
+    seq.push(id);
+  }
+  // The second token as a stop id: generation ends before it.
+  const stopped = await generate(g.model, prompt, { maxNewTokens: 6, stopIds: [r.ids[1]] });
+  assert.equal(stopped.finishReason, "stop");
+  assert.deepEqual(stopped.ids, r.ids.slice(0, r.ids.indexOf(r.ids[1])));
+  await assert.rejects(generate(g.model, [], {}), /no tokens/);
+  g.destroy();
+});
+
+Deno.test("generate: text streamer holds back split UTF-8 characters", () => {
+  const s = new TextStreamer({ decode: (ids) => new TextDecoder().decode(Uint8Array.from(ids)) });
+  const pieces = [..."né€!"].flatMap((c) => [...new TextEncoder().encode(c)]).map((b) => s.push(b));
+  assert.deepEqual(pieces, ["n", "", "é", "", "", "€", "!"]);
+  assert.equal(s.flush(), "");
+  assert.equal(s.push(0xe2), "");
+  assert.equal(s.flush(), "\uFFFD");
+});
+
+Deno.test("generate: flags", () => {
+  assert.equal(parseGenerateArgs(["-h"]), null);
+  const o = parseGenerateArgs(["--model", "m", "--prompt", "p", "--top-p", "0.9", "--chat", "--gpu-memory", "1GiB"])!;
+  assert.deepEqual([o.topP, o.chat, o.gpuMemory, o.temperature, o.adapter], [0.9, true, 2 ** 30, 0, null]);
+  assert.throws(() => parseGenerateArgs(["--model", "m", "--prompt", "p", "--top-p", "0"]), /--top-p "0"/);
+  assert.throws(() => parseGenerateArgs(["--model", "m", "--prompt", "p", "--bogus"]), /bogus/);
+});
+
+Deno.test("generate CLI: greedy output equals the library's; the adapter changes it; seeded sampling repeats", async () => {
+  const base = ["--model", `${dir}/model`, "--prompt", "abc=", "--max-new-tokens", "8"];
+  const plain = await cli(base);
+  assert.equal(plain.code, 0, plain.stderr);
+  const g = await TextGenerator.load(gpu, `${dir}/model`);
+  assert.equal(plain.stdout, (await g.complete("abc=", { maxNewTokens: 8 })).text + "\n");
+  g.destroy();
+  assert.equal((await cli(base)).stdout, plain.stdout);
+  const adapted = await cli([...base, "--adapter", `${dir}/adapter`]);
+  assert.equal(adapted.code, 0, adapted.stderr);
+  const ga = await TextGenerator.load(gpu, `${dir}/model`, `${dir}/adapter`);
+  assert.equal(adapted.stdout, (await ga.complete("abc=", { maxNewTokens: 8 })).text + "\n");
+  ga.destroy();
+  assert.notEqual(adapted.stdout, plain.stdout);
+  const sampled = [...base, "--temperature", "1.5", "--top-p", "0.95", "--seed", "7"];
+  const [s1, s2] = [await cli(sampled), await cli(sampled)];
+  assert.equal(s1.code, 0, s1.stderr);
+  assert.equal(s1.stdout, s2.stdout);
+});
+
+Deno.test("generate CLI: a missing model or adapter folder exits 1 naming it", async () => {
+  const noModel = await cli(["--model", `${dir}/nope`, "--prompt", "x"]);
+  assert.equal(noModel.code, 1);
+  assert.match(noModel.stderr, /Error: Model folder .*nope does not exist/);
+  const noAdapter = await cli(["--model", `${dir}/model`, "--adapter", `${dir}/nope`, "--prompt", "x"]);
+  assert.equal(noAdapter.code, 1);
+  assert.match(noAdapter.stderr, /Error: Adapter folder .*nope does not exist/);
+  const notAdapter = await cli(["--model", `${dir}/model`, "--adapter", `${dir}/model`, "--prompt", "x"]);
+  assert.equal(notAdapter.code, 1);
+  assert.match(notAdapter.stderr, /Error: .*model\/adapter_config\.json: cannot read/);
+});

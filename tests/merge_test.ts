@@ -1,0 +1,117 @@
+import assert from "node:assert/strict";
+import { requestGpu } from "../lib/gpu/device.ts";
+import { f32ToBf16 } from "../lib/dtype.ts";
+import { QuantizedCheckpoint } from "../lib/io/bnb_loader.ts";
+import { readPeftAdapter } from "../lib/io/peft.ts";
+import { quantizeFolder } from "../lib/io/quantize_folder.ts";
+import { readJsonFile } from "../lib/io/json_file.ts";
+import { SafetensorsCheckpoint } from "../lib/io/safetensors_checkpoint.ts";
+import { mergeAdapterFolder } from "../lib/merge/merge_folder.ts";
+import { mergeLoraWeight, mergeLoraWeightRef } from "../lib/merge/merge_lora.ts";
+import { parseMergeArgs } from "../lib/merge/options.ts";
+import { LlamaModel } from "../lib/model/llama.ts";
+import { uploadQuantized } from "../lib/quant/nf4.ts";
+import { quantize4bitRef } from "../lib/quant/reference.ts";
+import { Rng } from "../lib/random.ts";
+import { assertClose } from "./_assert.ts";
+import { loraFixture } from "./_lora_fixture.ts";
+
+const gpu = await requestGpu();
+const dir = await loraFixture();
+const SCALE = 2; // alpha 4 / r 2
+
+Deno.test("merge: deq(W) + s·B·A on the GPU equals the TypeScript reference, in one piece and in row chunks", async () => {
+  const rng = new Rng(5);
+  const [N, K, r] = [37, 128, 3];
+  const host = quantize4bitRef(rng.normalArray(N * K, 0, 0.05), { shape: [N, K] });
+  const q = uploadQuantized(gpu, host, "w");
+  const delta = { a: rng.normalArray(r * K), b: rng.normalArray(N * r), scale: 0.75 };
+  const want = mergeLoraWeightRef(host, delta);
+  // f32 sums of r products, then one add: within a few f32 ulps of the float64 reference.
+  assertClose(await mergeLoraWeight(q, delta), want, { atol: 1e-6, rtol: 1e-6 }, "one piece");
+  assertClose(
+    await mergeLoraWeight(q, delta, { maxBindingBytes: 5 * K * 4 }),
+    want,
+    { atol: 1e-6, rtol: 1e-6 },
+    "chunks",
+  );
+  assert.deepEqual(await mergeLoraWeight(q, null), mergeLoraWeightRef(host, null));
+  await assert.rejects(mergeLoraWeight(q, { ...delta, b: new Float32Array(5) }), /Merge w: weight \[37,128\]/);
+});
+
+Deno.test("merge folder: f32 weights equal deq(NF4(W)) + s·B·A; bf16 is its rounding; a 4-bit base gives the same", async () => {
+  await mergeAdapterFolder(gpu, { model: `${dir}/model`, adapter: `${dir}/adapter`, out: `${dir}/m32`, dtype: "f32" });
+  await mergeAdapterFolder(gpu, { model: `${dir}/model`, adapter: `${dir}/adapter`, out: `${dir}/m16` });
+  await quantizeFolder(gpu, { input: `${dir}/model`, output: `${dir}/model-nf4` });
+  await mergeAdapterFolder(gpu, {
+    model: `${dir}/model-nf4`,
+    adapter: `${dir}/adapter`,
+    out: `${dir}/mq`,
+    dtype: "f32",
+  });
+  const adapter = await readPeftAdapter(`${dir}/adapter`);
+  using base = await SafetensorsCheckpoint.open(`${dir}/model`);
+  using m32 = await SafetensorsCheckpoint.open(`${dir}/m32`);
+  using m16 = await SafetensorsCheckpoint.open(`${dir}/m16`);
+  using mq = await SafetensorsCheckpoint.open(`${dir}/mq`);
+  assert.deepEqual(m32.names(), base.names());
+  for (const name of base.names()) {
+    const got = await m32.readF32(name);
+    const lora = adapter.modules.get(name.replace(/\.weight$/, ""));
+    if (lora) {
+      const host = quantize4bitRef(await base.readF32(name), { shape: base.info(name).shape });
+      const want = mergeLoraWeightRef(host, { a: lora.a, b: lora.b, scale: SCALE });
+      assertClose(got, want, { atol: 1e-6, rtol: 1e-6 }, name);
+    } else {
+      assert.deepEqual(got, await base.readF32(name), name);
+    }
+    assert.deepEqual(await mq.readF32(name), got, `${name} from the 4-bit base`);
+    assert.equal(m16.info(name).dtype, "BF16");
+    assert.deepEqual(new Uint16Array((await m16.read(name)).slice().buffer), f32ToBf16(got), `${name} bf16`);
+  }
+  const config = await readJsonFile(`${dir}/m16/config.json`);
+  assert.equal(config.torch_dtype, "bfloat16");
+  assert.equal((await readJsonFile(`${dir}/mq/config.json`)).quantization_config, undefined);
+  await Deno.stat(`${dir}/m16/tokenizer.json`);
+  const model = await LlamaModel.load(gpu, `${dir}/m16`, { lora: null });
+  assert.equal(model.linearLayers().length, 7);
+  model.destroy();
+});
+
+Deno.test("merge folder: errors name the adapter module and the folders", async () => {
+  const args = { model: `${dir}/model`, adapter: `${dir}/adapter`, out: `${dir}/x` };
+  await assert.rejects(
+    mergeAdapterFolder(gpu, { ...args, model: `${dir}/none` }),
+    /Model folder .*none does not exist/,
+  );
+  await assert.rejects(mergeAdapterFolder(gpu, { ...args, out: `${dir}/model` }), /is the model folder/);
+  await Deno.mkdir(`${dir}/small`);
+  const { writeTinyLlama } = await import("../lib/model/tiny_llama.ts");
+  await writeTinyLlama(`${dir}/small`, { layers: 1, hidden: 16, intermediate: 64, heads: 2, kvHeads: 1 });
+  await assert.rejects(
+    mergeAdapterFolder(gpu, { ...args, model: `${dir}/small` }),
+    /q_proj is \[32, 32\]; the model's weight is \[16,16\]/,
+  );
+  assert.throws(() => parseMergeArgs(["--model", "m", "--out", "o"]), /--adapter is required/);
+});
+
+Deno.test("merge CLI: --quantize writes a bitsandbytes 4-bit folder that loads", async () => {
+  const script = new URL("../scripts/merge.ts", import.meta.url).pathname;
+  const run = (args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", script, ...args],
+      stdout: "piped",
+      stderr: "piped",
+      env: { XDG_RUNTIME_DIR: "/tmp/xdg" },
+    }).output();
+  const out = await run(["--model", `${dir}/model`, "--adapter", `${dir}/adapter`, "--out", `${dir}/m4`, "--quantize"]);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  using ckpt = await QuantizedCheckpoint.open(`${dir}/m4`);
+  assert.equal(ckpt.quantizedNames().length, 7);
+  assert.equal((ckpt.config?.quantization_config as Record<string, unknown>).bnb_4bit_quant_type, "nf4");
+  const model = await LlamaModel.load(gpu, `${dir}/m4`, { lora: null });
+  model.destroy();
+  const bad = await run(["--model", `${dir}/model`, "--adapter", `${dir}/nope`, "--out", `${dir}/m5`]);
+  assert.equal(bad.code, 1);
+  assert.match(new TextDecoder().decode(bad.stderr), /Error: Adapter folder .*nope does not exist/);
+});
