@@ -17,15 +17,18 @@ try {
   }
   const gpu = await requestGpu();
   const encoder = new TextEncoder();
+  const tty = Deno.stderr.isTerminal();
   const report = await mergeAdapterFolder(gpu, {
     ...o,
     onProgress: (p) => {
-      const line = `\r[${p.index}/${p.total}] ${p.action} ${p.name}`.padEnd(90);
-      Deno.stderr.writeSync(encoder.encode(line));
+      const line = `[${p.index}/${p.total}] ${p.action} ${p.name}`;
+      Deno.stderr.writeSync(encoder.encode(tty ? `\r${line.padEnd(100)}` : `${line}\n`));
     },
   });
   console.error(
-    `\nMerged ${report.merged.length} weights, ${report.dequantized.length} projections without an adapter ` +
+    `${
+      tty ? "\n" : ""
+    }Merged ${report.merged.length} weights, ${report.dequantized.length} projections without an adapter ` +
       `module, ${report.other.length} other tensors, ${report.files.length} other files, in ` +
       `${report.seconds.toFixed(1)} s: ${o.out} (${o.quantize ? "NF4, bitsandbytes 4-bit" : o.dtype})`,
   );

@@ -5,6 +5,7 @@ import { TextGenerator } from "../lib/generate/text_generator.ts";
 import { TextStreamer } from "../lib/generate/text_streamer.ts";
 import { parseGenerateArgs } from "../lib/generate/options.ts";
 import { argmax } from "../lib/sampling.ts";
+import { quantizeFolder } from "../lib/io/quantize_folder.ts";
 import { loraFixture } from "./_lora_fixture.ts";
 
 const script = new URL("../scripts/generate.ts", import.meta.url).pathname;
@@ -95,4 +96,18 @@ Deno.test("generate CLI: a missing model or adapter folder exits 1 naming it", a
   const notAdapter = await cli(["--model", `${dir}/model`, "--adapter", `${dir}/model`, "--prompt", "x"]);
   assert.equal(notAdapter.code, 1);
   assert.match(notAdapter.stderr, /Error: .*model\/adapter_config\.json: cannot read/);
+});
+
+Deno.test("generate: a bitsandbytes 4-bit folder with the adapter gives the plain folder's output; --chat runs", async () => {
+  await quantizeFolder(gpu, { input: `${dir}/model`, output: `${dir}/model-nf4` });
+  const texts: string[] = [];
+  for (const m of ["model", "model-nf4"]) {
+    const g = await TextGenerator.load(gpu, `${dir}/${m}`, `${dir}/adapter`);
+    texts.push((await g.complete("xyz=", { maxNewTokens: 6 })).text);
+    g.destroy();
+  }
+  assert.equal(texts[1], texts[0]);
+  const chat = await cli(["--model", `${dir}/model-nf4`, "--prompt", "hi", "--chat", "--max-new-tokens", "3"]);
+  assert.equal(chat.code, 0, chat.stderr);
+  assert.match(chat.stderr, /prompt \+ \d new tokens/);
 });
