@@ -169,22 +169,18 @@ export function cases(size: BenchSize): BenchCase[] {
 /** The markdown table of the issue's same-run ratios. */
 async function _table(gpu: Gpu, size: BenchSize, iters: number): Promise<string[]> {
   const copy = await copyBandwidth(gpu);
-  const time = async (fn: () => void) => (await timeGpu(gpu, fn, iters)).seconds;
   const rows = [
     `Adapter: ${gpu.adapterName}; size ${size}; r = ${R}; copy roofline ${(copy / 1e9).toFixed(2)} GB/s.`,
     "",
-    "| M × N × K | path | forward | NF4 product | rate | ratio | fused / (deq + matmul) | bwd / fwd | peak fwd+bwd (deq(W) f32) |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| M × N × K | path | forward | NF4 product | rate | ratio | fused / (deq + matmul) | bwd / fwd | f16 / f32 | peak fwd+bwd (deq(W) f32) |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const { N, K, Ms } of _shapes(size)) {
     for (const M of Ms) {
       const l = await _layer(gpu, M, N, K);
       const gemv = M <= 16;
-      const tq = await time(() => nf4Linear(l.x, l.w).destroy());
-      const tf = await time(_forward(l));
       const { y, xa } = qlinearForward(l.x, l.w, l.lora, { seed: 1 });
       y.destroy();
-      const tb = await time(_backward(l, xa));
       await gpu.sync();
       const base = gpu.budget.report().current;
       gpu.budget.resetPeak();
@@ -192,27 +188,42 @@ async function _table(gpu: Gpu, size: BenchSize, iters: number): Promise<string[
       _backward(l, xa)();
       await gpu.sync();
       const peak = gpu.budget.report().peak - base;
-      xa.destroy();
       const wd = dequantizeNF4(l.w);
-      const td = await time(() => matmul(l.x, wd, { transB: true }).destroy());
+      const fns: Record<string, () => void> = {
+        fused: () => nf4Linear(l.x, l.w).destroy(),
+        forward: _forward(l),
+        backward: _backward(l, xa),
+        dense: () => matmul(l.x, wd, { transB: true }).destroy(),
+        dequantMatmul: () => {
+          const t = dequantizeNF4(l.w);
+          matmul(l.x, t, { transB: true }).destroy();
+          t.destroy();
+        },
+      };
+      if (!gemv && gpu.features.shaderF16) fns.f16 = () => nf4Linear(l.x, l.w, { precision: "f16" }).destroy();
+      // Interleaved rounds, best median per function: other jobs on a shared machine only ever slow a run down,
+      // and interleaving gives every function the same chance at a quiet moment.
+      const t: Record<string, number> = {};
+      for (let round = 0; round < 3; round++) {
+        for (const [name, fn] of Object.entries(fns)) {
+          t[name] = Math.min(t[name] ?? Infinity, (await timeGpu(gpu, fn, iters)).seconds);
+        }
+      }
       wd.destroy();
-      const tdq = await time(() => {
-        const t = dequantizeNF4(l.w);
-        matmul(l.x, t, { transB: true }).destroy();
-        t.destroy();
-      });
+      xa.destroy();
+      const bytes = _quantizedBytes(l.w);
       const rate = gemv
-        ? `${(_quantizedBytes(l.w) / tq / 1e9).toFixed(3)} GB/s`
-        : `${((2 * M * N * K) / tq / 1e9).toFixed(2)} GFLOP/s`;
+        ? `${(bytes / t.fused / 1e9).toFixed(3)} GB/s`
+        : `${((2 * M * N * K) / t.fused / 1e9).toFixed(2)} GFLOP/s`;
       const ratio = gemv
-        ? `${(_quantizedBytes(l.w) / tq / copy).toFixed(3)} of copy`
-        : `${(td / tq).toFixed(2)} of dense`;
-      const ms = (t: number) => `${(t * 1e3).toFixed(2)} ms`;
+        ? `${(bytes / t.fused / copy).toFixed(3)} of copy`
+        : `${(t.dense / t.fused).toFixed(2)} of dense`;
+      const f16 = t.f16 ? `${(t.fused / t.f16).toFixed(2)}× faster` : "–";
+      const ms = (v: number) => `${(v * 1e3).toFixed(2)} ms`;
       rows.push(
-        `| ${M} × ${N} × ${K} | ${gemv ? "gemv" : "gemm"} | ${ms(tf)} | ${ms(tq)} | ${rate} | ${ratio} | ` +
-          `${(tdq / tq).toFixed(2)}× faster | ${(tb / tf).toFixed(2)} | ${formatBytes(peak)} (${
-            formatBytes(N * K * 4)
-          }) |`,
+        `| ${M} × ${N} × ${K} | ${gemv ? "gemv" : "gemm"} | ${ms(t.forward)} | ${ms(t.fused)} | ${rate} | ${ratio} | ` +
+          `${(t.dequantMatmul / t.fused).toFixed(2)}× faster | ${(t.backward / t.forward).toFixed(2)} | ${f16} | ` +
+          `${formatBytes(peak)} (${formatBytes(N * K * 4)}) |`,
       );
       l.dispose();
     }

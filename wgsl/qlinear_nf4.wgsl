@@ -20,7 +20,7 @@ struct Params {
   M: u32,
   N: u32,
   K: u32,
-  blocksize: u32,
+  block_shift: u32, // log2(blocksize): blocksizes are powers of two, and shifts beat integer division
   offset: f32,
   flags: u32,
 }
@@ -53,7 +53,9 @@ var<workgroup> lut: array<f32, 16>;
 // Tiles stored with 4 consecutive rows/columns per vec4 (see matmul_f32.wgsl).
 var<workgroup> xs: array<vec4<f32>, BK * BM / 4u>;
 var<workgroup> ws: array<vec4<f32>, BK * BN / 4u>;
-var<workgroup> red: array<f32, NR * MAX_ROWS * GEMV_WG>;
+// gemv partial sums of 4 rows of x: red[i * GEMV_WG + thread][r]. Small on purpose: WebGPU zero-initializes
+// workgroup memory, and GL drivers compile that initializer in time linear in its element count.
+var<workgroup> red: array<vec4<f32>, 4u * GEMV_WG>;
 
 fn load_lut(li: u32) {
   if (li < 16u) {
@@ -89,7 +91,7 @@ fn codes8(nib: u32) -> mat2x4<f32> {
 fn dequant8(n: u32, k: u32) -> mat2x4<f32> {
   let e0 = n * params.K + k;
   let wi = e0 >> 3u;
-  let b0 = e0 / params.blocksize;
+  let b0 = e0 >> params.block_shift;
   let s0 = block_scale(b0);
   if ((params.flags & FLAG_ALIGNED) != 0u) {
     return codes8(swap_nibbles(packed[wi])) * s0;
@@ -101,12 +103,12 @@ fn dequant8(n: u32, k: u32) -> mat2x4<f32> {
     nib = (nib >> o) | (swap_nibbles(packed[next]) << (32u - o));
   }
   let c = codes8(nib);
-  let b1 = min((e0 + 7u) / params.blocksize, (params.N * params.K - 1u) / params.blocksize);
+  let b1 = min((e0 + 7u) >> params.block_shift, (params.N * params.K - 1u) >> params.block_shift);
   var s1 = s0;
   var split = 8u;
   if (b1 != b0) {
     s1 = block_scale(b1);
-    split = b1 * params.blocksize - e0;
+    split = (b1 << params.block_shift) - e0;
   }
   let j0 = vec4<u32>(0u, 1u, 2u, 3u);
   let j1 = j0 + vec4<u32>(4u);
@@ -229,6 +231,19 @@ fn dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: 
   }
 }
 
+// x[base .. base+7], zero from index `valid` on; branch-free (small code: GL drivers compile it faster).
+fn load_x8(base: u32, valid: u32) -> mat2x4<f32> {
+  let last = vec4<u32>(arrayLength(&x) - 1u);
+  let j0 = vec4<u32>(0u, 1u, 2u, 3u);
+  let j1 = j0 + vec4<u32>(4u);
+  let i0 = min(vec4<u32>(base) + j0, last);
+  let i1 = min(vec4<u32>(base) + j1, last);
+  let v0 = vec4<f32>(x[i0.x], x[i0.y], x[i0.z], x[i0.w]);
+  let v1 = vec4<f32>(x[i1.x], x[i1.y], x[i1.z], x[i1.w]);
+  let n = vec4<u32>(valid);
+  return mat2x4<f32>(select(vec4<f32>(0.0), v0, j0 < n), select(vec4<f32>(0.0), v1, j1 < n));
+}
+
 // Row n of deq(W) at k .. k+7 (zero for n >= N).
 fn gemv_row8(n: u32, k: u32) -> mat2x4<f32> {
   if (n >= params.N) {
@@ -251,52 +266,37 @@ fn gemv(
   var acc: array<vec4<f32>, MAX_ROWS>;
   for (var g = li; g < (K + 7u) / 8u; g += GEMV_WG) {
     let k = g * 8u;
-    let w0 = gemv_row8(n0, k);
-    let w1 = gemv_row8(n0 + 1u, k);
-    let w2 = gemv_row8(n0 + 2u, k);
-    let w3 = gemv_row8(n0 + 3u, k);
-    let full = k + 8u <= K;
+    var w: array<mat2x4<f32>, NR>;
+    for (var r = 0u; r < NR; r++) {
+      w[r] = gemv_row8(n0 + r, k);
+    }
     for (var m = 0u; m < MROWS; m++) {
-      let xb = m * K + k;
-      var x0 = vec4<f32>(0.0);
-      var x1 = vec4<f32>(0.0);
-      if (m < params.M && full) {
-        x0 = vec4<f32>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u]);
-        x1 = vec4<f32>(x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
-      } else if (m < params.M) {
-        for (var j = 0u; k + j < K; j++) {
-          if (j < 4u) {
-            x0[j] = x[xb + j];
-          } else {
-            x1[j - 4u] = x[xb + j];
-          }
-        }
-      }
+      // Rows past M read nothing (zero valid values).
+      let xv = load_x8(m * K + k, select(0u, min(K - k, 8u), m < params.M));
       acc[m] += vec4<f32>(
-        dot(x0, w0[0]) + dot(x1, w0[1]),
-        dot(x0, w1[0]) + dot(x1, w1[1]),
-        dot(x0, w2[0]) + dot(x1, w2[1]),
-        dot(x0, w3[0]) + dot(x1, w3[1]),
+        dot(xv[0], w[0][0]) + dot(xv[1], w[0][1]),
+        dot(xv[0], w[1][0]) + dot(xv[1], w[1][1]),
+        dot(xv[0], w[2][0]) + dot(xv[1], w[2][1]),
+        dot(xv[0], w[3][0]) + dot(xv[1], w[3][1]),
       );
     }
   }
-  // One exchange through workgroup memory, then thread (r, m) sums the GEMV_WG partials of its output.
-  for (var m = 0u; m < MROWS; m++) {
-    for (var r = 0u; r < NR; r++) {
-      red[(r * MAX_ROWS + m) * GEMV_WG + li] = acc[m][r];
+  // Exchange through workgroup memory 4 rows of x at a time; thread (m, r) then sums the GEMV_WG partials of
+  // its output.
+  for (var m0 = 0u; m0 < MROWS; m0 += 4u) {
+    for (var i = 0u; i < 4u; i++) {
+      red[i * GEMV_WG + li] = acc[min(m0 + i, MAX_ROWS - 1u)];
     }
-  }
-  workgroupBarrier();
-  for (var o = li; o < NR * params.M; o += GEMV_WG) {
-    let r = o / params.M;
-    let m = o % params.M;
-    let n = n0 + r;
-    if (n < N) {
+    workgroupBarrier();
+    let m = m0 + li / 4u;
+    let n = n0 + li % 4u;
+    if (li < 16u && m < params.M && n < N) {
       var sum = 0.0;
       for (var t = 0u; t < GEMV_WG; t++) {
-        sum += red[(r * MAX_ROWS + m) * GEMV_WG + t];
+        sum += red[(li / 4u) * GEMV_WG + t][li % 4u];
       }
       out[m * N + n] = sum + bias_of(n);
     }
+    workgroupBarrier();
   }
 }

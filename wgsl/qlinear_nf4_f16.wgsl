@@ -15,7 +15,7 @@ struct Params {
   M: u32,
   N: u32,
   K: u32,
-  blocksize: u32,
+  block_shift: u32, // log2(blocksize): blocksizes are powers of two, and shifts beat integer division
   offset: f32,
   flags: u32,
 }
@@ -78,7 +78,7 @@ fn codes8(nib: u32) -> mat2x4<f32> {
 fn dequant8(n: u32, k: u32) -> mat2x4<f32> {
   let e0 = n * params.K + k;
   let wi = e0 >> 3u;
-  let b0 = e0 / params.blocksize;
+  let b0 = e0 >> params.block_shift;
   let s0 = block_scale(b0);
   if ((params.flags & FLAG_ALIGNED) != 0u) {
     return codes8(swap_nibbles(packed[wi])) * s0;
@@ -90,12 +90,12 @@ fn dequant8(n: u32, k: u32) -> mat2x4<f32> {
     nib = (nib >> o) | (swap_nibbles(packed[next]) << (32u - o));
   }
   let c = codes8(nib);
-  let b1 = min((e0 + 7u) / params.blocksize, (params.N * params.K - 1u) / params.blocksize);
+  let b1 = min((e0 + 7u) >> params.block_shift, (params.N * params.K - 1u) >> params.block_shift);
   var s1 = s0;
   var split = 8u;
   if (b1 != b0) {
     s1 = block_scale(b1);
-    split = b1 * params.blocksize - e0;
+    split = (b1 << params.block_shift) - e0;
   }
   let j0 = vec4<u32>(0u, 1u, 2u, 3u);
   let j1 = j0 + vec4<u32>(4u);

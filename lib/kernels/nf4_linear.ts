@@ -45,7 +45,7 @@ function _bindings(
   dims: [number, number, number],
 ): Binding[] {
   const u = new Uint32Array(8);
-  u.set([...dims, w.blocksize]);
+  u.set([...dims, Math.log2(w.blocksize)]);
   new Float32Array(u.buffer)[4] = w.offset;
   u[5] = (bias ? _FLAG_BIAS : 0) | (w.doubleQuant ? _FLAG_DOUBLE_QUANT : 0) | (dims[2] % 8 === 0 ? _FLAG_ALIGNED : 0);
   const biasBuffer = bias?.buffer ?? w.code; // placeholder, unread without HAS_BIAS
