@@ -6,14 +6,17 @@ import type { Tensor } from "../gpu/tensor.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 
 /**
- * Checks a quantized weight is a 2-D `[N, K]` matrix.
+ * Checks a quantized weight is a 2-D `[N, K]` matrix with a power-of-two block size (the kernels shift by it).
  *
  * @param w The weight.
  * @returns `[N, K]`.
- * @throws {Error} Naming the weight and its shape.
+ * @throws {Error} Naming the weight and its shape or block size.
  */
 export function quantizedMatrixShape(w: QuantizedTensor): [number, number] {
   if (w.shape.length !== 2) throw new Error(`Quantized weight "${w.label}" must be 2-D [N, K], got [${w.shape}]`);
+  if (!Number.isInteger(Math.log2(w.blocksize))) {
+    throw new Error(`Quantized weight "${w.label}": block size ${w.blocksize} is not a power of two`);
+  }
   return [w.shape[0], w.shape[1]];
 }
 

@@ -33,6 +33,8 @@ export interface MatmulOptions {
   out?: Tensor;
   /** Dropout applied to an operand or to the scaled product before accumulation. */
   dropout?: MatmulDropout;
+  /** Label of a new `out` tensor (default `"matmul out"`). */
+  label?: string;
 }
 
 const _DROP_MODE = { a: 1, b: 2, out: 3 } as const;
@@ -85,7 +87,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   if (accumulate && !options.out) throw new Error("matmul: accumulate needs an out tensor");
   const gpu = a.gpu;
   checkBindingSize(gpu, "matmul", [["a", a.byteLength], ["b", b.byteLength], ["out", M * N * 4]]);
-  const out = options.out ?? Tensor.empty(gpu, [M, N], { label: "matmul out" });
+  const out = options.out ?? Tensor.empty(gpu, [M, N], { label: options.label ?? "matmul out" });
   const [or, oc] = _shape2(out, "out");
   if (or !== M || oc !== N) {
     throw new Error(`matmul: out "${out.label}" is [${out.shape}], expected [${M},${N}]`);

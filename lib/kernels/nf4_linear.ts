@@ -37,6 +37,11 @@ export interface Nf4LinearOptions {
 
 const _GEMV_ROWS_PER_WORKGROUP = 4; // NR in the kernel
 
+// Flags of the kernel's params (uniform, not overrides: fewer pipeline variants to compile).
+const _FLAG_BIAS = 1;
+const _FLAG_DOUBLE_QUANT = 2;
+const _FLAG_ALIGNED = 4;
+
 function _bindings(
   input: Tensor,
   w: QuantizedTensor,
@@ -48,14 +53,9 @@ function _bindings(
   u.set([...dims, Math.log2(w.blocksize)]);
   new Float32Array(u.buffer)[4] = w.offset;
   u[5] = (bias ? _FLAG_BIAS : 0) | (w.doubleQuant ? _FLAG_DOUBLE_QUANT : 0) | (dims[2] % 8 === 0 ? _FLAG_ALIGNED : 0);
-  const biasBuffer = bias?.buffer ?? w.code; // placeholder, unread without HAS_BIAS
+  const biasBuffer = bias?.buffer ?? w.code; // placeholder, unread without FLAG_BIAS
   return [input.buffer, w.packed, w.absmax, w.absmax2, w.code, w.code2, biasBuffer, out.buffer, u];
 }
-
-// Flags of the kernel's params (uniform, not overrides: fewer pipeline variants to compile).
-const _FLAG_BIAS = 1;
-const _FLAG_DOUBLE_QUANT = 2;
-const _FLAG_ALIGNED = 4;
 
 function _gemmKernel(gpu: Gpu, precision: Nf4Precision | undefined, op: string): string {
   if (precision !== "f16") return "qlinear_nf4";

@@ -122,7 +122,7 @@ function _dropout(lora: LoraAdapter, seed: number | undefined, on: "a" | "b" | "
  * import { qlinearForward, requestGpu, Tensor, type QuantizedTensor } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
- * const w = { shape: [8, 4], label: "w" } as unknown as QuantizedTensor;
+ * const w = { shape: [8, 4], blocksize: 64, label: "w" } as unknown as QuantizedTensor;
  * const x = Tensor.empty(gpu, [2, 5], { label: "x" });
  * const lora = { a: Tensor.empty(gpu, [2, 4]), b: Tensor.empty(gpu, [8, 2]), scale: 1 };
  * assert.throws(() => qlinearForward(x, w, lora), /input "x" is \[2,5\] f32, expected \[\*,4\] f32/);
@@ -135,7 +135,8 @@ export function qlinearForward(
   options: QLinearForwardOptions = {},
 ): QLinearForwardResult {
   _validate(x, w, lora, options.bias);
-  const xa = matmul(x, lora.a, { transB: true, dropout: _dropout(lora, options.seed, "a") });
+  const label = `${w.label} lora`;
+  const xa = matmul(x, lora.a, { transB: true, dropout: _dropout(lora, options.seed, "a"), label: `${label} XA` });
   const { bias, path, out, precision } = options;
   const y = nf4Linear(x, w, { bias, path, out, precision });
   matmul(xa, lora.b, { transB: true, alpha: lora.scale, accumulate: true, out: y });
@@ -161,7 +162,7 @@ export function qlinearForward(
  * import { qlinearBackward, requestGpu, Tensor, type QuantizedTensor } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
- * const w = { shape: [8, 4], label: "w" } as unknown as QuantizedTensor;
+ * const w = { shape: [8, 4], blocksize: 64, label: "w" } as unknown as QuantizedTensor;
  * const lora = { a: Tensor.empty(gpu, [2, 4]), b: Tensor.empty(gpu, [8, 2]), scale: 1 };
  * const x = Tensor.empty(gpu, [3, 4]);
  * const xa = Tensor.empty(gpu, [3, 2]);
@@ -184,14 +185,16 @@ export function qlinearBackward(
   const accumulate = options.accumulate ?? false;
   if (accumulate && (!options.dA || !options.dB)) throw new Error(`${where} accumulate needs dA and dB`);
   const s = lora.scale;
-  const dyb = matmul(dy, lora.b); // [M, r]
-  const dB = matmul(dy, xa, { transA: true, alpha: s, accumulate, out: options.dB });
+  const label = `${w.label} lora`;
+  const dyb = matmul(dy, lora.b, { label: `${label} dY·B` }); // [M, r]
+  const dB = matmul(dy, xa, { transA: true, alpha: s, accumulate, out: options.dB, label: `${label} dB` });
   const dA = matmul(dyb, x, {
     transA: true,
     alpha: s,
     accumulate,
     out: options.dA,
     dropout: _dropout(lora, options.seed, "b"),
+    label: `${label} dA`,
   });
   let dx: Tensor | null = null;
   if (options.needDx ?? true) {
