@@ -1,12 +1,15 @@
 import assert from "node:assert/strict";
 import {
+  dequantizeNF4,
   GEMV_MAX_ROWS,
   type Gpu,
   type LoraAdapter,
+  matmul,
   nf4Linear,
   nf4LinearGradInput,
   qlinearBackward,
   qlinearForward,
+  quantizeNF4,
   requestGpu,
   Rng,
   Tensor,
@@ -61,6 +64,21 @@ Deno.test("nf4Linear: gemv and gemm paths and dY·deq(W) against float64 dequant
     const dy = rng.normalArray(M * N);
     const dx = nf4LinearGradInput(Tensor.fromArray(gpu, dy, [M, N]), w);
     close(await dx.toFloat32(), refMatmul(dy, deq, M, K, N, {}), `dx ${label}`);
+  }
+  gpu.destroy();
+});
+
+Deno.test("nf4Linear: weights from the GPU quantizer (nf4, fp4; block 64, 128) match dequantizeNF4 + matmul", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(9);
+  for (const [quantType, blocksize, M] of [["nf4", 64, 3], ["fp4", 128, 20]] as const) {
+    const [N, K] = [24, 200];
+    const dense = Tensor.fromArray(gpu, rng.normalArray(N * K, 0, 0.05), [N, K]);
+    const w = await quantizeNF4(gpu, dense, { quantType, blocksize });
+    const x = Tensor.fromArray(gpu, rng.normalArray(M * K), [M, K]);
+    const want = await matmul(x, dequantizeNF4(w), { transB: true }).toFloat32();
+    const got = await nf4Linear(x, w).toFloat32();
+    assertClose(got, want, { rtol: 1e-4, atol: 2e-5 * maxAbs(want) }, `${quantType} block ${blocksize} M=${M}`);
   }
   gpu.destroy();
 });
