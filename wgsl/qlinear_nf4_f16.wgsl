@@ -40,13 +40,14 @@ override WG_Y: u32 = BM / 4u;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 @group(0) @binding(8) var<uniform> params: Params;
 
-var<workgroup> lut: array<f32, 16>;
+// Byte -> (value of its high nibble, value of its low nibble): one lookup per two weights.
+var<workgroup> lut2: array<vec2<f32>, 256>;
 var<workgroup> xs: array<vec4<f16>, BK * BM / 4u>;
 var<workgroup> ws: array<vec4<f16>, BK * BN / 4u>;
 
-fn load_lut(li: u32) {
-  if (li < 16u) {
-    lut[li] = code[li];
+fn load_lut(li: u32, threads: u32) {
+  for (var i = li; i < 256u; i += threads) {
+    lut2[i] = vec2<f32>(code[i >> 4u], code[i & 15u]);
   }
   workgroupBarrier();
 }
@@ -59,19 +60,15 @@ fn block_scale(blk: u32) -> f32 {
   return bitcast<f32>(absmax[blk]);
 }
 
-// Bytes hold the even value in the high nibble; swapping puts value j of a word at bits 4j.
+// Bytes hold the even value in the high nibble; swapping puts value j of a word at bits 4j and back.
 fn swap_nibbles(w: u32) -> u32 {
   return ((w >> 4u) & 0x0f0f0f0fu) | ((w & 0x0f0f0f0fu) << 4u);
 }
 
-// The code-table values of the 8 nibbles of `nib` (value j at bits 4j), as two vec4.
-fn codes8(nib: u32) -> mat2x4<f32> {
-  let i0 = (vec4<u32>(nib) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
-  let i1 = (vec4<u32>(nib) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u);
-  return mat2x4<f32>(
-    vec4<f32>(lut[i0.x], lut[i0.y], lut[i0.z], lut[i0.w]),
-    vec4<f32>(lut[i1.x], lut[i1.y], lut[i1.z], lut[i1.w]),
-  );
+// The code-table values of the 8 nibbles of a packed word (byte j holds values 2j, 2j+1), as two vec4.
+fn codes8(word: u32) -> mat2x4<f32> {
+  let b = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+  return mat2x4<f32>(vec4<f32>(lut2[b.x], lut2[b.y]), vec4<f32>(lut2[b.z], lut2[b.w]));
 }
 
 // Values k .. k+7 of row n of deq(W), zero past the row end (k < K).
@@ -81,15 +78,16 @@ fn dequant8(n: u32, k: u32) -> mat2x4<f32> {
   let b0 = e0 >> params.block_shift;
   let s0 = block_scale(b0);
   if ((params.flags & FLAG_ALIGNED) != 0u) {
-    return codes8(swap_nibbles(packed[wi])) * s0;
+    return codes8(packed[wi]) * s0;
   }
-  var nib = swap_nibbles(packed[wi]);
+  var word = packed[wi];
   let o = (e0 & 7u) * 4u;
   if (o != 0u) {
+    // Shift in value order (nibbles swapped so value j sits at bits 4j), then back to the packed order.
     let next = min(wi + 1u, arrayLength(&packed) - 1u);
-    nib = (nib >> o) | (swap_nibbles(packed[next]) << (32u - o));
+    word = swap_nibbles((swap_nibbles(word) >> o) | (swap_nibbles(packed[next]) << (32u - o)));
   }
-  let c = codes8(nib);
+  let c = codes8(word);
   let b1 = min((e0 + 7u) >> params.block_shift, (params.N * params.K - 1u) >> params.block_shift);
   var s1 = s0;
   var split = 8u;
@@ -146,7 +144,7 @@ fn load_x_tile(li: u32, m0: u32, c0: u32, C: u32) {
 @compute @workgroup_size(WG_X, WG_Y)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let li = lid.y * WG_X + lid.x;
-  load_lut(li);
+  load_lut(li, WG_X * WG_Y);
   let N = params.N;
   let K = params.K;
   let m0 = wid.y * BM;
@@ -187,7 +185,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 fn dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   _ = &bias; // same bind group layout as gemm
   let li = lid.y * WG_X + lid.x;
-  load_lut(li);
+  load_lut(li, WG_X * WG_Y);
   let N = params.N;
   let K = params.K;
   let m0 = wid.y * BM;
