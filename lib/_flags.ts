@@ -1,5 +1,5 @@
 /**
- * Command-line flag parsing shared by the `generate` and `merge` CLIs: `node:util`'s `parseArgs` (strict, no
+ * Command-line flag parsing shared by the `finetune`, `generate` and `merge` CLIs: `node:util`'s `parseArgs` (strict, no
  * positionals) and typed accessors whose errors name the flag and say what was expected.
  *
  * @module
@@ -12,6 +12,8 @@ import { parseBytes } from "./memory/budget.ts";
 export interface _Flags {
   /** `--help` or `-h` was given. */
   help: boolean;
+  /** The names of the flags given. */
+  given: string[];
   /** A string flag, or undefined. */
   str(k: string): string | undefined;
   /** A required string flag. */
@@ -56,6 +58,7 @@ export function _parseFlags(args: readonly string[], kinds: Record<string, "stri
   };
   return {
     help: values.help === true,
+    given: Object.keys(values).filter((k) => values[k] !== undefined),
     str,
     required(k) {
       const v = str(k);
@@ -64,7 +67,8 @@ export function _parseFlags(args: readonly string[], kinds: Record<string, "stri
     },
     bool: (k) => values[k] === true,
     num,
-    int: (k, def, min) => num(k, def, (x) => Number.isInteger(x) && x >= min, `an integer ≥ ${min}`),
+    int: (k, def, min) =>
+      num(k, def, (x) => Number.isInteger(x) && x >= min, min === 0 ? "a whole number ≥ 0" : `an integer ≥ ${min}`),
     bytes(k) {
       const v = str(k);
       if (v === undefined) return null;

@@ -23,17 +23,10 @@ import { bytesToF32 } from "../dtype.ts";
 import { type BnbTensor, fromBitsandbytes, type HostQuantized } from "../quant/quant_state.ts";
 import type { SafetensorsCheckpoint } from "./safetensors_checkpoint.ts";
 import type { SafetensorsTensorSpec } from "./safetensors_header.ts";
+import { LORA_TARGETS } from "../model/lora_config.ts";
 
 /** The decoder linear layers quantized by default (Llama/Mistral/Qwen2 names). */
-export const DEFAULT_QUANTIZED_MODULES: readonly string[] = [
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-];
+export const DEFAULT_QUANTIZED_MODULES: readonly string[] = LORA_TARGETS;
 
 const QUANT_STATE_SUFFIX = /\.quant_state\.bitsandbytes__(nf4|fp4)$/;
 

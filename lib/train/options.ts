@@ -5,8 +5,7 @@
  */
 
 import { resolve } from "node:path";
-import { parseArgs } from "node:util";
-import { parseBytes } from "../memory/budget.ts";
+import { _parseFlags } from "../_flags.ts";
 import { LORA_TARGETS, type LoraTarget } from "../model/lora_config.ts";
 
 /** Optimizers the trainer offers. */
@@ -150,6 +149,36 @@ const RESUME_OVERRIDES = ["gpu-memory", "page-size"];
 /** Flags holding paths, saved absolute so a run resumes from any working folder. */
 const PATH_FLAGS = ["model", "data", "out", "init-adapter"];
 
+const FINETUNE_FLAGS: Record<string, "string" | "boolean"> = {
+  model: "string",
+  data: "string",
+  out: "string",
+  "lora-r": "string",
+  "lora-alpha": "string",
+  "lora-dropout": "string",
+  "target-modules": "string",
+  lr: "string",
+  schedule: "string",
+  "warmup-steps": "string",
+  "max-grad-norm": "string",
+  "weight-decay": "string",
+  "batch-size": "string",
+  "grad-accum": "string",
+  steps: "string",
+  epochs: "string",
+  "max-seq-len": "string",
+  seed: "string",
+  "no-shuffle": "boolean",
+  "no-checkpointing": "boolean",
+  "gpu-memory": "string",
+  "page-size": "string",
+  optimizer: "string",
+  "save-every": "string",
+  "init-adapter": "string",
+  resume: "string",
+  f16: "boolean",
+};
+
 /**
  * Parses `deno task finetune` flags.
  *
@@ -171,81 +200,15 @@ const PATH_FLAGS = ["model", "data", "out", "init-adapter"];
  * ```
  */
 export function parseFinetuneArgs(args: readonly string[]): FinetuneArgs {
-  const str = { type: "string" } as const;
-  const bool = { type: "boolean" } as const;
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...args],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        model: str,
-        data: str,
-        out: str,
-        "lora-r": str,
-        "lora-alpha": str,
-        "lora-dropout": str,
-        "target-modules": str,
-        lr: str,
-        schedule: str,
-        "warmup-steps": str,
-        "max-grad-norm": str,
-        "weight-decay": str,
-        "batch-size": str,
-        "grad-accum": str,
-        steps: str,
-        epochs: str,
-        "max-seq-len": str,
-        seed: str,
-        "no-shuffle": bool,
-        "no-checkpointing": bool,
-        "gpu-memory": str,
-        "page-size": str,
-        optimizer: str,
-        "save-every": str,
-        "init-adapter": str,
-        resume: str,
-        f16: bool,
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    throw new Error(`${(e as Error).message.replace(/\. To specify.*$/s, "")} (see --help)`);
-  }
-  if (values.help) return { kind: "help" };
+  const flags = _parseFlags(args, FINETUNE_FLAGS);
+  if (flags.help) return { kind: "help" };
   const d = FINETUNE_DEFAULTS;
-  const s = (k: string) => values[k] as string | undefined;
-  const num = (k: string, def: number, check: (x: number) => boolean, what: string): number => {
-    const v = s(k);
-    if (v === undefined) return def;
-    const x = Number(v);
-    if (v.trim() === "" || !Number.isFinite(x) || !check(x)) throw new Error(`--${k} "${v}": expected ${what}`);
-    return x;
-  };
-  const int = (k: string, def: number, min: number) =>
-    num(k, def, (x) => Number.isInteger(x) && x >= min, min === 0 ? "a whole number ≥ 0" : `an integer ≥ ${min}`);
+  const { str: s, num, int, bytes, oneOf, given } = flags;
   const optInt = (k: string, min: number) => s(k) === undefined ? null : int(k, 0, min);
-  const bytes = (k: string): number | null => {
-    const v = s(k);
-    if (v === undefined) return null;
-    try {
-      return parseBytes(v);
-    } catch (e) {
-      throw new Error(`--${k}: ${(e as Error).message}`);
-    }
-  };
-  const oneOf = <T extends string>(k: string, def: T, allowed: readonly T[]): T => {
-    const v = s(k);
-    if (v === undefined) return def;
-    if (!allowed.includes(v as T)) throw new Error(`--${k} "${v}": expected one of ${allowed.join(", ")}`);
-    return v as T;
-  };
-  const given = Object.keys(values).filter((k) => values[k] !== undefined);
-  if (values.resume !== undefined) {
-    const out = values.resume as string;
-    if (values.out !== undefined && values.out !== out) {
-      throw new Error(`--resume "${out}" and --out "${values.out}" name different folders`);
+  const out = s("resume");
+  if (out !== undefined) {
+    if (s("out") !== undefined && s("out") !== out) {
+      throw new Error(`--resume "${out}" and --out "${s("out")}" name different folders`);
     }
     const other = given.filter((k) => !["resume", "out", ...RESUME_OVERRIDES].includes(k));
     if (other.length > 0) {
@@ -289,17 +252,17 @@ export function parseFinetuneArgs(args: readonly string[]): FinetuneArgs {
     epochs: int("epochs", d.epochs, 1),
     maxSeqLen: optInt("max-seq-len", 2),
     seed: int("seed", d.seed, 0),
-    shuffle: !values["no-shuffle"],
-    checkpointing: !values["no-checkpointing"],
+    shuffle: !flags.bool("no-shuffle"),
+    checkpointing: !flags.bool("no-checkpointing"),
     gpuMemory: bytes("gpu-memory"),
     pageSize: bytes("page-size"),
     optimizer: oneOf<OptimizerName>("optimizer", d.optimizer, ["adamw", "paged_adamw_32bit", "paged_adamw_8bit"]),
     saveEvery: int("save-every", d.saveEvery, 0),
     initAdapter: s("init-adapter") ?? null,
-    f16: values.f16 === true,
+    f16: flags.bool("f16"),
   };
   const saved = given.flatMap((k) =>
-    typeof values[k] === "boolean" ? [`--${k}`] : [`--${k}`, PATH_FLAGS.includes(k) ? resolve(s(k)!) : s(k)!]
+    FINETUNE_FLAGS[k] === "boolean" ? [`--${k}`] : [`--${k}`, PATH_FLAGS.includes(k) ? resolve(s(k)!) : s(k)!]
   );
   return { kind: "run", options, args: saved };
 }

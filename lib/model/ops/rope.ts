@@ -7,6 +7,7 @@
 
 import type { Gpu } from "../../gpu/device.ts";
 import { Tensor } from "../../gpu/tensor.ts";
+import type { RopeScaling } from "../config.ts";
 import { _elementGrid, _fitsBinding, _matrix, _params } from "./_util.ts";
 
 /** RoPE settings of a model config (the fields of `LlamaConfig` that RoPE reads). */
@@ -16,16 +17,7 @@ export interface RopeParams {
   /** `rope_theta`. */
   ropeTheta: number;
   /** `rope_scaling`: `null` for plain RoPE. */
-  ropeScaling:
-    | null
-    | { type: "linear"; factor: number }
-    | {
-      type: "llama3";
-      factor: number;
-      lowFreqFactor: number;
-      highFreqFactor: number;
-      originalMaxPositionEmbeddings: number;
-    };
+  ropeScaling: RopeScaling | null;
 }
 
 const f = Math.fround;
