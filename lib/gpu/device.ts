@@ -324,9 +324,9 @@ export class Gpu {
 
   #staging(size: number): GPUBuffer {
     if (!this.#readStaging || this.#readStaging.size < size) {
-      this.#readStaging?.destroy();
-      // Mapping buffers are host memory: not counted against the GPU budget.
-      this.#readStaging = this.device.createBuffer({
+      if (this.#readStaging) this.budget.free(this.#readStaging);
+      // Mapping buffers are host memory: the budget reports them as staging, not against the limit.
+      this.#readStaging = this.budget.createStagingBuffer({
         size: Math.max(size, 1 << 16),
         usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
         label: "readback staging",
