@@ -4,6 +4,7 @@ import { parseFinetuneArgs } from "../lib/train/options.ts";
 import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
 import { readMetrics } from "../lib/train/metrics.ts";
 import { readPeftAdapter } from "../lib/io/peft.ts";
+import { SafetensorsFile } from "../lib/io/safetensors_reader.ts";
 import { finetuneFixture, finetuneFlags } from "./_finetune_fixture.ts";
 
 const script = new URL("../scripts/finetune.ts", import.meta.url).pathname;
@@ -56,6 +57,49 @@ Deno.test("finetune CLI: a run killed after a checkpoint and resumed with --resu
     assert.deepEqual(strip(await readMetrics(`${dir}/killed/metrics.jsonl`)), strip(ref));
     const [a, b] = [await readPeftAdapter(`${dir}/ref`), await readPeftAdapter(`${dir}/killed`)];
     for (const [path, w] of a.modules) assert.deepEqual(b.modules.get(path), w, path);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("finetune CLI: a bad data line, a missing model folder and an unsupported config are clear errors", async () => {
+  const dir = await finetuneFixture();
+  try {
+    const run = async (extra: (flags: string[]) => void) => {
+      const flags = finetuneFlags(dir, "bad", 1);
+      extra(flags);
+      const out = await cli(flags).output();
+      assert.equal(out.code, 1);
+      return new TextDecoder().decode(out.stderr);
+    };
+    await Deno.writeTextFile(`${dir}/bad.jsonl`, '{"text": "ok"}\n{"prompt": "no completion"}\n');
+    assert.match(await run((f) => (f[f.indexOf("--data") + 1] = `${dir}/bad.jsonl`)), /bad\.jsonl:2/);
+    assert.match(await run((f) => (f[f.indexOf("--model") + 1] = `${dir}/nowhere`)), /nowhere/);
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/model/config.json`));
+    await Deno.writeTextFile(`${dir}/model/config.json`, JSON.stringify({ ...config, hidden_act: "gelu" }));
+    assert.match(await run(() => {}), /config\.json.*hidden_act.*gelu|hidden_act.*gelu.*config\.json/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("finetune: the adapter folder has PEFT names and shapes", async () => {
+  const dir = await finetuneFixture();
+  try {
+    const gpu = await requestGpu();
+    const run = await resolveFinetuneRun(parseFinetuneArgs(finetuneFlags(dir, "a", 1)) as never);
+    await finetune(gpu, run, { sink: { writeSync: (b: Uint8Array) => b.length, isTerminal: () => false } });
+    gpu.destroy();
+    using file = await SafetensorsFile.open(`${dir}/a/adapter_model.safetensors`);
+    const prefix = "base_model.model.model.layers.0.";
+    const q = file.info(`${prefix}self_attn.q_proj.lora_A.weight`);
+    const down = file.info(`${prefix}mlp.down_proj.lora_B.weight`);
+    // r 4; hidden 32: q_proj's in_features and down_proj's out_features.
+    assert.deepEqual([q.dtype, q.shape], ["F32", [4, 32]]);
+    assert.deepEqual([down.dtype, down.shape], ["F32", [32, 4]]);
+    assert.equal(file.names().length, 14);
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/a/adapter_config.json`));
+    assert.deepEqual([config.peft_type, config.task_type, config.r], ["LORA", "CAUSAL_LM", 4]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
