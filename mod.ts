@@ -15,68 +15,83 @@
  * @module
  */
 
+// GPU runtime, tensors, memory
 export * from "./lib/dtype.ts";
 export * from "./lib/gpu/device.ts";
 export * from "./lib/gpu/tensor.ts";
 export * from "./lib/memory/budget.ts";
+export * from "./lib/memory/pager.ts";
+export * from "./lib/random.ts";
+
+// Quantization (bitsandbytes.functional)
 export * from "./lib/quant/code_tables.ts";
 export * from "./lib/quant/nf4.ts";
 export * from "./lib/quant/quant_error.ts";
 export * from "./lib/quant/quant_state.ts";
 export * from "./lib/quant/quantized_tensor.ts";
 export * from "./lib/quant/reference.ts";
-export * from "./lib/random.ts";
-export * from "./lib/model/ops/rms_norm.ts";
-export * from "./lib/io/atomic_write.ts";
-export * from "./lib/io/json_file.ts";
-export * from "./lib/io/safetensors_checkpoint.ts";
-export * from "./lib/io/safetensors_header.ts";
-export * from "./lib/io/safetensors_reader.ts";
-export * from "./lib/io/safetensors_writer.ts";
-export * from "./lib/model/ops/swiglu.ts";
-export * from "./lib/model/ops/residual.ts";
+
+// Kernels: dense matmul, fused NF4 matmul, dropout
+export * from "./lib/kernels/dropout.ts";
+export * from "./lib/kernels/matmul.ts";
+export * from "./lib/kernels/nf4_linear.ts";
+
+// The QLoRA linear layer
+export * from "./lib/qlinear/functional.ts";
+export * from "./lib/qlinear/layer.ts";
+
+// Llama ops and model
+export * from "./lib/model/batch.ts";
+export * from "./lib/model/config.ts";
+export * from "./lib/model/llama.ts";
+export * from "./lib/model/load_adapter.ts";
+export * from "./lib/model/lora_config.ts";
+export * from "./lib/model/ops/attention.ts";
+export * from "./lib/model/ops/cross_entropy.ts";
 export * from "./lib/model/ops/embedding.ts";
+export * from "./lib/model/ops/residual.ts";
+export * from "./lib/model/ops/rms_norm.ts";
+export * from "./lib/model/ops/rope.ts";
+export * from "./lib/model/ops/swiglu.ts";
 export * from "./lib/model/tiny_llama.ts";
 export * from "./lib/model/tiny_tokenizer.ts";
-export * from "./lib/io/tokenizer.ts";
-export * from "./lib/data/records.ts";
-export * from "./lib/data/examples.ts";
-export * from "./lib/data/loader.ts";
-export * from "./lib/model/ops/cross_entropy.ts";
-export * from "./lib/io/peft.ts";
-export * from "./lib/model/config.ts";
-export * from "./lib/model/batch.ts";
-export * from "./lib/model/lora_config.ts";
-export * from "./lib/model/ops/rope.ts";
-export * from "./lib/memory/pager.ts";
+
+// Optimizers
 export * from "./lib/optim/adamw.ts";
 export * from "./lib/optim/clip_grad_norm.ts";
 export * from "./lib/optim/schedule.ts";
 export * from "./lib/optim/state_file.ts";
-export * from "./lib/train/options.ts";
-export * from "./lib/train/metrics.ts";
-export * from "./lib/train/loss_svg.ts";
-export * from "./lib/train/progress.ts";
-export * from "./lib/train/checkpoint.ts";
-export * from "./lib/kernels/dropout.ts";
-export * from "./lib/kernels/matmul.ts";
-export * from "./lib/kernels/nf4_linear.ts";
-export * from "./lib/qlinear/functional.ts";
+
+// Files: safetensors, bitsandbytes 4-bit folders, PEFT adapters, tokenizer
+export * from "./lib/io/atomic_write.ts";
 export * from "./lib/io/bnb_format.ts";
 export * from "./lib/io/bnb_loader.ts";
+export * from "./lib/io/json_file.ts";
+export * from "./lib/io/peft.ts";
 export * from "./lib/io/quantize_folder.ts";
+export * from "./lib/io/safetensors_checkpoint.ts";
+export * from "./lib/io/safetensors_header.ts";
+export * from "./lib/io/safetensors_reader.ts";
+export * from "./lib/io/safetensors_writer.ts";
+export * from "./lib/io/tokenizer.ts";
+
+// Data, training, generation, merge, demo
 export * from "./lib/data/eval.ts";
-export * from "./lib/sampling.ts";
-export * from "./lib/qlinear/layer.ts";
-export * from "./lib/model/ops/attention.ts";
-export * from "./lib/model/llama.ts";
-export * from "./lib/train/trainer.ts";
-export * from "./lib/generate/generate.ts";
-export * from "./lib/generate/text_streamer.ts";
-export * from "./lib/generate/text_generator.ts";
-export * from "./lib/generate/options.ts";
-export * from "./lib/model/load_adapter.ts";
-export * from "./lib/merge/merge_lora.ts";
-export * from "./lib/merge/merge_folder.ts";
-export * from "./lib/merge/options.ts";
+export * from "./lib/data/examples.ts";
+export * from "./lib/data/loader.ts";
+export * from "./lib/data/records.ts";
 export * from "./lib/demo/reversal_demo.ts";
+export * from "./lib/generate/generate.ts";
+export * from "./lib/generate/options.ts";
+export * from "./lib/generate/text_generator.ts";
+export * from "./lib/generate/text_streamer.ts";
+export * from "./lib/merge/merge_folder.ts";
+export * from "./lib/merge/merge_lora.ts";
+export * from "./lib/merge/options.ts";
+export * from "./lib/sampling.ts";
+export * from "./lib/train/checkpoint.ts";
+export * from "./lib/train/loss_svg.ts";
+export * from "./lib/train/metrics.ts";
+export * from "./lib/train/options.ts";
+export * from "./lib/train/progress.ts";
+export * from "./lib/train/trainer.ts";
