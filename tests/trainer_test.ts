@@ -61,3 +61,22 @@ Deno.test("trainer: a run stopped after a checkpoint and resumed equals an unint
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("trainer: --f16 trains with f16 products where the adapter has shader-f16, else a clear error", async () => {
+  const dir = await finetuneFixture();
+  try {
+    const parsed = parseFinetuneArgs([...finetuneFlags(dir, "h", 3), "--f16", "--save-every", "0"]);
+    assert.ok(parsed.kind === "run");
+    const run = await resolveFinetuneRun(parsed);
+    if (gpu.features.shaderF16) {
+      const r = await finetune(gpu, run, { sink });
+      const m = await readMetrics(r.metricsPath);
+      assert.equal(m.length, 3);
+      assert.ok(m.every((x) => Number.isFinite(x.loss) && Number.isFinite(x.grad_norm)));
+    } else {
+      await assert.rejects(finetune(gpu, run, { sink }), /f16.*shader-f16/);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

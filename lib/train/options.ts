@@ -65,7 +65,7 @@ export interface FinetuneOptions {
   saveEvery: number;
   /** Start from this PEFT adapter folder; null: fresh LoRA init. */
   initAdapter: string | null;
-  /** f16 training math where the adapter supports it (f32 otherwise). */
+  /** f16 arithmetic in the frozen-weight products (needs `shader-f16`; an error without it). Default f32. */
   f16: boolean;
 }
 
@@ -131,7 +131,7 @@ Options (defaults: the QLoRA reference scripts):
   --init-adapter DIR       start from an existing PEFT adapter (its r, alpha, targets)
   --resume OUT             continue the run in OUT from its last complete checkpoint, with the
                            options saved there (only --gpu-memory and --page-size may change)
-  --f16                    f16 training math where the adapter has shader-f16 (default f32)
+  --f16                    f16 arithmetic in the NF4 products; needs shader-f16 (default f32)
   -h, --help               this text
 `;
 

@@ -126,10 +126,9 @@ export async function resolveFinetuneRun(
  */
 export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
   const { options, args, resumeFrom, startStep } = run;
-  if (options.f16) throw new Error("--f16: f16 training math is not available yet; leave it out to train in f32");
   const log = (msg: string) => (hooks.sink ?? Deno.stderr).writeSync(new TextEncoder().encode(msg + "\n"));
 
-  // 2. Model: the adapter's settings come from --init-adapter (or the checkpoint) when there is one.
+  // 1. Model: the adapter's settings come from --init-adapter (or the checkpoint) when there is one.
   const adapterDir = resumeFrom ?? options.initAdapter;
   let lora: LoraConfig = {
     r: options.loraR,
@@ -142,12 +141,16 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
     lora = await adapterLoraConfig(adapterDir, options.seed);
     if (!resumeFrom) lora.dropout = options.loraDropout; // dropout is a training choice, not the adapter's
   }
-  const model = await LlamaModel.load(gpu, options.model, { lora, gradientCheckpointing: options.checkpointing });
+  const model = await LlamaModel.load(gpu, options.model, {
+    lora,
+    gradientCheckpointing: options.checkpointing,
+    precision: options.f16 ? "f16" : "f32",
+  });
   try {
     const layers = model.loraLayers();
     if (adapterDir) await loadAdapterWeights(model, adapterDir);
 
-    // 3. Data.
+    // 2. Data.
     const tok = await loadTokenizer(options.model);
     const maxSeqLen = options.maxSeqLen ?? model.config.maxPositionEmbeddings;
     const data = tokenizeData(tok, await readJsonl(options.data), maxSeqLen);
@@ -168,7 +171,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
       totalSteps,
     };
 
-    // 4. Optimizer over every A and B.
+    // 3. Optimizer over every A and B.
     const params = layers.flatMap((l) => [
       { name: `${l.path}.lora_A`, param: l.a, grad: l.gradA },
       { name: `${l.path}.lora_B`, param: l.b, grad: l.gradB },
@@ -185,7 +188,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
       log(`Resuming ${options.out} from ${resumeFrom} (step ${startStep} of ${totalSteps})`);
     }
 
-    // 5. The loop.
+    // 4. The loop.
     await Deno.mkdir(options.out, { recursive: true });
     const metricsPath = join(options.out, "metrics.jsonl");
     const metrics = await MetricsWriter.open(metricsPath, resumeFrom ? startStep : undefined);
@@ -255,7 +258,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
       progress.done();
     }
 
-    // 6. The final adapter in OUT itself, and the loss curve of the whole run.
+    // 5. The final adapter in OUT itself, and the loss curve of the whole run.
     await saveAdapter(options.out);
     const lossSvgPath = join(options.out, "loss.svg");
     await writeLossSvg(lossSvgPath, await readMetrics(metricsPath));
