@@ -80,3 +80,43 @@ Deno.test("trainer: --f16 trains with f16 products where the adapter has shader-
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("trainer: under a --gpu-memory limit the paged optimizer spills to host, with the same results", async () => {
+  const dir = await finetuneFixture();
+  try {
+    const flags = (out: string) => [
+      ...finetuneFlags(dir, out, 4),
+      ...["--optimizer", "paged_adamw_32bit", "--page-size", "4KiB", "--save-every", "0"],
+    ];
+    const run = async (out: string, gpuMemory?: number) => {
+      const g = await requestGpu({ gpuMemory });
+      const parsed = parseFinetuneArgs(flags(out));
+      assert.ok(parsed.kind === "run");
+      let optimizerBytes = 0;
+      let pagedIn = 0;
+      await finetune(g, await resolveFinetuneRun(parsed), {
+        sink,
+        onStep: () => {
+          const r = g.budget.report();
+          optimizerBytes = Math.max(optimizerBytes, r.byClass.optimizer);
+          pagedIn = r.paging.bytesPagedIn;
+        },
+      });
+      const peak = g.budget.report().peak;
+      g.destroy();
+      return { metrics: await readMetrics(`${dir}/${out}/metrics.jsonl`), optimizerBytes, pagedIn, peak };
+    };
+    const free = await run("free");
+    // Room for everything but half of the optimizer state at the busiest moment of a step.
+    const limit = Math.max(...free.metrics.map((m) => m.gpu_bytes)) - free.optimizerBytes / 2;
+    const tight = await run("tight", limit);
+    // Without a limit each page comes in once; under it, evicted pages come back in later steps.
+    assert.ok(tight.pagedIn > free.pagedIn, `paged in ${tight.pagedIn} > ${free.pagedIn}`);
+    assert.ok(tight.peak <= limit, `peak ${tight.peak} <= limit ${limit}`);
+    assert.deepEqual(tight.metrics.map((m) => [m.loss, m.grad_norm]), free.metrics.map((m) => [m.loss, m.grad_norm]));
+    const [a, b] = [await readPeftAdapter(`${dir}/free`), await readPeftAdapter(`${dir}/tight`)];
+    for (const [path, w] of a.modules) assert.deepEqual(b.modules.get(path), w, path);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
