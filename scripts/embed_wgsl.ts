@@ -2,16 +2,28 @@
  * Embeds `wgsl/*.wgsl` into `lib/gpu/_wgsl.ts`, so the package needs no file access when imported from JSR.
  * Run after editing a kernel: `deno task embed`. `tests/wgsl_embed_test.ts` fails when the copy is stale.
  *
+ * Shared code: WGSL has no includes, so this script resolves them. A line `#include "_name.wgsl"` (alone on its
+ * line, indentation allowed) is replaced by the text of `wgsl/_name.wgsl`. Files whose name starts with `_` are
+ * fragments: they are not kernels and get no entry of `WGSL`. Each fragment expands at most once per kernel (a
+ * later include of it expands to nothing), so fragments may include fragments they depend on; cycles end there
+ * too. An include of a missing fragment, or of a name not of the form `_name.wgsl`, is an error naming the
+ * including file and line. The runtime only sees the expanded sources.
+ *
  * @module
  */
 
 const root = new URL("../", import.meta.url);
+const _INCLUDE = /^\s*#include\s+"(.*)"\s*$/;
+const _FRAGMENT = /^_[A-Za-z0-9_]+\.wgsl$/;
 
-/** Renders the generated module for the `.wgsl` files in `wgsl/`. */
-export async function renderWgslModule(): Promise<string> {
+/**
+ * Renders the generated module for the `.wgsl` kernels of a folder (default: the repository's `wgsl/`), with
+ * their includes expanded.
+ */
+export async function renderWgslModule(dir: URL = new URL("wgsl/", root)): Promise<string> {
   const names: string[] = [];
-  for await (const e of Deno.readDir(new URL("wgsl/", root))) {
-    if (e.isFile && e.name.endsWith(".wgsl")) names.push(e.name.slice(0, -5));
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name.endsWith(".wgsl") && !e.name.startsWith("_")) names.push(e.name.slice(0, -5));
   }
   names.sort();
   const lines = [
@@ -21,11 +33,39 @@ export async function renderWgslModule(): Promise<string> {
     "export const WGSL: Readonly<Record<string, string>> = {",
   ];
   for (const n of names) {
-    const src = await Deno.readTextFile(new URL(`wgsl/${n}.wgsl`, root));
+    const src = await _expand(dir, `${n}.wgsl`, `${n}.wgsl`, new Set());
     lines.push(`  ${JSON.stringify(n)}: ${JSON.stringify(src)},`);
   }
   lines.push("};", "");
   return lines.join("\n");
+}
+
+/** The text of `file` in `dir`, included by `kernel`, with its includes expanded; `seen`: fragments expanded. */
+async function _expand(dir: URL, file: string, kernel: string, seen: Set<string>): Promise<string> {
+  const lines = (await Deno.readTextFile(new URL(file, dir))).split("\n");
+  const out: string[] = [];
+  for (const [i, line] of lines.entries()) {
+    const m = line.match(_INCLUDE);
+    if (!m) {
+      out.push(line);
+      continue;
+    }
+    const frag = m[1];
+    const at = `wgsl/${file}:${i + 1}` + (file === kernel ? "" : ` (included by wgsl/${kernel})`);
+    if (!_FRAGMENT.test(frag)) {
+      throw new Error(`Include of "${frag}" at ${at}: fragments are named _name.wgsl`);
+    }
+    if (seen.has(frag)) continue;
+    seen.add(frag);
+    try {
+      await Deno.stat(new URL(frag, dir));
+    } catch {
+      throw new Error(`Include of unknown fragment "${frag}" at ${at}: no file wgsl/${frag}`);
+    }
+    // The fragment's final newline is the include line's own.
+    out.push((await _expand(dir, frag, kernel, seen)).replace(/\n$/, ""));
+  }
+  return out.join("\n");
 }
 
 if (import.meta.main) {
