@@ -42,14 +42,19 @@ export function expectF32(t: Tensor, shape: readonly number[], what: string): vo
  * @param gpu The device.
  * @param op Names the operation in the error.
  * @param operands `[name, bytes]` pairs.
+ * @param limit Binding limit (default: the device's).
  * @throws {Error} Naming the operand, its size and the limit.
  */
-export function checkBindingSize(gpu: Gpu, op: string, operands: [string, number][]): void {
-  const limit = gpu.limits.maxStorageBufferBindingSize;
+export function checkBindingSize(
+  gpu: Gpu,
+  op: string,
+  operands: [string, number][],
+  limit: number = gpu.limits.maxStorageBufferBindingSize,
+): void {
   for (const [name, bytes] of operands) {
     if (bytes > limit) {
       throw new Error(
-        `${op}: ${name} takes ${bytes} bytes, over the storage binding limit of ${limit} bytes; split the rows`,
+        `${op}: ${name} takes ${bytes} bytes, over the storage binding limit of ${limit} bytes (only the row-split operands may be larger)`,
       );
     }
   }

@@ -1,6 +1,8 @@
 /**
  * Dense f32 matrix multiply on the GPU (`wgsl/matmul_f32.wgsl`): `C = alpha · op(A) · op(B) (+ C)`, with
  * transposes and an optional dropout mask. The GEMM speed reference, and the LoRA products of the QLoRA layer.
+ * Operands over one storage binding are split into row ranges: rows of M (`a` and `out`), or for `aᵀ·b` rows of
+ * the reduction dimension (summed into `out` range by range).
  *
  * @module
  */
@@ -8,6 +10,7 @@
 import { Tensor } from "../gpu/tensor.ts";
 import { checkBindingSize } from "./_checks.ts";
 import { dropoutThreshold } from "./dropout.ts";
+import { bindingLimit, rowBinding, rowRanges } from "./_row_chunks.ts";
 
 /** Where {@linkcode matmul} applies a dropout mask (see `lib/kernels/dropout.ts`). */
 export interface MatmulDropout {
@@ -35,6 +38,8 @@ export interface MatmulOptions {
   dropout?: MatmulDropout;
   /** Label of a new `out` tensor (default `"matmul out"`). */
   label?: string;
+  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
+  maxBindingBytes?: number;
 }
 
 const _DROP_MODE = { a: 1, b: 2, out: 3 } as const;
@@ -86,33 +91,67 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   }
   if (accumulate && !options.out) throw new Error("matmul: accumulate needs an out tensor");
   const gpu = a.gpu;
-  checkBindingSize(gpu, "matmul", [["a", a.byteLength], ["b", b.byteLength], ["out", M * N * 4]]);
   const out = options.out ?? Tensor.empty(gpu, [M, N], { label: options.label ?? "matmul out" });
   const [or, oc] = _shape2(out, "out");
   if (or !== M || oc !== N) {
     throw new Error(`matmul: out "${out.label}" is [${out.shape}], expected [${M},${N}]`);
   }
-  const BM = _tile(M);
-  const BN = _tile(N);
-  const u = new Uint32Array(8);
-  const f = new Float32Array(u.buffer);
-  u.set([M, N, K, accumulate ? 1 : 0]);
-  f[4] = alpha;
-  u[5] = dropout?.seed ?? 0;
-  u[6] = dropout ? dropoutThreshold(dropout.p) : 0;
-  f[7] = dropout ? 1 / (1 - dropout.p) : 1;
   if (M === 0 || N === 0) return out;
-  gpu.dispatch({
-    kernel: "matmul_f32",
-    constants: {
-      TRANS_A: transA ? 1 : 0,
-      TRANS_B: transB ? 1 : 0,
-      DROP: dropout && dropout.p > 0 ? _DROP_MODE[dropout.on] : 0,
-      BM,
-      BN,
-    },
-    bindings: [a.buffer, b.buffer, out.buffer, u],
-    workgroups: [Math.ceil(N / BN), Math.ceil(M / BM)],
-  });
+  const limit = bindingLimit(gpu, options.maxBindingBytes);
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  const split = _split(a, b, out, transA, transB, limit);
+  const ranges = split === "m"
+    ? rowRanges(M, [K * 4, N * 4], limit, align, "matmul")
+    : rowRanges(K, [M * 4, N * 4], limit, align, "matmul");
+  if (ranges.length > 1 && dropout && dropout.p > 0) {
+    // The mask hashes the element's index within its binding, and the kernel has no offset for it.
+    throw new Error(
+      `matmul: dropout needs a "${a.label}" [${a.shape}] · "${b.label}" [${b.shape}] product that fits one ` +
+        `${limit}-byte storage binding (the mask is keyed by the global element index)`,
+    );
+  }
+  const constants = {
+    TRANS_A: transA ? 1 : 0,
+    TRANS_B: transB ? 1 : 0,
+    DROP: dropout && dropout.p > 0 ? _DROP_MODE[dropout.on] : 0,
+  };
+  for (const [r0, r1] of ranges) {
+    const rows = r1 - r0;
+    // Rows of M: slices of a and out. Rows of K (a reduction): slices of a and b, summed into out.
+    const [m, k] = split === "m" ? [rows, K] : [M, rows];
+    const u = new Uint32Array(8);
+    const f = new Float32Array(u.buffer);
+    u.set([m, N, k, accumulate || (split === "k" && r0 > 0) ? 1 : 0]);
+    f[4] = alpha;
+    u[5] = dropout?.seed ?? 0;
+    u[6] = dropout ? dropoutThreshold(dropout.p) : 0;
+    f[7] = dropout ? 1 / (1 - dropout.p) : 1;
+    const BM = _tile(m);
+    const BN = _tile(N);
+    gpu.dispatch({
+      kernel: "matmul_f32",
+      constants: { ...constants, BM, BN },
+      bindings: split === "m"
+        ? [rowBinding(a, K * 4, [r0, r1]), b.buffer, rowBinding(out, N * 4, [r0, r1]), u]
+        : [rowBinding(a, M * 4, [r0, r1]), rowBinding(b, N * 4, [r0, r1]), out.buffer, u],
+      workgroups: [Math.ceil(N / BN), Math.ceil(m / BM)],
+    });
+  }
   return out;
+}
+
+// Which rows to split when an operand is over the binding limit: rows of M (a [M, K] and out) when a is not
+// transposed, else rows of K (a [K, M] and b [K, N]: a reduction, accumulated range by range). Operands bound
+// whole must fit.
+function _split(a: Tensor, b: Tensor, out: Tensor, transA: boolean, transB: boolean, limit: number): "m" | "k" {
+  const over = [a, b, out].some((t) => t.byteLength > limit);
+  if (!over || !transA) {
+    if (over) checkBindingSize(a.gpu, "matmul (rows of a and out are split)", [["b", b.byteLength]], limit);
+    return "m";
+  }
+  if (transB) {
+    checkBindingSize(a.gpu, "matmul (aᵀ·bᵀ is not split)", [["a", a.byteLength], ["b", b.byteLength]], limit);
+  }
+  checkBindingSize(a.gpu, "matmul (rows of aᵀ and b are split)", [["out", out.byteLength]], limit);
+  return "k";
 }

@@ -9,6 +9,7 @@ import { type Binding, type Gpu, grid2d } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { checkBindingSize, expectF32, quantizedMatrixShape } from "./_checks.ts";
+import { bindingLimit, rowBinding, rowRanges } from "./_row_chunks.ts";
 
 /** Kernel choice for {@linkcode nf4Linear}: `auto` takes `gemv` for M ≤ 16 rows, `gemm` above. */
 export type Nf4LinearPath = "auto" | "gemv" | "gemm";
@@ -33,6 +34,18 @@ export interface Nf4LinearOptions {
   path?: Nf4LinearPath;
   /** Destination `[M, N]` f32 (default: a new activations tensor). */
   out?: Tensor;
+  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
+  maxBindingBytes?: number;
+}
+
+/** Options of {@linkcode nf4LinearGradInput}. */
+export interface Nf4LinearGradInputOptions {
+  /** Destination `[M, K]` f32 (default: a new activations tensor). */
+  out?: Tensor;
+  /** Arithmetic (default `f32`). */
+  precision?: Nf4Precision;
+  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
+  maxBindingBytes?: number;
 }
 
 const _GEMV_ROWS_PER_WORKGROUP = 4; // NR in the kernel
@@ -43,10 +56,10 @@ const _FLAG_DOUBLE_QUANT = 2;
 const _FLAG_ALIGNED = 4;
 
 function _bindings(
-  input: Tensor,
+  input: Binding,
   w: QuantizedTensor,
   bias: Tensor | undefined,
-  out: Tensor,
+  out: Binding,
   dims: [number, number, number],
 ): Binding[] {
   const u = new Uint32Array(8);
@@ -54,7 +67,13 @@ function _bindings(
   new Float32Array(u.buffer)[4] = w.offset;
   u[5] = (bias ? _FLAG_BIAS : 0) | (w.doubleQuant ? _FLAG_DOUBLE_QUANT : 0) | (dims[2] % 8 === 0 ? _FLAG_ALIGNED : 0);
   const biasBuffer = bias?.buffer ?? w.code; // placeholder, unread without FLAG_BIAS
-  return [input.buffer, w.packed, w.absmax, w.absmax2, w.code, w.code2, biasBuffer, out.buffer, u];
+  return [input, w.packed, w.absmax, w.absmax2, w.code, w.code2, biasBuffer, out, u];
+}
+
+// The weight is bound whole (only the rows of the activations are split).
+function _checkWeight(gpu: Gpu, op: string, w: QuantizedTensor, limit: number): void {
+  const what = `${op} (the weight "${w.label}" [${w.shape}] is bound whole; only activation rows are split)`;
+  checkBindingSize(gpu, what, [["packed weight", w.packed.size], ["absmax", w.absmax.size]], limit);
 }
 
 function _gemmKernel(gpu: Gpu, precision: Nf4Precision | undefined, op: string): string {
@@ -99,31 +118,33 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
   if (gemv && M > GEMV_MAX_ROWS) throw new Error(`nf4Linear: the gemv path takes at most 16 rows, got ${M}`);
   const gpu = x.gpu;
   const kernel = _gemmKernel(gpu, options.precision, "nf4Linear");
-  checkBindingSize(gpu, "nf4Linear", [["input", x.byteLength], ["output", M * N * 4], [
-    "packed weight",
-    w.packed.size,
-  ]]);
+  const limit = bindingLimit(gpu, options.maxBindingBytes);
+  _checkWeight(gpu, "nf4Linear", w, limit);
+  const ranges = rowRanges(M, [K * 4, N * 4], limit, gpu.limits.minStorageBufferOffsetAlignment, "nf4Linear");
   const out = options.out ?? Tensor.empty(gpu, [M, N], { label: `${w.label} out` });
   expectF32(out, [M, N], "nf4Linear: out");
   if (M === 0) return out;
-  const bindings = _bindings(x, w, options.bias, out, [M, N, K]);
-  if (gemv) {
-    gpu.dispatch({
-      kernel: "qlinear_nf4",
-      entryPoint: "gemv",
-      constants: { MROWS: M === 1 ? 1 : M <= 4 ? 4 : 16 },
-      bindings,
-      workgroups: grid2d(Math.ceil(N / _GEMV_ROWS_PER_WORKGROUP), gpu.limits.maxComputeWorkgroupsPerDimension),
-    });
-  } else {
-    const BM = _tile(M);
-    gpu.dispatch({
-      kernel,
-      entryPoint: "gemm",
-      constants: { BM },
-      bindings,
-      workgroups: [Math.ceil(N / 64), Math.ceil(M / BM)],
-    });
+  for (const range of ranges) {
+    const m = range[1] - range[0];
+    const bindings = _bindings(rowBinding(x, K * 4, range), w, options.bias, rowBinding(out, N * 4, range), [m, N, K]);
+    if (gemv) {
+      gpu.dispatch({
+        kernel: "qlinear_nf4",
+        entryPoint: "gemv",
+        constants: { MROWS: m === 1 ? 1 : m <= 4 ? 4 : 16 },
+        bindings,
+        workgroups: grid2d(Math.ceil(N / _GEMV_ROWS_PER_WORKGROUP), gpu.limits.maxComputeWorkgroupsPerDimension),
+      });
+    } else {
+      const BM = _tile(m);
+      gpu.dispatch({
+        kernel,
+        entryPoint: "gemm",
+        constants: { BM },
+        bindings,
+        workgroups: [Math.ceil(N / 64), Math.ceil(m / BM)],
+      });
+    }
   }
   return out;
 }
@@ -150,24 +171,30 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
 export function nf4LinearGradInput(
   dy: Tensor,
   w: QuantizedTensor,
-  options: { out?: Tensor; precision?: Nf4Precision } = {},
+  options: Nf4LinearGradInputOptions = {},
 ): Tensor {
   const [N, K] = quantizedMatrixShape(w);
   expectF32(dy, [-1, N], `nf4LinearGradInput: output gradient for weight "${w.label}" [${w.shape}]:`);
   const M = dy.shape[0];
   const gpu = dy.gpu;
   const kernel = _gemmKernel(gpu, options.precision, "nf4LinearGradInput");
-  checkBindingSize(gpu, "nf4LinearGradInput", [["output gradient", dy.byteLength], ["input gradient", M * K * 4]]);
+  const limit = bindingLimit(gpu, options.maxBindingBytes);
+  _checkWeight(gpu, "nf4LinearGradInput", w, limit);
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  const ranges = rowRanges(M, [N * 4, K * 4], limit, align, "nf4LinearGradInput");
   const dx = options.out ?? Tensor.empty(gpu, [M, K], { label: `${w.label} dx` });
   expectF32(dx, [M, K], "nf4LinearGradInput: out");
   if (M === 0) return dx;
-  const BM = _tile(M);
-  gpu.dispatch({
-    kernel,
-    entryPoint: "dx",
-    constants: { BM },
-    bindings: _bindings(dy, w, undefined, dx, [M, N, K]),
-    workgroups: [Math.ceil(K / 64), Math.ceil(M / BM)],
-  });
+  for (const range of ranges) {
+    const m = range[1] - range[0];
+    const BM = _tile(m);
+    gpu.dispatch({
+      kernel,
+      entryPoint: "dx",
+      constants: { BM },
+      bindings: _bindings(rowBinding(dy, N * 4, range), w, undefined, rowBinding(dx, K * 4, range), [m, N, K]),
+      workgroups: [Math.ceil(K / 64), Math.ceil(m / BM)],
+    });
+  }
   return dx;
 }

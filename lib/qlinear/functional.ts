@@ -5,6 +5,8 @@
  * Kernels: the fused NF4 products of `lib/kernels/nf4_linear.ts` (deq(W) is never materialized) and the dense
  * `matmul` for the rank-r LoRA products. Dropout is the hash mask of `lib/kernels/dropout.ts`, keyed by
  * `(seed, row-major index in X)`: the same seed in forward and backward gives the same mask, and nothing is stored.
+ * Activations larger than one storage binding are split into row ranges by the kernels (`maxBindingBytes`); the
+ * weight and the adapter are bound whole, and dropout needs X in one binding (the kernels cannot offset the mask).
  *
  * @module
  */
@@ -39,6 +41,8 @@ export interface QLinearForwardOptions {
   precision?: Nf4Precision;
   /** Destination `[M, N]`. */
   out?: Tensor;
+  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
+  maxBindingBytes?: number;
 }
 
 /** What {@linkcode qlinearForward} returns. */
@@ -63,6 +67,8 @@ export interface QLinearBackwardOptions {
   accumulate?: boolean;
   /** Arithmetic of `dY·deq(W)` (default `f32`; `f16` needs `shader-f16`). */
   precision?: Nf4Precision;
+  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
+  maxBindingBytes?: number;
 }
 
 /** What {@linkcode qlinearBackward} returns. */
@@ -136,10 +142,11 @@ export function qlinearForward(
 ): QLinearForwardResult {
   _validate(x, w, lora, options.bias);
   const label = `${w.label} lora`;
-  const xa = matmul(x, lora.a, { transB: true, dropout: _dropout(lora, options.seed, "a"), label: `${label} XA` });
-  const { bias, path, out, precision } = options;
-  const y = nf4Linear(x, w, { bias, path, out, precision });
-  matmul(xa, lora.b, { transB: true, alpha: lora.scale, accumulate: true, out: y });
+  const { bias, path, out, precision, maxBindingBytes } = options;
+  const dropout = _dropout(lora, options.seed, "a");
+  const xa = matmul(x, lora.a, { transB: true, dropout, label: `${label} XA`, maxBindingBytes });
+  const y = nf4Linear(x, w, { bias, path, out, precision, maxBindingBytes });
+  matmul(xa, lora.b, { transB: true, alpha: lora.scale, accumulate: true, out: y, maxBindingBytes });
   return { y, xa };
 }
 
@@ -184,10 +191,19 @@ export function qlinearBackward(
   expectF32(xa, [M, r], `${where} saved XA`);
   const accumulate = options.accumulate ?? false;
   if (accumulate && (!options.dA || !options.dB)) throw new Error(`${where} accumulate needs dA and dB`);
+  const { precision, maxBindingBytes } = options;
   const s = lora.scale;
   const label = `${w.label} lora`;
-  const dyb = matmul(dy, lora.b, { label: `${label} dY·B` }); // [M, r]
-  const dB = matmul(dy, xa, { transA: true, alpha: s, accumulate, out: options.dB, label: `${label} dB` });
+  const dyb = matmul(dy, lora.b, { label: `${label} dY·B`, maxBindingBytes }); // [M, r]
+  // dB and dA reduce over the M rows: split, they are summed range by range (matmul accumulates).
+  const dB = matmul(dy, xa, {
+    transA: true,
+    alpha: s,
+    accumulate,
+    out: options.dB,
+    label: `${label} dB`,
+    maxBindingBytes,
+  });
   const dA = matmul(dyb, x, {
     transA: true,
     alpha: s,
@@ -195,11 +211,13 @@ export function qlinearBackward(
     out: options.dA,
     dropout: _dropout(lora, options.seed, "b"),
     label: `${label} dA`,
+    maxBindingBytes,
   });
   let dx: Tensor | null = null;
   if (options.needDx ?? true) {
-    dx = nf4LinearGradInput(dy, w, { precision: options.precision });
-    matmul(dyb, lora.a, { alpha: s, accumulate: true, out: dx, dropout: _dropout(lora, options.seed, "out") });
+    dx = nf4LinearGradInput(dy, w, { precision, maxBindingBytes });
+    const dropout = _dropout(lora, options.seed, "out");
+    matmul(dyb, lora.a, { alpha: s, accumulate: true, out: dx, dropout, maxBindingBytes });
   }
   dyb.destroy();
   return { dx, dA, dB };
