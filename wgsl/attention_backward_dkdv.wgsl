@@ -18,20 +18,8 @@ override BQ: u32 = 16;
 override D4: u32 = D / 4u;
 override WG: u32 = BK * D4;
 
-struct Params {
-  B: u32,
-  Tq: u32,
-  Tk: u32,
-  nHeads: u32,
-  nKvHeads: u32,
-  qOffset: u32,
-  useLens: u32,
-  useOffsets: u32,
-  bq: u32, // = BQ, BK, D4: loop bounds read at run time, so that GL drivers do not unroll the loops
-  bk: u32,
-  d4: u32,
-  scale: f32,
-}
+#include "_attention_bounds.wgsl"
+#include "_attention_p_ds.wgsl"
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> k: array<vec4<f32>>;
@@ -49,7 +37,6 @@ struct Params {
 // attention_forward).
 var<workgroup> pt: array<f32, 2u * BQ * BK>;
 var<workgroup> dS: array<f32, 2u * BQ * BK>;
-var<workgroup> bounds: vec2<u32>; // (valid keys, position of query row 0)
 
 @compute @workgroup_size(WG)
 fn main(
@@ -66,18 +53,7 @@ fn main(
   let kvh = (wg / nkb) % p.nKvHeads;
   let b = wg / (nkb * p.nKvHeads);
   let G = p.nHeads / p.nKvHeads;
-  if (lid == 0u) {
-    var n = p.Tk;
-    if (p.useLens == 1u) {
-      n = min(seqLens[b], p.Tk);
-    }
-    var q0 = p.qOffset;
-    if (p.useOffsets == 1u) {
-      q0 += qOffsets[b];
-    }
-    bounds = vec2<u32>(n, q0);
-  }
-  let bnd = workgroupUniformLoad(&bounds);
+  let bnd = key_bounds(b, lid);
   let j0 = kb * BK;
   // Query rows that can see a key of this block: pos(t) = bnd.y + t >= j0; none if the block is padding.
   var tStart = 0u;
@@ -102,17 +78,9 @@ fn main(
         var pr = 0.0;
         var g2 = 0.0;
         if (t0 + i < p.Tq && key < bnd.x && key <= bnd.y + t0 + i) {
-          let qi = ((b * p.Tq + t0 + i) * p.nHeads + h) * D4;
-          let kj = ((b * p.Tk + key) * p.nKvHeads + kvh) * D4;
-          var sd = vec4<f32>(0.0);
-          var dpd = vec4<f32>(0.0);
-          for (var x = 0u; x < p.d4; x++) {
-            sd += q[qi + x] * k[kj + x];
-            dpd += dOut[qi + x] * v[kj + x];
-          }
-          let row = (b * p.nHeads + h) * p.Tq + t0 + i;
-          pr = exp((sd.x + sd.y + sd.z + sd.w) * p.scale - lse[row]);
-          g2 = pr * (dpd.x + dpd.y + dpd.z + dpd.w - delta[row]);
+          let pg = p_ds(b, h, kvh, t0 + i, key);
+          pr = pg.x;
+          g2 = pg.y;
         }
         pt[half + e] = pr;
         dS[half + e] = g2;

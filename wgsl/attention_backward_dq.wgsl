@@ -15,20 +15,8 @@ override BK: u32 = 16;
 override D4: u32 = D / 4u;
 override WG: u32 = BQ * D4;
 
-struct Params {
-  B: u32,
-  Tq: u32,
-  Tk: u32,
-  nHeads: u32,
-  nKvHeads: u32,
-  qOffset: u32,
-  useLens: u32,
-  useOffsets: u32,
-  bq: u32, // = BQ, BK, D4: loop bounds read at run time, so that GL drivers do not unroll the loops
-  bk: u32,
-  d4: u32,
-  scale: f32,
-}
+#include "_attention_bounds.wgsl"
+#include "_attention_p_ds.wgsl"
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> k: array<vec4<f32>>;
@@ -43,7 +31,6 @@ struct Params {
 
 // Two tiles alternate so one barrier per tile suffices (see attention_forward).
 var<workgroup> dS: array<f32, 2u * BQ * BK>;
-var<workgroup> bounds: vec2<u32>; // (valid keys, position of query row 0)
 
 @compute @workgroup_size(WG)
 fn main(
@@ -60,18 +47,7 @@ fn main(
   let h = (wg / nqb) % p.nHeads;
   let b = wg / (nqb * p.nHeads);
   let kvh = h / (p.nHeads / p.nKvHeads);
-  if (lid == 0u) {
-    var n = p.Tk;
-    if (p.useLens == 1u) {
-      n = min(seqLens[b], p.Tk);
-    }
-    var q0 = p.qOffset;
-    if (p.useOffsets == 1u) {
-      q0 += qOffsets[b];
-    }
-    bounds = vec2<u32>(n, q0);
-  }
-  let bnd = workgroupUniformLoad(&bounds);
+  let bnd = key_bounds(b, lid);
   let t0 = qb * BQ;
   let tLast = min(t0 + BQ, p.Tq) - 1u;
   let kEnd = min(bnd.x, bnd.y + tLast + 1u);
@@ -87,17 +63,7 @@ fn main(
       let key = k0 + e % BK;
       var g = 0.0;
       if (t0 + i < p.Tq && key < kEnd && key <= bnd.y + t0 + i) {
-        let qi = ((b * p.Tq + t0 + i) * p.nHeads + h) * D4;
-        let kj = ((b * p.Tk + key) * p.nKvHeads + kvh) * D4;
-        var sd = vec4<f32>(0.0);
-        var dpd = vec4<f32>(0.0);
-        for (var x = 0u; x < p.d4; x++) {
-          sd += q[qi + x] * k[kj + x];
-          dpd += dOut[qi + x] * v[kj + x];
-        }
-        let row = (b * p.nHeads + h) * p.Tq + t0 + i;
-        let pr = exp((sd.x + sd.y + sd.z + sd.w) * p.scale - lse[row]);
-        g = pr * (dpd.x + dpd.y + dpd.z + dpd.w - delta[row]);
+        g = p_ds(b, h, kvh, t0 + i, key).y;
       }
       dS[half + e] = g;
     }

@@ -21,20 +21,7 @@ override WG: u32 = BQ * D4;
 
 const MASKED: f32 = -3.0e38;
 
-struct Params {
-  B: u32,
-  Tq: u32,
-  Tk: u32,
-  nHeads: u32,
-  nKvHeads: u32,
-  qOffset: u32,
-  useLens: u32,
-  useOffsets: u32,
-  bq: u32, // = BQ, BK, D4: loop bounds read at run time, so that GL drivers do not unroll the loops
-  bk: u32,
-  d4: u32,
-  scale: f32,
-}
+#include "_attention_bounds.wgsl"
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> k: array<vec4<f32>>;
@@ -47,7 +34,6 @@ struct Params {
 
 // Scaled scores of the tile, MASKED where not visible; two tiles alternate so one barrier per tile suffices.
 var<workgroup> sc: array<f32, 2u * BQ * BK>;
-var<workgroup> bounds: vec2<u32>; // (valid keys, position of query row 0)
 
 @compute @workgroup_size(WG)
 fn main(
@@ -64,18 +50,7 @@ fn main(
   let h = (wg / nqb) % p.nHeads;
   let b = wg / (nqb * p.nHeads);
   let kvh = h / (p.nHeads / p.nKvHeads);
-  if (lid == 0u) {
-    var n = p.Tk;
-    if (p.useLens == 1u) {
-      n = min(seqLens[b], p.Tk);
-    }
-    var q0 = p.qOffset;
-    if (p.useOffsets == 1u) {
-      q0 += qOffsets[b];
-    }
-    bounds = vec2<u32>(n, q0);
-  }
-  let bnd = workgroupUniformLoad(&bounds);
+  let bnd = key_bounds(b, lid);
   let t0 = qb * BQ;
   let tLast = min(t0 + BQ, p.Tq) - 1u;
   let kEnd = min(bnd.x, bnd.y + tLast + 1u); // keys any row of this block can see
