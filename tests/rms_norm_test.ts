@@ -43,3 +43,22 @@ Deno.test("rmsNorm: wrong weight size and aliasing are clear errors", async () =
   throws(() => rmsNormForward(gpu, x, Tensor.empty(gpu, [4]), 1e-5, { y: x }), /passed twice/);
   gpu.destroy();
 });
+
+Deno.test("rmsNorm: row ranges under a small binding limit equal the whole dispatch", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(3);
+  // 300 rows of 33 floats (132 bytes): 64-row granularity for the 256-byte offset alignment; a 16896-byte limit
+  // gives ranges of 128, 128 and 44 rows. Each row is normalized alone: results equal bit for bit.
+  const rows = 300, cols = 33, limit = 16_896;
+  const x = Tensor.fromArray(gpu, rng.normalArray(rows * cols), [rows, cols]);
+  const w = Tensor.fromArray(gpu, rng.normalArray(cols, 1, 0.2), [cols]);
+  const dy = Tensor.fromArray(gpu, rng.normalArray(rows * cols), [rows, cols]);
+  const whole = rmsNormForward(gpu, x, w, 1e-5);
+  const split = rmsNormForward(gpu, x, w, 1e-5, {}, limit);
+  assertClose(await split.y.toFloat32(), await whole.y.toFloat32(), { atol: 0 }, "y");
+  assertClose(await split.rstd.toFloat32(), await whole.rstd.toFloat32(), { atol: 0 }, "rstd");
+  const dx = rmsNormBackward(gpu, dy, x, w, whole.rstd, undefined, limit);
+  assertClose(await dx.toFloat32(), await rmsNormBackward(gpu, dy, x, w, whole.rstd).toFloat32(), { atol: 0 }, "dx");
+  throws(() => rmsNormForward(gpu, x, w, 1e-5, {}, 1000), /rmsNormForward: rows of 132 bytes/);
+  gpu.destroy();
+});

@@ -51,3 +51,24 @@ Deno.test("residualAdd: acc += alpha * x in place", async () => {
   );
   gpu.destroy();
 });
+
+Deno.test("swiglu and residualAdd: element ranges under a small binding limit equal the whole dispatch", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(5);
+  // 70001 elements, 40000-byte limit: 8 ranges of 9984 elements (a multiple of the 64-element alignment) + ragged.
+  const n = 70001, limit = 40_000;
+  const [gt, ut, dt] = [0, 1, 2].map(() => Tensor.fromArray(gpu, rng.normalArray(n), [n]));
+  const whole = await swigluForward(gpu, gt, ut).toFloat32();
+  assertEqual(await swigluForward(gpu, gt, ut, undefined, limit).toFloat32(), whole, "h");
+  const a = swigluBackward(gpu, dt, gt, ut), b = swigluBackward(gpu, dt, gt, ut, {}, limit);
+  assertEqual(await b.dGate.toFloat32(), await a.dGate.toFloat32(), "dGate");
+  assertEqual(await b.dUp.toFloat32(), await a.dUp.toFloat32(), "dUp");
+  const acc = (l?: number) => residualAdd(gpu, Tensor.fromArray(gpu, whole, [n]), dt, 0.5, l).toFloat32();
+  assertEqual(await acc(limit), await acc(), "residual");
+  gpu.destroy();
+});
+
+// Elementwise kernels compute each element alone: splitting the dispatch must not change a bit.
+function assertEqual(actual: Float32Array, want: Float32Array, label: string): void {
+  assertClose(actual, want, { atol: 0 }, label);
+}

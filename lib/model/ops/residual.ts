@@ -6,7 +6,8 @@
 
 import type { Gpu } from "../../gpu/device.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
-import { _distinct, _elementGrid, _expect, _fitsBinding, _params } from "./_util.ts";
+import { bindingLimit, rowBinding, rowRanges } from "../../kernels/_row_chunks.ts";
+import { _distinct, _elementGrid, _expect, _params } from "./_util.ts";
 
 /**
  * Adds `alpha * x` into `acc` in place (the residual stream `h += o`, or summing gradients).
@@ -15,6 +16,7 @@ import { _distinct, _elementGrid, _expect, _fitsBinding, _params } from "./_util
  * @param acc f32 tensor updated in place.
  * @param x f32 tensor of the same size (not `acc`).
  * @param alpha Scale of `x` (default 1).
+ * @param maxBindingBytes Storage binding limit to split the range by (default and cap: the device's).
  * @returns `acc`.
  *
  * @example
@@ -27,15 +29,19 @@ import { _distinct, _elementGrid, _expect, _fitsBinding, _params } from "./_util
  * assert.deepEqual([...await h.toFloat32()], [6, 12]);
  * ```
  */
-export function residualAdd(gpu: Gpu, acc: Tensor, x: Tensor, alpha = 1): Tensor {
+export function residualAdd(gpu: Gpu, acc: Tensor, x: Tensor, alpha = 1, maxBindingBytes?: number): Tensor {
   _expect(acc, "Residual accumulator", acc.size);
   _expect(x, "Residual addend", acc.size);
   _distinct("residualAdd", acc, x);
-  _fitsBinding(gpu, acc, "Residual accumulator");
-  gpu.dispatch({
-    kernel: "residual_add",
-    bindings: [acc.buffer, x.buffer, _params([acc.size], [alpha])],
-    workgroups: _elementGrid(gpu, acc.size),
-  });
+  const limit = bindingLimit(gpu, maxBindingBytes);
+  const align = gpu.limits.minStorageBufferOffsetAlignment;
+  for (const range of rowRanges(acc.size, [4], limit, align, "residualAdd")) {
+    const n = range[1] - range[0];
+    gpu.dispatch({
+      kernel: "residual_add",
+      bindings: [rowBinding(acc, 4, range), rowBinding(x, 4, range), _params([n], [alpha])],
+      workgroups: _elementGrid(gpu, n),
+    });
+  }
   return acc;
 }

@@ -6,6 +6,7 @@
 
 import { type Gpu, grid2d } from "../../gpu/device.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
+import { bindingLimit, rowBinding, rowRanges } from "../../kernels/_row_chunks.ts";
 import { _distinct, _expect, _matrix, _output, _params } from "./_util.ts";
 
 /** Result of {@linkcode rmsNormForward}. */
@@ -24,6 +25,7 @@ export interface RmsNormForward {
  * @param weight Frozen f32 `[H]`.
  * @param eps `rms_norm_eps` from the model config.
  * @param out Optional outputs to reuse: `y` (size of `x`) and/or `rstd` (`[rows]`).
+ * @param maxBindingBytes Storage binding limit to split the range by (default and cap: the device's).
  * @returns `y` and the per-row `rstd`.
  *
  * @example
@@ -44,6 +46,7 @@ export function rmsNormForward(
   weight: Tensor,
   eps: number,
   out: Partial<RmsNormForward> = {},
+  maxBindingBytes?: number,
 ): RmsNormForward {
   const [rows, cols] = _matrix(x, "RMSNorm input", weight.size);
   _expect(weight, "RMSNorm weight", cols);
@@ -51,11 +54,15 @@ export function rmsNormForward(
   const rstd = _output(gpu, out.rstd, [rows], "rmsnorm rstd");
   _distinct("rmsNormForward", x, y, rstd);
   _distinct("rmsNormForward", weight, y, rstd);
-  gpu.dispatch({
-    kernel: "rms_norm_forward",
-    bindings: [x.buffer, weight.buffer, y.buffer, rstd.buffer, _params([rows, cols], [eps])],
-    workgroups: grid2d(rows, gpu.limits.maxComputeWorkgroupsPerDimension),
-  });
+  for (const range of _ranges(gpu, rows, cols, maxBindingBytes, "rmsNormForward")) {
+    const n = range[1] - range[0];
+    const [xr, yr] = [x, y].map((t) => rowBinding(t, cols * 4, range));
+    gpu.dispatch({
+      kernel: "rms_norm_forward",
+      bindings: [xr, weight.buffer, yr, rowBinding(rstd, 4, range), _params([n, cols], [eps])],
+      workgroups: grid2d(n, gpu.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
   return { y, rstd };
 }
 
@@ -68,6 +75,7 @@ export function rmsNormForward(
  * @param weight The frozen weight `[H]`.
  * @param rstd The forward's per-row `rstd`.
  * @param dx Optional output to reuse (size of `x`; must not be `dy` or `x`).
+ * @param maxBindingBytes Storage binding limit to split the range by (default and cap: the device's).
  * @returns `dx`.
  *
  * @example
@@ -90,6 +98,7 @@ export function rmsNormBackward(
   weight: Tensor,
   rstd: Tensor,
   dx?: Tensor,
+  maxBindingBytes?: number,
 ): Tensor {
   const [rows, cols] = _matrix(x, "RMSNorm input", weight.size);
   _expect(dy, "RMSNorm dy", x.size);
@@ -97,10 +106,27 @@ export function rmsNormBackward(
   _expect(rstd, "RMSNorm rstd", rows);
   const out = _output(gpu, dx, x.shape, "rmsnorm dx");
   for (const t of [dy, x, weight, rstd]) _distinct("rmsNormBackward", t, out);
-  gpu.dispatch({
-    kernel: "rms_norm_backward",
-    bindings: [dy.buffer, x.buffer, weight.buffer, rstd.buffer, out.buffer, _params([rows, cols])],
-    workgroups: grid2d(rows, gpu.limits.maxComputeWorkgroupsPerDimension),
-  });
+  for (const range of _ranges(gpu, rows, cols, maxBindingBytes, "rmsNormBackward")) {
+    const n = range[1] - range[0];
+    const [dyr, xr, dxr] = [dy, x, out].map((t) => rowBinding(t, cols * 4, range));
+    gpu.dispatch({
+      kernel: "rms_norm_backward",
+      bindings: [dyr, xr, weight.buffer, rowBinding(rstd, 4, range), dxr, _params([n, cols])],
+      workgroups: grid2d(n, gpu.limits.maxComputeWorkgroupsPerDimension),
+    });
+  }
   return out;
+}
+
+// Row ranges whose [n, cols] activations and [n] rstd fit one storage binding each (the weight is bound whole).
+function _ranges(
+  gpu: Gpu,
+  rows: number,
+  cols: number,
+  maxBindingBytes: number | undefined,
+  op: string,
+): [number, number][] {
+  const limit = bindingLimit(gpu, maxBindingBytes);
+  if (cols * 4 > limit) throw new Error(`${op}: the [${cols}] weight is over the ${limit}-byte storage binding limit`);
+  return rowRanges(rows, [cols * 4, 4], limit, gpu.limits.minStorageBufferOffsetAlignment, op);
 }

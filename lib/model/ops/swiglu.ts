@@ -6,7 +6,8 @@
 
 import type { Gpu } from "../../gpu/device.ts";
 import type { Tensor } from "../../gpu/tensor.ts";
-import { _distinct, _elementGrid, _expect, _fitsBinding, _output, _params } from "./_util.ts";
+import { bindingLimit, rowBinding, rowRanges } from "../../kernels/_row_chunks.ts";
+import { _distinct, _elementGrid, _expect, _output, _params } from "./_util.ts";
 
 /** Gradients from {@linkcode swigluBackward}. */
 export interface SwigluGrads {
@@ -23,6 +24,7 @@ export interface SwigluGrads {
  * @param gate f32 tensor (e.g. `[rows, intermediate]`).
  * @param up f32 tensor, same size.
  * @param out Optional output to reuse (same size; not `gate` or `up`).
+ * @param maxBindingBytes Storage binding limit to split the range by (default and cap: the device's).
  * @returns `h`, shaped like `gate`.
  *
  * @example
@@ -37,18 +39,20 @@ export interface SwigluGrads {
  * assert.ok(Math.abs(h[1] - 6 / (1 + Math.exp(-2))) < 1e-6);
  * ```
  */
-export function swigluForward(gpu: Gpu, gate: Tensor, up: Tensor, out?: Tensor): Tensor {
+export function swigluForward(gpu: Gpu, gate: Tensor, up: Tensor, out?: Tensor, maxBindingBytes?: number): Tensor {
   _expect(gate, "SwiGLU gate", gate.size);
   _expect(up, "SwiGLU up", gate.size);
   const h = _output(gpu, out, gate.shape, "swiglu h");
   _distinct("swigluForward", gate, h);
   _distinct("swigluForward", up, h);
-  for (const t of [gate, up, h]) _fitsBinding(gpu, t, "SwiGLU tensor");
-  gpu.dispatch({
-    kernel: "swiglu_forward",
-    bindings: [gate.buffer, up.buffer, h.buffer, _params([gate.size])],
-    workgroups: _elementGrid(gpu, gate.size),
-  });
+  for (const range of _ranges(gpu, gate.size, maxBindingBytes, "swigluForward")) {
+    const n = range[1] - range[0];
+    gpu.dispatch({
+      kernel: "swiglu_forward",
+      bindings: [...[gate, up, h].map((t) => rowBinding(t, 4, range)), _params([n])],
+      workgroups: _elementGrid(gpu, n),
+    });
+  }
   return h;
 }
 
@@ -61,6 +65,7 @@ export function swigluForward(gpu: Gpu, gate: Tensor, up: Tensor, out?: Tensor):
  * @param gate The forward's `gate`.
  * @param up The forward's `up`.
  * @param out Optional outputs to reuse (not aliasing the inputs).
+ * @param maxBindingBytes Storage binding limit to split the range by (default and cap: the device's).
  * @returns `dGate` and `dUp`.
  *
  * @example
@@ -80,6 +85,7 @@ export function swigluBackward(
   gate: Tensor,
   up: Tensor,
   out: Partial<SwigluGrads> = {},
+  maxBindingBytes?: number,
 ): SwigluGrads {
   _expect(gate, "SwiGLU gate", gate.size);
   _expect(up, "SwiGLU up", gate.size);
@@ -87,11 +93,18 @@ export function swigluBackward(
   const dGate = _output(gpu, out.dGate, gate.shape, "swiglu dGate");
   const dUp = _output(gpu, out.dUp, gate.shape, "swiglu dUp");
   for (const t of [dh, gate, up]) _distinct("swigluBackward", t, dGate, dUp);
-  for (const t of [dh, gate, up, dGate, dUp]) _fitsBinding(gpu, t, "SwiGLU tensor");
-  gpu.dispatch({
-    kernel: "swiglu_backward",
-    bindings: [dh.buffer, gate.buffer, up.buffer, dGate.buffer, dUp.buffer, _params([gate.size])],
-    workgroups: _elementGrid(gpu, gate.size),
-  });
+  for (const range of _ranges(gpu, gate.size, maxBindingBytes, "swigluBackward")) {
+    const n = range[1] - range[0];
+    gpu.dispatch({
+      kernel: "swiglu_backward",
+      bindings: [...[dh, gate, up, dGate, dUp].map((t) => rowBinding(t, 4, range)), _params([n])],
+      workgroups: _elementGrid(gpu, n),
+    });
+  }
   return { dGate, dUp };
+}
+
+// Element ranges that fit one storage binding each (elementwise: any aligned split works).
+function _ranges(gpu: Gpu, n: number, maxBindingBytes: number | undefined, op: string): [number, number][] {
+  return rowRanges(n, [4], bindingLimit(gpu, maxBindingBytes), gpu.limits.minStorageBufferOffsetAlignment, op);
 }
