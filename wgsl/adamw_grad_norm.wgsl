@@ -16,19 +16,7 @@ override ITEMS: u32 = 8;
 @group(0) @binding(1) var<storage, read_write> acc: array<f32>;
 @group(0) @binding(2) var<uniform> u: vec4<u32>;
 
-var<workgroup> red: array<f32, WG>;
-
-fn reduce(t: u32, x: f32) -> f32 {
-  red[t] = x;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (t < s) {
-      red[t] = red[t] + red[t + s];
-    }
-    workgroupBarrier();
-  }
-  return red[0];
-}
+#include "_workgroup_sum.wgsl"
 
 @compute @workgroup_size(WG)
 fn partial(
@@ -48,7 +36,7 @@ fn partial(
       s += data[i] * data[i];
     }
   }
-  let total = reduce(t, s);
+  let total = workgroup_sum(t, s);
   if (t == 0u) {
     acc[u.y + w] = total;
   }
@@ -60,7 +48,7 @@ fn total(@builtin(local_invocation_index) t: u32) {
   for (var i = t; i < u.x; i += WG) {
     s += data[i];
   }
-  let sum = reduce(t, s);
+  let sum = workgroup_sum(t, s);
   if (t == 0u) {
     let norm = sqrt(sum);
     let finite = (bitcast<u32>(norm) & 0x7f800000u) != 0x7f800000u;

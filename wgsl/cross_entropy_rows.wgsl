@@ -24,19 +24,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> rowStats: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, WG>;
+#include "_workgroup_sum.wgsl"
 
 fn reduceSum(lid: u32, v: f32) -> f32 {
   workgroupBarrier(); // red may still be read from the previous reduction
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      red[lid] += red[lid + s];
-    }
-    workgroupBarrier();
-  }
-  return red[0];
+  return workgroup_sum(lid, v);
 }
 
 fn reduceMax(lid: u32, v: f32) -> f32 {

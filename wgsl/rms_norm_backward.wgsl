@@ -18,7 +18,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, WG>;
+#include "_workgroup_sum.wgsl"
 
 @compute @workgroup_size(WG)
 fn main(
@@ -35,14 +35,9 @@ fn main(
   for (var i = lid; i < p.cols; i += WG) {
     acc += w[i] * dy[base + i] * x[base + i];
   }
-  red[lid] = acc;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      red[lid] += red[lid + s];
-    }
-    workgroupBarrier();
-  }
+  // The sum read back from red[0], not the returned value: Mesa's GL path then compiles dx bit-identically to
+  // the inline reduction this replaced.
+  _ = workgroup_sum(lid, acc);
   let r = rstd[row];
   let c = r * r * r * red[0] / f32(p.cols);
   for (var i = lid; i < p.cols; i += WG) {

@@ -17,7 +17,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-var<workgroup> red: array<f32, WG>;
+#include "_workgroup_sum.wgsl"
 
 @compute @workgroup_size(WG)
 fn main(
@@ -35,15 +35,7 @@ fn main(
     let v = x[base + i];
     ss += v * v;
   }
-  red[lid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      red[lid] += red[lid + s];
-    }
-    workgroupBarrier();
-  }
-  let r = 1.0 / sqrt(red[0] / f32(p.cols) + p.eps);
+  let r = 1.0 / sqrt(workgroup_sum(lid, ss) / f32(p.cols) + p.eps);
   for (var i = lid; i < p.cols; i += WG) {
     y[base + i] = x[base + i] * r * w[i];
   }
