@@ -16,20 +16,7 @@ const BLOCK: u32 = 256u;
 
 override WG: u32 = 64;
 
-struct Params {
-  n: u32,
-  cap: u32,
-  _pad0: u32,
-  _pad1: u32,
-  decay: f32,
-  beta1: f32,
-  beta2: f32,
-  step_size: f32,
-  inv_sqrt_bc2: f32,
-  eps: f32,
-  one_minus_beta1: f32,
-  one_minus_beta2: f32,
-}
+#include "_adamw_params.wgsl"
 
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
@@ -100,8 +87,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       let i = b * BLOCK + 4u * j + k;
       let mv = moments(i, wm, wv, k, am_old, av_old);
       if (i < u.n) {
-        let denom = sqrt(mv.y) * u.inv_sqrt_bc2 + u.eps;
-        param[i] = param[i] * u.decay - u.step_size * (mv.x / denom);
+        adamw_param_step(i, mv.x, mv.y);
       }
       cm |= nearest(0u, select(0.0, mv.x / am, am > 0.0)) << (8u * k);
       cv |= nearest(256u, select(0.0, mv.y / av, av > 0.0)) << (8u * k);

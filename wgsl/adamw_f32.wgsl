@@ -11,20 +11,7 @@
 
 override WG: u32 = 256;
 
-struct Params {
-  n: u32,
-  cap: u32,
-  _pad0: u32,
-  _pad1: u32,
-  decay: f32,
-  beta1: f32,
-  beta2: f32,
-  step_size: f32,
-  inv_sqrt_bc2: f32,
-  eps: f32,
-  one_minus_beta1: f32,
-  one_minus_beta2: f32,
-}
+#include "_adamw_params.wgsl"
 
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
@@ -42,6 +29,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let v = u.beta2 * state[u.cap + i] + u.one_minus_beta2 * (g * g);
   state[i] = m;
   state[u.cap + i] = v;
-  let denom = sqrt(v) * u.inv_sqrt_bc2 + u.eps;
-  param[i] = param[i] * u.decay - u.step_size * (m / denom);
+  adamw_param_step(i, m, v);
 }

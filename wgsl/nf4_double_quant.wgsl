@@ -22,24 +22,7 @@ const WG: u32 = 256u;
 var<workgroup> red: array<u32, WG>;
 var<workgroup> mid: array<f32, WG>;
 
-// Correctly rounded 1/a for a normal a in [2^-126, 2^125] given as bits (as in nf4_quantize.wgsl).
-fn recip_rn(abits: u32) -> f32 {
-  let e = abits >> 23u;
-  let m = (abits & 0x7fffffu) | 0x800000u;
-  if (m == 0x800000u) {
-    return bitcast<f32>((254u - e) << 23u);
-  }
-  var r = 0x1000000u - m;
-  var q = 1u;
-  for (var k = 0u; k < 23u; k++) {
-    r = r << 1u;
-    let ge = r >= m;
-    q = (q << 1u) | select(0u, 1u, ge);
-    r = select(r, r - m, ge);
-  }
-  q += select(0u, 1u, 2u * r > m);
-  return bitcast<f32>(((253u - e) << 23u) + (q - 0x800000u));
-}
+#include "_recip_rn.wgsl"
 
 // Number of midpoints below v (0..255); a tie goes to the even index.
 fn nearest(v: f32) -> u32 {

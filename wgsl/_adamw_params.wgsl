@@ -1,0 +1,23 @@
+// Fragment of adamw_f32.wgsl and adamw_8bit.wgsl (see scripts/embed_wgsl.ts): their uniform Params (the step's
+// scalars, computed on the host) and the parameter update. Needs the kernel's bindings param and u.
+
+struct Params {
+  n: u32,
+  cap: u32,
+  _pad0: u32,
+  _pad1: u32,
+  decay: f32,
+  beta1: f32,
+  beta2: f32,
+  step_size: f32,
+  inv_sqrt_bc2: f32,
+  eps: f32,
+  one_minus_beta1: f32,
+  one_minus_beta2: f32,
+}
+
+// Decoupled weight decay then the bias-corrected Adam step of element i, from its updated moments m and v.
+fn adamw_param_step(i: u32, m: f32, v: f32) {
+  let denom = sqrt(v) * u.inv_sqrt_bc2 + u.eps;
+  param[i] = param[i] * u.decay - u.step_size * (m / denom);
+}
