@@ -52,20 +52,6 @@ export function _params(u: number[], f: number[] = []): Uint32Array {
   return words;
 }
 
-/**
- * Splits `rows` rows of `rowBytes` bytes into runs whose byte size fits `maxBytes` and whose byte offsets are
- * multiples of `align` (storage binding offset alignment), for binding a large tensor range by range.
- */
-export function _rowChunks(rows: number, rowBytes: number, maxBytes: number, align: number): [number, number][] {
-  const gcd = (a: number, b: number): number => b === 0 ? a : gcd(b, a % b);
-  const step = align / gcd(rowBytes, align);
-  const per = Math.floor(Math.floor(maxBytes / rowBytes) / step) * step;
-  if (per === 0) throw new Error(`Rows of ${rowBytes} bytes cannot be bound within ${maxBytes} bytes`);
-  const out: [number, number][] = [];
-  for (let r = 0; r < rows; r += per) out.push([r, Math.min(per, rows - r)]);
-  return out;
-}
-
 /** Workgroups for one invocation per element with workgroups of `wg` (a grid2d over the device limit). */
 export function _elementGrid(gpu: Gpu, n: number, wg = 256): [number, number] {
   return grid2d(Math.ceil(n / wg), gpu.limits.maxComputeWorkgroupsPerDimension);

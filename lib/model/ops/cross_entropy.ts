@@ -6,7 +6,8 @@
 
 import { type Gpu, grid2d } from "../../gpu/device.ts";
 import { Tensor } from "../../gpu/tensor.ts";
-import { _expect, _matrix, _params, _rowChunks } from "./_util.ts";
+import { _expect, _matrix, _params } from "./_util.ts";
+import { rowRanges } from "../../kernels/_row_chunks.ts";
 
 /** Options for {@linkcode crossEntropy}. */
 export interface CrossEntropyOptions {
@@ -97,13 +98,15 @@ export function crossEntropy(
   const stats = Tensor.empty(gpu, [8], { class: "scratch", label: "cross-entropy stats" });
   const useCount = options.gradScale === undefined ? 1 : 0;
   const rowBytes = vocab * 4;
-  const chunks = _rowChunks(
+  const ranges = rowRanges(
     rows,
-    rowBytes,
+    [rowBytes],
     gpu.limits.maxStorageBufferBindingSize,
     gpu.limits.minStorageBufferOffsetAlignment,
+    "Cross-entropy logits",
   );
-  for (const [start, count] of chunks) {
+  for (const [start, end] of ranges) {
+    const count = end - start;
     gpu.dispatch({
       kernel: "cross_entropy_rows",
       bindings: [

@@ -6,7 +6,8 @@
 
 import type { Gpu } from "../../gpu/device.ts";
 import { Tensor } from "../../gpu/tensor.ts";
-import { _elementGrid, _fitsBinding, _output, _params, _rowChunks } from "./_util.ts";
+import { _elementGrid, _fitsBinding, _output, _params } from "./_util.ts";
+import { rowRanges } from "../../kernels/_row_chunks.ts";
 
 /**
  * Gathers rows of the embedding table: `out[t, :] = table[ids[t], :]`. A table larger than one storage binding
@@ -59,13 +60,15 @@ export function embeddingForward(
   const y = _output(gpu, out, [n, cols], "embeddings");
   _fitsBinding(gpu, y, "Embedding output");
   const rowBytes = cols * 4;
-  const chunks = _rowChunks(
+  const ranges = rowRanges(
     vocab,
-    rowBytes,
+    [rowBytes],
     gpu.limits.maxStorageBufferBindingSize,
     gpu.limits.minStorageBufferOffsetAlignment,
+    `Embedding table "${table.label}"`,
   );
-  for (const [start, count] of chunks) {
+  for (const [start, end] of ranges) {
+    const count = end - start;
     gpu.dispatch({
       kernel: "embedding_forward",
       bindings: [
