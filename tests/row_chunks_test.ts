@@ -72,16 +72,20 @@ Deno.test("matmul: rows of a and out, and reductions over the rows of aᵀ and b
   const twice = Tensor.fromArray(gpu, start, [n, K]);
   matmul(dy, a, { transA: true, accumulate: true, out: twice, maxBindingBytes });
   reductionClose(await twice.toFloat32(), red.map((v, i) => v + start[i]), "dyᵀ·a accumulated");
-  // Not splittable, or dropout over several ranges: clear errors.
+  // Dropout over several ranges keys its mask by the index in the whole tensor: the same elements are dropped.
+  for (const on of ["a", "b", "out"] as const) {
+    const dropout = { p: 0.3, seed: 5, on };
+    const ab = (limit?: number) => matmul(a, bt, { transB: true, dropout, maxBindingBytes: limit }).toFloat32();
+    assert.deepEqual(await ab(maxBindingBytes), await ab(), `rows of M, dropout on ${on}`);
+    const ta = (limit?: number) => matmul(dy, a, { transA: true, dropout, maxBindingBytes: limit }).toFloat32();
+    reductionClose(await ta(maxBindingBytes), await ta(), `rows of K, dropout on ${on}`);
+  }
+  // Not splittable: clear errors.
   const wide = Tensor.fromArray(gpu, rng.normalArray(N * M), [N, M]);
   assert.throws(() => matmul(a, wide, { transA: true, transB: true, maxBindingBytes }), /aᵀ·bᵀ is not split/);
   assert.throws(
     () => matmul(a, bt, { transB: true, maxBindingBytes: 2048 }),
     /matmul \(rows of a and out are split\): b takes 4608 bytes/,
-  );
-  assert.throws(
-    () => matmul(a, bt, { transB: true, maxBindingBytes, dropout: { p: 0.1, seed: 1, on: "a" } }),
-    /dropout needs .* fits one 5760-byte storage binding/,
   );
 });
 
@@ -113,7 +117,7 @@ Deno.test("nf4Linear and nf4LinearGradInput: row ranges equal the whole product 
   }
 });
 
-Deno.test("qlinearForward/qlinearBackward: split rows equal the whole layer; dA, dB to f32 reordering", async () => {
+Deno.test("qlinearForward/qlinearBackward: split rows equal the whole layer, with and without dropout; dA, dB to f32 reordering", async () => {
   const gpu = await requestGpu();
   const rng = new Rng(13);
   const { w } = randomQuantized(gpu, rng, N, K, { blocksize: 64, doubleQuant: false });
@@ -124,9 +128,9 @@ Deno.test("qlinearForward/qlinearBackward: split rows equal the whole layer; dA,
   };
   const x = Tensor.fromArray(gpu, rng.normalArray(M * K), [M, K]);
   const dy = Tensor.fromArray(gpu, rng.normalArray(M * N), [M, N]);
-  const run = async (maxBindingBytes?: number) => {
-    const { y, xa } = qlinearForward(x, w, lora, { maxBindingBytes });
-    const g = qlinearBackward(dy, x, xa, w, lora, { maxBindingBytes });
+  const run = async (maxBindingBytes?: number, dropout = 0) => {
+    const { y, xa } = qlinearForward(x, w, { ...lora, dropout }, { seed: 3, maxBindingBytes });
+    const g = qlinearBackward(dy, x, xa, w, { ...lora, dropout }, { seed: 3, maxBindingBytes });
     return {
       y: await y.toFloat32(),
       xa: await xa.toFloat32(),
@@ -142,14 +146,13 @@ Deno.test("qlinearForward/qlinearBackward: split rows equal the whole layer; dA,
   assert.deepEqual(split.dx, whole.dx);
   reductionClose(split.dA, whole.dA, "dA");
   reductionClose(split.dB, whole.dB, "dB");
-  // Dropout keys its mask by the global element index; the kernels cannot offset it, so split rows refuse it.
-  assert.throws(
-    () => qlinearForward(x, w, { ...lora, dropout: 0.1 }, { seed: 3, maxBindingBytes: LIMIT }),
-    /dropout needs/,
-  );
-  const { xa } = qlinearForward(x, w, { ...lora, dropout: 0.1 }, { seed: 3 });
-  assert.throws(
-    () => qlinearBackward(dy, x, xa, w, { ...lora, dropout: 0.1 }, { seed: 3, maxBindingBytes: LIMIT }),
-    /dropout needs/,
-  );
+  // With dropout: the mask is keyed by the index in the whole X, so split rows drop the same elements.
+  const wholeDrop = await run(undefined, 0.1);
+  const splitDrop = await run(LIMIT, 0.1);
+  assert.notDeepEqual(wholeDrop.y, whole.y);
+  assert.deepEqual(splitDrop.y, wholeDrop.y);
+  assert.deepEqual(splitDrop.xa, wholeDrop.xa);
+  assert.deepEqual(splitDrop.dx, wholeDrop.dx);
+  reductionClose(splitDrop.dA, wholeDrop.dA, "dA with dropout");
+  reductionClose(splitDrop.dB, wholeDrop.dB, "dB with dropout");
 });

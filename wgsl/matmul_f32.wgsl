@@ -6,7 +6,8 @@
 //   params: uniform Params (below).
 // Dropout (DROP = 1: on A's elements, 2: on B's, 3: on alpha·op(A)·op(B) before accumulating) zeroes the element
 // whose row-major index in that stored matrix is i unless keep_hash(seed, i) >= threshold, and scales kept ones
-// by inv_keep; keep_hash matches lib/kernels/dropout.ts.
+// by inv_keep; keep_hash matches lib/kernels/dropout.ts. When the matrix is bound from a row offset (a tensor split
+// over several storage bindings), index_offset makes i the element's index in the whole tensor.
 // Grid: x = ceil(N / BN) column tiles, y = ceil(M / BM) row tiles. Threads: (BN / 4) × (BM / 4), 4×4 outputs each.
 
 struct Params {
@@ -18,6 +19,7 @@ struct Params {
   seed: u32,
   threshold: u32,
   inv_keep: f32,
+  index_offset: u32,
 }
 
 override TRANS_A: bool = false;
@@ -49,7 +51,7 @@ fn lowbias32(v: u32) -> u32 {
 }
 
 fn dropped(v: f32, i: u32) -> f32 {
-  return select(0.0, v * params.inv_keep, lowbias32(i ^ lowbias32(params.seed)) >= params.threshold);
+  return select(0.0, v * params.inv_keep, lowbias32((i + params.index_offset) ^ lowbias32(params.seed)) >= params.threshold);
 }
 
 @compute @workgroup_size(WG_X, WG_Y)

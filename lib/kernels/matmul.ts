@@ -103,13 +103,6 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   const ranges = split === "m"
     ? rowRanges(M, [K * 4, N * 4], limit, align, "matmul")
     : rowRanges(K, [M * 4, N * 4], limit, align, "matmul");
-  if (ranges.length > 1 && dropout && dropout.p > 0) {
-    // The mask hashes the element's index within its binding, and the kernel has no offset for it.
-    throw new Error(
-      `matmul: dropout needs a "${a.label}" [${a.shape}] · "${b.label}" [${b.shape}] product that fits one ` +
-        `${limit}-byte storage binding (the mask is keyed by the global element index)`,
-    );
-  }
   const constants = {
     TRANS_A: transA ? 1 : 0,
     TRANS_B: transB ? 1 : 0,
@@ -119,13 +112,17 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     const rows = r1 - r0;
     // Rows of M: slices of a and out. Rows of K (a reduction): slices of a and b, summed into out.
     const [m, k] = split === "m" ? [rows, K] : [M, rows];
-    const u = new Uint32Array(8);
+    const u = new Uint32Array(9);
     const f = new Float32Array(u.buffer);
     u.set([m, N, k, accumulate || (split === "k" && r0 > 0) ? 1 : 0]);
     f[4] = alpha;
     u[5] = dropout?.seed ?? 0;
     u[6] = dropout ? dropoutThreshold(dropout.p) : 0;
     f[7] = dropout ? 1 / (1 - dropout.p) : 1;
+    // The mask is keyed by the element's index in the whole tensor: offset it by the rows bound before this range.
+    // On the product with a reduction split, every range drops the same elements of out (dropout is linear).
+    const dropRows = { a: a.shape[1], b: split === "k" ? N : 0, out: split === "m" ? N : 0 };
+    u[8] = dropout ? r0 * dropRows[dropout.on] : 0;
     const BM = _tile(m);
     const BN = _tile(N);
     gpu.dispatch({

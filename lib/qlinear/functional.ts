@@ -6,7 +6,7 @@
  * `matmul` for the rank-r LoRA products. Dropout is the hash mask of `lib/kernels/dropout.ts`, keyed by
  * `(seed, row-major index in X)`: the same seed in forward and backward gives the same mask, and nothing is stored.
  * Activations larger than one storage binding are split into row ranges by the kernels (`maxBindingBytes`); the
- * weight and the adapter are bound whole, and dropout needs X in one binding (the kernels cannot offset the mask).
+ * weight and the adapter are bound whole. The dropout mask stays keyed by the index in the whole X when X is split.
  *
  * @module
  */
