@@ -136,31 +136,35 @@ async function pagedVsResident(
   return { gpuR, gpuP, runR, runP, resident, paged, minOnHost, limit };
 }
 
+/**
+ * Asserts the paged and resident runs ended with byte-equal parameters and states, and that the paged side's peak
+ * (reading its states back included) never passed its limit; then frees both sides.
+ */
+async function assertIdenticalThenFree(r: Awaited<ReturnType<typeof pagedVsResident>>): Promise<void> {
+  assert.deepEqual(await bytesOf(r.runP), await bytesOf(r.runR));
+  assert.deepEqual(await r.paged.stateBytes(), await r.resident.stateBytes());
+  assert.ok(r.gpuP.budget.report().peak <= r.limit, `peak ${r.gpuP.budget.report().peak} > limit ${r.limit}`);
+  r.paged.destroy();
+  r.resident.destroy();
+  r.gpuP.destroy();
+  r.gpuR.destroy();
+}
+
 Deno.test("PagedAdamW: 50 steps with over half the state on host are bit-identical to resident; peak <= limit", async () => {
   const r = await pagedVsResident(50, 32, 3);
   assert.ok(r.paged.pageCount >= 6, `${r.paged.pageCount} pages`);
   assert.ok(r.minOnHost >= r.paged.pageCount / 2, `only ${r.minOnHost} of ${r.paged.pageCount} pages on host`);
-  assert.deepEqual(await bytesOf(r.runP), await bytesOf(r.runR));
-  assert.deepEqual(await r.paged.stateBytes(), await r.resident.stateBytes());
   const rep = r.gpuP.budget.report();
   assert.ok(rep.peak <= r.limit, `peak ${rep.peak} > limit ${r.limit}`);
   assert.ok(rep.paging.bytesPagedIn > 50 * PAGE && rep.paging.bytesPagedOut > 0);
   assert.ok(rep.staging > 0 && rep.byClass.optimizer <= 3 * PAGE);
-  r.paged.destroy();
-  r.resident.destroy();
-  r.gpuP.destroy();
-  r.gpuR.destroy();
+  await assertIdenticalThenFree(r);
 });
 
 Deno.test("PagedAdamW: without prefetch and with one page of room, still bit-identical", async () => {
   const r = await pagedVsResident(8, 32, 1, { prefetch: false });
-  assert.deepEqual(await bytesOf(r.runP), await bytesOf(r.runR));
-  assert.deepEqual(await r.paged.stateBytes(), await r.resident.stateBytes());
   assert.ok(r.gpuP.budget.report().peak <= r.limit);
-  r.paged.destroy();
-  r.resident.destroy();
-  r.gpuP.destroy();
-  r.gpuR.destroy();
+  await assertIdenticalThenFree(r);
 });
 
 Deno.test("PagedAdamW: lazy write-back is bit-identical too, and reserveAsync takes its dirty pages", async () => {
@@ -180,12 +184,7 @@ Deno.test("PagedAdamW: lazy write-back is bit-identical too, and reserveAsync ta
   await r.gpuP.budget.reserveAsync(r.gpuP.budget.available() + 3 * PAGE, "acts");
   r.gpuP.free(r.gpuP.createBuffer(r.gpuP.budget.available(), "activations", "acts"));
   assert.equal(r.gpuP.budget.report().paging.pagesResident, 0);
-  assert.deepEqual(await bytesOf(r.runP), await bytesOf(r.runR));
-  assert.deepEqual(await r.paged.stateBytes(), await r.resident.stateBytes());
-  r.paged.destroy();
-  r.resident.destroy();
-  r.gpuP.destroy();
-  r.gpuR.destroy();
+  await assertIdenticalThenFree(r);
 });
 
 Deno.test("PagedAdamW: activations filling the budget mid-run evict pages; they come back with nothing lost", async () => {
@@ -202,24 +201,14 @@ Deno.test("PagedAdamW: activations filling the budget mid-run evict pages; they 
     },
   });
   assert.equal(evictedTo, 0);
-  assert.deepEqual(await bytesOf(r.runP), await bytesOf(r.runR));
-  assert.deepEqual(await r.paged.stateBytes(), await r.resident.stateBytes());
   assert.ok(r.gpuP.budget.report().peak <= r.limit);
-  r.paged.destroy();
-  r.resident.destroy();
-  r.gpuP.destroy();
-  r.gpuR.destroy();
+  await assertIdenticalThenFree(r);
 });
 
 Deno.test("PagedAdamW8bit: bit-identical to AdamW8bit under a small budget", async () => {
   const r = await pagedVsResident(10, 8, 1);
   assert.ok(r.minOnHost >= 1);
-  assert.deepEqual(await bytesOf(r.runP), await bytesOf(r.runR));
-  assert.deepEqual(await r.paged.stateBytes(), await r.resident.stateBytes());
-  r.paged.destroy();
-  r.resident.destroy();
-  r.gpuP.destroy();
-  r.gpuR.destroy();
+  await assertIdenticalThenFree(r);
 });
 
 /** TypeScript reference of the 8-bit step: dequantize, update in f32, requantize to the nearest code per block. */
