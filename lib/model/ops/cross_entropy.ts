@@ -7,7 +7,7 @@
 import { type Gpu, grid2d } from "../../gpu/device.ts";
 import { Tensor } from "../../gpu/tensor.ts";
 import { _expect, _matrix, _params } from "./_util.ts";
-import { rowRanges } from "../../kernels/_row_chunks.ts";
+import { rowBinding, rowRanges } from "../../kernels/_row_chunks.ts";
 
 /** Options for {@linkcode crossEntropy}. */
 export interface CrossEntropyOptions {
@@ -110,7 +110,7 @@ export function crossEntropy(
     gpu.dispatch({
       kernel: "cross_entropy_rows",
       bindings: [
-        { buffer: grad.buffer, offset: start * rowBytes, size: count * rowBytes },
+        rowBinding(grad, rowBytes, [start, end]),
         labels.buffer,
         rowStats,
         _params([count, vocab, start, rows, useCount], [options.gradScale ?? 0]),

@@ -7,7 +7,7 @@
 import type { Gpu } from "../../gpu/device.ts";
 import { Tensor } from "../../gpu/tensor.ts";
 import { _elementGrid, _fitsBinding, _output, _params } from "./_util.ts";
-import { rowRanges } from "../../kernels/_row_chunks.ts";
+import { rowBinding, rowRanges } from "../../kernels/_row_chunks.ts";
 
 /**
  * Gathers rows of the embedding table: `out[t, :] = table[ids[t], :]`. A table larger than one storage binding
@@ -72,7 +72,7 @@ export function embeddingForward(
     gpu.dispatch({
       kernel: "embedding_forward",
       bindings: [
-        { buffer: table.buffer, offset: start * rowBytes, size: count * rowBytes },
+        rowBinding(table, rowBytes, [start, end]),
         idTensor.buffer,
         y.buffer,
         _params([n, cols, start, count]),
