@@ -13,12 +13,12 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
+import type { QLoRALinear, QLoRASaved } from "../qlinear/layer.ts";
 import { attentionBackward, attentionForward, type AttentionShape } from "./ops/attention.ts";
 import { residualAdd } from "./ops/residual.ts";
 import { rmsNormBackward, rmsNormForward } from "./ops/rms_norm.ts";
 import { ropeApply } from "./ops/rope.ts";
 import { swigluBackward, swigluForward } from "./ops/swiglu.ts";
-import type { Projection } from "./projection.ts";
 
 /** Shapes and shared tensors of one pass over a batch. */
 export interface LayerContext {
@@ -59,7 +59,8 @@ export interface LayerActivations {
   q: Tensor;
   k: Tensor;
   v: Tensor;
-  xa: (Tensor | null)[];
+  /** What each projection's backward needs, in {@linkcode LORA_TARGETS} order. */
+  proj: QLoRASaved[];
   att: Tensor;
   lse: Tensor;
   h: Tensor;
@@ -72,13 +73,13 @@ export interface LayerActivations {
 
 /** The seven projections, in {@linkcode LORA_TARGETS} order. */
 export type LayerProjections = [
-  q: Projection,
-  k: Projection,
-  v: Projection,
-  o: Projection,
-  gate: Projection,
-  up: Projection,
-  down: Projection,
+  q: QLoRALinear,
+  k: QLoRALinear,
+  v: QLoRALinear,
+  o: QLoRALinear,
+  gate: QLoRALinear,
+  up: QLoRALinear,
+  down: QLoRALinear,
 ];
 
 const _free = (...ts: (Tensor | null | undefined)[]) => ts.forEach((t) => t?.destroy());
@@ -155,30 +156,32 @@ export class DecoderLayer {
   #run(x: Tensor, ctx: LayerContext, keep: boolean, needOut: boolean) {
     const gpu = this.#gpu;
     const [pq, pk, pv, po, pg, pu, pd] = this.proj;
+    const fwd = (p: QLoRALinear, input: Tensor, i: number) =>
+      p.forward(input, { seed: this.#seed(ctx.seed, i), save: keep });
     const { y: xn1, rstd: rstd1 } = rmsNormForward(gpu, x, this.inputNorm, this.#eps);
-    const q = pq.forward(xn1, this.#seed(ctx.seed, 0));
-    const k = pk.forward(xn1, this.#seed(ctx.seed, 1));
-    const v = pv.forward(xn1, this.#seed(ctx.seed, 2));
-    if (!keep) _free(xn1, rstd1, q.xa, k.xa, v.xa);
+    const q = fwd(pq, xn1, 0);
+    const k = fwd(pk, xn1, 1);
+    const v = fwd(pv, xn1, 2);
+    if (!keep) _free(xn1, rstd1);
     ropeApply(gpu, q.y, ctx.rope, { T: ctx.T, nHeads: this.#heads });
     ropeApply(gpu, k.y, ctx.rope, { T: ctx.T, nHeads: this.#kvHeads });
     const { out: att, lse } = attentionForward(gpu, q.y, k.y, v.y, this.#attnShape(ctx));
     if (!keep) _free(q.y, k.y, v.y, lse);
-    const o = po.forward(att, this.#seed(ctx.seed, 3));
-    if (!keep) _free(att, o.xa);
+    const o = fwd(po, att, 3);
+    if (!keep) _free(att);
     const h = residualAdd(gpu, o.y, x);
     const { y: xn2, rstd: rstd2 } = rmsNormForward(gpu, h, this.postNorm, this.#eps);
-    const g = pg.forward(xn2, this.#seed(ctx.seed, 4));
-    const u = pu.forward(xn2, this.#seed(ctx.seed, 5));
-    if (!keep) _free(xn2, rstd2, g.xa, u.xa);
+    const g = fwd(pg, xn2, 4);
+    const u = fwd(pu, xn2, 5);
+    if (!keep) _free(xn2, rstd2);
     const act = swigluForward(gpu, g.y, u.y);
     if (!keep) _free(g.y, u.y);
-    let d: { y: Tensor | null; xa: Tensor | null };
-    if (needOut) d = pd.forward(act, this.#seed(ctx.seed, 6));
-    else d = { y: null, xa: pd.adapterInput(act, this.#seed(ctx.seed, 6)) };
+    let d: { y: Tensor | null; saved: QLoRASaved | null };
+    if (needOut) d = fwd(pd, act, 6);
+    else d = { y: null, saved: pd.recompute(act, this.#seed(ctx.seed, 6)) };
     const out = d.y && residualAdd(gpu, d.y, h);
     if (!keep) {
-      _free(act, d.xa, h);
+      _free(act, h);
       return { out, saved: null };
     }
     const saved: LayerActivations = {
@@ -187,7 +190,7 @@ export class DecoderLayer {
       q: q.y,
       k: k.y,
       v: v.y,
-      xa: [q.xa, k.xa, v.xa, o.xa, g.xa, u.xa, d.xa],
+      proj: [q, k, v, o, g, u, d].map((r) => r.saved!),
       att,
       lse,
       h,
@@ -215,32 +218,30 @@ export class DecoderLayer {
     const gpu = this.#gpu;
     const s = saved;
     const [pq, pk, pv, po, pg, pu, pd] = this.proj;
-    const seed = (p: number) => this.#seed(ctx.seed, p) ?? 0;
-
-    const dAct = pd.backward(dOut, s.act, s.xa[6], seed(6), true)!;
-    _free(s.act, s.xa[6]);
+    // Each projection's backward consumes its saved context (its xa); the inputs are freed here.
+    const dAct = pd.backward(dOut, s.proj[6])!;
+    _free(s.act);
     const { dGate, dUp } = swigluBackward(gpu, dAct, s.gate, s.up);
     _free(dAct, s.gate, s.up);
-    const dXn2 = pg.backward(dGate, s.xn2, s.xa[4], seed(4), true)!;
-    const dXn2u = pu.backward(dUp, s.xn2, s.xa[5], seed(5), true)!;
+    const dXn2 = pg.backward(dGate, s.proj[4])!;
+    const dXn2u = pu.backward(dUp, s.proj[5])!;
     residualAdd(gpu, dXn2, dXn2u);
-    _free(dGate, dUp, dXn2u, s.xn2, s.xa[4], s.xa[5]);
+    _free(dGate, dUp, dXn2u, s.xn2);
     const dH = rmsNormBackward(gpu, dXn2, s.h, this.postNorm, s.rstd2);
     residualAdd(gpu, dH, dOut);
     _free(dXn2, dOut, s.h, s.rstd2);
 
-    const dAtt = po.backward(dH, s.att, s.xa[3], seed(3), true)!;
-    _free(s.xa[3]);
+    const dAtt = po.backward(dH, s.proj[3])!;
     const fwd = { out: s.att, lse: s.lse };
     const { dq, dk, dv } = attentionBackward(gpu, s.q, s.k, s.v, fwd, dAtt, this.#attnShape(ctx));
     _free(dAtt, s.att, s.lse, s.q, s.k, s.v);
     ropeApply(gpu, dq, ctx.rope, { T: ctx.T, nHeads: this.#heads, inverse: true });
     ropeApply(gpu, dk, ctx.rope, { T: ctx.T, nHeads: this.#kvHeads, inverse: true });
 
-    const dXn1 = pq.backward(dq, s.xn1, s.xa[0], seed(0), needDx);
-    const dXk = pk.backward(dk, s.xn1, s.xa[1], seed(1), needDx);
-    const dXv = pv.backward(dv, s.xn1, s.xa[2], seed(2), needDx);
-    _free(dq, dk, dv, s.xa[0], s.xa[1], s.xa[2]);
+    const dXn1 = pq.backward(dq, s.proj[0], needDx);
+    const dXk = pk.backward(dk, s.proj[1], needDx);
+    const dXv = pv.backward(dv, s.proj[2], needDx);
+    _free(dq, dk, dv);
     let dx: Tensor | null = null;
     if (dXn1 && dXk && dXv) {
       residualAdd(gpu, dXn1, dXk);
@@ -266,7 +267,7 @@ export class DecoderLayer {
     const gpu = this.#gpu;
     const [pq, pk, pv, po, pg, pu, pd] = this.proj;
     const { y: xn1, rstd: rstd1 } = rmsNormForward(gpu, x, this.inputNorm, this.#eps);
-    const [q, k, v] = [pq, pk, pv].map((p) => p.forward(xn1, null).y);
+    const [q, k, v] = [pq, pk, pv].map((p) => p.forward(xn1).y);
     _free(xn1, rstd1);
     ropeApply(gpu, q, ctx.rope, { T: ctx.Tq, nHeads: this.#heads, offsets: ctx.offsets });
     ropeApply(gpu, k, ctx.rope, { T: ctx.Tq, nHeads: this.#kvHeads, offsets: ctx.offsets });
@@ -289,15 +290,15 @@ export class DecoderLayer {
     };
     const { out: att, lse } = attentionForward(gpu, q, kCache, vCache, shape);
     _free(q, lse);
-    const h = residualAdd(gpu, po.forward(att, null).y, x);
+    const h = residualAdd(gpu, po.forward(att).y, x);
     att.destroy();
     const { y: xn2, rstd: rstd2 } = rmsNormForward(gpu, h, this.postNorm, this.#eps);
-    const g = pg.forward(xn2, null).y;
-    const u = pu.forward(xn2, null).y;
+    const g = pg.forward(xn2).y;
+    const u = pu.forward(xn2).y;
     _free(xn2, rstd2);
     const act = swigluForward(gpu, g, u);
     _free(g, u);
-    const out = residualAdd(gpu, pd.forward(act, null).y, h);
+    const out = residualAdd(gpu, pd.forward(act).y, h);
     _free(act, h);
     return out;
   }

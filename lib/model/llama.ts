@@ -11,6 +11,7 @@ import { Tensor } from "../gpu/tensor.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
 import type { LoraWeights } from "../io/peft.ts";
 import type { Nf4Precision } from "../kernels/nf4_linear.ts";
+import { type LoraLayer, QLoRALinear } from "../qlinear/layer.ts";
 import { quantizeNF4 } from "../quant/nf4.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
@@ -28,9 +29,6 @@ import {
 import { readCrossEntropy } from "./ops/cross_entropy.ts";
 import { embeddingForward } from "./ops/embedding.ts";
 import { ropeInvFreq, ropeTable } from "./ops/rope.ts";
-import { type LoraLayer, Projection } from "./projection.ts";
-
-export type { LoraLayer } from "./projection.ts";
 export { KvCache } from "./kv_cache.ts";
 
 /** Options of {@linkcode LlamaModel.load}. */
@@ -88,18 +86,6 @@ export interface LossResult {
   lossSum: number;
   /** Targets counted. */
   tokens: number;
-}
-
-/** A frozen projection of a decoder layer, from {@linkcode LlamaModel.linearLayers}. */
-export interface LinearLayer {
-  /** Module path, e.g. `model.layers.0.mlp.down_proj`. */
-  readonly path: string;
-  /** The frozen NF4 weight `[N, K]`. */
-  readonly weight: QuantizedTensor;
-  /** The frozen bias `[N]` (Qwen2 q/k/v), or null. */
-  readonly bias: Tensor | null;
-  /** Its LoRA adapter, or null. */
-  readonly lora: LoraLayer | null;
 }
 
 /** Thrown when the loss (the logits) holds NaN or Inf; LoRA gradients are left untouched by that micro-batch. */
@@ -181,7 +167,7 @@ export class LlamaModel {
     this.#layers = weights.layers;
     this.gradientCheckpointing = gradientCheckpointing;
     this.#lora = new Map();
-    for (const l of this.#layers) for (const p of l.proj) if (p.lora) this.#lora.set(p.path, p.lora);
+    for (const l of this.#layers) for (const p of l.proj) if (p.hasAdapter()) this.#lora.set(p.path, p);
   }
 
   /**
@@ -241,7 +227,7 @@ export class LlamaModel {
         const pre = `model.layers.${l}`;
         const inputNorm = await plain(`${pre}.input_layernorm.weight`, [c.hiddenSize]);
         const postNorm = await plain(`${pre}.post_attention_layernorm.weight`, [c.hiddenSize]);
-        const proj: Projection[] = [];
+        const proj: QLoRALinear[] = [];
         for (const [i, target] of LORA_TARGETS.entries()) {
           const path = loraModulePath(l, target);
           const [N, K] = shapes[i];
@@ -250,7 +236,7 @@ export class LlamaModel {
           const adapter = lora && lora.targetModules.includes(target)
             ? { ...lora, seed: (Math.imul(lora.seed, 0x9e3779b1) + l * LORA_TARGETS.length + i) >>> 0 }
             : null;
-          const p = new Projection(path, weight, bias, adapter, options.precision);
+          const p = new QLoRALinear(weight, { path, lora: adapter, bias, precision: options.precision });
           made.push(p);
           proj.push(p);
         }
@@ -334,11 +320,12 @@ export class LlamaModel {
   }
 
   /**
-   * Every frozen projection (seven per layer, in layer order), e.g. to merge adapters or inspect weights.
+   * Every projection (seven per layer, in layer order), with or without an adapter, e.g. to merge adapters or
+   * inspect weights.
    *
-   * @returns The projections.
+   * @returns The layers.
    */
-  linearLayers(): LinearLayer[] {
+  linearLayers(): QLoRALinear[] {
     return this.#layers.flatMap((l) => [...l.proj]);
   }
 
@@ -559,7 +546,7 @@ export class LlamaModel {
 
 function _freeActivations(s: LayerActivations): void {
   for (const v of Object.values(s)) {
-    if (Array.isArray(v)) v.forEach((t) => t?.destroy());
+    if (Array.isArray(v)) v.forEach((p) => p.xa?.destroy());
     else v.destroy();
   }
 }

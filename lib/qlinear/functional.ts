@@ -5,6 +5,8 @@
  * Kernels: the fused NF4 products of `lib/kernels/nf4_linear.ts` (deq(W) is never materialized) and the dense
  * `matmul` for the rank-r LoRA products. Dropout is the hash mask of `lib/kernels/dropout.ts`, keyed by
  * `(seed, row-major index in X)`: the same seed in forward and backward gives the same mask, and nothing is stored.
+ * `loraDown` forms the adapter input `drop(X)·Aᵀ` alone, by the code `qlinearForward` uses for it (a recompute
+ * that needs only what the backward reads gets the forward's mask).
  * Activations larger than one storage binding are split into row ranges by the kernels (`maxBindingBytes`); the
  * weight and the adapter are bound whole. The dropout mask stays keyed by the index in the whole X when X is split.
  *
@@ -41,6 +43,16 @@ export interface QLinearForwardOptions {
   precision?: Nf4Precision;
   /** Destination `[M, N]`. */
   out?: Tensor;
+  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
+  maxBindingBytes?: number;
+}
+
+/** Options of {@linkcode loraDown}. */
+export interface LoraDownOptions {
+  /** Dropout mask seed (the backward must get the same one). */
+  seed?: number;
+  /** Label of the result (default: A's label with ` XA`). */
+  label?: string;
   /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
   maxBindingBytes?: number;
 }
@@ -102,15 +114,54 @@ function _validate(x: Tensor, w: QuantizedTensor, lora: LoraAdapter, bias?: Tens
   }
   expectF32(lora.b, [N, r], `${where} LoRA B`);
   if (bias) expectF32(bias, [N], `${where} bias`);
-  const p = lora.dropout ?? 0;
-  if (!(p >= 0 && p < 1)) throw new RangeError(`${where} LoRA dropout ${p} is outside [0, 1)`);
+  _checkDropout(lora, where);
   if (!Number.isFinite(lora.scale)) throw new RangeError(`${where} LoRA scale ${lora.scale} is not finite`);
   return { M: x.shape[0], N, K, r };
+}
+
+function _checkDropout(lora: LoraAdapter, where: string): void {
+  const p = lora.dropout ?? 0;
+  if (!(p >= 0 && p < 1)) throw new RangeError(`${where} LoRA dropout ${p} is outside [0, 1)`);
 }
 
 function _dropout(lora: LoraAdapter, seed: number | undefined, on: "a" | "b" | "out") {
   const p = lora.dropout ?? 0;
   return p > 0 ? { p, seed: seed ?? 0, on } : undefined;
+}
+
+// The one place the forward's dropout mask is applied: keyed by the element index of X (operand "a").
+function _down(x: Tensor, lora: LoraAdapter, options: LoraDownOptions): Tensor {
+  const { seed, maxBindingBytes, label = `${lora.a.label} XA` } = options;
+  return matmul(x, lora.a, { transB: true, dropout: _dropout(lora, seed, "a"), label, maxBindingBytes });
+}
+
+/**
+ * The adapter's input `XA = drop(X)·Aᵀ` alone, exactly as {@linkcode qlinearForward} forms it (same dropout mask
+ * for the same seed): what a recompute needs for the backward when the layer's output is not.
+ *
+ * @param x Input `[M, K]` f32.
+ * @param lora Adapter (`A [r, K]` and dropout are read).
+ * @param options Dropout seed, label, binding limit.
+ * @returns `XA` `[M, r]` f32 (the caller frees it).
+ * @throws {Error} On mismatched shapes/dtypes or a dropout outside [0, 1), before any dispatch.
+ *
+ * @example Without dropout, XA is X·Aᵀ
+ * ```ts
+ * import { loraDown, requestGpu, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const x = Tensor.fromArray(gpu, new Float32Array([1, 2, 3, 4]), [2, 2]);
+ * const a = Tensor.fromArray(gpu, new Float32Array([1, 1]), [1, 2]);
+ * assert.deepEqual([...await loraDown(x, { a, b: a, scale: 1 }).toFloat32()], [3, 7]);
+ * assert.throws(() => loraDown(a, { a: x, b: a, scale: 1, dropout: 1 }), /dropout 1 is outside \[0, 1\)/);
+ * ```
+ */
+export function loraDown(x: Tensor, lora: LoraAdapter, options: LoraDownOptions = {}): Tensor {
+  const where = "LoRA down projection:";
+  expectF32(lora.a, [-1, -1], `${where} A`);
+  expectF32(x, [-1, lora.a.shape[1]], `${where} input`);
+  _checkDropout(lora, where);
+  return _down(x, lora, options);
 }
 
 /**
@@ -143,8 +194,7 @@ export function qlinearForward(
   _validate(x, w, lora, options.bias);
   const label = `${w.label} lora`;
   const { bias, path, out, precision, maxBindingBytes } = options;
-  const dropout = _dropout(lora, options.seed, "a");
-  const xa = matmul(x, lora.a, { transB: true, dropout, label: `${label} XA`, maxBindingBytes });
+  const xa = _down(x, lora, { seed: options.seed, label: `${label} XA`, maxBindingBytes });
   const y = nf4Linear(x, w, { bias, path, out, precision, maxBindingBytes });
   matmul(xa, lora.b, { transB: true, alpha: lora.scale, accumulate: true, out: y, maxBindingBytes });
   return { y, xa };

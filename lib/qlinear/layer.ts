@@ -1,20 +1,30 @@
 /**
- * `QLoRALinear`: a frozen 4-bit weight with a trainable LoRA adapter, its gradients, and what the forward keeps
- * for the backward. A thin layer over `qlinearForward` / `qlinearBackward`.
+ * `QLoRALinear`: the linear layer the model is built of. A frozen 4-bit weight (and optional frozen bias) with a
+ * trainable LoRA adapter and its gradient accumulators, or with no adapter at all (frozen-only). A thin layer over
+ * `qlinearForward` / `qlinearBackward` / `loraDown` (and the frozen NF4 products for a frozen-only layer).
+ *
+ * The layer keeps no activations: a training forward returns a {@linkcode QLoRASaved} context that the caller
+ * keeps (or drops, and later rebuilds with {@linkcode QLoRALinear.recompute}) and hands to the backward.
  *
  * @module
  */
 
 import { Tensor } from "../gpu/tensor.ts";
 import { quantizedMatrixShape } from "../kernels/_checks.ts";
-import type { Nf4Precision } from "../kernels/nf4_linear.ts";
+import { nf4Linear, nf4LinearGradInput, type Nf4Precision } from "../kernels/nf4_linear.ts";
 import { freeQuantized } from "../quant/nf4.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { Rng } from "../random.ts";
-import { type LoraAdapter, qlinearBackward, qlinearForward, type QLinearForwardOptions } from "./functional.ts";
+import {
+  type LoraAdapter,
+  loraDown,
+  qlinearBackward,
+  qlinearForward,
+  type QLinearForwardOptions,
+} from "./functional.ts";
 
-/** Options of {@linkcode QLoRALinear}. */
-export interface QLoRALinearOptions {
+/** LoRA settings of one {@linkcode QLoRALinear} (PEFT's `LoraConfig`, for one module). */
+export interface QLoRAAdapterOptions {
   /** LoRA rank `r`, in [1, min(N, K)]. */
   r: number;
   /** LoRA alpha (default `r`): scale `alpha / r`, or `alpha / √r` with `useRslora`. */
@@ -23,106 +33,165 @@ export interface QLoRALinearOptions {
   dropout?: number;
   /** Rank-stabilized LoRA scaling `alpha / √r` (PEFT's `use_rslora`). */
   useRslora?: boolean;
-  /** Frozen bias `[N]` f32 (the layer takes ownership). */
-  bias?: Tensor;
-  /** Seed of A's initialization and of the dropout seeds (default 0). */
+  /** Seed of A's initialization (default 0). */
   seed?: number;
+}
+
+/** Options of {@linkcode QLoRALinear}. */
+export interface QLoRALinearOptions {
+  /** Module path, e.g. `model.layers.0.self_attn.q_proj` (PEFT names adapters by it; default: the weight's label). */
+  path?: string;
+  /** The adapter's settings; omitted or null: a frozen-only layer (no adapter, nothing trainable). */
+  lora?: QLoRAAdapterOptions | null;
+  /** Frozen bias `[N]` f32 (the layer takes ownership). */
+  bias?: Tensor | null;
   /** Arithmetic of the tiled quantized products, forward and backward (default `f32`; `f16` needs `shader-f16`). */
   precision?: Nf4Precision;
 }
 
+/**
+ * What a training forward of a {@linkcode QLoRALinear} leaves for its backward. The caller owns it: it passes it to
+ * {@linkcode QLoRALinear.backward} (which frees `xa`), or frees `xa` itself when dropping it.
+ */
+export interface QLoRASaved {
+  /** The forward's input `[M, K]`, borrowed: it stays the caller's, who must keep it until the backward. */
+  readonly x: Tensor;
+  /** The adapter's input `drop(X)·Aᵀ` `[M, r]` (owned by this context), or null for a frozen-only layer. */
+  readonly xa: Tensor | null;
+  /** The forward's dropout seed, or null when it ran without dropout. */
+  readonly seed: number | null;
+}
+
 /** Options of {@linkcode QLoRALinear.forward}. */
 export interface QLoRALinearForwardOptions {
-  /** Dropout seed (default: the next from the layer's generator); pass the same one to recompute a forward. */
-  seed?: number;
-  /** Keep `X`, `drop(X)·Aᵀ` and the seed for {@linkcode QLoRALinear.backward} (default true). */
-  train?: boolean;
+  /** Dropout seed of a training forward; omitted or null: inference (no dropout). */
+  seed?: number | null;
+  /** Return the context the backward needs (default false: nothing is kept). */
+  save?: boolean;
   /** Kernel for the quantized product (default `auto`). */
   path?: QLinearForwardOptions["path"];
 }
 
+/** What {@linkcode QLoRALinear.forward} returns. */
+export interface QLoRALinearForwardResult {
+  /** Output `[M, N]` f32 (the caller owns it). */
+  y: Tensor;
+  /** The context for the backward when `save` was asked for, else null. */
+  saved: QLoRASaved | null;
+}
+
+/** A {@linkcode QLoRALinear} with its adapter (not frozen-only), as `LlamaModel.loraLayers` lists them. */
+export type LoraLayer = QLoRALinear & {
+  /** LoRA down projection `[r, K]`. */
+  readonly a: Tensor;
+  /** LoRA up projection `[N, r]`. */
+  readonly b: Tensor;
+  /** `dLoss/dA` `[r, K]`, accumulated across backward calls until zeroed. */
+  readonly gradA: Tensor;
+  /** `dLoss/dB` `[N, r]`, accumulated across backward calls until zeroed. */
+  readonly gradB: Tensor;
+};
+
 /**
- * A QLoRA linear layer `y = x·deq(W)ᵀ + s·(drop(x)·Aᵀ)·Bᵀ + b` owning `W` (quantized, frozen), `A [r, K]`,
- * `B [N, r]`, an optional frozen bias, and the gradients `gradA`, `gradB` (accumulated over backward calls until
- * {@linkcode QLoRALinear.zeroGrad}). LoRA init as PEFT: `A ~ U(-1/√K, 1/√K)` (Kaiming-uniform with `a = √5`),
- * `B = 0`, so a fresh layer computes `x·deq(W)ᵀ + b`.
+ * A QLoRA linear layer `y = x·deq(W)ᵀ + s·(drop(x)·Aᵀ)·Bᵀ + b` owning `W` (quantized, frozen), an optional frozen
+ * bias, and, unless frozen-only, `A [r, K]`, `B [N, r]` and the gradients `gradA`, `gradB` (accumulated over
+ * backward calls until {@linkcode QLoRALinear.zeroGrad}). LoRA init as PEFT: `A ~ U(-1/√K, 1/√K)`
+ * (Kaiming-uniform with `a = √5`), `B = 0`, so a fresh layer computes `x·deq(W)ᵀ + b`.
  *
- * @example A fresh layer (B = 0) computes x·deq(W)ᵀ
+ * @example Train step by hand: the forward's saved context goes to the backward
  * ```ts
  * import { QLoRALinear, quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const w = Tensor.fromArray(gpu, new Float32Array(64 * 64).fill(0.5), [64, 64], { label: "w" });
- * const layer = new QLoRALinear(await quantizeNF4(gpu, w), { r: 4, alpha: 8, dropout: 0.1, seed: 1 });
+ * const layer = new QLoRALinear(await quantizeNF4(gpu, w), { path: "proj", lora: { r: 4, alpha: 8, dropout: 0.1 } });
  * assert.equal(layer.scale, 2);
  * const x = Tensor.fromArray(gpu, new Float32Array(64).fill(1), [1, 64]);
- * const y = await layer.forward(x).toFloat32();
- * assert.ok(y.every((v) => Math.abs(v - 32) < 1e-4));
- * layer.backward(Tensor.fromArray(gpu, new Float32Array(64).fill(1), [1, 64]));
- * assert.ok((await layer.gradB.toFloat32()).some((v) => v !== 0));
+ * const { y, saved } = layer.forward(x, { seed: 7, save: true });
+ * assert.ok((await y.toFloat32()).every((v) => Math.abs(v - 32) < 1e-4)); // B = 0: x·deq(W)ᵀ
+ * layer.backward(Tensor.fromArray(gpu, new Float32Array(64).fill(1), [1, 64]), saved!);
+ * assert.ok(layer.hasAdapter() && (await layer.gradB.toFloat32()).some((v) => v !== 0));
+ * ```
+ *
+ * @example A frozen-only layer: no adapter, nothing to train
+ * ```ts
+ * import { QLoRALinear, quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const w = Tensor.fromArray(gpu, new Float32Array(64 * 64).fill(0.5), [64, 64], { label: "w" });
+ * const layer = new QLoRALinear(await quantizeNF4(gpu, w));
+ * assert.equal(layer.hasAdapter(), false);
+ * assert.equal(layer.a, null);
+ * const y = layer.forward(Tensor.fromArray(gpu, new Float32Array(64).fill(1), [1, 64])).y;
+ * assert.ok((await y.toFloat32()).every((v) => Math.abs(v - 32) < 1e-4));
  * ```
  */
 export class QLoRALinear {
+  /** Module path (PEFT names the adapter by it). */
+  readonly path: string;
   /** Frozen quantized weight `[N, K]`. */
   readonly weight: QuantizedTensor;
   /** Frozen bias `[N]`, or null. */
   readonly bias: Tensor | null;
-  /** LoRA down projection `[r, K]`. */
-  readonly a: Tensor;
-  /** LoRA up projection `[N, r]`. */
-  readonly b: Tensor;
-  /** Gradient of `a`. */
-  readonly gradA: Tensor;
-  /** Gradient of `b`. */
-  readonly gradB: Tensor;
-  /** `alpha / r` (or `alpha / √r`). */
+  /** LoRA down projection `[r, K]`, or null when frozen-only. */
+  readonly a: Tensor | null;
+  /** LoRA up projection `[N, r]`, or null when frozen-only. */
+  readonly b: Tensor | null;
+  /** Gradient of `a`, or null when frozen-only. */
+  readonly gradA: Tensor | null;
+  /** Gradient of `b`, or null when frozen-only. */
+  readonly gradB: Tensor | null;
+  /** `alpha / r` (or `alpha / √r`); 0 when frozen-only. */
   readonly scale: number;
-  /** Dropout probability. */
+  /** Dropout probability; 0 when frozen-only. */
   readonly dropout: number;
+  /** LoRA rank; 0 when frozen-only. */
+  readonly r: number;
   /** Arithmetic of the tiled quantized products. */
   readonly precision: Nf4Precision;
   /** Input features `K`. */
   readonly inFeatures: number;
   /** Output features `N`. */
   readonly outFeatures: number;
-  /** LoRA rank. */
-  readonly r: number;
-
-  #rng: Rng;
-  #saved: { x: Tensor; xa: Tensor; seed: number } | null = null;
-  #gradsZero = true;
 
   /**
-   * Wraps a frozen quantized weight with a fresh adapter (A seeded Kaiming-uniform, B zero) and zero gradients.
+   * Wraps a frozen quantized weight, with a fresh adapter (A seeded Kaiming-uniform, B zero) and zero gradients
+   * when `options.lora` is given.
    *
    * @param weight Frozen quantized weight `[N, K]` (the layer takes ownership).
-   * @param options Rank, alpha, dropout, rsLoRA, bias, seed.
-   * @throws {Error} If the rank is outside [1, min(N, K)] or the bias shape is wrong.
+   * @param options Module path, adapter settings (or none), bias, precision.
+   * @throws {Error} If the rank is outside [1, min(N, K)] or the dropout outside [0, 1), naming the module.
    */
-  constructor(weight: QuantizedTensor, options: QLoRALinearOptions) {
+  constructor(weight: QuantizedTensor, options: QLoRALinearOptions = {}) {
     const [N, K] = quantizedMatrixShape(weight);
-    const { r, alpha = options.r, dropout = 0, useRslora = false } = options;
+    this.path = options.path ?? weight.label;
+    this.weight = weight;
+    this.bias = options.bias ?? null;
+    this.precision = options.precision ?? "f32";
+    this.inFeatures = K;
+    this.outFeatures = N;
+    const lora = options.lora;
+    if (!lora) {
+      [this.a, this.b, this.gradA, this.gradB] = [null, null, null, null];
+      [this.r, this.scale, this.dropout] = [0, 0, 0];
+      return;
+    }
+    const { r, alpha = lora.r, dropout = 0, useRslora = false } = lora;
     if (!Number.isInteger(r) || r < 1 || r > Math.min(N, K)) {
       throw new Error(
-        `QLoRALinear "${weight.label}" [${N},${K}]: rank ${r} must be an integer in [1, ${Math.min(N, K)}]`,
+        `QLoRALinear "${this.path}" [${N},${K}]: rank ${r} must be an integer in [1, ${Math.min(N, K)}]`,
       );
     }
     if (!(dropout >= 0 && dropout < 1)) {
-      throw new RangeError(`QLoRALinear "${weight.label}": dropout ${dropout} is outside [0, 1)`);
+      throw new RangeError(`QLoRALinear "${this.path}": dropout ${dropout} is outside [0, 1)`);
     }
-    const gpu = weight.gpu;
-    this.weight = weight;
-    this.bias = options.bias ?? null;
-    this.inFeatures = K;
-    this.outFeatures = N;
     this.r = r;
     this.scale = QLoRALinear.scaleOf(alpha, r, useRslora);
     this.dropout = dropout;
-    this.precision = options.precision ?? "f32";
-    this.#rng = new Rng(options.seed ?? 0);
+    const gpu = weight.gpu;
     const bound = QLoRALinear.initBound(K);
     const label = weight.label;
-    this.a = Tensor.fromArray(gpu, this.#rng.uniformArray(r * K, -bound, bound), [r, K], {
+    this.a = Tensor.fromArray(gpu, new Rng(lora.seed ?? 0).uniformArray(r * K, -bound, bound), [r, K], {
       class: "weights",
       label: `${label}.lora_A`,
     });
@@ -153,78 +222,94 @@ export class QLoRALinear {
     return useRslora ? alpha / Math.sqrt(r) : alpha / r;
   }
 
-  /** The adapter as {@linkcode qlinearForward} takes it. */
-  get adapter(): LoraAdapter {
-    return { a: this.a, b: this.b, scale: this.scale, dropout: this.dropout };
+  /**
+   * Whether the layer has an adapter (else it is frozen-only); narrows it to a {@linkcode LoraLayer}.
+   *
+   * @returns True with an adapter.
+   */
+  hasAdapter(): this is LoraLayer {
+    return this.a !== null;
+  }
+
+  /** The adapter as `qlinearForward` takes it, with dropout only when a seed is given; null when frozen-only. */
+  #adapter(seed: number | null): LoraAdapter | null {
+    if (!this.a || !this.b) return null;
+    return { a: this.a, b: this.b, scale: this.scale, dropout: seed === null ? 0 : this.dropout };
   }
 
   /**
-   * `y = x·deq(W)ᵀ + s·(drop(x)·Aᵀ)·Bᵀ + b`. In training mode keeps `x` (which the caller must not free before
-   * the backward), `drop(x)·Aᵀ` and the dropout seed.
+   * `y = x·deq(W)ᵀ + s·(drop(x)·Aᵀ)·Bᵀ + b`: with a seed, dropout on the adapter input (training); without,
+   * none (inference). With `save`, also the context the backward needs (the caller keeps `x` until then).
    *
    * @param x Input `[M, K]` f32.
-   * @param options Dropout seed, training mode, kernel path.
-   * @returns `y` `[M, N]` f32 (the caller owns it).
+   * @param options Dropout seed, whether to save for the backward, kernel path.
+   * @returns `y` `[M, N]` and the saved context (or null).
    */
-  forward(x: Tensor, options: QLoRALinearForwardOptions = {}): Tensor {
-    const seed = options.seed ?? this.#rng.nextU32();
-    const { y, xa } = qlinearForward(x, this.weight, this.adapter, {
-      bias: this.bias ?? undefined,
-      seed,
-      path: options.path,
-      precision: this.precision,
-    });
-    this.#release();
-    if (options.train ?? true) {
-      this.#saved = { x, xa, seed };
-    } else {
-      xa.destroy();
+  forward(x: Tensor, options: QLoRALinearForwardOptions = {}): QLoRALinearForwardResult {
+    const seed = options.seed ?? null;
+    const bias = this.bias ?? undefined;
+    const { path } = options;
+    const precision = this.precision;
+    const adapter = this.#adapter(seed);
+    if (!adapter) {
+      const y = nf4Linear(x, this.weight, { bias, path, precision });
+      return { y, saved: options.save ? { x, xa: null, seed } : null };
     }
-    return y;
+    const { y, xa } = qlinearForward(x, this.weight, adapter, { bias, seed: seed ?? 0, path, precision });
+    if (options.save) return { y, saved: { x, xa, seed } };
+    xa.destroy();
+    return { y, saved: null };
   }
 
   /**
-   * Backward of the last training forward: adds `dA`, `dB` into `gradA`, `gradB` and returns `dX`.
+   * The context a saving {@linkcode QLoRALinear.forward} with this seed returns, without forming `y` (for a
+   * recompute whose output is not needed): only `drop(x)·Aᵀ`, with the forward's dropout mask (`loraDown`).
+   *
+   * @param x The forward's input `[M, K]` (kept by the caller until the backward).
+   * @param seed The forward's dropout seed, or null for none.
+   * @returns The saved context.
+   */
+  recompute(x: Tensor, seed: number | null): QLoRASaved {
+    const adapter = this.#adapter(seed);
+    const xa = adapter && loraDown(x, adapter, { seed: seed ?? 0, label: `${this.weight.label} lora XA` });
+    return { x, xa, seed };
+  }
+
+  /**
+   * Backward from a saved context: adds `dA`, `dB` into `gradA`, `gradB` and returns `dX` when asked. Consumes
+   * the context (frees its `xa`; `x` stays the caller's).
    *
    * @param dy Output gradient `[M, N]` f32.
+   * @param saved The forward's context.
    * @param needDx Form `dX` (default true).
    * @returns `dX` `[M, K]` (the caller owns it), or null.
-   * @throws {Error} Without a preceding training forward.
    */
-  backward(dy: Tensor, needDx = true): Tensor | null {
-    const saved = this.#saved;
-    if (!saved) throw new Error(`QLoRALinear "${this.weight.label}": backward without a training forward`);
-    const { dx } = qlinearBackward(dy, saved.x, saved.xa, this.weight, this.adapter, {
-      seed: saved.seed,
+  backward(dy: Tensor, saved: QLoRASaved, needDx = true): Tensor | null {
+    const precision = this.precision;
+    const adapter = this.#adapter(saved.seed);
+    if (!adapter || !saved.xa) return needDx ? nf4LinearGradInput(dy, this.weight, { precision }) : null;
+    const { dx } = qlinearBackward(dy, saved.x, saved.xa, this.weight, adapter, {
+      seed: saved.seed ?? 0,
       needDx,
-      dA: this.gradA,
-      dB: this.gradB,
-      accumulate: !this.#gradsZero,
-      precision: this.precision,
+      dA: this.gradA!,
+      dB: this.gradB!,
+      accumulate: true,
+      precision,
     });
-    this.#gradsZero = false;
-    this.#release();
+    saved.xa.destroy();
     return dx;
   }
 
-  /** Zeroes the gradients: the next backward overwrites them instead of adding. */
+  /** Zeroes the gradients (nothing to do when frozen-only). */
   zeroGrad(): void {
-    const gpu = this.a.gpu;
     for (const g of [this.gradA, this.gradB]) {
-      gpu.write(g.buffer, new Float32Array(g.size));
+      if (g) g.gpu.write(g.buffer, new Float32Array(g.size));
     }
-    this.#gradsZero = true;
   }
 
-  /** Frees the adapter, gradients, saved activations, bias and the quantized weight's buffers. */
+  /** Frees the weight, bias, adapter and gradients. */
   destroy(): void {
-    this.#release();
     for (const t of [this.a, this.b, this.gradA, this.gradB, this.bias]) t?.destroy();
     freeQuantized(this.weight);
-  }
-
-  #release(): void {
-    this.#saved?.xa.destroy();
-    this.#saved = null;
   }
 }
