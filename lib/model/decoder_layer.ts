@@ -6,7 +6,9 @@
  * h ─RMSNorm→ xn2 ─gate,up→ SiLU(gate)·up = act ─down→ + h = out
  * ```
  * Every intermediate is freed as soon as nothing later in the pass reads it; with `keep`, the tensors the
- * backward reads are returned instead. The layer input itself belongs to the caller (the checkpoint).
+ * backward reads are returned instead. The layer input itself belongs to the caller (the checkpoint). The seven
+ * projections are `QLoRALinear` layers: what each one's backward needs is the context its forward returns, kept
+ * with the rest, or rebuilt by the recompute without the frozen product where the output is not needed.
  *
  * @module
  */

@@ -265,7 +265,8 @@ export class LlamaModel {
   }
 
   /**
-   * The LoRA-adapted projections, in layer order, each with its module path, A/B tensors and gradients.
+   * The projections with an adapter (`QLoRALinear` layers), in layer order, each with its module path, A/B
+   * tensors and gradients.
    *
    * @returns The adapters (empty without LoRA).
    */
