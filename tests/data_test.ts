@@ -77,7 +77,7 @@ Deno.test("examples: a BPE merge across the prompt/completion boundary is traine
   assert.deepEqual([...ex.labels], [-100, 4, 0]);
 });
 
-Deno.test("examples: chat trains on assistant turns only, found by rendering prefixes", () => {
+Deno.test("examples: chat trains on assistant turns only, from each content through its end-of-turn token", () => {
   const messages = [
     { role: "system", content: "be brief" },
     { role: "user", content: "hi" },
@@ -90,9 +90,9 @@ Deno.test("examples: chat trains on assistant turns only, found by rendering pre
   assert.equal(tok.decode([...ex.inputIds]), text);
   // Byte-level: one token per character, and one for each of <s> and </s>.
   const trained = [...ex.labels].map((l, i) => l === -100 ? "_" : tok.decode([ex.inputIds[i]])).join("");
-  const before1 = "<s><<SYS>>\nbe brief\n<</SYS>>\n\n[INST] hi [/INST]".length - 2;
-  assert.equal(trained, "_".repeat(before1) + " yo</s>" + "_".repeat("[INST] q [/INST]".length) + " z</s>");
-  assert.equal(ex.targets, 3 + 1 + 2 + 1);
+  const before1 = "<s><<SYS>>\nbe brief\n<</SYS>>\n\n[INST] hi [/INST] ".length - 2;
+  assert.equal(trained, "_".repeat(before1) + "yo</s>" + "_".repeat("[INST] q [/INST] ".length) + "z</s>");
+  assert.equal(ex.targets, 2 + 1 + 1 + 1);
   const noTemplate = tinyFiles();
   delete noTemplate.tokenizerConfig!.chat_template;
   assert.throws(
@@ -102,8 +102,8 @@ Deno.test("examples: chat trains on assistant turns only, found by rendering pre
   const odd = tinyFiles();
   odd.tokenizerConfig!.chat_template = "{{ messages | length }}";
   assert.throws(
-    () => tokenizeRecord(new TextTokenizer(odd), { kind: "messages", line: 5, messages }),
-    /line 5 prefix by prefix/,
+    () => tokenizeRecord(new TextTokenizer(odd), { kind: "messages", line: 5, file: "d.jsonl", messages }),
+    /d\.jsonl:5: assistant turn 2 is not in the chat template's render/,
   );
 });
 
