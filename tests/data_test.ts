@@ -107,6 +107,19 @@ Deno.test("examples: chat trains on assistant turns only, from each content thro
   );
 });
 
+Deno.test("examples: a chat template error names tokenizer_config.json and the data file and line", () => {
+  const files = tinyFiles();
+  files.tokenizerConfig!.chat_template = "{{ raise_exception('Conversation roles must alternate') }}";
+  const [record] = parseJsonl(
+    '\n{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}',
+    "chat.jsonl",
+  );
+  assert.throws(
+    () => tokenizeRecord(new TextTokenizer(files), record),
+    /tokenizer_config\.json: chat_template failed for chat\.jsonl:2: Conversation roles must alternate/,
+  );
+});
+
 Deno.test("examples: --max-seq-len truncation is counted and examples left without targets are skipped", () => {
   const records = parseJsonl(
     '{"text": "abcdef"}\n{"prompt": "abcdefgh", "completion": "x"}\n{"text": "a"}\n',

@@ -83,7 +83,9 @@ function _find(
       const after = p + form.length;
       const ws = /^\s*/.exec(text.slice(after))![0].length;
       const special = specials.find((s) => text.startsWith(s, after + ws));
-      if (special !== undefined) return { start: _thinkStart(text, content, from, p), end: after + ws + special.length };
+      if (special !== undefined) {
+        return { start: _thinkStart(text, content, from, p), end: after + ws + special.length };
+      }
     }
   }
   if (strict && specials.some((s) => text.includes(s, from))) return null;

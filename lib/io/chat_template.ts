@@ -78,8 +78,8 @@ function _pyStrip(s: string, chars: unknown, left: boolean, right: boolean): str
   const set = typeof chars === "string" ? chars : _PY_SPACE;
   let a = 0;
   let b = s.length;
-  if (left) while (a < b && set.includes(s[a])) a++;
-  if (right) while (b > a && set.includes(s[b - 1])) b--;
+  if (left) { while (a < b && set.includes(s[a])) a++; }
+  if (right) { while (b > a && set.includes(s[b - 1])) b--; }
   return s.slice(a, b);
 }
 
