@@ -80,6 +80,7 @@ export * from "./lib/io/tokenizer.ts";
 export * from "./lib/data/assistant_spans.ts";
 export * from "./lib/data/eval.ts";
 export * from "./lib/data/examples.ts";
+export * from "./lib/data/inspect.ts";
 export * from "./lib/data/loader.ts";
 export * from "./lib/data/records.ts";
 export * from "./lib/demo/reversal_demo.ts";
