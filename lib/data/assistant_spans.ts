@@ -15,10 +15,11 @@ import type { ChatMessage } from "../io/tokenizer.ts";
  * token are not in it.
  *
  * Messages are found in order, each after the one before, so a user turn that repeats an assistant's words is not
- * taken for it. A content is looked for as given, then trimmed (templates often `| trim` it), then, when it holds
- * a `</think>` block, as its answer after `</think>` (Qwen3 drops the reasoning of earlier turns); when the
- * reasoning is rendered right before the answer, the span starts at its `<think>`. When the template writes
- * special tokens, an assistant content must be followed by one; other turns may be followed by anything.
+ * taken for it; an assistant content must end with an end-of-turn token when the template writes special tokens,
+ * so a header holding the same words is not taken for it either. A content is looked for as given, then trimmed
+ * (templates often `| trim` it), then, when it holds a `</think>` block, as its answer after `</think>` (Qwen3
+ * drops the reasoning of earlier turns); when the reasoning is rendered right before the answer, the span starts
+ * at its `<think>`.
  *
  * @param text The rendered conversation.
  * @param messages The conversation.
@@ -66,35 +67,60 @@ export function assistantSpans(
 }
 
 /**
- * The first place at or after `from` where a form of `content` is followed by whitespace and a special token (span
- * through that token); else its first occurrence, unless `strict` and the template writes special tokens after
- * `from` (then an assistant content must end its turn with one).
+ * Where `content` is, at or after `from`: the earliest place of any of its forms. An assistant turn: the first place followed by
+ * whitespace and a special token (the span runs through that token), or, when the template writes no special token
+ * after `from`, the first mention. Another turn: the first mention, or a later one that ends with a special token
+ * within the same turn (so a header that happens to hold the words is skipped).
  */
 function _find(
   text: string,
   content: string,
   from: number,
   specials: readonly string[],
-  strict: boolean,
+  assistant: boolean,
 ): { start: number; end: number } | null {
-  const forms = _forms(content);
-  for (const form of forms) {
-    for (let p = text.indexOf(form, from); p >= 0; p = text.indexOf(form, p + 1)) {
-      const after = p + form.length;
-      const ws = /^\s*/.exec(text.slice(after))![0].length;
-      const special = specials.find((s) => text.startsWith(s, after + ws));
-      if (special !== undefined) {
-        return { start: _thinkStart(text, content, from, p), end: after + ws + special.length };
-      }
-    }
+  let best: { start: number; end: number } | null = null;
+  for (const form of _forms(content)) {
+    const found = _findForm(text, form, from, specials, assistant);
+    if (found !== null && (best === null || found.start < best.start)) best = found;
   }
-  if (strict && specials.some((s) => text.includes(s, from))) return null;
-  // No special token follows (a system prompt merged into a user turn; a template without end-of-turn tokens).
-  for (const form of forms) {
-    const p = text.indexOf(form, from);
-    if (p >= 0) return { start: p, end: p + form.length };
+  if (best === null || !assistant) return best;
+  return { start: _thinkStart(text, content, from, best.start), end: best.end };
+}
+
+/** {@linkcode _find} for one form of the content. */
+function _findForm(
+  text: string,
+  form: string,
+  from: number,
+  specials: readonly string[],
+  assistant: boolean,
+): { start: number; end: number } | null {
+  const first = text.indexOf(form, from);
+  if (first < 0) return null;
+  const limit = assistant ? text.length : _nextSpecial(text, first, specials);
+  for (let p = first; p >= 0 && p < limit; p = text.indexOf(form, p + 1)) {
+    const end = _turnEnd(text, p + form.length, specials);
+    if (end !== null) return { start: p, end };
   }
-  return null;
+  // Another turn, or a template without end-of-turn tokens: the first mention.
+  return !assistant || !specials.some((s) => text.includes(s, from))
+    ? { start: first, end: first + form.length }
+    : null;
+}
+
+/** Where the first special token at or after `i` starts (the end of the text when none). */
+function _nextSpecial(text: string, i: number, specials: readonly string[]): number {
+  return Math.min(text.length, ...specials.map((s) => text.indexOf(s, i)).filter((j) => j >= 0));
+}
+
+/** The end of the special token that follows position `i` after nothing but whitespace, or null. */
+function _turnEnd(text: string, i: number, specials: readonly string[]): number | null {
+  const ws = /\s*/y;
+  ws.lastIndex = i;
+  const at = i + ws.exec(text)![0].length;
+  const special = specials.find((s) => text.startsWith(s, at));
+  return special === undefined ? null : at + special.length;
 }
 
 /** The forms a template may render a content in: as is, trimmed, its answer after a `</think>` block. */
