@@ -66,7 +66,8 @@ export function inspectData(tok: TextTokenizer, records: readonly DataRecord[], 
  * ```ts
  * import { showExample, TextTokenizer } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
- * const tok = new TextTokenizer({ tokenizer: { model: { type: "BPE", vocab: { a: 0, b: 1 }, merges: [] } } });
+ * const model = { type: "BPE", vocab: { a: 0, b: 1 }, merges: [] };
+ * const tok = new TextTokenizer({ tokenizer: { model, decoder: { type: "Fuse" } } });
  * const ex = { inputIds: Int32Array.from([0, 0, 1]), labels: Int32Array.from([-100, -100, 1]), targets: 1, line: 1 };
  * assert.equal(showExample(tok, ex, false), "aa[[b]]");
  * ```
