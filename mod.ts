@@ -73,11 +73,14 @@ export * from "./lib/io/safetensors_checkpoint.ts";
 export * from "./lib/io/safetensors_header.ts";
 export * from "./lib/io/safetensors_reader.ts";
 export * from "./lib/io/safetensors_writer.ts";
+export * from "./lib/io/chat_template.ts";
 export * from "./lib/io/tokenizer.ts";
 
 // Data, training, generation, merge, demo
+export * from "./lib/data/assistant_spans.ts";
 export * from "./lib/data/eval.ts";
 export * from "./lib/data/examples.ts";
+export * from "./lib/data/inspect.ts";
 export * from "./lib/data/loader.ts";
 export * from "./lib/data/records.ts";
 export * from "./lib/demo/reversal_demo.ts";

@@ -1,6 +1,6 @@
-// Loads bitsandbytes' public NF4 vectors in place from the shared checkout (../shared, beside the repository).
+// Loads bitsandbytes' public NF4 vectors from tests/fixtures/nf4_bnb_public.json.
 
-/** One conformance case (see shared/conformance/README.md). */
+/** One conformance case (see tests/fixtures/README.md). */
 export interface ConformanceCase {
   name: string;
   blocksize: number;
@@ -22,8 +22,8 @@ export interface Conformance {
   cases: ConformanceCase[];
 }
 
-/** Reads `../shared/conformance/nf4_bnb_public.json` relative to the repository root. */
+/** Reads `tests/fixtures/nf4_bnb_public.json`. */
 export async function loadConformance(): Promise<Conformance> {
-  const url = new URL("../../shared/conformance/nf4_bnb_public.json", import.meta.url);
+  const url = new URL("./fixtures/nf4_bnb_public.json", import.meta.url);
   return JSON.parse(await Deno.readTextFile(url));
 }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { TextTokenizer } from "../lib/io/tokenizer.ts";
 import { parseJsonl, readJsonl } from "../lib/data/records.ts";
 import { tokenizeData, tokenizeRecord, truncationReport } from "../lib/data/examples.ts";
+import { assistantSpans } from "../lib/data/assistant_spans.ts";
 import { DataLoader, lengthGroupedOrder } from "../lib/data/loader.ts";
 import { Rng } from "../lib/random.ts";
 import { prepareTargets } from "../lib/model/batch.ts";
@@ -77,7 +78,7 @@ Deno.test("examples: a BPE merge across the prompt/completion boundary is traine
   assert.deepEqual([...ex.labels], [-100, 4, 0]);
 });
 
-Deno.test("examples: chat trains on assistant turns only, found by rendering prefixes", () => {
+Deno.test("examples: chat trains on assistant turns only, from each content through its end-of-turn token", () => {
   const messages = [
     { role: "system", content: "be brief" },
     { role: "user", content: "hi" },
@@ -90,9 +91,9 @@ Deno.test("examples: chat trains on assistant turns only, found by rendering pre
   assert.equal(tok.decode([...ex.inputIds]), text);
   // Byte-level: one token per character, and one for each of <s> and </s>.
   const trained = [...ex.labels].map((l, i) => l === -100 ? "_" : tok.decode([ex.inputIds[i]])).join("");
-  const before1 = "<s><<SYS>>\nbe brief\n<</SYS>>\n\n[INST] hi [/INST]".length - 2;
-  assert.equal(trained, "_".repeat(before1) + " yo</s>" + "_".repeat("[INST] q [/INST]".length) + " z</s>");
-  assert.equal(ex.targets, 3 + 1 + 2 + 1);
+  const before1 = "<s><<SYS>>\nbe brief\n<</SYS>>\n\n[INST] hi [/INST] ".length - 2;
+  assert.equal(trained, "_".repeat(before1) + "yo</s>" + "_".repeat("[INST] q [/INST] ".length) + "z</s>");
+  assert.equal(ex.targets, 2 + 1 + 1 + 1);
   const noTemplate = tinyFiles();
   delete noTemplate.tokenizerConfig!.chat_template;
   assert.throws(
@@ -102,8 +103,42 @@ Deno.test("examples: chat trains on assistant turns only, found by rendering pre
   const odd = tinyFiles();
   odd.tokenizerConfig!.chat_template = "{{ messages | length }}";
   assert.throws(
-    () => tokenizeRecord(new TextTokenizer(odd), { kind: "messages", line: 5, messages }),
-    /line 5 prefix by prefix/,
+    () => tokenizeRecord(new TextTokenizer(odd), { kind: "messages", line: 5, file: "d.jsonl", messages }),
+    /d\.jsonl:5: assistant turn 2 is not in the chat template's render/,
+  );
+});
+
+Deno.test("assistant spans: repeated words, header words, merged system prompts and think blocks", () => {
+  const specials = ["<s>", "<e>"];
+  const span = (text: string, messages: { role: string; content: string }[]) =>
+    assistantSpans(text, messages, specials, "d.jsonl:1").map(([s, e]) => text.slice(s, e));
+  const chatml = (ms: [string, string][]) => ms.map(([r, c]) => `<s>${r}\n${c}<e>\n`).join("");
+  const turns = (ms: [string, string][]) => ms.map(([role, content]) => ({ role, content }));
+  const same: [string, string][] = [["user", "yes"], ["assistant", "yes"]];
+  assert.deepEqual(span(chatml(same), turns(same)), ["yes<e>"]);
+  const header: [string, string][] = [["user", "user"], ["assistant", "assistant"]];
+  assert.deepEqual(span(chatml(header), turns(header)), ["assistant<e>"]);
+  // Gemma-style: the system prompt opens the first user turn; the assistant repeats it.
+  const gemma = "<s>user\nOK\n\nhi<e>\n<s>model\nOK<e>\n";
+  assert.deepEqual(span(gemma, turns([["system", "OK"], ["user", "hi"], ["assistant", "OK"]])), ["OK<e>"]);
+  // Qwen3-style: an earlier turn loses its reasoning, the last keeps it.
+  const think = "<think>\nwhy\n</think>\n\nA";
+  const qwen = "<s>user\nq<e>\n<s>assistant\nA<e>\n<s>user\nr<e>\n<s>assistant\n<think>\nwhy\n</think>\n\nA<e>\n";
+  const ms = turns([["user", "q"], ["assistant", think], ["user", "r"], ["assistant", think]]);
+  assert.deepEqual(span(qwen, ms), ["A<e>", "<think>\nwhy\n</think>\n\nA<e>"]);
+  assert.throws(() => span(chatml(same), turns([["user", "yes"], ["assistant", " "]])), /turn 1 is empty/);
+});
+
+Deno.test("examples: a chat template error names tokenizer_config.json and the data file and line", () => {
+  const files = tinyFiles();
+  files.tokenizerConfig!.chat_template = "{{ raise_exception('Conversation roles must alternate') }}";
+  const [record] = parseJsonl(
+    '\n{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}',
+    "chat.jsonl",
+  );
+  assert.throws(
+    () => tokenizeRecord(new TextTokenizer(files), record),
+    /tokenizer_config\.json: chat_template failed for chat\.jsonl:2: Conversation roles must alternate/,
   );
 });
 

@@ -178,6 +178,33 @@ Deno.test("quantize folder: works without config.json, on any safetensors file n
   assert.deepEqual(names, ["special_tokens_map.json", "weights.safetensors"]);
 });
 
+Deno.test("quantize folder: by default the listed modules present are quantized; none present is an error", async () => {
+  const dir = await Deno.makeTempDir();
+  const f32 = (n: number) => new Uint8Array(new Rng(4).normalArray(n).buffer);
+  await Deno.mkdir(join(dir, "in"));
+  await writeSafetensors(join(dir, "in", "model.safetensors"), [
+    { name: "h.0.attn.q_proj.weight", dtype: "F32", shape: [8, 64], data: f32(512) },
+    { name: "h.0.attn.v_proj.weight", dtype: "F32", shape: [8, 64], data: f32(512) },
+    { name: "h.0.mlp.c_fc.weight", dtype: "F32", shape: [8, 64], data: f32(512) },
+  ]);
+  const report = await quantizeFolder(gpu, { input: join(dir, "in"), output: join(dir, "out") });
+  assert.deepEqual(report.quantized, ["h.0.attn.q_proj.weight", "h.0.attn.v_proj.weight"]);
+  assert.deepEqual(report.copied, ["h.0.mlp.c_fc.weight"]);
+  await assert.rejects(
+    quantizeFolder(gpu, { input: join(dir, "in"), output: join(dir, "o"), modules: ["q_proj", "k_proj"] }),
+    /no 2-D float "<module>\.weight" tensor for module\(s\) k_proj/,
+  );
+  await Deno.mkdir(join(dir, "none"));
+  await writeSafetensors(join(dir, "none", "model.safetensors"), [
+    { name: "h.0.mlp.c_fc.weight", dtype: "F32", shape: [8, 64], data: f32(512) },
+  ]);
+  await assert.rejects(
+    quantizeFolder(gpu, { input: join(dir, "none"), output: join(dir, "o") }),
+    /none: no 2-D float "<module>\.weight" tensor for module\(s\) q_proj, k_proj, v_proj/,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("quantize folder: clear errors for bad input", async () => {
   const dir = await tinyModel({ layers: 1 });
   const input = join(dir, "in");

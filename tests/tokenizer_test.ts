@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { loadTokenizer, TextTokenizer } from "../lib/io/tokenizer.ts";
+import { ChatTemplate } from "../lib/io/chat_template.ts";
 import { TINY_TOKENIZER_SIZE } from "../lib/model/tiny_tokenizer.ts";
 import { tinyFiles } from "./_tiny_files.ts";
 
@@ -64,4 +65,34 @@ Deno.test("tokenizer: loadTokenizer reads a model folder; missing tokenizer.json
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("tokenizer: an unknown model type, a bad eos_token and a broken chat template name their file", () => {
+  const files = { ...tinyFiles(), dir: "m" };
+  files.tokenizer.model = { ...(files.tokenizer.model as object), type: "Foo" };
+  assert.throws(
+    () => new TextTokenizer(files),
+    /m\/tokenizer\.json: model\.type "Foo" is not supported; supported: BPE/,
+  );
+  const eos = { ...tinyFiles(), dir: "m" };
+  eos.tokenizerConfig!.eos_token = "<eot>";
+  assert.throws(() => new TextTokenizer(eos), /m\/tokenizer_config\.json: eos_token "<eot>" is not in its vocabulary/);
+  const unclosed = { ...tinyFiles(), dir: "m" };
+  unclosed.tokenizerConfig!.chat_template = "{% for m in messages %}{{ m.content }}";
+  assert.throws(
+    () => new TextTokenizer(unclosed),
+    /m\/tokenizer_config\.json: chat_template does not compile: .*not closed/,
+  );
+  const raises = { ...tinyFiles(), dir: "m" };
+  raises.tokenizerConfig!.chat_template = "{{ raise_exception('roles must alternate') }}";
+  const tok = new TextTokenizer(raises);
+  assert.throws(
+    () => tok.applyChatTemplate([{ role: "user", content: "x" }], false, "d.jsonl:4"),
+    /m\/tokenizer_config\.json: chat_template failed for d\.jsonl:4: roles must alternate/,
+  );
+});
+
+Deno.test("chat template: strip/lstrip/rstrip take Python's chars argument", () => {
+  const t = new ChatTemplate("{{ x.strip('\\n') }}|{{ x.lstrip(' \\n') }}|{{ x.rstrip() }}|{{ y.strip('xy') }}");
+  assert.equal(t.render({ x: "\n  6 (six).  \n", y: "xyhix" }), "  6 (six).  |6 (six).  \n|\n  6 (six).|hi");
 });

@@ -5,15 +5,16 @@
  *   tokenizer defines one (and the post-processor did not already end with it); loss on every token.
  * - `prompt`/`completion`: the same on `prompt + completion`; loss on the completion only.
  * - `messages`: rendered with the chat template and encoded without the post-processor (templates write their own
- *   BOS and turn ends, as `apply_chat_template` does); loss on assistant turns only. No EOS is appended.
+ *   BOS and turn ends, as `apply_chat_template` does); loss on assistant turns only, from the turn's content through
+ *   its end-of-turn token (TRL's assistant masks, `{% generation %}` around them). No EOS is appended.
  *
  * Labels follow the Hugging Face causal-LM convention: `labels` is aligned with `inputIds`, masked positions are
  * -100, and the model shifts (position `t` predicts `labels[t+1]`), so an example of `L` tokens has at most `L-1`
  * targets. A token is trained on when it holds at least one character of the trained span: the span's first token
  * is the first token where the encoding of the text before the span stops matching the full encoding (so a BPE
  * merge across the boundary is trained on), and its end is found the same way from the text up to the span's end.
- * Assistant spans are found by rendering prefixes of the conversation: the text between the render of the turns
- * before an assistant turn with `add_generation_prompt` and the render including it.
+ * Assistant spans are character ranges of the full render (see {@linkcode assistantSpans}), so templates that
+ * render a turn differently once later turns follow (Qwen3 drops the `<think>` block of earlier turns) still work.
  *
  * @module
  */
@@ -21,6 +22,7 @@
 import type { TextTokenizer } from "../io/tokenizer.ts";
 import { IGNORE_INDEX } from "../model/batch.ts";
 import type { DataRecord } from "./records.ts";
+import { assistantSpans } from "./assistant_spans.ts";
 
 /** One tokenized example. */
 export interface Example {
@@ -54,8 +56,8 @@ export interface TokenizedData {
  * @param tok The tokenizer.
  * @param record The record.
  * @returns Ids and aligned labels (-100 where not trained on).
- * @throws {Error} For a chat record when the tokenizer has no chat template, or a template that does not render
- *   conversations prefix by prefix.
+ * @throws {Error} For a chat record when the tokenizer has no chat template, the template fails, or an assistant
+ *   turn cannot be found in the render; the message names the data file (when the record has one) and line.
  *
  * @example Prompt and completion
  * ```ts
@@ -81,21 +83,13 @@ export function tokenizeRecord(tok: TextTokenizer, record: DataRecord): Example 
     ids = _withEos(tok, tok.encode(full));
     spans = [[_startToken(tok, full.slice(0, record.prompt.length), ids, true), ids.length]];
   } else {
-    const where = `line ${record.line}`;
-    const text = tok.applyChatTemplate(record.messages);
+    const where = record.file === undefined ? `line ${record.line}` : `${record.file}:${record.line}`;
+    const text = tok.applyChatTemplate(record.messages, false, where);
     ids = tok.encode(text, { addSpecialTokens: false });
-    spans = [];
-    record.messages.forEach((m, i) => {
-      if (m.role !== "assistant") return;
-      const before = tok.applyChatTemplate(record.messages.slice(0, i), true);
-      const upTo = tok.applyChatTemplate(record.messages.slice(0, i + 1));
-      if (!upTo.startsWith(before) || !text.startsWith(upTo)) {
-        throw new Error(
-          `Chat template does not render ${where} prefix by prefix (turn ${i}); cannot find the assistant tokens`,
-        );
-      }
-      spans.push([_startToken(tok, before, ids, false), _endToken(tok, upTo, ids)]);
-    });
+    spans = assistantSpans(text, record.messages, tok.specialTokens, where).map(([s, e]) => [
+      _startToken(tok, text.slice(0, s), ids, false),
+      _endToken(tok, text.slice(0, e), ids),
+    ]);
   }
   const labels = new Int32Array(ids.length).fill(IGNORE_INDEX);
   for (const [s, e] of spans) for (let t = s; t < e; t++) labels[t] = ids[t];

@@ -7,11 +7,14 @@
 
 import type { ChatMessage } from "../io/tokenizer.ts";
 
-/** One parsed data line; `line` is its 1-based line number in the file. */
+/** One parsed data line; `line` is its 1-based line number in `file` (set by {@linkcode parseJsonl}). */
 export type DataRecord =
-  | { kind: "text"; line: number; text: string }
-  | { kind: "prompt"; line: number; prompt: string; completion: string }
-  | { kind: "messages"; line: number; messages: ChatMessage[] };
+  & { line: number; file?: string }
+  & (
+    | { kind: "text"; text: string }
+    | { kind: "prompt"; prompt: string; completion: string }
+    | { kind: "messages"; messages: ChatMessage[] }
+  );
 
 /**
  * Parses JSON Lines text into records; blank lines are skipped.
@@ -43,7 +46,7 @@ export function parseJsonl(text: string, source: string): DataRecord[] {
     } catch (e) {
       throw new Error(`${source}:${line}: invalid JSON: ${(e as Error).message}`);
     }
-    records.push(_record(value, line, `${source}:${line}`));
+    records.push({ ..._record(value, line, `${source}:${line}`), file: source });
   }
   if (records.length === 0) throw new Error(`${source}: no data lines`);
   return records;

@@ -31,7 +31,11 @@ export interface QuantizeFolderOptions {
   blocksize?: number;
   /** Double-quantize the absmax (default true). */
   doubleQuant?: boolean;
-  /** Module names to quantize, matched against the component before `.weight` (default {@linkcode DEFAULT_QUANTIZED_MODULES}). */
+  /**
+   * Module names to quantize, matched against the component before `.weight`. Given, each must match a weight;
+   * by default the {@linkcode DEFAULT_QUANTIZED_MODULES} that the checkpoint has are quantized (as transformers
+   * does), and at least one must be there.
+   */
   modules?: readonly string[];
   /** Called after each tensor (for progress output). */
   onProgress?: (p: QuantizeProgress) => void;
@@ -83,7 +87,7 @@ const _TORCH_NAMES: Record<string, "float32" | "float16" | "bfloat16"> = {
  * @param opts Input, output, block size, double quantization, modules, progress callback.
  * @returns What was quantized, copied and written.
  * @throws {Error} If the input folder is missing or has no safetensors files, the output is the input, the
- * checkpoint is already quantized, or a module name matches no tensor.
+ * checkpoint is already quantized, no module matches a tensor, or a module given in `modules` matches none.
  *
  * @example Quantize the tiny model
  * ```ts
@@ -116,7 +120,7 @@ export async function quantizeFolder(gpu: Gpu, opts: QuantizeFolderOptions): Pro
   const targets = new Set(names.filter((n) => isTarget(ckpt.info(n))));
   const matched = new Set([...targets].map((n) => moduleNameOf(n)!));
   const unmatched = [...modules].filter((m) => !matched.has(m));
-  if (unmatched.length > 0) {
+  if (matched.size === 0 || (opts.modules !== undefined && unmatched.length > 0)) {
     throw new Error(`${opts.input}: no 2-D float "<module>.weight" tensor for module(s) ${unmatched.join(", ")}`);
   }
 

@@ -1,13 +1,13 @@
 /**
  * The tokenizer of a Hugging Face model folder: `tokenizer.json` through `@huggingface/tokenizers`, special token
- * ids from `tokenizer_config.json`, `special_tokens_map.json` and `config.json`, and the chat template through
- * `@huggingface/jinja`.
+ * ids from `tokenizer_config.json`, `special_tokens_map.json` and `config.json`, and the chat template
+ * (compiled when the tokenizer loads, see {@linkcode ChatTemplate}).
  *
  * @module
  */
 
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
-import { Template } from "@huggingface/jinja";
+import { ChatTemplate } from "./chat_template.ts";
 import { readJsonFile } from "./json_file.ts";
 
 /** One chat turn, as in a `{"messages": [...]}` data line. */
@@ -28,8 +28,8 @@ export interface TokenizerFiles {
   specialTokensMap?: Record<string, unknown>;
   /** `config.json` of the model (`bos_token_id`, `eos_token_id`, `pad_token_id`). */
   config?: Record<string, unknown>;
-  /** Where the files came from, for error messages. */
-  source?: string;
+  /** The model folder the files came from, for error messages (which then name `DIR/tokenizer.json`, ...). */
+  dir?: string;
 }
 
 /** Options of {@linkcode TextTokenizer.encode}. */
@@ -71,8 +71,10 @@ export class TextTokenizer {
   readonly vocabSize: number;
   /** The chat template source, or null when `tokenizer_config.json` has none. */
   readonly chatTemplate: string | null;
+  /** The strings of the special added tokens (BOS, EOS, turn markers, ...), which encode to one id each. */
+  readonly specialTokens: readonly string[];
   #tok: HfTokenizer;
-  #template: Template | null = null;
+  #template: ChatTemplate | null;
   #tokenStrings: Record<string, string | null>;
   #special: Set<number>;
 
@@ -80,10 +82,19 @@ export class TextTokenizer {
    * Builds the tokenizer from parsed files.
    *
    * @param files The parsed JSON files of the model folder.
-   * @throws {Error} If `tokenizer.json` is not usable or a named special token is not in the vocabulary.
+   * @throws {Error} Naming the file at fault: `tokenizer.json` that is not usable or has a model type that
+   *   `@huggingface/tokenizers` does not implement, a special token of `tokenizer_config.json` (or
+   *   `special_tokens_map.json`) that is not in the vocabulary, a `chat_template` that does not compile.
    */
   constructor(files: TokenizerFiles) {
-    const where = files.source ?? "tokenizer.json";
+    const path = (name: string): string => files.dir === undefined ? name : `${files.dir}/${name}`;
+    const where = path("tokenizer.json");
+    const modelType = (files.tokenizer.model as { type?: unknown } | undefined)?.type;
+    if (modelType !== undefined && !_MODEL_TYPES.includes(modelType as string)) {
+      throw new Error(
+        `${where}: model.type ${JSON.stringify(modelType)} is not supported; supported: ${_MODEL_TYPES.join(", ")}`,
+      );
+    }
     const tokCfg = files.tokenizerConfig ?? {};
     const map = files.specialTokensMap ?? {};
     const cfg = files.config ?? {};
@@ -99,16 +110,18 @@ export class TextTokenizer {
     try {
       this.#tok = new HfTokenizer(json, tokCfg);
     } catch (e) {
-      throw new Error(`Cannot load tokenizer ${where}: ${(e as Error).message}`);
+      throw new Error(`${where}: cannot load the tokenizer: ${(e as Error).message}`);
     }
     this.#tokenStrings = {};
     const idOf = (name: "bos" | "eos" | "pad"): number | null => {
-      const str = _tokenString(tokCfg[`${name}_token`]) ?? _tokenString(map[`${name}_token`]);
+      const fromCfg = _tokenString(tokCfg[`${name}_token`]);
+      const str = fromCfg ?? _tokenString(map[`${name}_token`]);
       this.#tokenStrings[name] = str;
       if (str !== null) {
         const id = this.#tok.token_to_id(str);
         if (id === undefined) {
-          throw new Error(`Special token ${name}_token "${str}" of ${where} is not in its vocabulary`);
+          const file = path(fromCfg !== null ? "tokenizer_config.json" : "special_tokens_map.json");
+          throw new Error(`${file}: ${name}_token "${str}" is not in its vocabulary (${where})`);
         }
         return id;
       }
@@ -127,15 +140,18 @@ export class TextTokenizer {
     let maxId = -1;
     for (const id of this.#tok.get_vocab(true).values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
-    this.#special = new Set(
-      this.#tok.get_added_tokens_decoder().entries().filter(([, t]) => t.special).map(([i]) => i),
-    );
+    const specials = [...this.#tok.get_added_tokens_decoder().entries()].filter(([, t]) => t.special);
+    this.#special = new Set(specials.map(([i]) => i));
+    this.specialTokens = specials.map(([, t]) => t.content);
     const tpl = tokCfg.chat_template;
     this.chatTemplate = typeof tpl === "string"
       ? tpl
       : Array.isArray(tpl)
       ? (tpl.find((t) => t?.name === "default")?.template ?? null)
       : null;
+    this.#template = this.chatTemplate === null
+      ? null
+      : new ChatTemplate(this.chatTemplate, path("tokenizer_config.json"));
   }
 
   /**
@@ -167,21 +183,25 @@ export class TextTokenizer {
    *
    * @param messages The conversation.
    * @param addGenerationPrompt Append the template's assistant header (for generation). Default false.
+   * @param where What is rendered (a data file and line), for error messages.
    * @returns The rendered text; encode it with `addSpecialTokens: false`, since templates write BOS themselves.
-   * @throws {Error} If the tokenizer has no chat template.
+   * @throws {Error} If the tokenizer has no chat template, or rendering fails (naming `tokenizer_config.json` and
+   *   `where`).
    */
-  applyChatTemplate(messages: readonly ChatMessage[], addGenerationPrompt = false): string {
-    if (this.chatTemplate === null) throw new Error("The tokenizer has no chat_template in tokenizer_config.json");
-    this.#template ??= new Template(this.chatTemplate);
+  applyChatTemplate(messages: readonly ChatMessage[], addGenerationPrompt = false, where?: string): string {
+    if (this.#template === null) throw new Error("The tokenizer has no chat_template in tokenizer_config.json");
     return this.#template.render({
       messages,
       add_generation_prompt: addGenerationPrompt,
       bos_token: this.#tokenStrings.bos ?? "",
       eos_token: this.#tokenStrings.eos ?? "",
       pad_token: this.#tokenStrings.pad ?? "",
-    });
+    }, where);
   }
 }
+
+/** Model types `@huggingface/tokenizers` implements (any other builds a tokenizer that encodes to nulls). */
+const _MODEL_TYPES = ["BPE", "WordPiece", "Unigram"];
 
 /** The content of a special token entry: a string, or `{content: ...}` (AddedToken form). */
 function _tokenString(value: unknown): string | null {
@@ -208,7 +228,8 @@ async function _readOptional(path: string): Promise<Record<string, unknown> | un
  *
  * @param dir The model folder.
  * @returns The tokenizer.
- * @throws {Error} Naming the file when `tokenizer.json` is missing or a file is not a JSON object.
+ * @throws {Error} Naming the file when `tokenizer.json` is missing, a file is not a JSON object, or a file's
+ *   content is not usable (see {@linkcode TextTokenizer}).
  *
  * @example Load a folder
  * ```ts
@@ -225,12 +246,11 @@ async function _readOptional(path: string): Promise<Record<string, unknown> | un
  * ```
  */
 export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
-  const source = `${dir}/tokenizer.json`;
   const [tokenizer, tokenizerConfig, specialTokensMap, config] = await Promise.all([
-    readJsonFile(source),
+    readJsonFile(`${dir}/tokenizer.json`),
     _readOptional(`${dir}/tokenizer_config.json`),
     _readOptional(`${dir}/special_tokens_map.json`),
     _readOptional(`${dir}/config.json`),
   ]);
-  return new TextTokenizer({ tokenizer, tokenizerConfig, specialTokensMap, config, source });
+  return new TextTokenizer({ tokenizer, tokenizerConfig, specialTokensMap, config, dir });
 }

@@ -2,8 +2,9 @@
  * The Llama-family model configuration: parsed and validated from a Hugging Face `config.json`.
  *
  * Supported: `LlamaForCausalLM` (Llama 2/3, TinyLlama, SmolLM/SmolLM2), `MistralForCausalLM` without an active
- * sliding window, and `Qwen2ForCausalLM` (bias on q/k/v only). Anything the model code does not implement is
- * rejected with an error naming the file, the key and the value, rather than trained wrongly.
+ * sliding window, `Qwen2ForCausalLM` (bias on q/k/v only) and `Qwen3ForCausalLM` (per-head q/k RMSNorm, explicit
+ * `head_dim`; parsed, but {@linkcode checkModelImplemented} refuses it until the model applies the q/k norms).
+ * Anything else is rejected with an error naming the file, the key and the value, rather than trained wrongly.
  *
  * @module
  */
@@ -23,6 +24,8 @@ export type RopeScaling =
 export interface LlamaConfig {
   /** `architectures[0]`, e.g. `"LlamaForCausalLM"`. */
   architecture: string;
+  /** `model_type` (`"llama"`, `"mistral"`, `"qwen2"`, `"qwen3"`), or null when the file has none. */
+  modelType: string | null;
   /** `vocab_size`. */
   vocabSize: number;
   /** `hidden_size`. */
@@ -49,6 +52,8 @@ export interface LlamaConfig {
   tieWordEmbeddings: boolean;
   /** Whether q/k/v projections have a bias (Qwen2). */
   qkvBias: boolean;
+  /** Whether q and k get a per-head RMSNorm (weights `q_norm`, `k_norm` of `[headDim]`) before RoPE (Qwen3). */
+  qkNorm: boolean;
   /** `bos_token_id`, if any. */
   bosTokenId: number | null;
   /** `eos_token_id` (a list when the config has several). */
@@ -60,6 +65,7 @@ export const SUPPORTED_ARCHITECTURES: readonly string[] = [
   "LlamaForCausalLM",
   "MistralForCausalLM",
   "Qwen2ForCausalLM",
+  "Qwen3ForCausalLM",
 ];
 
 /**
@@ -68,8 +74,8 @@ export const SUPPORTED_ARCHITECTURES: readonly string[] = [
  * @param json The parsed JSON.
  * @param file The file it came from, for error messages.
  * @returns The validated configuration.
- * @throws {Error} For a missing or invalid key, an unsupported architecture, activation, bias, RoPE scaling
- * type or an active sliding window; the message names the file, the key and the value.
+ * @throws {Error} For a missing or invalid key, an unsupported architecture (naming its `model_type`), activation,
+ * bias, RoPE scaling type or an active sliding window; the message names the file, the key and the value.
  *
  * @example
  * ```ts
@@ -103,10 +109,13 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
 
   const archs = c.architectures;
   const architecture = Array.isArray(archs) && typeof archs[0] === "string" ? archs[0] : undefined;
+  const modelType = typeof c.model_type === "string" ? c.model_type : null;
   if (!architecture || !SUPPORTED_ARCHITECTURES.includes(architecture)) {
-    throw bad("architectures", `unsupported; supported: ${SUPPORTED_ARCHITECTURES.join(", ")}`);
+    const type = modelType === null ? "" : ` (model_type ${JSON.stringify(modelType)})`;
+    throw bad("architectures", `unsupported${type}; supported: ${SUPPORTED_ARCHITECTURES.join(", ")}`);
   }
   const qwen2 = architecture === "Qwen2ForCausalLM";
+  const qwen3 = architecture === "Qwen3ForCausalLM";
 
   const actKey = c.hidden_act !== undefined ? "hidden_act" : "hidden_activation";
   if ((c[actKey] ?? "silu") !== "silu") throw bad(actKey, 'only "silu" (SwiGLU) is supported');
@@ -127,7 +136,7 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
   if (headDim % 2 !== 0) throw bad("head_dim", "RoPE needs an even head dimension");
   const maxPositionEmbeddings = int("max_position_embeddings", 2048);
 
-  const useSliding = qwen2 ? c.use_sliding_window === true : true;
+  const useSliding = qwen2 || qwen3 ? c.use_sliding_window === true : true;
   const sw = c.sliding_window;
   if (useSliding && sw !== undefined && sw !== null) {
     if (typeof sw !== "number" || sw < maxPositionEmbeddings) {
@@ -148,6 +157,7 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
 
   return {
     architecture,
+    modelType,
     vocabSize: int("vocab_size"),
     hiddenSize,
     intermediateSize: int("intermediate_size"),
@@ -161,9 +171,38 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
     maxPositionEmbeddings,
     tieWordEmbeddings: c.tie_word_embeddings === true,
     qkvBias: qwen2,
+    qkNorm: qwen3,
     bosTokenId: typeof bos === "number" ? bos : null,
     eosTokenIds: eosTokenIds as number[],
   };
+}
+
+/**
+ * Refuses a configuration the model code parses but does not implement yet: per-head q/k RMSNorm (Qwen3).
+ *
+ * @param config The parsed configuration.
+ * @param file The file it came from, for the message.
+ * @throws {Error} Naming the file and `model_type` when the model cannot run the configuration.
+ *
+ * @example
+ * ```ts
+ * import { checkModelImplemented, parseLlamaConfig } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const qwen3 = parseLlamaConfig({
+ *   architectures: ["Qwen3ForCausalLM"], model_type: "qwen3", vocab_size: 64, hidden_size: 32, head_dim: 16,
+ *   intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2,
+ * });
+ * assert.equal(qwen3.qkNorm, true);
+ * assert.throws(() => checkModelImplemented(qwen3, "m/config.json"), /m\/config\.json: model_type "qwen3"/);
+ * ```
+ */
+export function checkModelImplemented(config: LlamaConfig, file = "config.json"): void {
+  if (config.qkNorm) {
+    throw new Error(
+      `${file}: model_type ${JSON.stringify(config.modelType)} (${config.architecture}) needs per-head q/k ` +
+        "RMSNorm, which the model does not implement yet",
+    );
+  }
 }
 
 function _ropeScaling(v: unknown, file: string): RopeScaling | null {

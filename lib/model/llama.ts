@@ -15,7 +15,7 @@ import { type LoraLayer, QLoRALinear } from "../qlinear/layer.ts";
 import { quantizeNF4 } from "../quant/nf4.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
-import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
+import { checkModelImplemented, type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
 import { DecoderLayer, type LayerActivations, type LayerContext, type LayerProjections } from "./decoder_layer.ts";
 import { KvCache } from "./kv_cache.ts";
 import { headLogits, lossHead, vocabChunks } from "./lm_head.ts";
@@ -190,6 +190,7 @@ export class LlamaModel {
     try {
       const config = options.config ??
         (ckpt.config ? parseLlamaConfig(ckpt.config, `${path}/config.json`) : await loadLlamaConfig(path));
+      checkModelImplemented(config, `${path}/config.json`);
       const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
       const c = config;
       const plain = async (name: string, shape: number[]): Promise<Tensor> => {

@@ -2,7 +2,7 @@
  * The GPU-side form of a 4-bit blockwise-quantized weight (NF4, FP4 or INT4), shared by the quantize/dequantize
  * kernels and the fused dequantize-matmul.
  *
- * Layout, identical to bitsandbytes' so that checkpoints move both ways (see `shared/conformance/README.md`):
+ * Layout, identical to bitsandbytes' so that checkpoints move both ways (see `tests/fixtures/README.md`):
  * - the tensor is flattened row-major (`n = numel(shape)` values); block `b` covers values `[b*blocksize, (b+1)*blocksize)`
  *   and may straddle rows;
  * - `packed` holds `ceil(n/2)` bytes: byte `k = i >> 1` holds value `i` in its high nibble when `i` is even, low

@@ -1,7 +1,7 @@
 /**
  * The plain TypeScript reference of 4-bit blockwise quantization (NF4, FP4, INT4) with optional double
  * quantization, in float32 arithmetic (`Math.fround` after every operation). It defines the results the GPU
- * kernels must reproduce byte for byte, and follows `shared/conformance/README.md` (bitsandbytes' layout):
+ * kernels must reproduce byte for byte, and follows `tests/fixtures/README.md` (bitsandbytes' layout):
  *
  * - `r = 1/absmax` (float32), `xn = x * r`; NF4/INT4 index = number of thresholds `T` with `xn > T`; FP4 as
  *   bitsandbytes' `dQuantizeFP4` (sign bit, then a magnitude rank on `|xn|`);
