@@ -1,11 +1,35 @@
-// Private file helpers: whole writes and exact positioned reads on a Deno.FsFile, copying a folder's other files.
+// Private file helpers: whole writes and exact positioned reads on a Deno.FsFile, temporary names, new output
+// folders filled under a `.partial` name, copying a folder's other files.
 
 import { join, resolve } from "node:path";
 
-/** Writes every byte (a single `write` may write fewer). */
-export async function _writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.byteLength) done += await file.write(bytes.subarray(done));
+/** Temporary names made by {@linkcode _tempName}: the target's name, `.tmp-`, the writer's pid, 8 hex digits. */
+export const _TEMP_NAME: RegExp = /\.tmp-(\d+)-[0-9a-f]{8}$/;
+
+/** A fresh temporary name beside `path` (see {@linkcode _TEMP_NAME}). */
+export function _tempName(path: string): string {
+  return `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * The error `e` with `path` in front of its message, unless it names it already: errors of an open handle
+ * (a full disk's "No space left on device (os error 28)") name no file. Class, `code` and cause are kept.
+ */
+export function _namingPath(e: unknown, path: string): unknown {
+  if (!(e instanceof Error) || e.message.includes(path)) return e;
+  const named = new (e.constructor as ErrorConstructor)(`${path}: ${e.message}`, { cause: e });
+  if ("code" in e) Object.assign(named, { code: e.code });
+  return named;
+}
+
+/** Writes every byte (a single `write` may write fewer); an error names `path`, the file being written. */
+export async function _writeAll(file: Deno.FsFile, bytes: Uint8Array, path: string): Promise<void> {
+  try {
+    let done = 0;
+    while (done < bytes.byteLength) done += await file.write(bytes.subarray(done));
+  } catch (e) {
+    throw _namingPath(e, path);
+  }
 }
 
 /**
@@ -32,6 +56,48 @@ export async function _exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Fills a new output folder under the name `OUT.partial` and renames it to `OUT` once `fill` resolves, so a run
+ * killed midway leaves no `OUT` that looks complete. A `.partial` folder left by a killed run is removed first;
+ * on failure the partial folder is removed.
+ *
+ * @returns What `fill` returned.
+ * @throws {Error} If `OUT` exists and is not an empty folder (nothing of the user's is replaced).
+ */
+export async function _fillNewFolder<T>(out: string, fill: (dir: string) => Promise<T>): Promise<T> {
+  await _checkNewFolder(out);
+  const final = out.replace(/[\\/]+$/, "");
+  const partial = `${final}.partial`;
+  await Deno.remove(partial, { recursive: true }).catch(_unlessNotFound);
+  await Deno.mkdir(partial, { recursive: true });
+  try {
+    const result = await fill(partial);
+    await _checkNewFolder(final);
+    await Deno.remove(final).catch(_unlessNotFound);
+    await Deno.rename(partial, final);
+    return result;
+  } catch (e) {
+    await Deno.remove(partial, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}
+
+/** Throws unless `out` is missing or an empty folder (checked early by callers with a long run ahead). */
+export async function _checkNewFolder(out: string): Promise<void> {
+  try {
+    for await (const _ of Deno.readDir(out)) {
+      throw new Error(`Output folder ${out} already exists and is not empty: choose a new folder or remove it`);
+    }
+  } catch (e) {
+    _unlessNotFound(e);
+  }
+}
+
+/** Rethrows anything but "not found" (for removing what may not be there). */
+export function _unlessNotFound(e: unknown): void {
+  if (!(e instanceof Deno.errors.NotFound)) throw e;
 }
 
 /**

@@ -1,15 +1,18 @@
 /**
  * Atomic file writes: write to a temporary name beside the target, flush to disk, then rename over it, so a
- * crash or a kill mid-write leaves either the old file or the new one, never a torn one.
+ * crash or a kill mid-write leaves either the old file or the new one, never a torn one; and the sweep of the
+ * temporary files a killed writer leaves behind.
  *
  * @module
  */
 
-import { _writeAll } from "./_file.ts";
+import { join } from "node:path";
+import process from "node:process";
+import { _namingPath, _TEMP_NAME, _tempName, _unlessNotFound, _writeAll } from "./_file.ts";
 
 /**
- * Writes a file through an open handle and atomically moves it into place when `write` resolves. If `write`
- * throws, the temporary file is removed and the target is left untouched.
+ * Writes a file through an open handle and atomically moves it into place when `write` resolves. If anything
+ * fails, the temporary file is removed, the target is left untouched, and the error names `path`.
  *
  * @param path Destination path.
  * @param write Receives the open temporary file; returns any value.
@@ -27,7 +30,7 @@ import { _writeAll } from "./_file.ts";
  * ```
  */
 export async function withAtomicFile<T>(path: string, write: (file: Deno.FsFile) => Promise<T>): Promise<T> {
-  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const tmp = _tempName(path);
   const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
   let closed = false;
   try {
@@ -40,7 +43,7 @@ export async function withAtomicFile<T>(path: string, write: (file: Deno.FsFile)
   } catch (e) {
     if (!closed) file.close();
     await Deno.remove(tmp).catch(() => {});
-    throw e;
+    throw _namingPath(e, path);
   }
 }
 
@@ -62,6 +65,54 @@ export async function withAtomicFile<T>(path: string, write: (file: Deno.FsFile)
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   await withAtomicFile(path, async (file) => {
-    await _writeAll(file, bytes);
+    await _writeAll(file, bytes, path);
   });
+}
+
+/**
+ * Removes the temporary files (and folders) that writers killed mid-write left in a folder: entries named
+ * `NAME.tmp-PID-XXXXXXXX` whose process is gone. Those of this process and of live processes are kept (they may
+ * be writing now); without `--allow-run` liveness cannot be asked, and every other process's are removed. Call it
+ * on an output folder when a run starts or resumes; the folder's other files are not touched.
+ *
+ * @param dir The folder (not its sub-folders); a missing one has nothing to sweep.
+ * @returns The names removed, sorted.
+ *
+ * @example A killed writer's leftover goes, the finished file stays
+ * ```ts
+ * import { sweepTempFiles, writeFileAtomic } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const dir = await Deno.makeTempDir();
+ * await writeFileAtomic(`${dir}/loss.svg`, "<svg/>");
+ * await Deno.writeTextFile(`${dir}/loss.svg.tmp-999999999-0badf00d`, "<sv");
+ * assert.deepEqual(await sweepTempFiles(dir), ["loss.svg.tmp-999999999-0badf00d"]);
+ * assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["loss.svg"]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function sweepTempFiles(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      const m = _TEMP_NAME.exec(e.name);
+      if (!m || _alive(Number(m[1]))) continue;
+      await Deno.remove(join(dir, e.name), { recursive: true }).catch(_unlessNotFound);
+      removed.push(e.name);
+    }
+  } catch (e) {
+    _unlessNotFound(e);
+  }
+  return removed.sort();
+}
+
+/** Whether process `pid` runs (this one always does); false when that cannot be asked (no `--allow-run`). */
+function _alive(pid: number): boolean {
+  if (pid === Deno.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it runs, as another user.
+    return (e as { code?: string }).code === "EPERM";
+  }
 }

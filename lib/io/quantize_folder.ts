@@ -3,7 +3,8 @@
  * the logic behind `deno task quantize`. The 2-D float weights of the chosen linear modules become NF4 (see
  * {@linkcode bnbTensorSpecs}); every other tensor is copied byte for byte; each shard keeps its file name, a
  * sharded input gets a new index; `config.json` (when present) gains `quantization_config`; every other file
- * (tokenizer, generation config, ...) is copied.
+ * (tokenizer, generation config, ...) is copied. The output is filled as `OUT.partial` and renamed to `OUT` at
+ * the end, so a killed run leaves no `OUT` that looks complete.
  *
  * @module
  */
@@ -14,7 +15,7 @@ import { Tensor } from "../gpu/tensor.ts";
 import { downloadQuantized, freeQuantized, quantizeNF4 } from "../quant/nf4.ts";
 import { type HostQuantized, type SourceDType, toBitsandbytes } from "../quant/quant_state.ts";
 import { checkBlocksize } from "../quant/reference.ts";
-import { _copyOtherFiles, _exists } from "./_file.ts";
+import { _copyOtherFiles, _exists, _fillNewFolder } from "./_file.ts";
 import { bnbQuantizationConfig, bnbTensorSpecs, DEFAULT_QUANTIZED_MODULES, moduleNameOf } from "./bnb_format.ts";
 import { readJsonFile, writeJsonFile } from "./json_file.ts";
 import { SAFETENSORS_INDEX_FILE, SafetensorsCheckpoint } from "./safetensors_checkpoint.ts";
@@ -25,7 +26,7 @@ import { SafetensorsWriter } from "./safetensors_writer.ts";
 export interface QuantizeFolderOptions {
   /** Input folder of safetensors files (with or without `config.json`). */
   input: string;
-  /** Output folder (created; must not be the input folder). */
+  /** Output folder (created; must not be the input folder, and if it exists it must be empty). */
   output: string;
   /** Values per block: a power of two ≥ 64 (default 64). */
   blocksize?: number;
@@ -86,8 +87,9 @@ const _TORCH_NAMES: Record<string, "float32" | "float16" | "bfloat16"> = {
  * @param gpu The device the quantization kernels run on.
  * @param opts Input, output, block size, double quantization, modules, progress callback.
  * @returns What was quantized, copied and written.
- * @throws {Error} If the input folder is missing or has no safetensors files, the output is the input, the
- * checkpoint is already quantized, no module matches a tensor, or a module given in `modules` matches none.
+ * @throws {Error} If the input folder is missing or has no safetensors files, the output is the input or a
+ * folder that is not empty, the checkpoint is already quantized, no module matches a tensor, or a module given in
+ * `modules` matches none.
  *
  * @example Quantize the tiny model
  * ```ts
@@ -124,7 +126,25 @@ export async function quantizeFolder(gpu: Gpu, opts: QuantizeFolderOptions): Pro
     throw new Error(`${opts.input}: no 2-D float "<module>.weight" tensor for module(s) ${unmatched.join(", ")}`);
   }
 
-  await Deno.mkdir(opts.output, { recursive: true });
+  const checked = { ...opts, blocksize, doubleQuant, targets, config, t0 };
+  return await _fillNewFolder(opts.output, (output) => _write(gpu, ckpt, { ...checked, output }));
+}
+
+/** Writes the quantized checkpoint into `opts.output`, a new folder, from the checked options. */
+async function _write(
+  gpu: Gpu,
+  ckpt: SafetensorsCheckpoint,
+  opts: QuantizeFolderOptions & {
+    blocksize: number;
+    doubleQuant: boolean;
+    targets: Set<string>;
+    config: Record<string, unknown> | null;
+    t0: number;
+  },
+): Promise<QuantizeFolderReport> {
+  const { blocksize, doubleQuant, targets, config, t0 } = opts;
+  const names = ckpt.names();
+  const configPath = join(opts.input, "config.json");
   const report: QuantizeFolderReport = {
     quantized: [],
     copied: [],

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { _writeAll } from "./_file.ts";
+import { _namingPath, _tempName, _writeAll } from "./_file.ts";
 import {
   encodeSafetensorsHeader,
   type SafetensorsDType,
@@ -36,7 +36,8 @@ export interface SafetensorsWriterOptions {
 /**
  * Streams a safetensors file: declare the tensors, then {@linkcode SafetensorsWriter.write} each one in
  * the declared order, then {@linkcode SafetensorsWriter.close}. Nothing appears at `path` until `close`
- * succeeds; {@linkcode SafetensorsWriter.abort} discards the file.
+ * succeeds; {@linkcode SafetensorsWriter.abort} discards the file, as does any failed call (a full disk
+ * included: its error names `path`), so no temporary file is left behind.
  *
  * @example Stream two tensors
  * ```ts
@@ -102,15 +103,10 @@ export class SafetensorsWriter {
       metadata,
       plain.bytes.byteLength - 8 + (options.reserveHeaderBytes ?? 0),
     );
-    const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+    const tmp = _tempName(path);
     const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
     const w = new SafetensorsWriter(path, tmp, file, { tensors, metadata, jsonBytes: bytes.byteLength - 8 });
-    try {
-      await _writeAll(file, bytes);
-    } catch (e) {
-      await w.abort();
-      throw e;
-    }
+    await w.#orAbort(() => _writeAll(file, bytes, path));
     return w;
   }
 
@@ -161,7 +157,7 @@ export class SafetensorsWriter {
           `(${t.dtype} [${t.shape}])`,
       );
     }
-    await _writeAll(file, data);
+    await this.#orAbort(() => _writeAll(file, data, this.path));
     this.#filled += data.byteLength;
   }
 
@@ -179,16 +175,17 @@ export class SafetensorsWriter {
       throw new Error(`${this.path}: closed before tensor "${missing.name}" was fully written`);
     }
     if (this.#tensors.length > this.#declared) await this.#rewriteHeader(file);
-    await file.syncData();
-    file.close();
-    this.#file = null;
-    await Deno.rename(this.#tmp, this.path);
+    await this.#orAbort(async () => {
+      await file.syncData();
+      file.close();
+      this.#file = null;
+      await Deno.rename(this.#tmp, this.path);
+    });
   }
 
   /** Discards the temporary file; `path` is left as it was. */
   async abort(): Promise<void> {
-    if (!this.#file) return;
-    this.#file.close();
+    this.#file?.close();
     this.#file = null;
     await Deno.remove(this.#tmp).catch(() => {});
   }
@@ -211,8 +208,20 @@ export class SafetensorsWriter {
           `(raise reserveHeaderBytes)`,
       );
     }
-    await file.seek(0, Deno.SeekMode.Start);
-    await _writeAll(file, bytes);
+    await this.#orAbort(async () => {
+      await file.seek(0, Deno.SeekMode.Start);
+      await _writeAll(file, bytes, this.path);
+    });
+  }
+
+  /** Runs a file operation; if it fails, discards the file and rethrows, naming `path`. */
+  async #orAbort(op: () => Promise<unknown>): Promise<void> {
+    try {
+      await op();
+    } catch (e) {
+      await this.abort();
+      throw _namingPath(e, this.path);
+    }
   }
 
   #open(): Deno.FsFile {

@@ -7,7 +7,8 @@
  * converted to the output dtype, other tensors are copied. The output has one safetensors file per input file
  * (written to a temporary name, then renamed), `config.json` with `torch_dtype` set and no `quantization_config`,
  * and the folder's other files (tokenizer, generation config). With `quantize`, that merged folder is then
- * quantized to NF4 by {@linkcode quantizeFolder} (bitsandbytes 4-bit format).
+ * quantized to NF4 by {@linkcode quantizeFolder} (bitsandbytes 4-bit format). The output folder is filled as
+ * `OUT.partial` and renamed to `OUT` at the end, so a killed run leaves no `OUT` that looks complete.
  *
  * @module
  */
@@ -16,7 +17,7 @@ import { basename, join, resolve } from "node:path";
 import { bytesToF32, f32ToBf16 } from "../dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { _copyOtherFiles, _exists } from "../io/_file.ts";
+import { _checkNewFolder, _copyOtherFiles, _exists, _fillNewFolder } from "../io/_file.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
 import { DEFAULT_QUANTIZED_MODULES, moduleNameOf } from "../io/bnb_format.ts";
 import { readJsonFile, writeJsonFile } from "../io/json_file.ts";
@@ -36,7 +37,7 @@ export interface MergeFolderOptions {
   model: string;
   /** The PEFT adapter folder. */
   adapter: string;
-  /** Output folder (created; not the model folder). */
+  /** Output folder (created; not the model folder, and if it exists it must be empty). */
   out: string;
   /** Stored dtype of the merged float tensors (default `bf16`). */
   dtype?: "bf16" | "f32";
@@ -81,8 +82,8 @@ const _OUT_DTYPE = { bf16: { st: "BF16", torch: "bfloat16" }, f32: { st: "F32", 
  * @param gpu The device (dequantization and the `s·B·A` products run there).
  * @param opts Model, adapter, output folder, dtype, re-quantization, progress callback.
  * @returns What was merged, dequantized and copied.
- * @throws {Error} Naming the folder, file or module: a missing folder, the output being the model folder, an
- *   adapter module the model lacks or whose shape differs.
+ * @throws {Error} Naming the folder, file or module: a missing folder, the output being the model folder or a
+ *   folder that is not empty, an adapter module the model lacks or whose shape differs.
  *
  * @example Merge a zero adapter into the tiny model
  * ```ts
@@ -105,7 +106,8 @@ export async function mergeAdapterFolder(gpu: Gpu, opts: MergeFolderOptions): Pr
     if (!(await Deno.stat(dir).catch(() => null))?.isDirectory) throw new Error(`${flag} folder ${dir} does not exist`);
   }
   if (resolve(opts.out) === resolve(opts.model)) throw new Error(`Output folder ${opts.out} is the model folder`);
-  if (!opts.quantize) return await _merge(gpu, opts, opts.out, t0);
+  await _checkNewFolder(opts.out);
+  if (!opts.quantize) return await _fillNewFolder(opts.out, (out) => _merge(gpu, opts, out, t0));
   const tmp = `${opts.out.replace(/\/+$/, "")}.merging`;
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
   try {

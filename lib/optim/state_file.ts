@@ -8,6 +8,8 @@
  */
 
 import { crc32 } from "node:zlib";
+import { _writeAll } from "../io/_file.ts";
+import { withAtomicFile } from "../io/atomic_write.ts";
 
 const MAGIC = new TextEncoder().encode("QLWOPT1\n");
 
@@ -28,7 +30,8 @@ export interface StateFileHeader {
 }
 
 /**
- * Writes a state file atomically: to a temporary name beside `path`, then renamed over it.
+ * Writes a state file atomically: to a temporary name beside `path`, flushed, then renamed over it (on failure
+ * the temporary file is removed and the error names `path`).
  *
  * @param path Destination.
  * @param header Everything but `payloadBytes` and `crc32`, which are computed.
@@ -55,16 +58,9 @@ export async function writeStateFile(
   const json = new TextEncoder().encode(JSON.stringify(full));
   const len = new Uint8Array(4);
   new DataView(len.buffer).setUint32(0, json.byteLength, true);
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
-  try {
-    for (const part of [MAGIC, len, json, payload]) {
-      for (let off = 0; off < part.byteLength;) off += await file.write(part.subarray(off));
-    }
-  } finally {
-    file.close();
-  }
-  await Deno.rename(tmp, path);
+  await withAtomicFile(path, async (file) => {
+    for (const part of [MAGIC, len, json, payload]) await _writeAll(file, part, path);
+  });
 }
 
 /**

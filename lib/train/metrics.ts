@@ -22,12 +22,15 @@ export interface StepMetrics {
   gpu_bytes: number;
 }
 
+import { _writeAll } from "../io/_file.ts";
+import { writeFileAtomic } from "../io/atomic_write.ts";
+
 const FIELDS = ["step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "gpu_bytes"] as const;
 
 /**
  * Appends step metrics to a JSON Lines file, one line per step, flushed as it goes. On resume it first drops the
  * lines past the checkpoint's step (a killed run may have logged steps it never saved), so the file ends up as
- * if the run had never stopped.
+ * if the run had never stopped; the kept lines are rewritten atomically, so a kill then loses nothing.
  *
  * @example
  * ```ts
@@ -46,11 +49,13 @@ const FIELDS = ["step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "gp
  */
 export class MetricsWriter {
   #file: Deno.FsFile;
+  #path: string;
   #last: number;
   #encoder = new TextEncoder();
 
-  private constructor(file: Deno.FsFile, last: number) {
+  private constructor(file: Deno.FsFile, path: string, last: number) {
     this.#file = file;
+    this.#path = path;
     this.#last = last;
   }
 
@@ -64,7 +69,7 @@ export class MetricsWriter {
    */
   static async open(path: string, resumeStep?: number): Promise<MetricsWriter> {
     if (resumeStep === undefined) {
-      return new MetricsWriter(await Deno.open(path, { write: true, create: true, truncate: true }), 0);
+      return new MetricsWriter(await Deno.open(path, { write: true, create: true, truncate: true }), path, 0);
     }
     let text = "";
     try {
@@ -77,10 +82,9 @@ export class MetricsWriter {
     if (kept.length !== resumeStep || kept.some((m, i) => m.step !== i + 1)) {
       throw new Error(`${path}: expected steps 1..${resumeStep} to resume, found ${kept.length} of them`);
     }
-    const file = await Deno.open(path, { write: true, create: true, truncate: true });
-    const w = new MetricsWriter(file, resumeStep);
-    await w.#append(kept.map((m) => JSON.stringify(m) + "\n").join(""));
-    return w;
+    // Rewritten beside the file and renamed over it: truncating in place, a kill would lose every step.
+    await writeFileAtomic(path, kept.map((m) => JSON.stringify(m) + "\n").join(""));
+    return new MetricsWriter(await Deno.open(path, { append: true }), path, resumeStep);
   }
 
   /**
@@ -100,19 +104,13 @@ export class MetricsWriter {
       if (typeof v !== "number") throw new Error(`metrics.jsonl: step ${metrics.step} has no number "${k}"`);
       line[k] = Number.isFinite(v) ? v : null;
     }
-    await this.#append(JSON.stringify(line) + "\n");
+    await _writeAll(this.#file, this.#encoder.encode(JSON.stringify(line) + "\n"), this.#path);
     this.#last = metrics.step;
   }
 
   /** Closes the file. */
   close(): void {
     this.#file.close();
-  }
-
-  async #append(text: string): Promise<void> {
-    const bytes = this.#encoder.encode(text);
-    let done = 0;
-    while (done < bytes.length) done += await this.#file.write(bytes.subarray(done));
   }
 }
 

@@ -1,0 +1,105 @@
+// Kills mid-write (SIGKILL of a subprocess at a chosen write, see _killed_writer.ts) lose none of the user's work:
+// what was on disk stays, leftovers are temporary names that sweepTempFiles removes, a killed quantize leaves no
+// output folder that looks complete.
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { MetricsWriter, readMetrics } from "../lib/train/metrics.ts";
+import { sweepTempFiles } from "../lib/io/atomic_write.ts";
+import { writeSafetensors } from "../lib/io/safetensors_writer.ts";
+import { SafetensorsCheckpoint } from "../lib/io/safetensors_checkpoint.ts";
+import { quantizeFolder } from "../lib/io/quantize_folder.ts";
+import { writeTinyLlama } from "../lib/model/tiny_llama.ts";
+import { requestGpu } from "../lib/gpu/device.ts";
+
+const SCRIPT = new URL("./_killed_writer.ts", import.meta.url).pathname;
+
+/** Runs the script's scenario, SIGKILLs it at its first write to a path matching `pattern`; returns that path. */
+async function killAtWrite(pattern: string, scenario: string, ...args: string[]): Promise<string> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", SCRIPT, pattern, scenario, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  let out = "";
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  while (!out.includes("\n")) {
+    const r = await reader.read();
+    if (r.done) break;
+    out += r.value;
+  }
+  if (out.startsWith("stalled ")) child.kill("SIGKILL");
+  await reader.cancel();
+  const [status, err] = [await child.status, await stderr];
+  assert.ok(out.startsWith("stalled "), `${scenario} did not stall at /${pattern}/: ${out}${err}`);
+  assert.equal(status.signal, "SIGKILL");
+  return out.slice("stalled ".length).trim();
+}
+
+const names = async (dir: string) => [...await Array.fromAsync(Deno.readDir(dir))].map((e) => e.name).sort();
+
+const metric = (step: number) => ({
+  step,
+  loss: 1 / step,
+  lr: 1e-4,
+  grad_norm: 1,
+  tokens: 8,
+  tokens_per_s: 4,
+  gpu_bytes: 64,
+});
+
+Deno.test("metrics: a kill while resume rewrites metrics.jsonl loses no step, and --resume works after it", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "metrics.jsonl");
+  const w = await MetricsWriter.open(path);
+  for (let s = 1; s <= 4; s++) await w.write(metric(s));
+  w.close();
+  const before = await Deno.readTextFile(path);
+  const stalled = await killAtWrite("metrics\\.jsonl", "metrics-resume", path, "3");
+  assert.notEqual(stalled, path, "the kept lines are written beside the file, not into it");
+  assert.equal(await Deno.readTextFile(path), before);
+  const again = await MetricsWriter.open(path, 3);
+  await again.write(metric(4));
+  again.close();
+  assert.deepEqual((await readMetrics(path)).map((m) => m.step), [1, 2, 3, 4]);
+  assert.deepEqual(await sweepTempFiles(dir), [stalled.slice(dir.length + 1)]);
+  assert.deepEqual(await names(dir), ["metrics.jsonl"]);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("final save: kills mid-write of the adapter and loss.svg keep the old files; the sweep removes the rest", async () => {
+  const dir = await Deno.makeTempDir();
+  const adapter = join(dir, "adapter_model.safetensors");
+  await writeSafetensors(adapter, [{ name: "old", dtype: "U8", shape: [1], data: new Uint8Array([7]) }]);
+  await Deno.writeTextFile(join(dir, "loss.svg"), "<svg/>\n");
+  const leftovers = [
+    await killAtWrite("adapter_model", "safetensors", adapter),
+    await killAtWrite("loss\\.svg", "loss-svg", join(dir, "loss.svg")),
+  ].map((p) => p.slice(dir.length + 1));
+  assert.deepEqual(await names(dir), ["adapter_model.safetensors", "loss.svg", ...leftovers].sort());
+  // This process's own temporary files may be in flight: they stay.
+  const own = `metrics.jsonl.tmp-${Deno.pid}-0123abcd`;
+  await Deno.writeTextFile(join(dir, own), "");
+  assert.deepEqual(await sweepTempFiles(dir), leftovers.sort());
+  assert.deepEqual(await names(dir), ["adapter_model.safetensors", "loss.svg", own]);
+  using f = await SafetensorsCheckpoint.open(dir);
+  assert.deepEqual([...await f.read("old")], [7]);
+  assert.equal(await Deno.readTextFile(join(dir, "loss.svg")), "<svg/>\n");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("quantize: a killed run leaves no OUT, only OUT.partial; the next run replaces it", async () => {
+  const dir = await Deno.makeTempDir();
+  const [input, out] = [join(dir, "in"), join(dir, "out")];
+  await writeTinyLlama(input, { layers: 1 });
+  // config.json is written after every shard: the shards look complete, the folder is not.
+  const stalled = await killAtWrite("config\\.json\\.tmp-", "quantize", input, out);
+  assert.equal(stalled.startsWith(join(dir, "out.partial", "config.json.tmp-")), true, stalled);
+  assert.deepEqual(await names(dir), ["in", "out.partial"]);
+  await assert.rejects(SafetensorsCheckpoint.open(out), /out: cannot open checkpoint/);
+  await quantizeFolder(await requestGpu(), { input, output: out });
+  assert.deepEqual(await names(dir), ["in", "out"]);
+  assert.ok((await names(out)).includes("config.json"));
+  await Deno.remove(dir, { recursive: true });
+});
