@@ -16,11 +16,12 @@
  */
 
 // GPU runtime, tensors, memory
+export * from "./lib/bytes.ts";
 export * from "./lib/dtype.ts";
 export * from "./lib/gpu/device.ts";
 export * from "./lib/gpu/tensor.ts";
-export * from "./lib/memory/budget.ts";
-export * from "./lib/memory/pager.ts";
+export * from "./lib/gpu/budget.ts";
+export * from "./lib/gpu/pager.ts";
 export * from "./lib/random.ts";
 
 // Quantization (bitsandbytes.functional)

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { MemoryBudget, type MemoryClass } from "../memory/budget.ts";
+import { MemoryBudget, type MemoryClass } from "./budget.ts";
 import { WGSL } from "./_wgsl.ts";
 
 /** Optional adapter features the kernels can use; each has a fallback. */

@@ -13,8 +13,9 @@
 
 import { type Gpu, grid2d } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { formatBytes, OutOfBudgetError, parseBytes } from "../memory/budget.ts";
-import { type PagedBuffer, Pager } from "../memory/pager.ts";
+import { formatBytes, parseBytes } from "../bytes.ts";
+import { OutOfBudgetError } from "../gpu/budget.ts";
+import { type PagedBuffer, Pager } from "../gpu/pager.ts";
 import { createDynamicMap } from "../quant/code_tables.ts";
 import { layoutState, type Segment, type StateLayout } from "./_state_layout.ts";
 import { readStateFile, writeStateFile } from "./state_file.ts";

@@ -11,8 +11,9 @@
  * @module
  */
 
-import type { Gpu } from "../gpu/device.ts";
-import { type Evictor, formatBytes, OutOfBudgetError, type PagingStats, parseBytes } from "./budget.ts";
+import type { Gpu } from "./device.ts";
+import { formatBytes, parseBytes } from "../bytes.ts";
+import { type Evictor, OutOfBudgetError, type PagingStats } from "./budget.ts";
 
 /** Options for {@linkcode Pager}. */
 export interface PagerOptions {
