@@ -1,5 +1,6 @@
 // copy_vec4: dst[i] = src[i] for i < n, 16-byte loads and stores, ITEMS per thread (strided by the grid so that
-// neighbouring threads touch neighbouring vectors). The bandwidth roofline of bench/_roofline.ts.
+// neighbouring threads touch neighbouring vectors). The bandwidth roofline of bench/_roofline.ts, which builds
+// its pipeline with the raw device API (bench-only: not embedded in the package).
 // Bindings:
 //   src: [n] vec4<u32> (storage, read)
 //   dst: [n] vec4<u32> (storage, read_write)
