@@ -26,34 +26,36 @@ export * from "./lib/random.ts";
 
 // Quantization (bitsandbytes.functional)
 export * from "./lib/quant/code_tables.ts";
-export * from "./lib/quant/nf4.ts";
 export * from "./lib/quant/quant_error.ts";
 export * from "./lib/quant/quant_state.ts";
 export * from "./lib/quant/quantized_tensor.ts";
 export * from "./lib/quant/reference.ts";
 
-// Kernels: dense matmul, fused NF4 matmul, dropout
+// Kernels: one wrapper per WGSL file
+export * from "./lib/kernels/attention.ts";
+export * from "./lib/kernels/cross_entropy.ts";
 export * from "./lib/kernels/dropout.ts";
-export * from "./lib/kernels/matmul.ts";
-export * from "./lib/kernels/nf4_linear.ts";
+export * from "./lib/kernels/embedding.ts";
+export * from "./lib/kernels/matmul_f32.ts";
+export * from "./lib/kernels/nf4_dequantize.ts";
+export * from "./lib/kernels/nf4_quantize.ts";
+export * from "./lib/kernels/qlinear_nf4.ts";
+export * from "./lib/kernels/residual_add.ts";
+export * from "./lib/kernels/rms_norm.ts";
+export * from "./lib/kernels/rope.ts";
+export * from "./lib/kernels/swiglu.ts";
 
 // The QLoRA linear layer
 export * from "./lib/qlinear/functional.ts";
 export * from "./lib/qlinear/layer.ts";
 
-// Llama ops and model
+// The Llama model
 export * from "./lib/model/batch.ts";
 export * from "./lib/model/config.ts";
 export * from "./lib/model/llama.ts";
 export * from "./lib/model/load_adapter.ts";
 export * from "./lib/model/lora_config.ts";
-export * from "./lib/model/ops/attention.ts";
-export * from "./lib/model/ops/cross_entropy.ts";
-export * from "./lib/model/ops/embedding.ts";
-export * from "./lib/model/ops/residual.ts";
-export * from "./lib/model/ops/rms_norm.ts";
-export * from "./lib/model/ops/rope.ts";
-export * from "./lib/model/ops/swiglu.ts";
+export * from "./lib/model/rope.ts";
 export * from "./lib/model/tiny_llama.ts";
 export * from "./lib/model/tiny_tokenizer.ts";
 

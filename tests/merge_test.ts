@@ -10,7 +10,7 @@ import { mergeAdapterFolder } from "../lib/merge/merge_folder.ts";
 import { mergeLoraWeight, mergeLoraWeightRef } from "../lib/merge/merge_lora.ts";
 import { parseMergeArgs } from "../lib/merge/options.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
-import { uploadQuantized } from "../lib/quant/nf4.ts";
+import { uploadQuantized } from "../lib/kernels/nf4_quantize.ts";
 import { quantize4bitRef } from "../lib/quant/reference.ts";
 import { Rng } from "../lib/random.ts";
 import { assertClose } from "./_assert.ts";

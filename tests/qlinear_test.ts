@@ -14,7 +14,7 @@ import {
   Rng,
   Tensor,
 } from "../mod.ts";
-import { checkBindingSize } from "../lib/kernels/_checks.ts";
+import { checkBindingSize } from "../lib/kernels/_kernel.ts";
 import { assertClose, finiteDifference, relError } from "./_assert.ts";
 import { type LayerRef, maxAbs, randomQuantized, refBackward, refForward, refMatmul } from "./_qlinear_ref.ts";
 

@@ -5,11 +5,11 @@
  */
 
 import type { Tensor } from "../gpu/tensor.ts";
-import { matmul } from "../kernels/matmul.ts";
-import { nf4Linear, nf4LinearGradInput, type Nf4Precision } from "../kernels/nf4_linear.ts";
+import { matmul } from "../kernels/matmul_f32.ts";
+import { nf4Linear, nf4LinearGradInput, type Nf4Precision } from "../kernels/qlinear_nf4.ts";
 import { type LoraAdapter, qlinearBackward, qlinearForward } from "../qlinear/functional.ts";
 import { QLoRALinear } from "../qlinear/layer.ts";
-import { freeQuantized } from "../quant/nf4.ts";
+import { freeQuantized } from "../kernels/nf4_quantize.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Causal grouped-query self-attention, forward and backward, FlashAttention-2 style: scores are computed tile by
+ * Causal grouped-query self-attention on the GPU (`wgsl/attention.wgsl`), forward and backward, FlashAttention-2 style: scores are computed tile by
  * tile with an online softmax and never stored; the backward pass recomputes them from `q`, `k` and the saved
  * per-row logsumexp.
  *
@@ -12,9 +12,9 @@
  * @module
  */
 
-import { type Gpu, grid2d } from "../../gpu/device.ts";
-import type { Tensor } from "../../gpu/tensor.ts";
-import { _distinct, _elementGrid, _expect, _fitsBinding, _output, _params } from "./_util.ts";
+import type { Gpu } from "../gpu/device.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { distinct, elementGrid, expectSize, fitsBinding, grid, output, params } from "./_kernel.ts";
 
 /** Shape and masking of an attention call. */
 export interface AttentionShape {
@@ -60,7 +60,7 @@ interface _Plan {
   Tk: number;
   D: number;
   /** Uniforms for a kernel tiled by `bq` query rows and `bk` key rows. */
-  params: (bq: number, bk: number) => Uint32Array;
+  uniforms: (bq: number, bk: number) => Uint32Array;
   seqBindings: [GPUBuffer, GPUBuffer];
 }
 
@@ -73,27 +73,27 @@ function _plan(gpu: Gpu, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape): _P
   if (!(nKvHeads > 0 && nHeads % nKvHeads === 0)) {
     throw new Error(`Attention: ${nHeads} query heads are not a multiple of ${nKvHeads} KV heads`);
   }
-  _expect(q, "Attention q", B * T * nHeads * D);
-  _expect(k, "Attention k", B * Tk * nKvHeads * D);
-  _expect(v, "Attention v", B * Tk * nKvHeads * D);
-  for (const t of [q, k, v]) _fitsBinding(gpu, t, "Attention input");
+  expectSize(q, "Attention q", B * T * nHeads * D);
+  expectSize(k, "Attention k", B * Tk * nKvHeads * D);
+  expectSize(v, "Attention v", B * Tk * nKvHeads * D);
+  for (const t of [q, k, v]) fitsBinding(gpu, t, "Attention input");
   for (const [t, name] of [[s.seqLens, "seqLens"], [s.qOffsets, "qOffsets"]] as const) {
-    if (t) _expect(t, `Attention ${name}`, B, "u32");
+    if (t) expectSize(t, `Attention ${name}`, B, "u32");
   }
-  const params = (bq: number, bk: number) =>
-    _params(
+  const uniforms = (bq: number, bk: number) =>
+    params(
       [B, T, Tk, nHeads, nKvHeads, s.qOffset ?? 0, s.seqLens ? 1 : 0, s.qOffsets ? 1 : 0, bq, bk, D / 4],
       [1 / Math.sqrt(D)],
     );
   // Absent masks bind q as a stand-in (read-only, never read: the use flags are 0).
-  return { Tk, D, params, seqBindings: [(s.seqLens ?? q).buffer, (s.qOffsets ?? q).buffer] };
+  return { Tk, D, uniforms, seqBindings: [(s.seqLens ?? q).buffer, (s.qOffsets ?? q).buffer] };
 }
 
 /**
  * Rows per tile (query rows and key rows alike): 16, or fewer so that a workgroup of `rows * D/4` invocations fits
  * (workgroup memory holds one or two `rows²` f32 score tiles only).
  */
-function _tile(gpu: Gpu, D: number): number {
+function _headTile(gpu: Gpu, D: number): number {
   const maxInvocations = Math.min(256, gpu.limits.maxComputeInvocationsPerWorkgroup);
   let rows = 16;
   while (rows > 1 && rows * (D / 4) > maxInvocations) rows /= 2;
@@ -141,17 +141,18 @@ export function attentionForward(
 ): AttentionForward {
   const plan = _plan(gpu, q, k, v, shape);
   const { B, T, nHeads } = shape;
-  const o = _output(gpu, out.out, q.shape, "attention out");
-  const lse = _output(gpu, out.lse, [B, nHeads, T], "attention lse");
-  for (const t of [q, k, v]) _distinct("attentionForward", t, o, lse);
+  const o = output(gpu, out.out, q.shape, "attention out");
+  const lse = output(gpu, out.lse, [B, nHeads, T], "attention lse");
+  for (const t of [q, k, v]) distinct("attentionForward", t, o, lse);
   const D = plan.D;
-  const BK = _tile(gpu, D);
+  const BK = _headTile(gpu, D);
   const BQ = _queryRows(BK, T);
   gpu.dispatch({
-    kernel: "attention_forward",
+    kernel: "attention",
+    entryPoint: "forward",
     constants: { D, BQ, BK },
-    bindings: [q.buffer, k.buffer, v.buffer, o.buffer, lse.buffer, ...plan.seqBindings, plan.params(BQ, BK)],
-    workgroups: grid2d(B * nHeads * Math.ceil(T / BQ), gpu.limits.maxComputeWorkgroupsPerDimension),
+    bindings: [q.buffer, k.buffer, v.buffer, o.buffer, lse.buffer, ...plan.seqBindings, plan.uniforms(BQ, BK)],
+    workgroups: grid(gpu, B * nHeads * Math.ceil(T / BQ)),
   });
   return { out: o, lse };
 }
@@ -196,35 +197,38 @@ export function attentionBackward(
 ): AttentionGrads {
   const plan = _plan(gpu, q, k, v, shape);
   const { B, T, nHeads, nKvHeads } = shape;
-  _expect(fwd.out, "Attention out", q.size);
-  _expect(fwd.lse, "Attention lse", B * nHeads * T);
-  _expect(dOut, "Attention dOut", q.size);
-  const dq = _output(gpu, grads.dq, q.shape, "attention dq");
-  const dk = _output(gpu, grads.dk, k.shape, "attention dk");
-  const dv = _output(gpu, grads.dv, v.shape, "attention dv");
-  for (const t of [q, k, v, fwd.out, fwd.lse, dOut]) _distinct("attentionBackward", t, dq, dk, dv);
+  expectSize(fwd.out, "Attention out", q.size);
+  expectSize(fwd.lse, "Attention lse", B * nHeads * T);
+  expectSize(dOut, "Attention dOut", q.size);
+  const dq = output(gpu, grads.dq, q.shape, "attention dq");
+  const dk = output(gpu, grads.dk, k.shape, "attention dk");
+  const dv = output(gpu, grads.dv, v.shape, "attention dv");
+  for (const t of [q, k, v, fwd.out, fwd.lse, dOut]) distinct("attentionBackward", t, dq, dk, dv);
   const delta = gpu.createBuffer(B * nHeads * T * 4, "scratch", "attention delta");
   const rows = B * T * nHeads;
   gpu.dispatch({
-    kernel: "attention_backward_delta",
-    bindings: [dOut.buffer, fwd.out.buffer, delta, _params([rows, T, nHeads, plan.D / 4])],
-    workgroups: _elementGrid(gpu, rows, 64),
+    kernel: "attention",
+    entryPoint: "backward_delta",
+    bindings: [dOut.buffer, fwd.out.buffer, delta, params([rows, T, nHeads, plan.D / 4])],
+    workgroups: elementGrid(gpu, rows, 64),
   });
   const common = [q.buffer, k.buffer, v.buffer, dOut.buffer, fwd.lse.buffer, delta];
   const D = plan.D;
-  const tile = _tile(gpu, D);
+  const tile = _headTile(gpu, D);
   gpu.dispatch({
-    kernel: "attention_backward_dkdv",
+    kernel: "attention",
+    entryPoint: "backward_dkdv",
     constants: { D, BK: tile, BQ: tile },
-    bindings: [...common, dk.buffer, dv.buffer, ...plan.seqBindings, plan.params(tile, tile)],
-    workgroups: grid2d(B * nKvHeads * Math.ceil(plan.Tk / tile), gpu.limits.maxComputeWorkgroupsPerDimension),
+    bindings: [...common, dk.buffer, dv.buffer, ...plan.seqBindings, plan.uniforms(tile, tile)],
+    workgroups: grid(gpu, B * nKvHeads * Math.ceil(plan.Tk / tile)),
   });
   const BQ = _queryRows(tile, T);
   gpu.dispatch({
-    kernel: "attention_backward_dq",
+    kernel: "attention",
+    entryPoint: "backward_dq",
     constants: { D, BQ, BK: tile },
-    bindings: [...common, dq.buffer, ...plan.seqBindings, plan.params(BQ, tile)],
-    workgroups: grid2d(B * nHeads * Math.ceil(T / BQ), gpu.limits.maxComputeWorkgroupsPerDimension),
+    bindings: [...common, dq.buffer, ...plan.seqBindings, plan.uniforms(BQ, tile)],
+    workgroups: grid(gpu, B * nHeads * Math.ceil(T / BQ)),
   });
   gpu.free(delta);
   return { dq, dk, dv };

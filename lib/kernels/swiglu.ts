@@ -1,13 +1,13 @@
 /**
- * SwiGLU, the gate of Llama's MLP: `h = silu(gate) * up`, forward and backward on the GPU.
+ * SwiGLU, the gate of Llama's MLP: `h = silu(gate) * up`, forward and backward on the GPU (`wgsl/swiglu.wgsl`).
+ * Tensors past one storage binding are processed in element ranges.
  *
  * @module
  */
 
-import type { Gpu } from "../../gpu/device.ts";
-import type { Tensor } from "../../gpu/tensor.ts";
-import { bindingLimit, rowBinding, rowRanges } from "../../kernels/_row_chunks.ts";
-import { _distinct, _elementGrid, _expect, _output, _params } from "./_util.ts";
+import type { Gpu } from "../gpu/device.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { distinct, elementGrid, expectSize, output, params, rowBinding, rowRanges } from "./_kernel.ts";
 
 /** Gradients from {@linkcode swigluBackward}. */
 export interface SwigluGrads {
@@ -24,7 +24,6 @@ export interface SwigluGrads {
  * @param gate f32 tensor (e.g. `[rows, intermediate]`).
  * @param up f32 tensor, same size.
  * @param out Optional output to reuse (same size; not `gate` or `up`).
- * @param maxBindingBytes Storage binding limit to split the range by (default and cap: the device's).
  * @returns `h`, shaped like `gate`.
  *
  * @example
@@ -39,18 +38,19 @@ export interface SwigluGrads {
  * assert.ok(Math.abs(h[1] - 6 / (1 + Math.exp(-2))) < 1e-6);
  * ```
  */
-export function swigluForward(gpu: Gpu, gate: Tensor, up: Tensor, out?: Tensor, maxBindingBytes?: number): Tensor {
-  _expect(gate, "SwiGLU gate", gate.size);
-  _expect(up, "SwiGLU up", gate.size);
-  const h = _output(gpu, out, gate.shape, "swiglu h");
-  _distinct("swigluForward", gate, h);
-  _distinct("swigluForward", up, h);
-  for (const range of _ranges(gpu, gate.size, maxBindingBytes, "swigluForward")) {
+export function swigluForward(gpu: Gpu, gate: Tensor, up: Tensor, out?: Tensor): Tensor {
+  expectSize(gate, "SwiGLU gate", gate.size);
+  expectSize(up, "SwiGLU up", gate.size);
+  const h = output(gpu, out, gate.shape, "swiglu h");
+  distinct("swigluForward", gate, h);
+  distinct("swigluForward", up, h);
+  for (const range of rowRanges(gpu, gate.size, [4], "swigluForward")) {
     const n = range[1] - range[0];
     gpu.dispatch({
-      kernel: "swiglu_forward",
-      bindings: [...[gate, up, h].map((t) => rowBinding(t, 4, range)), _params([n])],
-      workgroups: _elementGrid(gpu, n),
+      kernel: "swiglu",
+      entryPoint: "forward",
+      bindings: [...[gate, up, h].map((t) => rowBinding(t, 4, range)), params([n])],
+      workgroups: elementGrid(gpu, n),
     });
   }
   return h;
@@ -65,7 +65,6 @@ export function swigluForward(gpu: Gpu, gate: Tensor, up: Tensor, out?: Tensor, 
  * @param gate The forward's `gate`.
  * @param up The forward's `up`.
  * @param out Optional outputs to reuse (not aliasing the inputs).
- * @param maxBindingBytes Storage binding limit to split the range by (default and cap: the device's).
  * @returns `dGate` and `dUp`.
  *
  * @example
@@ -85,26 +84,21 @@ export function swigluBackward(
   gate: Tensor,
   up: Tensor,
   out: Partial<SwigluGrads> = {},
-  maxBindingBytes?: number,
 ): SwigluGrads {
-  _expect(gate, "SwiGLU gate", gate.size);
-  _expect(up, "SwiGLU up", gate.size);
-  _expect(dh, "SwiGLU dh", gate.size);
-  const dGate = _output(gpu, out.dGate, gate.shape, "swiglu dGate");
-  const dUp = _output(gpu, out.dUp, gate.shape, "swiglu dUp");
-  for (const t of [dh, gate, up]) _distinct("swigluBackward", t, dGate, dUp);
-  for (const range of _ranges(gpu, gate.size, maxBindingBytes, "swigluBackward")) {
+  expectSize(gate, "SwiGLU gate", gate.size);
+  expectSize(up, "SwiGLU up", gate.size);
+  expectSize(dh, "SwiGLU dh", gate.size);
+  const dGate = output(gpu, out.dGate, gate.shape, "swiglu dGate");
+  const dUp = output(gpu, out.dUp, gate.shape, "swiglu dUp");
+  for (const t of [dh, gate, up]) distinct("swigluBackward", t, dGate, dUp);
+  for (const range of rowRanges(gpu, gate.size, [4], "swigluBackward")) {
     const n = range[1] - range[0];
     gpu.dispatch({
-      kernel: "swiglu_backward",
-      bindings: [...[dh, gate, up, dGate, dUp].map((t) => rowBinding(t, 4, range)), _params([n])],
-      workgroups: _elementGrid(gpu, n),
+      kernel: "swiglu",
+      entryPoint: "backward",
+      bindings: [...[dh, gate, up, dGate, dUp].map((t) => rowBinding(t, 4, range)), params([n])],
+      workgroups: elementGrid(gpu, n),
     });
   }
   return { dGate, dUp };
-}
-
-// Element ranges that fit one storage binding each (elementwise: any aligned split works).
-function _ranges(gpu: Gpu, n: number, maxBindingBytes: number | undefined, op: string): [number, number][] {
-  return rowRanges(n, [4], bindingLimit(gpu, maxBindingBytes), gpu.limits.minStorageBufferOffsetAlignment, op);
 }

@@ -8,9 +8,8 @@
  */
 
 import { Tensor } from "../gpu/tensor.ts";
-import { checkBindingSize } from "./_checks.ts";
 import { dropoutThreshold } from "./dropout.ts";
-import { bindingLimit, rowBinding, rowRanges } from "./_row_chunks.ts";
+import { checkBindingSize, f32Bits, matrixTile, params, rowBinding, rowRanges } from "./_kernel.ts";
 
 /** Where {@linkcode matmul} applies a dropout mask (see `lib/kernels/dropout.ts`). */
 export interface MatmulDropout {
@@ -38,20 +37,13 @@ export interface MatmulOptions {
   dropout?: MatmulDropout;
   /** Label of a new `out` tensor (default `"matmul out"`). */
   label?: string;
-  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
-  maxBindingBytes?: number;
 }
 
 const _DROP_MODE = { a: 1, b: 2, out: 3 } as const;
 
-// Two tile sizes only: every variant is a pipeline to compile (slow on GL drivers, which compile on first use).
-function _tile(n: number): number {
-  return n <= 16 ? 16 : 64;
-}
-
 function _shape2(t: Tensor, name: string): [number, number] {
   if (t.shape.length !== 2 || t.dtype !== "f32") {
-    throw new Error(`matmul: ${name} "${t.label}" must be a 2-D f32 tensor, got [${t.shape}] ${t.dtype}`);
+    throw new Error(`matmul: ${name} "${t.label}" is [${t.shape}] ${t.dtype}, expected a 2-D f32 matrix`);
   }
   return [t.shape[0], t.shape[1]];
 }
@@ -97,12 +89,10 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     throw new Error(`matmul: out "${out.label}" is [${out.shape}], expected [${M},${N}]`);
   }
   if (M === 0 || N === 0) return out;
-  const limit = bindingLimit(gpu, options.maxBindingBytes);
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const split = _split(a, b, out, transA, transB, limit);
+  const split = _split(a, b, out, transA, transB);
   const ranges = split === "m"
-    ? rowRanges(M, [K * 4, N * 4], limit, align, "matmul")
-    : rowRanges(K, [M * 4, N * 4], limit, align, "matmul");
+    ? rowRanges(gpu, M, [K * 4, N * 4], "matmul")
+    : rowRanges(gpu, K, [M * 4, N * 4], "matmul");
   const constants = {
     TRANS_A: transA ? 1 : 0,
     TRANS_B: transB ? 1 : 0,
@@ -112,19 +102,22 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     const rows = r1 - r0;
     // Rows of M: slices of a and out. Rows of K (a reduction): slices of a and b, summed into out.
     const [m, k] = split === "m" ? [rows, K] : [M, rows];
-    const u = new Uint32Array(9);
-    const f = new Float32Array(u.buffer);
-    u.set([m, N, k, accumulate || (split === "k" && r0 > 0) ? 1 : 0]);
-    f[4] = alpha;
-    u[5] = dropout?.seed ?? 0;
-    u[6] = dropout ? dropoutThreshold(dropout.p) : 0;
-    f[7] = dropout ? 1 / (1 - dropout.p) : 1;
     // The mask is keyed by the element's index in the whole tensor: offset it by the rows bound before this range.
     // On the product with a reduction split, every range drops the same elements of out (dropout is linear).
     const dropRows = { a: a.shape[1], b: split === "k" ? N : 0, out: split === "m" ? N : 0 };
-    u[8] = dropout ? r0 * dropRows[dropout.on] : 0;
-    const BM = _tile(m);
-    const BN = _tile(N);
+    const u = params([
+      m,
+      N,
+      k,
+      accumulate || (split === "k" && r0 > 0) ? 1 : 0,
+      f32Bits(alpha),
+      dropout?.seed ?? 0,
+      dropout ? dropoutThreshold(dropout.p) : 0,
+      f32Bits(dropout ? 1 / (1 - dropout.p) : 1),
+      dropout ? r0 * dropRows[dropout.on] : 0,
+    ]);
+    const BM = matrixTile(m);
+    const BN = matrixTile(N);
     gpu.dispatch({
       kernel: "matmul_f32",
       constants: { ...constants, BM, BN },
@@ -140,15 +133,15 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
 // Which rows to split when an operand is over the binding limit: rows of M (a [M, K] and out) when a is not
 // transposed, else rows of K (a [K, M] and b [K, N]: a reduction, accumulated range by range). Operands bound
 // whole must fit.
-function _split(a: Tensor, b: Tensor, out: Tensor, transA: boolean, transB: boolean, limit: number): "m" | "k" {
-  const over = [a, b, out].some((t) => t.byteLength > limit);
+function _split(a: Tensor, b: Tensor, out: Tensor, transA: boolean, transB: boolean): "m" | "k" {
+  const over = [a, b, out].some((t) => t.byteLength > a.gpu.maxBindingBytes);
   if (!over || !transA) {
-    if (over) checkBindingSize(a.gpu, "matmul (rows of a and out are split)", [["b", b.byteLength]], limit);
+    if (over) checkBindingSize(a.gpu, "matmul (rows of a and out are split)", [["b", b.byteLength]]);
     return "m";
   }
   if (transB) {
-    checkBindingSize(a.gpu, "matmul (aᵀ·bᵀ is not split)", [["a", a.byteLength], ["b", b.byteLength]], limit);
+    checkBindingSize(a.gpu, "matmul (aᵀ·bᵀ is not split)", [["a", a.byteLength], ["b", b.byteLength]]);
   }
-  checkBindingSize(a.gpu, "matmul (rows of aᵀ and b are split)", [["out", out.byteLength]], limit);
+  checkBindingSize(a.gpu, "matmul (rows of aᵀ and b are split)", [["out", out.byteLength]]);
   return "k";
 }

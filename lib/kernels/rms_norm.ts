@@ -1,13 +1,13 @@
 /**
- * RMSNorm (Llama's `LlamaRMSNorm`) forward and backward on the GPU, with a frozen weight.
+ * RMSNorm (Llama's `LlamaRMSNorm`) forward and backward on the GPU (`wgsl/rms_norm.wgsl`), with a frozen weight.
+ * Activations past one storage binding are processed in row ranges.
  *
  * @module
  */
 
-import { type Gpu, grid2d } from "../../gpu/device.ts";
-import type { Tensor } from "../../gpu/tensor.ts";
-import { bindingLimit, rowBinding, rowRanges } from "../../kernels/_row_chunks.ts";
-import { _distinct, _expect, _matrix, _output, _params } from "./_util.ts";
+import type { Gpu } from "../gpu/device.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import { checkBindingSize, distinct, expectRows, expectSize, grid, output, params, rowBinding, rowRanges } from "./_kernel.ts";
 
 /** Result of {@linkcode rmsNormForward}. */
 export interface RmsNormForward {
@@ -25,7 +25,6 @@ export interface RmsNormForward {
  * @param weight Frozen f32 `[H]`.
  * @param eps `rms_norm_eps` from the model config.
  * @param out Optional outputs to reuse: `y` (size of `x`) and/or `rstd` (`[rows]`).
- * @param maxBindingBytes Storage binding limit to split the range by (default and cap: the device's).
  * @returns `y` and the per-row `rstd`.
  *
  * @example
@@ -46,21 +45,21 @@ export function rmsNormForward(
   weight: Tensor,
   eps: number,
   out: Partial<RmsNormForward> = {},
-  maxBindingBytes?: number,
 ): RmsNormForward {
-  const [rows, cols] = _matrix(x, "RMSNorm input", weight.size);
-  _expect(weight, "RMSNorm weight", cols);
-  const y = _output(gpu, out.y, x.shape, "rmsnorm y");
-  const rstd = _output(gpu, out.rstd, [rows], "rmsnorm rstd");
-  _distinct("rmsNormForward", x, y, rstd);
-  _distinct("rmsNormForward", weight, y, rstd);
-  for (const range of _ranges(gpu, rows, cols, maxBindingBytes, "rmsNormForward")) {
+  const [rows, cols] = expectRows(x, "RMSNorm input", weight.size);
+  expectSize(weight, "RMSNorm weight", cols);
+  const y = output(gpu, out.y, x.shape, "rmsnorm y");
+  const rstd = output(gpu, out.rstd, [rows], "rmsnorm rstd");
+  distinct("rmsNormForward", x, y, rstd);
+  distinct("rmsNormForward", weight, y, rstd);
+  for (const range of _ranges(gpu, weight, rows, "rmsNormForward")) {
     const n = range[1] - range[0];
     const [xr, yr] = [x, y].map((t) => rowBinding(t, cols * 4, range));
     gpu.dispatch({
-      kernel: "rms_norm_forward",
-      bindings: [xr, weight.buffer, yr, rowBinding(rstd, 4, range), _params([n, cols], [eps])],
-      workgroups: grid2d(n, gpu.limits.maxComputeWorkgroupsPerDimension),
+      kernel: "rms_norm",
+      entryPoint: "forward",
+      bindings: [xr, weight.buffer, yr, rowBinding(rstd, 4, range), params([n, cols], [eps])],
+      workgroups: grid(gpu, n),
     });
   }
   return { y, rstd };
@@ -75,7 +74,6 @@ export function rmsNormForward(
  * @param weight The frozen weight `[H]`.
  * @param rstd The forward's per-row `rstd`.
  * @param dx Optional output to reuse (size of `x`; must not be `dy` or `x`).
- * @param maxBindingBytes Storage binding limit to split the range by (default and cap: the device's).
  * @returns `dx`.
  *
  * @example
@@ -98,35 +96,28 @@ export function rmsNormBackward(
   weight: Tensor,
   rstd: Tensor,
   dx?: Tensor,
-  maxBindingBytes?: number,
 ): Tensor {
-  const [rows, cols] = _matrix(x, "RMSNorm input", weight.size);
-  _expect(dy, "RMSNorm dy", x.size);
-  _expect(weight, "RMSNorm weight", cols);
-  _expect(rstd, "RMSNorm rstd", rows);
-  const out = _output(gpu, dx, x.shape, "rmsnorm dx");
-  for (const t of [dy, x, weight, rstd]) _distinct("rmsNormBackward", t, out);
-  for (const range of _ranges(gpu, rows, cols, maxBindingBytes, "rmsNormBackward")) {
+  const [rows, cols] = expectRows(x, "RMSNorm input", weight.size);
+  expectSize(dy, "RMSNorm dy", x.size);
+  expectSize(weight, "RMSNorm weight", cols);
+  expectSize(rstd, "RMSNorm rstd", rows);
+  const out = output(gpu, dx, x.shape, "rmsnorm dx");
+  for (const t of [dy, x, weight, rstd]) distinct("rmsNormBackward", t, out);
+  for (const range of _ranges(gpu, weight, rows, "rmsNormBackward")) {
     const n = range[1] - range[0];
     const [dyr, xr, dxr] = [dy, x, out].map((t) => rowBinding(t, cols * 4, range));
     gpu.dispatch({
-      kernel: "rms_norm_backward",
-      bindings: [dyr, xr, weight.buffer, rowBinding(rstd, 4, range), dxr, _params([n, cols])],
-      workgroups: grid2d(n, gpu.limits.maxComputeWorkgroupsPerDimension),
+      kernel: "rms_norm",
+      entryPoint: "backward",
+      bindings: [dyr, xr, weight.buffer, rowBinding(rstd, 4, range), dxr, params([n, cols])],
+      workgroups: grid(gpu, n),
     });
   }
   return out;
 }
 
 // Row ranges whose [n, cols] activations and [n] rstd fit one storage binding each (the weight is bound whole).
-function _ranges(
-  gpu: Gpu,
-  rows: number,
-  cols: number,
-  maxBindingBytes: number | undefined,
-  op: string,
-): [number, number][] {
-  const limit = bindingLimit(gpu, maxBindingBytes);
-  if (cols * 4 > limit) throw new Error(`${op}: the [${cols}] weight is over the ${limit}-byte storage binding limit`);
-  return rowRanges(rows, [cols * 4, 4], limit, gpu.limits.minStorageBufferOffsetAlignment, op);
+function _ranges(gpu: Gpu, weight: Tensor, rows: number, op: string): [number, number][] {
+  checkBindingSize(gpu, `${op} (the weight "${weight.label}" is bound whole)`, [["the weight", weight.byteLength]]);
+  return rowRanges(gpu, rows, [weight.byteLength, 4], op);
 }

@@ -2,14 +2,27 @@
  * Matrix products with a 4-bit quantized weight that never materialize `deq(W)` (`wgsl/qlinear_nf4.wgsl`):
  * `X · deq(W)ᵀ + b` (GEMV path for up to 16 rows, tiled GEMM otherwise) and `dY · deq(W)`.
  *
+ * One exception to one WGSL file per wrapper: the f16 arithmetic of the tiled kernels lives in
+ * `wgsl/qlinear_nf4_f16.wgsl`, because its `enable f16;` directive would make the whole module need `shader-f16`,
+ * which many adapters lack. It shares the tiling and dequantization fragments with `qlinear_nf4.wgsl`.
+ *
  * @module
  */
 
-import { type Binding, type Gpu, grid2d } from "../gpu/device.ts";
+import type { Binding, Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
-import { checkBindingSize, expectF32, quantizedMatrixShape } from "./_checks.ts";
-import { bindingLimit, rowBinding, rowRanges } from "./_row_chunks.ts";
+import {
+  checkBindingSize,
+  expectF32,
+  f32Bits,
+  grid,
+  matrixTile,
+  params,
+  quantizedMatrixShape,
+  rowBinding,
+  rowRanges,
+} from "./_kernel.ts";
 
 /** Kernel choice for {@linkcode nf4Linear}: `auto` takes `gemv` for M ≤ 16 rows, `gemm` above. */
 export type Nf4LinearPath = "auto" | "gemv" | "gemm";
@@ -34,8 +47,6 @@ export interface Nf4LinearOptions {
   path?: Nf4LinearPath;
   /** Destination `[M, N]` f32 (default: a new activations tensor). */
   out?: Tensor;
-  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
-  maxBindingBytes?: number;
 }
 
 /** Options of {@linkcode nf4LinearGradInput}. */
@@ -44,8 +55,6 @@ export interface Nf4LinearGradInputOptions {
   out?: Tensor;
   /** Arithmetic (default `f32`). */
   precision?: Nf4Precision;
-  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
-  maxBindingBytes?: number;
 }
 
 const _GEMV_ROWS_PER_WORKGROUP = 4; // NR in the kernel
@@ -62,18 +71,17 @@ function _bindings(
   out: Binding,
   dims: [number, number, number],
 ): Binding[] {
-  const u = new Uint32Array(8);
-  u.set([...dims, Math.log2(w.blocksize)]);
-  new Float32Array(u.buffer)[4] = w.offset;
-  u[5] = (bias ? _FLAG_BIAS : 0) | (w.doubleQuant ? _FLAG_DOUBLE_QUANT : 0) | (dims[2] % 8 === 0 ? _FLAG_ALIGNED : 0);
+  const flags = (bias ? _FLAG_BIAS : 0) | (w.doubleQuant ? _FLAG_DOUBLE_QUANT : 0) |
+    (dims[2] % 8 === 0 ? _FLAG_ALIGNED : 0);
+  const u = params([...dims, Math.log2(w.blocksize), f32Bits(w.offset), flags, 0, 0]);
   const biasBuffer = bias?.buffer ?? w.code; // placeholder, unread without FLAG_BIAS
   return [input, w.packed, w.absmax, w.absmax2, w.code, w.code2, biasBuffer, out, u];
 }
 
 // The weight is bound whole (only the rows of the activations are split).
-function _checkWeight(gpu: Gpu, op: string, w: QuantizedTensor, limit: number): void {
+function _checkWeight(gpu: Gpu, op: string, w: QuantizedTensor): void {
   const what = `${op} (the weight "${w.label}" [${w.shape}] is bound whole; only activation rows are split)`;
-  checkBindingSize(gpu, what, [["packed weight", w.packed.size], ["absmax", w.absmax.size]], limit);
+  checkBindingSize(gpu, what, [["packed weight", w.packed.size], ["absmax", w.absmax.size]]);
 }
 
 function _gemmKernel(gpu: Gpu, precision: Nf4Precision | undefined, op: string): string {
@@ -82,10 +90,6 @@ function _gemmKernel(gpu: Gpu, precision: Nf4Precision | undefined, op: string):
     throw new Error(`${op}: f16 precision needs the shader-f16 feature, absent on ${gpu.adapterName}`);
   }
   return "qlinear_nf4_f16";
-}
-
-function _tile(rows: number): number {
-  return rows <= 16 ? 16 : 64;
 }
 
 /**
@@ -118,9 +122,8 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
   if (gemv && M > GEMV_MAX_ROWS) throw new Error(`nf4Linear: the gemv path takes at most 16 rows, got ${M}`);
   const gpu = x.gpu;
   const kernel = _gemmKernel(gpu, options.precision, "nf4Linear");
-  const limit = bindingLimit(gpu, options.maxBindingBytes);
-  _checkWeight(gpu, "nf4Linear", w, limit);
-  const ranges = rowRanges(M, [K * 4, N * 4], limit, gpu.limits.minStorageBufferOffsetAlignment, "nf4Linear");
+  _checkWeight(gpu, "nf4Linear", w);
+  const ranges = rowRanges(gpu, M, [K * 4, N * 4], "nf4Linear");
   const out = options.out ?? Tensor.empty(gpu, [M, N], { label: `${w.label} out` });
   expectF32(out, [M, N], "nf4Linear: out");
   if (M === 0) return out;
@@ -133,10 +136,10 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
         entryPoint: "gemv",
         constants: { MROWS: m === 1 ? 1 : m <= 4 ? 4 : 16 },
         bindings,
-        workgroups: grid2d(Math.ceil(N / _GEMV_ROWS_PER_WORKGROUP), gpu.limits.maxComputeWorkgroupsPerDimension),
+        workgroups: grid(gpu, Math.ceil(N / _GEMV_ROWS_PER_WORKGROUP)),
       });
     } else {
-      const BM = _tile(m);
+      const BM = matrixTile(m);
       gpu.dispatch({
         kernel,
         entryPoint: "gemm",
@@ -178,16 +181,14 @@ export function nf4LinearGradInput(
   const M = dy.shape[0];
   const gpu = dy.gpu;
   const kernel = _gemmKernel(gpu, options.precision, "nf4LinearGradInput");
-  const limit = bindingLimit(gpu, options.maxBindingBytes);
-  _checkWeight(gpu, "nf4LinearGradInput", w, limit);
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  const ranges = rowRanges(M, [N * 4, K * 4], limit, align, "nf4LinearGradInput");
+  _checkWeight(gpu, "nf4LinearGradInput", w);
+  const ranges = rowRanges(gpu, M, [N * 4, K * 4], "nf4LinearGradInput");
   const dx = options.out ?? Tensor.empty(gpu, [M, K], { label: `${w.label} dx` });
   expectF32(dx, [M, K], "nf4LinearGradInput: out");
   if (M === 0) return dx;
   for (const range of ranges) {
     const m = range[1] - range[0];
-    const BM = _tile(m);
+    const BM = matrixTile(m);
     gpu.dispatch({
       kernel,
       entryPoint: "dx",

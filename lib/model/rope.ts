@@ -1,14 +1,13 @@
 /**
- * Rotary position embeddings (RoPE) as in Hugging Face Llama: inverse frequencies with `linear` and `llama3`
- * scaling, a cos/sin table, and the in-place rotation (forward) and its inverse (backward).
+ * Rotary position embeddings (RoPE) as in Hugging Face Llama, host side: inverse frequencies with `linear` and
+ * `llama3` scaling, and the cos/sin table that `ropeApply` (`lib/kernels/rope.ts`) rotates by.
  *
  * @module
  */
 
-import type { Gpu } from "../../gpu/device.ts";
-import { Tensor } from "../../gpu/tensor.ts";
-import type { RopeScaling } from "../config.ts";
-import { _elementGrid, _fitsBinding, _matrix, _params } from "./_util.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import type { RopeScaling } from "./config.ts";
 
 /** RoPE settings of a model config (the fields of `LlamaConfig` that RoPE reads). */
 export interface RopeParams {
@@ -96,70 +95,4 @@ export function ropeTable(gpu: Gpu, invFreq: Float32Array, maxPositions: number)
     }
   }
   return Tensor.fromArray(gpu, data, [maxPositions, half, 2], { class: "weights", label: "rope table" });
-}
-
-/** Options for {@linkcode ropeApply}. */
-export interface RopeApplyOptions {
-  /** Tokens per sequence: row `r` of `x` is token `r % T` of sequence `floor(r / T)`. */
-  T: number;
-  /** Heads per row (`nHeads` for q, `nKvHeads` for k). */
-  nHeads: number;
-  /** Position of token 0 of every sequence (generation: the cache length so far). Default 0. */
-  offset?: number;
-  /** Optional u32 `[B]` per-sequence offsets, added to `offset`. */
-  offsets?: Tensor;
-  /** Rotate by `-θ` (the backward pass: apply to `dq`, `dk`). Default false. */
-  inverse?: boolean;
-}
-
-/**
- * Rotates `x` `[B*T, nHeads*D]` in place by RoPE (HF `rotate_half` convention): with `inverse`, this is the
- * backward pass of the rotation (its transpose).
- *
- * @param gpu The device.
- * @param x f32 `[B*T, nHeads*D]` (q or k rows, heads contiguous), rotated in place.
- * @param table From {@linkcode ropeTable}, `[maxPositions, D/2, 2]`.
- * @param options Layout, position offset(s), direction.
- * @returns `x`.
- * @throws {Error} If a position is past the table (with `offsets`, checked on the GPU: those rows become NaN).
- *
- * @example
- * ```ts
- * import { requestGpu, ropeApply, ropeTable, Tensor } from "@qlora/webgpu";
- * import assert from "node:assert/strict";
- * const gpu = await requestGpu();
- * const table = ropeTable(gpu, new Float32Array([Math.PI / 2]), 4);
- * const q = Tensor.fromArray(gpu, new Float32Array([1, 0]), [1, 2]); // one head, D = 2
- * ropeApply(gpu, q, table, { T: 1, nHeads: 1, offset: 1 }); // rotate by 90°
- * const [a, b] = await q.toFloat32();
- * assert.ok(Math.abs(a) < 1e-6 && Math.abs(b - 1) < 1e-6);
- * ```
- */
-export function ropeApply(gpu: Gpu, x: Tensor, table: Tensor, options: RopeApplyOptions): Tensor {
-  const { T, nHeads, offset = 0, offsets, inverse = false } = options;
-  if (table.shape.length !== 3 || table.shape[2] !== 2 || table.dtype !== "f32") {
-    throw new Error(`RoPE table "${table.label}": shape [${table.shape}] ${table.dtype}, want [maxPos, D/2, 2] f32`);
-  }
-  const [maxPos, half] = table.shape;
-  const [rows] = _matrix(x, "RoPE input", nHeads * 2 * half);
-  if (rows % T !== 0) throw new Error(`RoPE input "${x.label}": ${rows} rows are not a multiple of T = ${T}`);
-  if (offsets && (offsets.dtype !== "u32" || offsets.size !== rows / T)) {
-    throw new Error(`RoPE offsets "${offsets.label}": [${offsets.shape}] ${offsets.dtype}, want [${rows / T}] u32`);
-  }
-  if (!offsets && offset + T > maxPos) {
-    throw new Error(`RoPE: positions up to ${offset + T - 1} are past the table "${table.label}" of ${maxPos}`);
-  }
-  _fitsBinding(gpu, x, "RoPE input");
-  const n = rows * nHeads * half;
-  gpu.dispatch({
-    kernel: "rope_apply",
-    bindings: [
-      x.buffer,
-      table.buffer,
-      (offsets ?? table).buffer,
-      _params([rows, T, nHeads, half, offset, offsets ? 1 : 0, maxPos, inverse ? 1 : 0]),
-    ],
-    workgroups: _elementGrid(gpu, n),
-  });
-  return x;
 }

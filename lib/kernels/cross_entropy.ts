@@ -1,13 +1,13 @@
 /**
- * Cross-entropy over vocabulary logits with ignored labels, fused with its gradient.
+ * Cross-entropy over vocabulary logits with ignored labels, fused with its gradient, on the GPU
+ * (`wgsl/cross_entropy.wgsl`: per-row pass, then a reduction of the row stats).
  *
  * @module
  */
 
-import { type Gpu, grid2d } from "../../gpu/device.ts";
-import { Tensor } from "../../gpu/tensor.ts";
-import { _expect, _matrix, _params } from "./_util.ts";
-import { rowBinding, rowRanges } from "../../kernels/_row_chunks.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import { expectRows, expectSize, grid, params, rowBinding, rowRanges } from "./_kernel.ts";
 
 /** Options for {@linkcode crossEntropy}. */
 export interface CrossEntropyOptions {
@@ -82,45 +82,43 @@ export function crossEntropy(
 ): CrossEntropyResult {
   const rows = labels.size;
   if (labels.dtype !== "i32") {
-    throw new Error(`Cross-entropy labels "${labels.label}": dtype ${labels.dtype}, want i32`);
+    throw new Error(`Cross-entropy labels "${labels.label}" is [${labels.shape}] ${labels.dtype}, expected i32`);
   }
-  const [, vocab] = _matrix(logits, "Cross-entropy logits", logits.size / Math.max(rows, 1));
+  const [, vocab] = expectRows(logits, "Cross-entropy logits", logits.size / Math.max(rows, 1));
   if (logits.shape.at(-1) !== vocab) {
-    throw new Error(`Cross-entropy logits "${logits.label}": shape [${logits.shape}] does not match ${rows} labels`);
+    throw new Error(
+      `Cross-entropy logits "${logits.label}" is [${logits.shape}] ${logits.dtype}, expected [${rows}, V] for ${rows} labels`,
+    );
   }
   let grad = logits;
   if (options.dLogits && options.dLogits !== logits) {
     grad = options.dLogits;
-    _expect(grad, "Cross-entropy dLogits", logits.size);
+    expectSize(grad, "Cross-entropy dLogits", logits.size);
     gpu.copy(logits.buffer, 0, grad.buffer, 0, logits.byteLength);
   }
   const rowStats = gpu.createBuffer(rows * 8, "scratch", "cross-entropy row stats");
   const stats = Tensor.empty(gpu, [8], { class: "scratch", label: "cross-entropy stats" });
   const useCount = options.gradScale === undefined ? 1 : 0;
   const rowBytes = vocab * 4;
-  const ranges = rowRanges(
-    rows,
-    [rowBytes],
-    gpu.limits.maxStorageBufferBindingSize,
-    gpu.limits.minStorageBufferOffsetAlignment,
-    "Cross-entropy logits",
-  );
+  const ranges = rowRanges(gpu, rows, [rowBytes], "Cross-entropy logits");
   for (const [start, end] of ranges) {
     const count = end - start;
     gpu.dispatch({
-      kernel: "cross_entropy_rows",
+      kernel: "cross_entropy",
+      entryPoint: "rows",
       bindings: [
         rowBinding(grad, rowBytes, [start, end]),
         labels.buffer,
         rowStats,
-        _params([count, vocab, start, rows, useCount], [options.gradScale ?? 0]),
+        params([count, vocab, start, rows, useCount], [options.gradScale ?? 0]),
       ],
-      workgroups: grid2d(count, gpu.limits.maxComputeWorkgroupsPerDimension),
+      workgroups: grid(gpu, count),
     });
   }
   gpu.dispatch({
-    kernel: "cross_entropy_reduce",
-    bindings: [rowStats, labels.buffer, stats.buffer, _params([rows])],
+    kernel: "cross_entropy",
+    entryPoint: "reduce",
+    bindings: [rowStats, labels.buffer, stats.buffer, params([rows])],
     workgroups: 1,
   });
   gpu.free(rowStats);

@@ -1,8 +1,8 @@
 /**
- * The GPU functional API of 4-bit blockwise quantization, in the spirit of `bitsandbytes.functional`:
- * {@linkcode quantizeNF4} / {@linkcode dequantizeNF4} (NF4 by default; FP4 and INT4 too), and moving a
- * {@linkcode QuantizedTensor} to and from its host form ({@linkcode HostQuantized}, bitsandbytes' layout).
- * Results are byte-exact with the reference in `reference.ts`.
+ * 4-bit blockwise quantization on the GPU (`wgsl/nf4_quantize.wgsl`), in the spirit of `bitsandbytes.functional`:
+ * {@linkcode quantizeNF4} (NF4 by default; FP4 and INT4 too) with double quantization of the absmax, and moving a
+ * `QuantizedTensor` to and from its host form (`HostQuantized`, bitsandbytes' layout). Results are byte-exact
+ * with the reference in `lib/quant/reference.ts`; `dequantizeNF4` is in `nf4_dequantize.ts`.
  *
  * @module
  */
@@ -17,10 +17,11 @@ import {
   INT4_THRESHOLDS,
   NF4_THRESHOLDS,
   type QuantType,
-} from "./code_tables.ts";
-import type { HostQuantized, QuantState, SourceDType } from "./quant_state.ts";
-import { DOUBLE_QUANT_BLOCKSIZE, type QuantizedTensor } from "./quantized_tensor.ts";
-import { checkBlocksize } from "./reference.ts";
+} from "../quant/code_tables.ts";
+import type { HostQuantized, QuantState, SourceDType } from "../quant/quant_state.ts";
+import { DOUBLE_QUANT_BLOCKSIZE, type QuantizedTensor } from "../quant/quantized_tensor.ts";
+import { checkBlocksize } from "../quant/reference.ts";
+import { checkWhole, chunkElems, f32Bits, params } from "./_kernel.ts";
 
 /** Options for {@linkcode quantizeNF4}. */
 export interface QuantizeNF4Options {
@@ -32,20 +33,6 @@ export interface QuantizeNF4Options {
   quantType?: QuantType;
   /** Names the tensor in errors and buffer labels (default the input's label). */
   label?: string;
-  /** Largest storage binding in bytes (default the device's); smaller values force chunking (for tests). */
-  maxBindingBytes?: number;
-  /** Most workgroups per grid dimension (default the device's); smaller values force 2-D grids (for tests). */
-  maxWorkgroupsPerDimension?: number;
-}
-
-/** Options for {@linkcode dequantizeNF4}. */
-export interface DequantizeNF4Options {
-  /** Output element type (default `f32`); `f16` is the f32 result rounded to nearest even (no f16 feature needed). */
-  dtype?: "f32" | "f16";
-  /** Label of the output tensor (default `<label>.dequant`). */
-  label?: string;
-  /** Largest storage binding in bytes (default the device's); smaller values force chunking (for tests). */
-  maxBindingBytes?: number;
   /** Most workgroups per grid dimension (default the device's); smaller values force 2-D grids (for tests). */
   maxWorkgroupsPerDimension?: number;
 }
@@ -145,9 +132,8 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
     SUMS: doubleQuant ? 1 : 0,
   };
   for (let k = 0; k < 15; k++) constants[`T${k}`] = thresholds[k] ?? 2;
-  _checkWhole(gpu, label, absmaxF32, partial);
-
-  const chunk = _chunkElems(gpu, opts.maxBindingBytes, eb, span, label);
+  const chunk = chunkElems(gpu, eb, span, label);
+  checkWhole(gpu, label, absmaxF32, partial);
   const maxGrid = opts.maxWorkgroupsPerDimension ?? gpu.limits.maxComputeWorkgroupsPerDimension;
   for (let start = 0; start < n; start += chunk) {
     const len = Math.min(chunk, n - start);
@@ -162,7 +148,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
         absmaxF32,
         partial,
         stats,
-        new Uint32Array([len, start, start / blocksize, start / span]),
+        params([len, start, start / blocksize, start / span]),
       ],
       workgroups: grid2d(Math.ceil(len / span), maxGrid),
     });
@@ -173,10 +159,9 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
   let code2: GPUBuffer;
   if (doubleQuant) {
     const per = _pow2AtLeast(Math.ceil(wgs / 256));
-    const invNb = new Uint32Array(new Float32Array([1 / nb]).buffer)[0];
-    gpu.dispatch({
+        gpu.dispatch({
       kernel: "nf4_absmax_mean",
-      bindings: [partial, stats, new Uint32Array([wgs, per, invNb, 0])],
+      bindings: [partial, stats, params([wgs, per, f32Bits(1 / nb), 0])],
       workgroups: 1,
     });
     const groups = Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE);
@@ -186,7 +171,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
     gpu.write(code2, DYNAMIC_CODE_SIGNED);
     gpu.dispatch({
       kernel: "nf4_double_quant",
-      bindings: [absmaxF32, absmax, absmax2, code2, stats, new Uint32Array([nb, 0, 0, 0])],
+      bindings: [absmaxF32, absmax, absmax2, code2, stats, params([nb, 0, 0, 0])],
       workgroups: grid2d(groups, maxGrid),
     });
   } else {
@@ -229,66 +214,6 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
       };
     },
   };
-}
-
-/**
- * Dequantizes on the GPU (bitsandbytes' `dequantize_4bit`): `out[i] = code[idx[i]] * scale[i / blocksize]`, f32
- * (byte-exact with the reference) or f16. Memory-bound: each thread expands 8 values with vec4 stores.
- *
- * @param q The quantized tensor.
- * @param opts Output dtype and label.
- * @returns A new tensor of `q.shape` (class `activations`; the caller frees it).
- *
- * @example
- * ```ts
- * import { dequantizeNF4, requestGpu, uploadQuantized, quantize4bitRef } from "@qlora/webgpu";
- * import assert from "node:assert/strict";
- * const gpu = await requestGpu();
- * const q = uploadQuantized(gpu, quantize4bitRef(new Float32Array([2, -2, 0])), "w");
- * assert.deepEqual([...await dequantizeNF4(q).toFloat32()], [2, -2, 0]);
- * ```
- */
-export function dequantizeNF4(q: QuantizedTensor, opts: DequantizeNF4Options = {}): Tensor {
-  const gpu = q.gpu;
-  const dtype = opts.dtype ?? "f32";
-  const label = opts.label ?? `${q.label}.dequant`;
-  const n = q.shape.reduce((a, b) => a * b, 1);
-  const ob = DTYPE_BYTES[dtype];
-  // Padded to whole 8-value groups: the kernel stores full vec4s.
-  const out = gpu.createBuffer(Math.ceil(n / 8) * 8 * ob, "activations", label);
-  _checkWhole(gpu, q.label, q.absmax, q.absmax2);
-  const chunk = _chunkElems(gpu, opts.maxBindingBytes, ob, q.blocksize, q.label);
-  const maxGrid = opts.maxWorkgroupsPerDimension ?? gpu.limits.maxComputeWorkgroupsPerDimension;
-  const offsetBits = new Uint32Array(new Float32Array([q.offset]).buffer)[0];
-  const wg = 256;
-  const constants: Record<string, number> = {
-    DQ: q.doubleQuant ? 1 : 0,
-    OUT_F16: dtype === "f16" ? 1 : 0,
-    BLOCK: q.blocksize,
-    WG: wg,
-    CONST_CODE: q.codeValues ? 1 : 0,
-  };
-  q.codeValues?.forEach((v, k) => constants[`C${k}`] = v);
-  // Two vec4 stores per thread: 4 f32 or 8 f16 values each.
-  const perWorkgroup = wg * 2 * (dtype === "f16" ? 8 : 4);
-  for (let start = 0; start < n; start += chunk) {
-    const len = Math.min(chunk, n - start);
-    gpu.dispatch({
-      kernel: "nf4_dequantize",
-      constants,
-      bindings: [
-        { buffer: q.packed, offset: start / 2, size: Math.ceil(len / 8) * 4 },
-        q.absmax,
-        q.absmax2,
-        q.code,
-        q.code2,
-        { buffer: out, offset: start * ob, size: Math.ceil(len / 8) * 8 * ob },
-        new Uint32Array([len, start / q.blocksize, offsetBits, 0]),
-      ],
-      workgroups: grid2d(Math.ceil(len / perWorkgroup), maxGrid),
-    });
-  }
-  return new Tensor(gpu, out, q.shape, dtype, label);
 }
 
 /**
@@ -396,31 +321,6 @@ export async function downloadQuantized(q: QuantizedTensor): Promise<HostQuantiz
  */
 export function freeQuantized(q: QuantizedTensor): void {
   for (const b of [q.packed, q.absmax, q.code, q.absmax2, q.code2]) q.gpu.free(b);
-}
-
-/** Elements per chunk: whole `granule`s, with every chunked binding's offset aligned and size within the limit. */
-function _chunkElems(
-  gpu: Gpu,
-  maxBytes: number | undefined,
-  bytesPerElem: number,
-  granule: number,
-  label: string,
-): number {
-  const limit = maxBytes ?? gpu.limits.maxStorageBufferBindingSize;
-  const align = gpu.limits.minStorageBufferOffsetAlignment;
-  // All powers of two: the largest is their least common multiple. Packed codes are half a byte per value.
-  const g = Math.max(granule, 2 * align, Math.ceil(align / bytesPerElem));
-  const c = Math.floor(limit / bytesPerElem / g) * g;
-  if (c < g) throw new Error(`Tensor "${label}": binding limit ${limit} bytes is below one chunk of ${g} values`);
-  return c;
-}
-
-function _checkWhole(gpu: Gpu, label: string, ...buffers: GPUBuffer[]): void {
-  for (const b of buffers) {
-    if (b.size > gpu.limits.maxStorageBufferBindingSize) {
-      throw new Error(`Tensor "${label}": ${b.label} (${b.size} bytes) exceeds the storage binding limit`);
-    }
-  }
 }
 
 function _pow2AtLeast(v: number): number {

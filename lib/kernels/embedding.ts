@@ -1,13 +1,13 @@
 /**
- * Token embedding lookup from a frozen f32 table (no backward: the table is not trained).
+ * Token embedding lookup from a frozen f32 table on the GPU (`wgsl/embedding.wgsl`; no backward: the table is
+ * not trained).
  *
  * @module
  */
 
-import type { Gpu } from "../../gpu/device.ts";
-import { Tensor } from "../../gpu/tensor.ts";
-import { _elementGrid, _fitsBinding, _output, _params } from "./_util.ts";
-import { rowBinding, rowRanges } from "../../kernels/_row_chunks.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import { elementGrid, fitsBinding, output, params, rowBinding, rowRanges } from "./_kernel.ts";
 
 /**
  * Gathers rows of the embedding table: `out[t, :] = table[ids[t], :]`. A table larger than one storage binding
@@ -39,13 +39,13 @@ export function embeddingForward(
   out?: Tensor,
 ): Tensor {
   if (table.dtype !== "f32" || table.shape.length !== 2) {
-    throw new Error(`Embedding table "${table.label}": shape [${table.shape}] ${table.dtype}, want [V, H] f32`);
+    throw new Error(`Embedding table "${table.label}" is [${table.shape}] ${table.dtype}, expected [V, H] f32`);
   }
   const [vocab, cols] = table.shape;
   let idTensor: Tensor;
   if (ids instanceof Tensor) {
     if (ids.dtype !== "u32" && ids.dtype !== "i32") {
-      throw new Error(`Embedding ids "${ids.label}": dtype ${ids.dtype}, want u32 or i32`);
+      throw new Error(`Embedding ids "${ids.label}" is [${ids.shape}] ${ids.dtype}, expected u32 or i32`);
     }
     idTensor = ids;
   } else {
@@ -57,27 +57,21 @@ export function embeddingForward(
     idTensor = Tensor.fromArray(gpu, new Uint32Array(ids), [ids.length], { class: "scratch", label: "token ids" });
   }
   const n = idTensor.size;
-  const y = _output(gpu, out, [n, cols], "embeddings");
-  _fitsBinding(gpu, y, "Embedding output");
+  const y = output(gpu, out, [n, cols], "embeddings");
+  fitsBinding(gpu, y, "Embedding output");
   const rowBytes = cols * 4;
-  const ranges = rowRanges(
-    vocab,
-    [rowBytes],
-    gpu.limits.maxStorageBufferBindingSize,
-    gpu.limits.minStorageBufferOffsetAlignment,
-    `Embedding table "${table.label}"`,
-  );
+  const ranges = rowRanges(gpu, vocab, [rowBytes], `Embedding table "${table.label}"`);
   for (const [start, end] of ranges) {
     const count = end - start;
     gpu.dispatch({
-      kernel: "embedding_forward",
+      kernel: "embedding",
       bindings: [
         rowBinding(table, rowBytes, [start, end]),
         idTensor.buffer,
         y.buffer,
-        _params([n, cols, start, count]),
+        params([n, cols, start, count]),
       ],
-      workgroups: _elementGrid(gpu, n * cols),
+      workgroups: elementGrid(gpu, n * cols),
     });
   }
   if (idTensor !== ids) idTensor.destroy();
