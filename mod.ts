@@ -26,7 +26,7 @@ export * from "./lib/random.ts";
 
 // Quantization (bitsandbytes.functional)
 export * from "./lib/quant/code_tables.ts";
-export * from "./lib/quant/quant_error.ts";
+export * from "./lib/quant_error.ts";
 export * from "./lib/quant/quant_state.ts";
 export * from "./lib/quant/quantized_tensor.ts";
 export * from "./lib/quant/reference.ts";

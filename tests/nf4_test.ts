@@ -55,12 +55,16 @@ function assertSameQuantized(actual: HostQuantized, expected: HostQuantized, lab
   }
 }
 
-async function gpuQuantize(x: Float32Array, opts: QuantizeNF4Options & { dtype?: "f32" | "f16" | "bf16" }) {
+async function gpuQuantize(
+  x: Float32Array,
+  opts: QuantizeNF4Options & { dtype?: "f32" | "f16" | "bf16" },
+  on: Gpu = gpu,
+) {
   const dtype = opts.dtype ?? "f32";
   const data = dtype === "f32" ? x : dtype === "f16" ? Float16Array.from(x) : f32ToBf16(x);
-  const t = Tensor.fromArray(gpu, data, [x.length], { dtype, label: "x" });
+  const t = Tensor.fromArray(on, data, [x.length], { dtype, label: "x" });
   try {
-    return await quantizeNF4(gpu, t, opts);
+    return await quantizeNF4(on, t, opts);
   } finally {
     t.destroy();
   }
@@ -151,17 +155,24 @@ Deno.test("inputs larger than a storage binding are chunked by whole blocks", as
   const x = new Rng(5).normalArray(n, 0, 0.02);
   const ref = quantize4bitRef(x, { blocksize: 128 });
   // 256 KiB bindings: 64Ki f32 values per chunk, 5 chunks.
-  const q = await gpuQuantize(x, { blocksize: 128, maxBindingBytes: 256 * 1024 });
-  assertSameQuantized(await downloadQuantized(q), ref, "chunked");
+  const [g256, g128, g4] = await Promise.all(
+    [256 * 1024, 128 * 1024, 4096].map((b) => requestGpu({ maxBindingBytes: b })),
+  );
+  const q = await gpuQuantize(x, { blocksize: 128 }, g256);
+  const host = await downloadQuantized(q);
+  assertSameQuantized(host, ref, "chunked");
+  const [q128, qWhole] = [uploadQuantized(g128, host, "x"), uploadQuantized(gpu, host, "x")];
   for (const dtype of ["f32", "f16"] as const) {
-    const y = dequantizeNF4(q, { dtype, maxBindingBytes: 128 * 1024 });
-    const whole = dequantizeNF4(q, { dtype });
+    const y = dequantizeNF4(q128, { dtype });
+    const whole = dequantizeNF4(qWhole, { dtype });
     assert.deepEqual(await y.readBytes(), await whole.readBytes(), `${dtype} chunked dequant`);
     y.destroy();
     whole.destroy();
   }
   freeQuantized(q);
-  await assert.rejects(gpuQuantize(x, { maxBindingBytes: 4096 }), /binding limit 4096/);
+  freeQuantized(qWhole);
+  await assert.rejects(gpuQuantize(x, {}, g4), /binding limit 4096/);
+  for (const g of [g256, g128, g4]) g.destroy();
 });
 
 Deno.test("f16 output is the f32 result rounded to nearest even (as Float16Array)", async () => {

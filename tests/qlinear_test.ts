@@ -245,7 +245,7 @@ Deno.test("qlinear: mismatched shapes, dtypes and ranks are clear errors before 
     /gemv path takes at most 16 rows, got 17/,
   );
   // Operands over one storage binding are refused before allocating (a fake device with a 1 KiB limit).
-  const tiny = { limits: { maxStorageBufferBindingSize: 1024 } } as Gpu;
+  const tiny = { maxBindingBytes: 1024 } as Gpu;
   assert.throws(
     () => checkBindingSize(tiny, "nf4Linear", [["input", 64], ["output", 4096]]),
     /nf4Linear: output takes 4096 bytes, over the storage binding limit of 1024 bytes/,

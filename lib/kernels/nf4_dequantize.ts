@@ -50,7 +50,7 @@ export function dequantizeNF4(q: QuantizedTensor, opts: DequantizeNF4Options = {
   const chunk = chunkElems(gpu, ob, q.blocksize, q.label);
   checkWhole(gpu, q.label, q.absmax, q.absmax2);
   const maxGrid = opts.maxWorkgroupsPerDimension ?? gpu.limits.maxComputeWorkgroupsPerDimension;
-    const wg = 256;
+  const wg = 256;
   const constants: Record<string, number> = {
     DQ: q.doubleQuant ? 1 : 0,
     OUT_F16: dtype === "f16" ? 1 : 0,

@@ -159,7 +159,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
   let code2: GPUBuffer;
   if (doubleQuant) {
     const per = _pow2AtLeast(Math.ceil(wgs / 256));
-        gpu.dispatch({
+    gpu.dispatch({
       kernel: "nf4_absmax_mean",
       bindings: [partial, stats, params([wgs, per, f32Bits(1 / nb), 0])],
       workgroups: 1,

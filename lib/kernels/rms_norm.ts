@@ -7,7 +7,17 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { checkBindingSize, distinct, expectRows, expectSize, grid, output, params, rowBinding, rowRanges } from "./_kernel.ts";
+import {
+  checkBindingSize,
+  distinct,
+  expectRows,
+  expectSize,
+  grid,
+  output,
+  params,
+  rowBinding,
+  rowRanges,
+} from "./_kernel.ts";
 
 /** Result of {@linkcode rmsNormForward}. */
 export interface RmsNormForward {

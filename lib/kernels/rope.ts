@@ -53,9 +53,13 @@ export function ropeApply(gpu: Gpu, x: Tensor, table: Tensor, options: RopeApply
   }
   const [maxPos, half] = table.shape;
   const [rows] = expectRows(x, "RoPE input", nHeads * 2 * half);
-  if (rows % T !== 0) throw new Error(`RoPE input "${x.label}" is [${x.shape}] f32, expected a multiple of T = ${T} rows`);
+  if (rows % T !== 0) {
+    throw new Error(`RoPE input "${x.label}" is [${x.shape}] f32, expected a multiple of T = ${T} rows`);
+  }
   if (offsets && (offsets.dtype !== "u32" || offsets.size !== rows / T)) {
-    throw new Error(`RoPE offsets "${offsets.label}" is [${offsets.shape}] ${offsets.dtype}, expected [${rows / T}] u32`);
+    throw new Error(
+      `RoPE offsets "${offsets.label}" is [${offsets.shape}] ${offsets.dtype}, expected [${rows / T}] u32`,
+    );
   }
   if (!offsets && offset + T > maxPos) {
     throw new Error(`RoPE: positions up to ${offset + T - 1} are past the table "${table.label}" of ${maxPos}`);
