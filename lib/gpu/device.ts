@@ -221,6 +221,8 @@ export class Gpu {
    * ```
    */
   dispatch(d: Dispatch): void {
+    // Errors name the kernel file, and the entry point of a file with several (e.g. `rms_norm.backward`).
+    const name = d.entryPoint ? `${d.kernel}.${d.entryPoint}` : d.kernel;
     const pipeline = this.pipeline(d.kernel, d.entryPoint, d.constants);
     const entries: GPUBindGroupEntry[] = d.bindings.map((b, binding) => {
       if (ArrayBuffer.isView(b)) return { binding, resource: this.#uniform(b) };
@@ -230,20 +232,20 @@ export class Gpu {
     const bindGroup = this.device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
       entries,
-      label: d.kernel,
+      label: name,
     });
     const enc = this.#pending();
-    const pass = enc.beginComputePass({ label: d.kernel });
+    const pass = enc.beginComputePass({ label: name });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     const [x, y = 1, z = 1] = typeof d.workgroups === "number" ? [d.workgroups] : d.workgroups;
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > max || y > max || z > max) {
-      throw new GpuError(`Kernel ${d.kernel}: workgroup count ${x}×${y}×${z} exceeds ${max} per dimension`);
+      throw new GpuError(`Kernel ${name}: workgroup count ${x}×${y}×${z} exceeds ${max} per dimension`);
     }
     pass.dispatchWorkgroups(x, y, z);
     pass.end();
-    this.#kernelsPending.push(d.kernel);
+    this.#kernelsPending.push(name);
   }
 
   /** Records a buffer-to-buffer copy (ordered with dispatches). */

@@ -1,5 +1,5 @@
 /**
- * Causal grouped-query self-attention on the GPU (`wgsl/attention.wgsl`), forward and backward, FlashAttention-2 style: scores are computed tile by
+ * Causal grouped-query self-attention on the GPU (`wgsl/attention_*.wgsl`), forward and backward, FlashAttention-2 style: scores are computed tile by
  * tile with an online softmax and never stored; the backward pass recomputes them from `q`, `k` and the saved
  * per-row logsumexp.
  *
@@ -148,8 +148,7 @@ export function attentionForward(
   const BK = _headTile(gpu, D);
   const BQ = _queryRows(BK, T);
   gpu.dispatch({
-    kernel: "attention",
-    entryPoint: "forward",
+    kernel: "attention_forward",
     constants: { D, BQ, BK },
     bindings: [q.buffer, k.buffer, v.buffer, o.buffer, lse.buffer, ...plan.seqBindings, plan.uniforms(BQ, BK)],
     workgroups: grid(gpu, B * nHeads * Math.ceil(T / BQ)),
@@ -207,8 +206,7 @@ export function attentionBackward(
   const delta = gpu.createBuffer(B * nHeads * T * 4, "scratch", "attention delta");
   const rows = B * T * nHeads;
   gpu.dispatch({
-    kernel: "attention",
-    entryPoint: "backward_delta",
+    kernel: "attention_backward_delta",
     bindings: [dOut.buffer, fwd.out.buffer, delta, params([rows, T, nHeads, plan.D / 4])],
     workgroups: elementGrid(gpu, rows, 64),
   });
@@ -216,16 +214,14 @@ export function attentionBackward(
   const D = plan.D;
   const tile = _headTile(gpu, D);
   gpu.dispatch({
-    kernel: "attention",
-    entryPoint: "backward_dkdv",
+    kernel: "attention_backward_dkdv",
     constants: { D, BK: tile, BQ: tile },
     bindings: [...common, dk.buffer, dv.buffer, ...plan.seqBindings, plan.uniforms(tile, tile)],
     workgroups: grid(gpu, B * nKvHeads * Math.ceil(plan.Tk / tile)),
   });
   const BQ = _queryRows(tile, T);
   gpu.dispatch({
-    kernel: "attention",
-    entryPoint: "backward_dq",
+    kernel: "attention_backward_dq",
     constants: { D, BQ, BK: tile },
     bindings: [...common, dq.buffer, ...plan.seqBindings, plan.uniforms(BQ, tile)],
     workgroups: grid(gpu, B * nHeads * Math.ceil(T / BQ)),

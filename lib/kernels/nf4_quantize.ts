@@ -9,7 +9,7 @@
 
 import { bytesToF32, DTYPE_BYTES } from "../dtype.ts";
 import { type Gpu, grid2d } from "../gpu/device.ts";
-import { Tensor } from "../gpu/tensor.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import {
   codeTable,
   DYNAMIC_CODE_SIGNED,
