@@ -83,7 +83,7 @@ const DEFAULT_PAGE = 4 << 20;
  * const buf = pager.allocate("state", 1);
  * buf.host.fill(7);
  * const [slot] = await pager.pageIn(buf, [0]);
- * gpu.dispatch({ kernel: "fill", bindings: [slot, new Float32Array([16384, 1.5, 0, 0])], workgroups: 64 });
+ * gpu.write(slot, new Float32Array(16384).fill(1.5)); // the resident copy changes on the GPU
  * pager.release(buf, [0], true);
  * await pager.writeBack(buf, [0]);
  * assert.equal(new Float32Array(buf.host.buffer, 0, 1)[0], 1.5);
