@@ -1,6 +1,6 @@
 /**
- * Causal grouped-query self-attention on the GPU (`wgsl/attention_*.wgsl`), forward and backward, FlashAttention-2 style: scores are computed tile by
- * tile with an online softmax and never stored; the backward pass recomputes them from `q`, `k` and the saved
+ * Causal grouped-query self-attention on the GPU (`wgsl/attention.wgsl`), forward and backward, FlashAttention-2 style: scores are computed tile
+ * by tile with an online softmax and never stored; the backward pass recomputes them from `q`, `k` and the saved
  * per-row logsumexp.
  *
  * Layout (what the q/k/v projections produce, no transposes): `q` `[B, Tq, nHeads, D]`, `k`/`v`
@@ -59,9 +59,8 @@ export interface AttentionGrads {
 interface _Plan {
   Tk: number;
   D: number;
-  /** Uniforms for a kernel tiled by `bq` query rows and `bk` key rows. */
-  uniforms: (bq: number, bk: number) => Uint32Array;
-  seqBindings: [GPUBuffer, GPUBuffer];
+  /** Bindings 0-5 (q, k, v, seqLens, qOffsets, uniforms) of an entry point tiled by `bq` query and `bk` key rows. */
+  inputs: (bq: number, bk: number) => [GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, Uint32Array];
 }
 
 function _plan(gpu: Gpu, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape): _Plan {
@@ -80,13 +79,19 @@ function _plan(gpu: Gpu, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape): _P
   for (const [t, name] of [[s.seqLens, "seqLens"], [s.qOffsets, "qOffsets"]] as const) {
     if (t) expectSize(t, `Attention ${name}`, B, "u32");
   }
-  const uniforms = (bq: number, bk: number) =>
+  const inputs = (bq: number, bk: number): ReturnType<_Plan["inputs"]> => [
+    q.buffer,
+    k.buffer,
+    v.buffer,
+    // Absent masks bind q as a stand-in (read-only, never read: the use flags are 0).
+    (s.seqLens ?? q).buffer,
+    (s.qOffsets ?? q).buffer,
     params(
       [B, T, Tk, nHeads, nKvHeads, s.qOffset ?? 0, s.seqLens ? 1 : 0, s.qOffsets ? 1 : 0, bq, bk, D / 4],
       [1 / Math.sqrt(D)],
-    );
-  // Absent masks bind q as a stand-in (read-only, never read: the use flags are 0).
-  return { Tk, D, uniforms, seqBindings: [(s.seqLens ?? q).buffer, (s.qOffsets ?? q).buffer] };
+    ),
+  ];
+  return { Tk, D, inputs };
 }
 
 /**
@@ -148,9 +153,10 @@ export function attentionForward(
   const BK = _headTile(gpu, D);
   const BQ = _queryRows(BK, T);
   gpu.dispatch({
-    kernel: "attention_forward",
+    kernel: "attention",
+    entryPoint: "forward",
     constants: { D, BQ, BK },
-    bindings: [q.buffer, k.buffer, v.buffer, o.buffer, lse.buffer, ...plan.seqBindings, plan.uniforms(BQ, BK)],
+    bindings: [...plan.inputs(BQ, BK), o.buffer, lse.buffer],
     workgroups: grid(gpu, B * nHeads * Math.ceil(T / BQ)),
   });
   return { out: o, lse };
@@ -206,24 +212,27 @@ export function attentionBackward(
   const delta = gpu.createBuffer(B * nHeads * T * 4, "scratch", "attention delta");
   const rows = B * T * nHeads;
   gpu.dispatch({
-    kernel: "attention_backward_delta",
+    kernel: "attention",
+    entryPoint: "backward_delta",
     bindings: [dOut.buffer, fwd.out.buffer, delta, params([rows, T, nHeads, plan.D / 4])],
     workgroups: elementGrid(gpu, rows, 64),
   });
-  const common = [q.buffer, k.buffer, v.buffer, dOut.buffer, fwd.lse.buffer, delta];
+  const saved = [dOut.buffer, fwd.lse.buffer, delta];
   const D = plan.D;
   const tile = _headTile(gpu, D);
   gpu.dispatch({
-    kernel: "attention_backward_dkdv",
+    kernel: "attention",
+    entryPoint: "backward_dkdv",
     constants: { D, BK: tile, BQ: tile },
-    bindings: [...common, dk.buffer, dv.buffer, ...plan.seqBindings, plan.uniforms(tile, tile)],
+    bindings: [...plan.inputs(tile, tile), ...saved, dk.buffer, dv.buffer],
     workgroups: grid(gpu, B * nKvHeads * Math.ceil(plan.Tk / tile)),
   });
   const BQ = _queryRows(tile, T);
   gpu.dispatch({
-    kernel: "attention_backward_dq",
+    kernel: "attention",
+    entryPoint: "backward_dq",
     constants: { D, BQ, BK: tile },
-    bindings: [...common, dq.buffer, ...plan.seqBindings, plan.uniforms(BQ, tile)],
+    bindings: [...plan.inputs(BQ, tile), ...saved, dq.buffer],
     workgroups: grid(gpu, B * nHeads * Math.ceil(T / BQ)),
   });
   gpu.free(delta);

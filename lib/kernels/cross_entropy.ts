@@ -1,6 +1,6 @@
 /**
  * Cross-entropy over vocabulary logits with ignored labels, fused with its gradient, on the GPU
- * (`wgsl/cross_entropy_rows.wgsl` per row, then `wgsl/cross_entropy_reduce.wgsl` over the row stats).
+ * (`wgsl/cross_entropy.wgsl`: entry point `rows` per row, then `reduce` over the row stats).
  *
  * @module
  */
@@ -104,7 +104,8 @@ export function crossEntropy(
   for (const [start, end] of ranges) {
     const count = end - start;
     gpu.dispatch({
-      kernel: "cross_entropy_rows",
+      kernel: "cross_entropy",
+      entryPoint: "rows",
       bindings: [
         rowBinding(grad, rowBytes, [start, end]),
         labels.buffer,
@@ -115,7 +116,8 @@ export function crossEntropy(
     });
   }
   gpu.dispatch({
-    kernel: "cross_entropy_reduce",
+    kernel: "cross_entropy",
+    entryPoint: "reduce",
     bindings: [rowStats, labels.buffer, stats.buffer, params([rows])],
     workgroups: 1,
   });

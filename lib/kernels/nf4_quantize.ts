@@ -139,6 +139,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
     const len = Math.min(chunk, n - start);
     gpu.dispatch({
       kernel: "nf4_quantize",
+      entryPoint: "quantize",
       constants,
       bindings: [
         // Whole vec4s for the full 8-value groups (the `code` buffer stands in when there are none).
@@ -160,7 +161,8 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
   if (doubleQuant) {
     const per = _pow2AtLeast(Math.ceil(wgs / 256));
     gpu.dispatch({
-      kernel: "nf4_absmax_mean",
+      kernel: "nf4_quantize",
+      entryPoint: "absmax_mean",
       bindings: [partial, stats, params([wgs, per, f32Bits(1 / nb), 0])],
       workgroups: 1,
     });
@@ -170,7 +172,8 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
     code2 = gpu.createBuffer(1024, "weights", `${label}.code2`);
     gpu.write(code2, DYNAMIC_CODE_SIGNED);
     gpu.dispatch({
-      kernel: "nf4_double_quant",
+      kernel: "nf4_quantize",
+      entryPoint: "double_quant",
       bindings: [absmaxF32, absmax, absmax2, code2, stats, params([nb, 0, 0, 0])],
       workgroups: grid2d(groups, maxGrid),
     });
