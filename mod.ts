@@ -32,7 +32,10 @@ export * from "./lib/quant/quantized_tensor.ts";
 export * from "./lib/quant/reference.ts";
 
 // Kernels: one wrapper per WGSL file
+export * from "./lib/kernels/adamw_8bit.ts";
+export * from "./lib/kernels/adamw_f32.ts";
 export * from "./lib/kernels/attention.ts";
+export * from "./lib/kernels/clip_grad_norm.ts";
 export * from "./lib/kernels/cross_entropy.ts";
 export * from "./lib/kernels/dropout.ts";
 export * from "./lib/kernels/embedding.ts";
@@ -61,7 +64,6 @@ export * from "./lib/model/tiny_tokenizer.ts";
 
 // Optimizers
 export * from "./lib/optim/adamw.ts";
-export * from "./lib/optim/clip_grad_norm.ts";
 export * from "./lib/optim/schedule.ts";
 export * from "./lib/optim/state_file.ts";
 

@@ -1,4 +1,4 @@
-// adamw_grad_norm: global gradient-norm clipping in three passes sharing one binding layout.
+// clip_grad_norm: global gradient-norm clipping in three passes sharing one binding layout.
 // Bindings:
 //   data: [*] f32 (storage, read_write)  partial: a gradient segment [n]; total: the partial sums [count];
 //                                        scale: a gradient segment [n] (scaled in place)

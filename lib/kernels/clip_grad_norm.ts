@@ -1,11 +1,12 @@
 /**
- * Global gradient-norm clipping on the GPU, as `torch.nn.utils.clip_grad_norm_`.
+ * Global gradient-norm clipping on the GPU (`wgsl/clip_grad_norm.wgsl`), as `torch.nn.utils.clip_grad_norm_`.
  *
  * @module
  */
 
 import { type Gpu, grid2d } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
+import { chunkElems } from "./_kernel.ts";
 
 const WG = 256;
 const ITEMS = 8;
@@ -37,11 +38,14 @@ const PER_GROUP = WG * ITEMS;
  */
 export async function clipGradNorm(gpu: Gpu, grads: readonly Tensor[], maxNorm: number): Promise<number> {
   if (!(maxNorm > 0)) throw new Error(`clipGradNorm: maxNorm must be > 0 (got ${maxNorm})`);
-  const chunkElems = Math.floor(gpu.limits.maxStorageBufferBindingSize / 4 / PER_GROUP) * PER_GROUP;
+  // Gradients past one storage binding are bound in chunks of whole workgroups.
+  const chunk = chunkElems(gpu, 4, PER_GROUP, "gradients");
   const chunks: { t: Tensor; offset: number; n: number }[] = [];
   for (const t of grads) {
-    if (t.dtype !== "f32") throw new Error(`clipGradNorm: gradient "${t.label}" is ${t.dtype}, expected f32`);
-    for (let e = 0; e < t.size; e += chunkElems) chunks.push({ t, offset: e, n: Math.min(chunkElems, t.size - e) });
+    if (t.dtype !== "f32") {
+      throw new Error(`clipGradNorm: gradient "${t.label}" is [${t.shape}] ${t.dtype}, expected f32`);
+    }
+    for (let e = 0; e < t.size; e += chunk) chunks.push({ t, offset: e, n: Math.min(chunk, t.size - e) });
   }
   if (chunks.length === 0) return 0;
   const count = chunks.reduce((s, c) => s + Math.ceil(c.n / PER_GROUP), 0);
@@ -54,7 +58,7 @@ export async function clipGradNorm(gpu: Gpu, grads: readonly Tensor[], maxNorm: 
     for (const c of chunks) {
       const groups = Math.ceil(c.n / PER_GROUP);
       gpu.dispatch({
-        kernel: "adamw_grad_norm",
+        kernel: "clip_grad_norm",
         entryPoint: "partial",
         constants: { WG, ITEMS },
         bindings: [range(c), partials, new Uint32Array([c.n, first, 0, 0])],
@@ -65,7 +69,7 @@ export async function clipGradNorm(gpu: Gpu, grads: readonly Tensor[], maxNorm: 
     const u = new Uint32Array([count, 0, 0, 0]);
     new Float32Array(u.buffer).set([maxNorm], 2);
     gpu.dispatch({
-      kernel: "adamw_grad_norm",
+      kernel: "clip_grad_norm",
       entryPoint: "total",
       constants: { WG, ITEMS },
       bindings: [partials, result, u],
@@ -76,7 +80,7 @@ export async function clipGradNorm(gpu: Gpu, grads: readonly Tensor[], maxNorm: 
     if (Number.isFinite(norm) && scale < 1) {
       for (const c of chunks) {
         gpu.dispatch({
-          kernel: "adamw_grad_norm",
+          kernel: "clip_grad_norm",
           entryPoint: "scale",
           constants: { WG, ITEMS },
           bindings: [range(c), result, new Uint32Array([c.n, 0, 0, 0])],
