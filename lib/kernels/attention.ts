@@ -128,8 +128,8 @@ function _queryRows(tile: number, T: number): number {
  * import { attentionForward, requestGpu, Tensor } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
- * const q = Tensor.fromArray(gpu, new Float32Array(8), [1, 2, 1, 4]); // zero scores: uniform weights
- * const k = Tensor.fromArray(gpu, new Float32Array(8), [1, 2, 1, 4]);
+ * const q = Tensor.empty(gpu, [1, 2, 1, 4]); // zeros: zero scores, uniform weights
+ * const k = Tensor.empty(gpu, [1, 2, 1, 4]);
  * const v = Tensor.fromArray(gpu, new Float32Array([1, 1, 1, 1, 3, 3, 3, 3]), [1, 2, 1, 4]);
  * const { out, lse } = attentionForward(gpu, q, k, v, { B: 1, T: 2, nHeads: 1, nKvHeads: 1, headDim: 4 });
  * assert.deepEqual([...await out.toFloat32()], [1, 1, 1, 1, 2, 2, 2, 2]);
@@ -182,7 +182,7 @@ export function attentionForward(
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const shape = { B: 1, T: 2, nHeads: 1, nKvHeads: 1, headDim: 4 };
- * const z = () => Tensor.fromArray(gpu, new Float32Array(8), [1, 2, 1, 4]);
+ * const z = () => Tensor.empty(gpu, [1, 2, 1, 4]); // zeros
  * const [q, k, v] = [z(), z(), z()];
  * const fwd = attentionForward(gpu, q, k, v, shape);
  * const dOut = Tensor.fromArray(gpu, new Float32Array(8).fill(1), [1, 2, 1, 4]);
