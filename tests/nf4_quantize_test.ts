@@ -1,4 +1,4 @@
-// GPU quantize/dequantize against bitsandbytes' conformance vectors and the host reference (exact bytes).
+// GPU quantize against bitsandbytes' conformance vectors and the host reference (exact bytes), with the round trip.
 import assert from "node:assert/strict";
 import {
   dequantize4bitRef,
@@ -13,8 +13,6 @@ import {
   INT4_THRESHOLDS,
   NF4_THRESHOLDS,
   quantize4bitRef,
-  quantizeNF4,
-  type QuantizeNF4Options,
   type QuantType,
   requestGpu,
   Rng,
@@ -22,6 +20,7 @@ import {
   uploadQuantized,
 } from "@qlora/webgpu";
 import { loadConformance } from "./_nf4_conformance.ts";
+import { assertBits, gpuQuantize } from "./_nf4_gpu.ts";
 
 const conf = await loadConformance();
 
@@ -29,16 +28,6 @@ function codeTableThresholds(quantType: QuantType): Float32Array {
   return quantType === "nf4" ? NF4_THRESHOLDS : quantType === "fp4" ? FP4_THRESHOLDS : INT4_THRESHOLDS;
 }
 const gpu: Gpu = await requestGpu();
-
-/** Same float32 bits (so -0 differs from 0). */
-function assertBits(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string): void {
-  const a = new Uint32Array(Float32Array.from(actual).buffer);
-  const e = new Uint32Array(Float32Array.from(expected).buffer);
-  assert.equal(a.length, e.length, `${label}: length`);
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] !== e[i]) assert.fail(`${label}[${i}]: got ${actual[i]}, want ${expected[i]}`);
-  }
-}
 
 function assertSameQuantized(actual: HostQuantized, expected: HostQuantized, label: string): void {
   assert.deepEqual(actual.packed, expected.packed, `${label}: packed`);
@@ -55,24 +44,9 @@ function assertSameQuantized(actual: HostQuantized, expected: HostQuantized, lab
   }
 }
 
-async function gpuQuantize(
-  x: Float32Array,
-  opts: QuantizeNF4Options & { dtype?: "f32" | "f16" | "bf16" },
-  on: Gpu = gpu,
-) {
-  const dtype = opts.dtype ?? "f32";
-  const data = dtype === "f32" ? x : dtype === "f16" ? Float16Array.from(x) : f32ToBf16(x);
-  const t = Tensor.fromArray(on, data, [x.length], { dtype, label: "x" });
-  try {
-    return await quantizeNF4(on, t, opts);
-  } finally {
-    t.destroy();
-  }
-}
-
 for (const c of conf.cases) {
   Deno.test(`GPU matches conformance case ${c.name}`, async () => {
-    const q = await gpuQuantize(Float32Array.from(c.x), { blocksize: c.blocksize, doubleQuant: c.double_quant });
+    const q = await gpuQuantize(gpu, Float32Array.from(c.x), { blocksize: c.blocksize, doubleQuant: c.double_quant });
     const host = await downloadQuantized(q);
     assert.deepEqual([...host.packed], c.packed, "packed");
     if (c.double_quant) {
@@ -108,7 +82,7 @@ Deno.test("GPU equals the reference on random inputs (sizes, blocks, dtypes, cod
     const x = rng.normalArray(n, 0, 0.05);
     for (let i = 0; i < n; i += 97) x[i] = 0; // exact zeros and a zero block
     x.fill(0, 128, 128 + blocksize);
-    const q = await gpuQuantize(x, { blocksize, quantType, doubleQuant, dtype });
+    const q = await gpuQuantize(gpu, x, { blocksize, quantType, doubleQuant, dtype });
     // The reference sees the values the GPU saw (f16/bf16 rounding) and records the source dtype.
     const seen = dtype === "f32"
       ? x
@@ -123,33 +97,6 @@ Deno.test("GPU equals the reference on random inputs (sizes, blocks, dtypes, cod
   }
 });
 
-Deno.test("dequantize from the conformance file's own bytes (upload path)", async () => {
-  for (const c of conf.cases) {
-    const x = Float32Array.from(c.x);
-    const ref = quantize4bitRef(x, { blocksize: c.blocksize, doubleQuant: c.double_quant });
-    // Replace our codes with the file's, so dequantize is checked on bitsandbytes' bytes alone.
-    const host: HostQuantized = {
-      packed: Uint8Array.from(c.packed),
-      state: c.double_quant
-        ? {
-          ...ref.state,
-          absmax: Uint8Array.from(c.absmax_q!),
-          nested: { ...ref.state.nested!, offset: Math.fround(c.offset!), absmax: Float32Array.from(c.absmax2!) },
-        }
-        : { ...ref.state, absmax: Float32Array.from(c.absmax!) },
-    };
-    const q = uploadQuantized(gpu, host, c.name);
-    assert.deepEqual(await downloadQuantized(q), host);
-    // Both code-table paths: baked into the pipeline (codeValues known) and read from the `code` buffer.
-    for (const t of [q, { ...q, codeValues: undefined }]) {
-      const y = dequantizeNF4(t);
-      assertBits(await y.toFloat32(), c.dequant, c.name);
-      y.destroy();
-    }
-    freeQuantized(q);
-  }
-});
-
 Deno.test("inputs larger than a storage binding are chunked by whole blocks", async () => {
   const n = 300_001;
   const x = new Rng(5).normalArray(n, 0, 0.02);
@@ -158,7 +105,7 @@ Deno.test("inputs larger than a storage binding are chunked by whole blocks", as
   const [g256, g128, g4] = await Promise.all(
     [256 * 1024, 128 * 1024, 4096].map((b) => requestGpu({ maxBindingBytes: b })),
   );
-  const q = await gpuQuantize(x, { blocksize: 128 }, g256);
+  const q = await gpuQuantize(g256, x, { blocksize: 128 });
   const host = await downloadQuantized(q);
   assertSameQuantized(host, ref, "chunked");
   const [q128, qWhole] = [uploadQuantized(g128, host, "x"), uploadQuantized(gpu, host, "x")];
@@ -171,45 +118,8 @@ Deno.test("inputs larger than a storage binding are chunked by whole blocks", as
   }
   freeQuantized(q);
   freeQuantized(qWhole);
-  await assert.rejects(gpuQuantize(x, {}, g4), /binding limit 4096/);
+  await assert.rejects(gpuQuantize(g4, x, {}), /binding limit 4096/);
   for (const g of [g256, g128, g4]) g.destroy();
-});
-
-Deno.test("f16 output is the f32 result rounded to nearest even (as Float16Array)", async () => {
-  const rng = new Rng(9);
-  const x = rng.normalArray(5003, 0, 0.03);
-  x.set(rng.normalArray(512, 0, 1e-5), 1024); // subnormal in f16
-  const q = await gpuQuantize(x, { blocksize: 64 });
-  const want = Float16Array.from(dequantize4bitRef(await downloadQuantized(q)));
-  const y = dequantizeNF4(q, { dtype: "f16" });
-  assert.equal(y.dtype, "f16");
-  assert.deepEqual(new Uint16Array((await y.readBytes()).slice().buffer), new Uint16Array(want.buffer));
-  y.destroy();
-  freeQuantized(q);
-  // Scales that are exact f16 ties, the largest subnormal/smallest normal tie and overflow: with every code 15
-  // (value 1) or 0 (value -1), the output is ±scale.
-  const ties = [
-    ...Array.from({ length: 16 }, (_, i) => 1 + (2 * i + 1) * 2 ** -11),
-    ...Array.from({ length: 16 }, (_, i) => (2 * i + 1) * 2 ** -25),
-    1023.5 * 2 ** -24,
-    65519,
-    65520,
-    70000,
-  ];
-  const packed = new Uint8Array(ties.length * 32).fill(0xf0);
-  const host: HostQuantized = {
-    packed,
-    state: {
-      ...quantize4bitRef(new Float32Array(ties.length * 64), { doubleQuant: false }).state,
-      absmax: Float32Array.from(ties),
-    },
-  };
-  const qt = uploadQuantized(gpu, host, "ties");
-  const yt = dequantizeNF4(qt, { dtype: "f16" });
-  const expect = Float16Array.from(dequantize4bitRef(host));
-  assert.deepEqual(new Uint16Array((await yt.readBytes()).slice().buffer), new Uint16Array(expect.buffer));
-  yt.destroy();
-  freeQuantized(qt);
 });
 
 Deno.test("NaN or Inf input: an error naming the tensor and the first bad index", async () => {
@@ -220,20 +130,20 @@ Deno.test("NaN or Inf input: an error naming the tensor and the first bad index"
   for (const dtype of ["f32", "f16", "bf16"] as const) {
     const before = gpu.budget.report().current;
     await assert.rejects(
-      gpuQuantize(x, { label: "model.layers.0.mlp.up_proj.weight", dtype }),
+      gpuQuantize(gpu, x, { label: "model.layers.0.mlp.up_proj.weight", dtype }),
       /model\.layers\.0\.mlp\.up_proj\.weight.*NaN at index 1234/,
     );
     assert.equal(gpu.budget.report().current, before, "buffers freed");
   }
   const y = new Float32Array(300);
   y[299] = -Infinity;
-  await assert.rejects(gpuQuantize(y, { label: "w", doubleQuant: false }), /"w".*-Infinity at index 299/);
+  await assert.rejects(gpuQuantize(gpu, y, { label: "w", doubleQuant: false }), /"w".*-Infinity at index 299/);
 });
 
 Deno.test("2-D grids (more workgroups than one dimension allows) cover every block", async () => {
   const x = new Rng(8).normalArray(40_000, 0, 0.02); // 20 quantize and 157 double-quant workgroups
   const ref = quantize4bitRef(x, { blocksize: 64 });
-  const q = await gpuQuantize(x, { maxWorkgroupsPerDimension: 3 });
+  const q = await gpuQuantize(gpu, x, { maxWorkgroupsPerDimension: 3 });
   assertSameQuantized(await downloadQuantized(q), ref, "2-D grid");
   const y = dequantizeNF4(q, { maxWorkgroupsPerDimension: 4 });
   assertBits(await y.toFloat32(), dequantize4bitRef(ref), "2-D grid dequant");
@@ -261,7 +171,7 @@ Deno.test("values within an ulp of every threshold: the reciprocal and product r
       }
     }
     const ref = quantize4bitRef(x, { quantType, doubleQuant: false });
-    const q = await gpuQuantize(x, { quantType, doubleQuant: false });
+    const q = await gpuQuantize(gpu, x, { quantType, doubleQuant: false });
     assertSameQuantized(await downloadQuantized(q), ref, `${quantType} near thresholds`);
     freeQuantized(q);
   }
@@ -287,7 +197,7 @@ Deno.test("double quantization: scales exactly on a dynamic-map midpoint take th
   const ref = quantize4bitRef(x);
   assert.equal(ref.state.nested!.offset, 1);
   assert.deepEqual([...ref.state.nested!.absmax], [1]);
-  const q = await gpuQuantize(x, {});
+  const q = await gpuQuantize(gpu, x, {});
   assertSameQuantized(await downloadQuantized(q), ref, "midpoint scales");
   freeQuantized(q);
 });
@@ -297,7 +207,7 @@ Deno.test("f16 input: subnormal halves convert exactly", async () => {
   // Whole blocks of f16 subnormals (|x| < 2^-14) and normal blocks with subnormal members.
   const x = Float32Array.from({ length: 1024 }, (_, i) => rng.normal(0, i < 512 ? 2e-5 : 0.01));
   const halves = Float32Array.from(Float16Array.from(x));
-  const q = await gpuQuantize(x, { dtype: "f16", doubleQuant: false });
+  const q = await gpuQuantize(gpu, x, { dtype: "f16", doubleQuant: false });
   assertSameQuantized(await downloadQuantized(q), quantize4bitRef(halves, { doubleQuant: false, dtype: "f16" }), "f16");
   freeQuantized(q);
 });
