@@ -16,49 +16,54 @@
  */
 
 // GPU runtime, tensors, memory
+export * from "./lib/bytes.ts";
 export * from "./lib/dtype.ts";
 export * from "./lib/gpu/device.ts";
 export * from "./lib/gpu/tensor.ts";
-export * from "./lib/memory/budget.ts";
-export * from "./lib/memory/pager.ts";
+export * from "./lib/gpu/budget.ts";
+export * from "./lib/gpu/pager.ts";
 export * from "./lib/random.ts";
 
 // Quantization (bitsandbytes.functional)
 export * from "./lib/quant/code_tables.ts";
-export * from "./lib/quant/nf4.ts";
-export * from "./lib/quant/quant_error.ts";
+export * from "./lib/quant_error.ts";
 export * from "./lib/quant/quant_state.ts";
 export * from "./lib/quant/quantized_tensor.ts";
 export * from "./lib/quant/reference.ts";
 
-// Kernels: dense matmul, fused NF4 matmul, dropout
+// Kernels: one wrapper per WGSL file
+export * from "./lib/kernels/adamw_8bit.ts";
+export * from "./lib/kernels/adamw_f32.ts";
+export * from "./lib/kernels/attention.ts";
+export * from "./lib/kernels/clip_grad_norm.ts";
+export * from "./lib/kernels/cross_entropy.ts";
 export * from "./lib/kernels/dropout.ts";
-export * from "./lib/kernels/matmul.ts";
-export * from "./lib/kernels/nf4_linear.ts";
+export * from "./lib/kernels/embedding.ts";
+export * from "./lib/kernels/matmul_f32.ts";
+export * from "./lib/kernels/nf4_dequantize.ts";
+export * from "./lib/kernels/nf4_quantize.ts";
+export * from "./lib/kernels/qlinear_nf4.ts";
+export * from "./lib/kernels/residual_add.ts";
+export * from "./lib/kernels/rms_norm.ts";
+export * from "./lib/kernels/rope.ts";
+export * from "./lib/kernels/swiglu.ts";
 
 // The QLoRA linear layer
 export * from "./lib/qlinear/functional.ts";
 export * from "./lib/qlinear/layer.ts";
 
-// Llama ops and model
+// The Llama model
 export * from "./lib/model/batch.ts";
 export * from "./lib/model/config.ts";
 export * from "./lib/model/llama.ts";
 export * from "./lib/model/load_adapter.ts";
 export * from "./lib/model/lora_config.ts";
-export * from "./lib/model/ops/attention.ts";
-export * from "./lib/model/ops/cross_entropy.ts";
-export * from "./lib/model/ops/embedding.ts";
-export * from "./lib/model/ops/residual.ts";
-export * from "./lib/model/ops/rms_norm.ts";
-export * from "./lib/model/ops/rope.ts";
-export * from "./lib/model/ops/swiglu.ts";
+export * from "./lib/model/rope.ts";
 export * from "./lib/model/tiny_llama.ts";
 export * from "./lib/model/tiny_tokenizer.ts";
 
 // Optimizers
 export * from "./lib/optim/adamw.ts";
-export * from "./lib/optim/clip_grad_norm.ts";
 export * from "./lib/optim/schedule.ts";
 export * from "./lib/optim/state_file.ts";
 

@@ -56,26 +56,42 @@ export async function timeGpu(
 const COPY_BYTES = 64 << 20;
 
 /**
- * Device copy bandwidth: bytes read + written per second by the `copy_vec4` kernel over `bytes` (default
- * 64 MiB, capped by the binding limit).
+ * Device copy bandwidth: bytes read + written per second by the `bench/copy_vec4.wgsl` kernel over `bytes`
+ * (default 64 MiB, capped by the binding limit). The kernel is not part of the package, so its pipeline is built
+ * and submitted with the raw device API (after `gpu`'s pending work, which `timeGpu` flushes around it).
  */
 export async function copyBandwidth(gpu: Gpu, bytes = COPY_BYTES, iters = 5): Promise<number> {
-  const size = Math.min(bytes, gpu.limits.maxStorageBufferBindingSize) & ~15;
+  const size = Math.min(bytes, gpu.maxBindingBytes) & ~15;
   const src = gpu.createBuffer(size, "scratch", "copy roofline src");
   const dst = gpu.createBuffer(size, "scratch", "copy roofline dst");
+  const params = gpu.createBuffer(16, "scratch", "copy roofline params", GPUBufferUsage.UNIFORM);
   const wg = 256;
   const items = 4;
   const count = size / 16;
+  gpu.write(params, new Uint32Array([count, 0, 0, 0]));
+  const code = await Deno.readTextFile(new URL("./copy_vec4.wgsl", import.meta.url));
+  const module = gpu.device.createShaderModule({ code, label: "copy_vec4" });
+  const pipeline = gpu.device.createComputePipeline({
+    layout: "auto",
+    compute: { module, entryPoint: "main", constants: { WG: wg, ITEMS: items } },
+    label: "copy_vec4",
+  });
+  const bindGroup = gpu.device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [src, dst, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+  const [x, y] = grid2d(Math.ceil(count / (wg * items)), gpu.limits.maxComputeWorkgroupsPerDimension);
   const t = await timeGpu(gpu, () => {
-    gpu.dispatch({
-      kernel: "copy_vec4",
-      constants: { WG: wg, ITEMS: items },
-      bindings: [src, dst, new Uint32Array([count, 0, 0, 0])],
-      workgroups: grid2d(Math.ceil(count / (wg * items)), gpu.limits.maxComputeWorkgroupsPerDimension),
-    });
+    gpu.flush();
+    const enc = gpu.device.createCommandEncoder({ label: "copy_vec4" });
+    const pass = enc.beginComputePass({ label: "copy_vec4" });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y);
+    pass.end();
+    gpu.device.queue.submit([enc.finish()]);
   }, iters);
-  gpu.free(src);
-  gpu.free(dst);
+  for (const b of [src, dst, params]) gpu.free(b);
   return (2 * size) / t.seconds;
 }
 

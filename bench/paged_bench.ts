@@ -13,17 +13,7 @@
 // copy roofline falls by exactly its slowdown.
 
 import { parseArgs } from "node:util";
-import {
-  AdamW,
-  type AdamWOptions,
-  formatBytes,
-  type Gpu,
-  grid2d,
-  type OptimParam,
-  Pager,
-  requestGpu,
-  Tensor,
-} from "../mod.ts";
+import { AdamW, type AdamWOptions, formatBytes, type Gpu, type OptimParam, Pager, requestGpu, Tensor } from "../mod.ts";
 import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench } from "./_cases.ts";
 import { copyBandwidth, ROOFLINES, timeGpu } from "./_roofline.ts";
 
@@ -168,12 +158,7 @@ const CONFIGS: StepConfig[] = [
 
 function loraParams(gpu: Gpu, sizes: number[]): OptimParam[] {
   return sizes.map((n, i) => {
-    const grad = Tensor.empty(gpu, [n], { label: `grad${i}` });
-    gpu.dispatch({
-      kernel: "fill",
-      bindings: [grad.buffer, new Float32Array([n, 1e-3, 0, 0])],
-      workgroups: grid2d(Math.ceil(n / 256), gpu.limits.maxComputeWorkgroupsPerDimension),
-    });
+    const grad = Tensor.fromArray(gpu, new Float32Array(n).fill(1e-3), [n], { label: `grad${i}` });
     return { name: `lora${i}`, param: Tensor.empty(gpu, [n], { class: "weights", label: `lora${i}` }), grad };
   });
 }

@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseBytes } from "./memory/budget.ts";
+import { parseBytes } from "./bytes.ts";
 
 /** Parsed flags with typed accessors. */
 export interface _Flags {

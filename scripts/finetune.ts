@@ -7,7 +7,7 @@
 import { FINETUNE_HELP, parseFinetuneArgs } from "../lib/train/options.ts";
 import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
-import { formatBytes } from "../lib/memory/budget.ts";
+import { formatBytes } from "../lib/bytes.ts";
 
 try {
   const parsed = parseFinetuneArgs(Deno.args);

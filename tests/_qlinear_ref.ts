@@ -12,6 +12,7 @@ import {
   type Rng,
   uploadQuantized,
 } from "../mod.ts";
+import { assertClose } from "./_assert.ts";
 
 /** float64 `alpha · op(a) · op(b) (+ c)`, with the same dropout placement as `matmul`. */
 export function refMatmul(
@@ -145,4 +146,10 @@ export function maxAbs(v: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i]));
   return m;
+}
+
+// f32 kernels against float64 references: sums of K terms round with error ~ sqrt(K)·2^-24 relative to the
+// largest term, so we allow 2e-5 of the largest output magnitude (plus 1e-4 relative).
+export function close(actual: Float32Array, want: Float64Array, label: string): void {
+  assertClose(actual, want, { rtol: 1e-4, atol: 2e-5 * Math.max(maxAbs(want), 1e-3) }, label);
 }

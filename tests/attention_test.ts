@@ -132,7 +132,7 @@ Deno.test("attention: bad shapes are clear errors", async () => {
   );
   assert.throws(
     () => attentionForward(gpu, t, t, t, { B: 1, T: 4, nHeads: 1, nKvHeads: 1, headDim: 8 }),
-    /Attention q "tensor": shape \[24\] f32, want 32 elements/,
+    /Attention q "tensor" is \[24\] f32, expected 32 elements of f32/,
   );
   gpu.destroy();
 });

@@ -1,14 +1,19 @@
 import assert from "node:assert/strict";
 import { GpuError, grid2d, OutOfBudgetError, requestGpu, Tensor } from "../mod.ts";
 
-Deno.test("gpu: fill kernel over a 2-D grid writes every element", async () => {
+Deno.test("gpu: an elementwise kernel over a 2-D grid writes every element", async () => {
   const gpu = await requestGpu();
   // More workgroups than fit in one dimension when the limit is small: force the 2-D path with maxPerDim 7.
   const n = 256 * 20 + 3;
   const buf = gpu.createBuffer(n * 4, "scratch", "filled");
+  const x1 = gpu.createBuffer(n * 4, "scratch", "addend");
+  gpu.write(x1, new Float32Array(n).fill(-1.25));
   const [x, y] = grid2d(Math.ceil(n / 256), 7);
   assert.ok(y > 1);
-  gpu.dispatch({ kernel: "fill", bindings: [buf, new Float32Array([n, -1.25, 0, 0])], workgroups: [x, y] });
+  // residual_add's uniforms: n (u32), alpha (f32): buf += 1 · addend.
+  const params = new Uint32Array([n, 0]);
+  new Float32Array(params.buffer)[1] = 1;
+  gpu.dispatch({ kernel: "residual_add", bindings: [buf, x1, params], workgroups: [x, y] });
   const out = await gpu.readF32(buf);
   assert.equal(out.length, n);
   assert.ok(out.every((v) => v === -1.25));
@@ -19,9 +24,30 @@ Deno.test("gpu: a bad binding is thrown as a GpuError naming the kernel", async 
   const gpu = await requestGpu();
   const buf = gpu.createBuffer(16, "scratch", "small");
   // Missing the uniform binding: validation fails; the error must name the kernel.
-  gpu.dispatch({ kernel: "fill", bindings: [buf], workgroups: 1 });
-  await assert.rejects(gpu.sync(), (e: unknown) => e instanceof GpuError && /fill/.test(e.message));
+  gpu.dispatch({ kernel: "residual_add", bindings: [buf, buf], workgroups: 1 });
+  await assert.rejects(gpu.sync(), (e: unknown) => e instanceof GpuError && /residual_add/.test(e.message));
   gpu.destroy();
+});
+
+Deno.test("gpu: clear zeroes a buffer or a byte range of it, in order with dispatches", async () => {
+  const gpu = await requestGpu();
+  const buf = gpu.createBuffer(16, "scratch", "cleared");
+  gpu.write(buf, new Float32Array([1, 2, 3, 4]));
+  gpu.clear(buf, 4, 8);
+  assert.deepEqual([...await gpu.readF32(buf)], [1, 0, 0, 4]);
+  gpu.clear(buf);
+  assert.deepEqual([...await gpu.readF32(buf)], [0, 0, 0, 0]);
+  gpu.destroy();
+});
+
+Deno.test("gpu: maxBindingBytes defaults to the device's binding limit and may only lower it", async () => {
+  const gpu = await requestGpu();
+  assert.equal(gpu.maxBindingBytes, gpu.limits.maxStorageBufferBindingSize);
+  gpu.destroy();
+  const small = await requestGpu({ maxBindingBytes: 4096 });
+  assert.equal(small.maxBindingBytes, 4096);
+  small.destroy();
+  await assert.rejects(requestGpu({ maxBindingBytes: 0 }), /maxBindingBytes 0/);
 });
 
 Deno.test("gpu: unknown kernel is a clear error", async () => {

@@ -10,13 +10,15 @@ import { mergeAdapterFolder } from "../lib/merge/merge_folder.ts";
 import { mergeLoraWeight, mergeLoraWeightRef } from "../lib/merge/merge_lora.ts";
 import { parseMergeArgs } from "../lib/merge/options.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
-import { uploadQuantized } from "../lib/quant/nf4.ts";
+import { uploadQuantized } from "../lib/kernels/nf4_quantize.ts";
 import { quantize4bitRef } from "../lib/quant/reference.ts";
 import { Rng } from "../lib/random.ts";
 import { assertClose } from "./_assert.ts";
 import { loraFixture } from "./_lora_fixture.ts";
 
 const gpu = await requestGpu();
+// Forces row chunks of 5 rows of K = 128 floats in mergeLoraWeight.
+const small = await requestGpu({ maxBindingBytes: 5 * 128 * 4 });
 const dir = await loraFixture();
 const SCALE = 2; // alpha 4 / r 2
 
@@ -30,7 +32,7 @@ Deno.test("merge: deq(W) + s·B·A on the GPU equals the TypeScript reference, i
   // f32 sums of r products, then one add: within a few f32 ulps of the float64 reference.
   assertClose(await mergeLoraWeight(q, delta), want, { atol: 1e-6, rtol: 1e-6 }, "one piece");
   assertClose(
-    await mergeLoraWeight(q, delta, { maxBindingBytes: 5 * K * 4 }),
+    await mergeLoraWeight(uploadQuantized(small, host, "w"), delta),
     want,
     { atol: 1e-6, rtol: 1e-6 },
     "chunks",

@@ -43,13 +43,7 @@ Deno.test("pager: dirty pages are not dropped synchronously; reserveAsync writes
   const staging = gpu.budget.report().staging;
   const buf = pager.allocate("pages", 2);
   const slots = await pager.pageIn(buf, [0, 1]);
-  slots.forEach((s, k) => {
-    gpu.dispatch({
-      kernel: "fill",
-      bindings: [s, new Float32Array([PAGE / 4, k + 0.5, 0, 0])],
-      workgroups: PAGE / 1024,
-    });
-  });
+  slots.forEach((s, k) => gpu.write(s, new Float32Array(PAGE / 4).fill(k + 0.5)));
   pager.release(buf, [0, 1], true);
   assert.ok(pager.isDirty(buf, 0));
   assert.throws(

@@ -1,118 +1,18 @@
 import assert from "node:assert/strict";
 import {
-  dequantizeNF4,
   GEMV_MAX_ROWS,
   type Gpu,
   type LoraAdapter,
-  matmul,
   nf4Linear,
-  nf4LinearGradInput,
   qlinearBackward,
   qlinearForward,
-  quantizeNF4,
   requestGpu,
   Rng,
   Tensor,
 } from "../mod.ts";
-import { checkBindingSize } from "../lib/kernels/_checks.ts";
+import { checkBindingSize } from "../lib/kernels/_kernel.ts";
 import { assertClose, finiteDifference, relError } from "./_assert.ts";
-import { type LayerRef, maxAbs, randomQuantized, refBackward, refForward, refMatmul } from "./_qlinear_ref.ts";
-
-// f32 kernels against float64 references: sums of K terms round with error ~ sqrt(K)·2^-24 relative to the
-// largest term, so we allow 2e-5 of the largest output magnitude (plus 1e-4 relative).
-function close(actual: Float32Array, want: Float64Array, label: string): void {
-  assertClose(actual, want, { rtol: 1e-4, atol: 2e-5 * Math.max(maxAbs(want), 1e-3) }, label);
-}
-
-Deno.test("nf4Linear: gemv and gemm paths and dY·deq(W) against float64 dequantize-then-multiply", async () => {
-  const gpu = await requestGpu();
-  const rng = new Rng(7);
-  // [M, N, K, blocksize, doubleQuant]: ragged M/N/K, K not a multiple of the blocksize, K % 8 != 0 (unaligned
-  // groups), odd N·K (a row starting mid-byte), blocks straddling rows, more than 256 blocks (two absmax2 groups).
-  const cases: [number, number, number, number, boolean][] = [
-    [1, 37, 200, 64, true],
-    [5, 70, 136, 128, true],
-    [16, 33, 61, 64, true],
-    [3, 9, 100, 64, false],
-    [33, 65, 200, 64, true],
-    [70, 130, 72, 256, false],
-    [17, 300, 130, 64, true],
-  ];
-  for (const [M, N, K, blocksize, doubleQuant] of cases) {
-    const { w, deq } = randomQuantized(gpu, rng, N, K, { blocksize, doubleQuant });
-    const x = rng.normalArray(M * K);
-    const bias = rng.normalArray(N);
-    const tx = Tensor.fromArray(gpu, x, [M, K]);
-    const tb = Tensor.fromArray(gpu, bias, [N]);
-    const label = `[${M},${N},${K}] bs=${blocksize} dq=${doubleQuant}`;
-    const want = refMatmul(x, deq, M, N, K, { transB: true });
-    const withBias = want.map((v, i) => v + bias[i % N]);
-    const gemm = nf4Linear(tx, w, { path: "gemm", bias: tb });
-    close(await gemm.toFloat32(), withBias, `gemm ${label}`);
-    if (M <= GEMV_MAX_ROWS) {
-      const gemv = nf4Linear(tx, w, { path: "gemv" });
-      close(await gemv.toFloat32(), want, `gemv ${label}`);
-      const gemvBias = nf4Linear(tx, w, { bias: tb });
-      // Both paths sum in f32 in different orders: equal to f32 rounding.
-      assertClose(
-        await gemvBias.toFloat32(),
-        await gemm.toFloat32(),
-        { atol: 2e-5 * maxAbs(want) },
-        `gemv==gemm ${label}`,
-      );
-    }
-    const dy = rng.normalArray(M * N);
-    const dx = nf4LinearGradInput(Tensor.fromArray(gpu, dy, [M, N]), w);
-    close(await dx.toFloat32(), refMatmul(dy, deq, M, K, N, {}), `dx ${label}`);
-  }
-  gpu.destroy();
-});
-
-Deno.test("nf4Linear: weights from the GPU quantizer (nf4, fp4; block 64, 128) match dequantizeNF4 + matmul", async () => {
-  const gpu = await requestGpu();
-  const rng = new Rng(9);
-  for (const [quantType, blocksize, M] of [["nf4", 64, 3], ["fp4", 128, 20]] as const) {
-    const [N, K] = [24, 200];
-    const dense = Tensor.fromArray(gpu, rng.normalArray(N * K, 0, 0.05), [N, K]);
-    const w = await quantizeNF4(gpu, dense, { quantType, blocksize });
-    const x = Tensor.fromArray(gpu, rng.normalArray(M * K), [M, K]);
-    const want = await matmul(x, dequantizeNF4(w), { transB: true }).toFloat32();
-    const got = await nf4Linear(x, w).toFloat32();
-    assertClose(got, want, { rtol: 1e-4, atol: 2e-5 * maxAbs(want) }, `${quantType} block ${blocksize} M=${M}`);
-  }
-  gpu.destroy();
-});
-
-Deno.test("nf4Linear: f16 GEMM and dY·deq(W) within f16 rounding of float64; f16 without shader-f16 is an error", async () => {
-  const off = await requestGpu({ disableFeatures: ["shaderF16"] });
-  const { w: w0 } = randomQuantized(off, new Rng(1), 8, 64);
-  assert.throws(
-    () => nf4Linear(Tensor.empty(off, [20, 64]), w0, { precision: "f16" }),
-    /nf4Linear: f16 precision needs the shader-f16 feature, absent on/,
-  );
-  off.destroy();
-  const gpu = await requestGpu();
-  if (!gpu.features.shaderF16) return gpu.destroy();
-  const rng = new Rng(5);
-  for (const [M, N, K] of [[40, 70, 200], [17, 33, 61]]) {
-    const { w, deq } = randomQuantized(gpu, rng, N, K);
-    const x = rng.normalArray(M * K);
-    const dy = rng.normalArray(M * N);
-    const tx = Tensor.fromArray(gpu, x, [M, K]);
-    const tdy = Tensor.fromArray(gpu, dy, [M, N]);
-    const y = await nf4Linear(tx, w, { path: "gemm", precision: "f16" }).toFloat32();
-    const dx = await nf4LinearGradInput(tdy, w, { precision: "f16" }).toFloat32();
-    // x and deq(W) rounded to f16 (2^-11 relative each), 16-term f16 slice sums: ~1e-3 relative error.
-    const wantY = refMatmul(x, deq, M, N, K, { transB: true });
-    const wantDx = refMatmul(dy, deq, M, K, N, {});
-    for (const [got, want, what] of [[y, wantY, "y"], [dx, wantDx, "dx"]] as const) {
-      const e = relError(got, want);
-      assert.ok(e < 2e-3, `${what} [${M},${N},${K}] f16: relative L2 error ${e}`);
-      assertClose(got, want, { atol: 1e-2 * maxAbs(want) }, `${what} [${M},${N},${K}] f16`);
-    }
-  }
-  gpu.destroy();
-});
+import { close, type LayerRef, randomQuantized, refBackward, refForward } from "./_qlinear_ref.ts";
 
 function loraCase(gpu: Awaited<ReturnType<typeof requestGpu>>, rng: Rng, L: LayerRef) {
   const { M, N, K, r } = L;
@@ -245,7 +145,7 @@ Deno.test("qlinear: mismatched shapes, dtypes and ranks are clear errors before 
     /gemv path takes at most 16 rows, got 17/,
   );
   // Operands over one storage binding are refused before allocating (a fake device with a 1 KiB limit).
-  const tiny = { limits: { maxStorageBufferBindingSize: 1024 } } as Gpu;
+  const tiny = { maxBindingBytes: 1024 } as Gpu;
   assert.throws(
     () => checkBindingSize(tiny, "nf4Linear", [["input", 64], ["output", 4096]]),
     /nf4Linear: output takes 4096 bytes, over the storage binding limit of 1024 bytes/,

@@ -1,5 +1,5 @@
 import { throws } from "node:assert/strict";
-import { requestGpu, rmsNormBackward, rmsNormForward, Rng, Tensor } from "../mod.ts";
+import { type Gpu, requestGpu, rmsNormBackward, rmsNormForward, Rng, Tensor } from "../mod.ts";
 import { assertClose, finiteDifference } from "./_assert.ts";
 import { dotWith, rmsNormBackwardRef, rmsNormRef } from "./_ops_ref.ts";
 
@@ -50,15 +50,25 @@ Deno.test("rmsNorm: row ranges under a small binding limit equal the whole dispa
   // 300 rows of 33 floats (132 bytes): 64-row granularity for the 256-byte offset alignment; a 16896-byte limit
   // gives ranges of 128, 128 and 44 rows. Each row is normalized alone: results equal bit for bit.
   const rows = 300, cols = 33, limit = 16_896;
-  const x = Tensor.fromArray(gpu, rng.normalArray(rows * cols), [rows, cols]);
-  const w = Tensor.fromArray(gpu, rng.normalArray(cols, 1, 0.2), [cols]);
-  const dy = Tensor.fromArray(gpu, rng.normalArray(rows * cols), [rows, cols]);
-  const whole = rmsNormForward(gpu, x, w, 1e-5);
-  const split = rmsNormForward(gpu, x, w, 1e-5, {}, limit);
+  const small = await requestGpu({ maxBindingBytes: limit });
+  const [hx, hw, hdy] = [rng.normalArray(rows * cols), rng.normalArray(cols, 1, 0.2), rng.normalArray(rows * cols)];
+  const on = (g: Gpu) => ({
+    x: Tensor.fromArray(g, hx, [rows, cols]),
+    w: Tensor.fromArray(g, hw, [cols]),
+    dy: Tensor.fromArray(g, hdy, [rows, cols]),
+  });
+  const [a, b] = [on(gpu), on(small)];
+  const whole = rmsNormForward(gpu, a.x, a.w, 1e-5);
+  const split = rmsNormForward(small, b.x, b.w, 1e-5);
   assertClose(await split.y.toFloat32(), await whole.y.toFloat32(), { atol: 0 }, "y");
   assertClose(await split.rstd.toFloat32(), await whole.rstd.toFloat32(), { atol: 0 }, "rstd");
-  const dx = rmsNormBackward(gpu, dy, x, w, whole.rstd, undefined, limit);
-  assertClose(await dx.toFloat32(), await rmsNormBackward(gpu, dy, x, w, whole.rstd).toFloat32(), { atol: 0 }, "dx");
-  throws(() => rmsNormForward(gpu, x, w, 1e-5, {}, 1000), /rmsNormForward: rows of 132 bytes/);
+  const dx = rmsNormBackward(small, b.dy, b.x, b.w, split.rstd);
+  const dxWhole = rmsNormBackward(gpu, a.dy, a.x, a.w, whole.rstd);
+  assertClose(await dx.toFloat32(), await dxWhole.toFloat32(), { atol: 0 }, "dx");
+  small.destroy();
+  const tiny = await requestGpu({ maxBindingBytes: 1000 });
+  const t = on(tiny);
+  throws(() => rmsNormForward(tiny, t.x, t.w, 1e-5), /rmsNormForward: rows of 132 bytes/);
+  tiny.destroy();
   gpu.destroy();
 });

@@ -5,15 +5,13 @@
  * @module
  */
 
-import { MemoryBudget, type MemoryClass } from "../memory/budget.ts";
+import { MemoryBudget, type MemoryClass } from "./budget.ts";
 import { WGSL } from "./_wgsl.ts";
 
 /** Optional adapter features the kernels can use; each has a fallback. */
 export interface GpuFeatures {
   /** `shader-f16`: f16 arithmetic and storage in WGSL. */
   shaderF16: boolean;
-  /** `subgroups`: subgroup reductions and shuffles. */
-  subgroups: boolean;
   /** `timestamp-query`: GPU-side timing for benches. */
   timestampQuery: boolean;
 }
@@ -26,6 +24,11 @@ export interface RequestGpuOptions {
   powerPreference?: GPUPowerPreference;
   /** Turn off optional features (e.g. to test the f32 fallback on an adapter that has f16). */
   disableFeatures?: (keyof GpuFeatures)[];
+  /**
+   * Largest storage binding the kernels make, in bytes (default and cap: the adapter's
+   * `maxStorageBufferBindingSize`); a smaller value makes them split tensors into more ranges (tests use it).
+   */
+  maxBindingBytes?: number;
 }
 
 /** Thrown for a GPU validation or out-of-memory error, or a lost device; the message names the kernel. */
@@ -101,6 +104,11 @@ export class Gpu {
   readonly limits: GPUSupportedLimits;
   /** Every allocation goes through this budget. */
   readonly budget: MemoryBudget;
+  /**
+   * Largest storage binding the kernels make: the device's `maxStorageBufferBindingSize` unless
+   * {@linkcode RequestGpuOptions.maxBindingBytes} lowered it. Larger tensors are bound in row ranges.
+   */
+  readonly maxBindingBytes: number;
 
   #modules = new Map<string, GPUShaderModule>();
   #pipelines = new Map<string, GPUComputePipeline>();
@@ -114,12 +122,20 @@ export class Gpu {
   #readStaging: GPUBuffer | null = null;
 
   /** Use {@linkcode requestGpu}. */
-  constructor(device: GPUDevice, adapterName: string, features: GpuFeatures, budget: MemoryBudget) {
+  constructor(
+    device: GPUDevice,
+    adapterName: string,
+    features: GpuFeatures,
+    budget: MemoryBudget,
+    maxBindingBytes: number = device.limits.maxStorageBufferBindingSize,
+  ) {
     this.device = device;
     this.adapterName = adapterName;
     this.features = features;
     this.limits = device.limits;
     this.budget = budget;
+    if (!(maxBindingBytes > 0)) throw new Error(`maxBindingBytes ${maxBindingBytes} is not a positive byte count`);
+    this.maxBindingBytes = Math.min(maxBindingBytes, device.limits.maxStorageBufferBindingSize);
     this.#uniformAlign = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
     device.addEventListener("uncapturederror", (e) => {
       this.#errors.push((e as GPUUncapturedErrorEvent).error.message);
@@ -189,17 +205,24 @@ export class Gpu {
   /**
    * Records a compute dispatch (submitted at the next flush).
    *
-   * @example Fill a buffer
+   * @example Add one buffer into another
    * ```ts
    * import { requestGpu } from "@qlora/webgpu";
    * import assert from "node:assert/strict";
    * const gpu = await requestGpu();
-   * const buf = gpu.createBuffer(16, "scratch", "filled");
-   * gpu.dispatch({ kernel: "fill", bindings: [buf, new Float32Array([4, 2.5, 0, 0])], workgroups: 1 });
-   * assert.deepEqual([...new Float32Array(await gpu.read(buf))], [2.5, 2.5, 2.5, 2.5]);
+   * const acc = gpu.createBuffer(8, "scratch", "acc");
+   * const x = gpu.createBuffer(8, "scratch", "x");
+   * gpu.write(x, new Float32Array([1, 2]));
+   * // residual_add's uniforms: element count (u32), then alpha (f32).
+   * const params = new Uint32Array([2, 0]);
+   * new Float32Array(params.buffer)[1] = 3;
+   * gpu.dispatch({ kernel: "residual_add", bindings: [acc, x, params], workgroups: 1 });
+   * assert.deepEqual([...await gpu.readF32(acc)], [3, 6]);
    * ```
    */
   dispatch(d: Dispatch): void {
+    // Errors name the kernel file, and the entry point of a file with several (e.g. `rms_norm.backward`).
+    const name = d.entryPoint ? `${d.kernel}.${d.entryPoint}` : d.kernel;
     const pipeline = this.pipeline(d.kernel, d.entryPoint, d.constants);
     const entries: GPUBindGroupEntry[] = d.bindings.map((b, binding) => {
       if (ArrayBuffer.isView(b)) return { binding, resource: this.#uniform(b) };
@@ -209,26 +232,49 @@ export class Gpu {
     const bindGroup = this.device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
       entries,
-      label: d.kernel,
+      label: name,
     });
     const enc = this.#pending();
-    const pass = enc.beginComputePass({ label: d.kernel });
+    const pass = enc.beginComputePass({ label: name });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     const [x, y = 1, z = 1] = typeof d.workgroups === "number" ? [d.workgroups] : d.workgroups;
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > max || y > max || z > max) {
-      throw new GpuError(`Kernel ${d.kernel}: workgroup count ${x}×${y}×${z} exceeds ${max} per dimension`);
+      throw new GpuError(`Kernel ${name}: workgroup count ${x}×${y}×${z} exceeds ${max} per dimension`);
     }
     pass.dispatchWorkgroups(x, y, z);
     pass.end();
-    this.#kernelsPending.push(d.kernel);
+    this.#kernelsPending.push(name);
   }
 
   /** Records a buffer-to-buffer copy (ordered with dispatches). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
     this.#pending().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
     this.#kernelsPending.push("copy");
+  }
+
+  /**
+   * Records zeroing a buffer, or `size` bytes of it from `offset` (ordered with dispatches; no host upload).
+   *
+   * @param buffer The buffer (needs `COPY_DST`, as {@linkcode Gpu.createBuffer} gives).
+   * @param offset Byte offset (multiple of 4).
+   * @param size Byte count (multiple of 4); default: to the end.
+   *
+   * @example
+   * ```ts
+   * import { requestGpu } from "@qlora/webgpu";
+   * import assert from "node:assert/strict";
+   * const gpu = await requestGpu();
+   * const buf = gpu.createBuffer(12, "scratch", "cleared");
+   * gpu.write(buf, new Float32Array([1, 2, 3]));
+   * gpu.clear(buf, 4, 4);
+   * assert.deepEqual([...await gpu.readF32(buf)], [1, 0, 3]);
+   * ```
+   */
+  clear(buffer: GPUBuffer, offset = 0, size?: number): void {
+    this.#pending().clearBuffer(buffer, offset, size);
+    this.#kernelsPending.push("clear");
   }
 
   /**
@@ -353,7 +399,7 @@ export class Gpu {
  * Acquires the adapter and a device with the limits the kernels need (largest storage bindings and buffers the
  * adapter allows), and detects optional features.
  *
- * @param options Memory budget, power preference, features to leave off.
+ * @param options Memory budget, power preference, features to leave off, binding limit.
  * @returns A ready {@linkcode Gpu}.
  * @throws {GpuError} If there is no WebGPU adapter, with what to install.
  *
@@ -363,6 +409,7 @@ export class Gpu {
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu({ gpuMemory: "256MiB" });
  * assert.equal(gpu.budget.limit, 256 * 2 ** 20);
+ * assert.equal(gpu.maxBindingBytes, gpu.limits.maxStorageBufferBindingSize);
  * assert.ok(gpu.adapterName.length > 0);
  * ```
  */
@@ -382,12 +429,10 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> 
   const has = (f: string, k: keyof GpuFeatures) => adapter.features.has(f as GPUFeatureName) && !off.has(k);
   const features: GpuFeatures = {
     shaderF16: has("shader-f16", "shaderF16"),
-    subgroups: has("subgroups", "subgroups"),
     timestampQuery: has("timestamp-query", "timestampQuery"),
   };
   const requiredFeatures: GPUFeatureName[] = [];
   if (features.shaderF16) requiredFeatures.push("shader-f16");
-  if (features.subgroups) requiredFeatures.push("subgroups" as GPUFeatureName);
   if (features.timestampQuery) requiredFeatures.push("timestamp-query");
   const l = adapter.limits;
   const device = await adapter.requestDevice({
@@ -402,5 +447,6 @@ export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> 
     },
   });
   const name = adapter.info.description || adapter.info.device || adapter.info.vendor || "unknown adapter";
-  return new Gpu(device, name, features, new MemoryBudget(device, options.gpuMemory));
+  const budget = new MemoryBudget(device, options.gpuMemory);
+  return new Gpu(device, name, features, budget, options.maxBindingBytes);
 }

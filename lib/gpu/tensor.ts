@@ -5,7 +5,7 @@
  */
 
 import { type DType, DTYPE_BYTES } from "../dtype.ts";
-import type { MemoryClass } from "../memory/budget.ts";
+import type { MemoryClass } from "./budget.ts";
 import type { Gpu } from "./device.ts";
 
 /** Host arrays a tensor can be made from or read into. */

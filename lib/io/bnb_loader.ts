@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { HostQuantized } from "../quant/quant_state.ts";
-import { uploadQuantized } from "../quant/nf4.ts";
+import { uploadQuantized } from "../kernels/nf4_quantize.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { _exists } from "./_file.ts";
 import { bnbPlainTensors, bnbQuantizedWeights, readBnbWeight } from "./bnb_format.ts";

@@ -12,7 +12,7 @@
 import { basename, join, resolve } from "node:path";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { downloadQuantized, freeQuantized, quantizeNF4 } from "../quant/nf4.ts";
+import { downloadQuantized, freeQuantized, quantizeNF4 } from "../kernels/nf4_quantize.ts";
 import { type HostQuantized, type SourceDType, toBitsandbytes } from "../quant/quant_state.ts";
 import { checkBlocksize } from "../quant/reference.ts";
 import { _copyOtherFiles, _exists, _fillNewFolder } from "./_file.ts";

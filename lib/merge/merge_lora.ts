@@ -10,8 +10,8 @@
  */
 
 import { Tensor } from "../gpu/tensor.ts";
-import { matmul } from "../kernels/matmul.ts";
-import { dequantizeNF4 } from "../quant/nf4.ts";
+import { matmul } from "../kernels/matmul_f32.ts";
+import { dequantizeNF4 } from "../kernels/nf4_dequantize.ts";
 import type { HostQuantized } from "../quant/quant_state.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { dequantize4bitRef } from "../quant/reference.ts";
@@ -24,12 +24,6 @@ export interface LoraDelta {
   b: Float32Array;
   /** `alpha/r` (or `alpha/√r` with rsLoRA). */
   scale: number;
-}
-
-/** Options of {@linkcode mergeLoraWeight}. */
-export interface MergeLoraOptions {
-  /** Largest storage binding in bytes (default the device's); smaller values force row chunks (for tests). */
-  maxBindingBytes?: number;
 }
 
 function _rank(q: { shape: readonly number[]; label?: string }, d: LoraDelta): number {
@@ -49,7 +43,6 @@ function _rank(q: { shape: readonly number[]; label?: string }, d: LoraDelta): n
  *
  * @param q The NF4 weight `[N, K]`.
  * @param delta The adapter's A, B and scale, or null.
- * @param options Binding size (for tests).
  * @returns `[N, K]` row-major.
  * @throws {Error} If A and B do not fit the weight's shape, naming it.
  *
@@ -66,7 +59,6 @@ function _rank(q: { shape: readonly number[]; label?: string }, d: LoraDelta): n
 export async function mergeLoraWeight(
   q: QuantizedTensor,
   delta: LoraDelta | null,
-  options: MergeLoraOptions = {},
 ): Promise<Float32Array> {
   const gpu = q.gpu;
   const w = dequantizeNF4(q, { label: `${q.label}.merged` });
@@ -74,8 +66,7 @@ export async function mergeLoraWeight(
     if (!delta) return await w.toFloat32();
     const [N, K] = q.shape;
     const r = _rank(q, delta);
-    const maxBytes = Math.min(options.maxBindingBytes ?? Infinity, gpu.limits.maxStorageBufferBindingSize);
-    const rows = Math.max(1, Math.min(N, Math.floor(maxBytes / (K * 4))));
+    const rows = Math.max(1, Math.min(N, Math.floor(gpu.maxBindingBytes / (K * 4))));
     const a = Tensor.fromArray(gpu, delta.a, [r, K], { class: "scratch", label: `${q.label}.lora_A` });
     const out = new Float32Array(N * K);
     try {

@@ -16,11 +16,11 @@
 import type { Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { QLoRALinear, QLoRASaved } from "../qlinear/layer.ts";
-import { attentionBackward, attentionForward, type AttentionShape } from "./ops/attention.ts";
-import { residualAdd } from "./ops/residual.ts";
-import { rmsNormBackward, rmsNormForward } from "./ops/rms_norm.ts";
-import { ropeApply } from "./ops/rope.ts";
-import { swigluBackward, swigluForward } from "./ops/swiglu.ts";
+import { attentionBackward, attentionForward, type AttentionShape } from "../kernels/attention.ts";
+import { residualAdd } from "../kernels/residual_add.ts";
+import { rmsNormBackward, rmsNormForward } from "../kernels/rms_norm.ts";
+import { ropeApply } from "../kernels/rope.ts";
+import { swigluBackward, swigluForward } from "../kernels/swiglu.ts";
 
 /** Shapes and shared tensors of one pass over a batch. */
 export interface LayerContext {

@@ -10,9 +10,9 @@ import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
 import type { LoraWeights } from "../io/peft.ts";
-import type { Nf4Precision } from "../kernels/nf4_linear.ts";
+import type { Nf4Precision } from "../kernels/qlinear_nf4.ts";
+import { quantizeNF4 } from "../kernels/nf4_quantize.ts";
 import { type LoraLayer, QLoRALinear } from "../qlinear/layer.ts";
-import { quantizeNF4 } from "../quant/nf4.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
 import { checkModelImplemented, type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
@@ -26,9 +26,9 @@ import {
   type ResolvedLoraConfig,
   resolveLoraConfig,
 } from "./lora_config.ts";
-import { readCrossEntropy } from "./ops/cross_entropy.ts";
-import { embeddingForward } from "./ops/embedding.ts";
-import { ropeInvFreq, ropeTable } from "./ops/rope.ts";
+import { readCrossEntropy } from "../kernels/cross_entropy.ts";
+import { embeddingForward } from "../kernels/embedding.ts";
+import { ropeInvFreq, ropeTable } from "./rope.ts";
 export { KvCache } from "./kv_cache.ts";
 
 /** Options of {@linkcode LlamaModel.load}. */
@@ -48,11 +48,6 @@ export interface LlamaLoadOptions {
    * `shader-f16` feature. Everything else stays f32.
    */
   precision?: Nf4Precision;
-  /**
-   * Largest storage binding to plan `lm_head` for (default the device's): a larger `lm_head` is held in
-   * vocabulary chunks. Smaller values force chunking (for tests).
-   */
-  maxBindingBytes?: number;
 }
 
 /** Options of {@linkcode LlamaModel.forward}. */
@@ -252,7 +247,7 @@ export class LlamaModel {
       const norm = await plain("model.norm.weight", [c.hiddenSize]);
       const tied = c.tieWordEmbeddings || !ckpt.checkpoint.has("lm_head.weight");
       const head = tied ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
-      const lmHead = vocabChunks(gpu, head, options.maxBindingBytes ?? gpu.limits.maxStorageBufferBindingSize);
+      const lmHead = vocabChunks(gpu, head, gpu.maxBindingBytes);
       made.push(...lmHead);
       if (lmHead[0] !== head && head !== embed) head.destroy();
       await gpu.sync();

@@ -11,9 +11,9 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { matmul } from "../kernels/matmul.ts";
-import { crossEntropy } from "./ops/cross_entropy.ts";
-import { rmsNormBackward, rmsNormForward } from "./ops/rms_norm.ts";
+import { matmul } from "../kernels/matmul_f32.ts";
+import { crossEntropy } from "../kernels/cross_entropy.ts";
+import { rmsNormBackward, rmsNormForward } from "../kernels/rms_norm.ts";
 
 /** Largest logits chunk, in bytes (also bounded by the storage binding limit). */
 const _CHUNK_BYTES = 64 * 2 ** 20;

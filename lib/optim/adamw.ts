@@ -11,12 +11,15 @@
  * @module
  */
 
-import { type Gpu, grid2d } from "../gpu/device.ts";
+import type { Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { formatBytes, OutOfBudgetError, parseBytes } from "../memory/budget.ts";
-import { type PagedBuffer, Pager } from "../memory/pager.ts";
+import { formatBytes, parseBytes } from "../bytes.ts";
+import { OutOfBudgetError } from "../gpu/budget.ts";
+import { type PagedBuffer, Pager } from "../gpu/pager.ts";
 import { createDynamicMap } from "../quant/code_tables.ts";
-import { layoutState, type Segment, type StateLayout } from "./_state_layout.ts";
+import { adamw8bit, adamw8bitCodes } from "../kernels/adamw_8bit.ts";
+import { adamwF32, type AdamWStep } from "../kernels/adamw_f32.ts";
+import { layoutState, type StateLayout } from "./_state_layout.ts";
 import { readStateFile, writeStateFile } from "./state_file.ts";
 
 /** A parameter to optimize and its gradient (both f32, same size). */
@@ -161,8 +164,7 @@ export class AdamW {
       }
     }
     if (this.stateBits === 8) {
-      this.#qmap = gpu.createBuffer(512 * 4, "optimizer", "8-bit optimizer code tables");
-      gpu.write(this.#qmap, new Float32Array([...createDynamicMap(true), ...createDynamicMap(false)]));
+      this.#qmap = adamw8bitCodes(gpu);
     }
   }
 
@@ -184,14 +186,20 @@ export class AdamW {
    * @throws {OutOfBudgetError} If the budget cannot hold even one page of state.
    */
   async step(options: StepOptions = {}): Promise<void> {
-    const uniform = this.#uniform(options.lr ?? this.lr, this.#step + 1);
+    const hyper: AdamWStep = {
+      lr: options.lr ?? this.lr,
+      betas: this.betas,
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      t: this.#step + 1,
+    };
     // Alternate the scan direction: a cyclic scan over more pages than fit makes LRU evict exactly the page
     // needed next; a back-and-forth scan finds the most recently used pages still resident.
     const order = Array.from({ length: this.pageCount }, (_, i) => this.#step % 2 ? this.pageCount - 1 - i : i);
     this.#step++;
     if (this.pageCount === 0) return;
     if (!this.pager) {
-      for (const p of order) this.#update(p, this.#resident[p], uniform);
+      for (const p of order) this.#update(p, this.#resident[p], hyper);
       this.gpu.flush();
       return;
     }
@@ -218,7 +226,7 @@ export class AdamW {
     for (let b = 0; b < batches.length; b++) {
       const slots = await next;
       try {
-        batches[b].forEach((p, k) => this.#update(p, slots[k], uniform));
+        batches[b].forEach((p, k) => this.#update(p, slots[k], hyper));
       } finally {
         pager.release(state, batches[b], true);
       }
@@ -345,48 +353,19 @@ export class AdamW {
     return this.stateBits === 8 ? "adamw-8bit" : "adamw-f32";
   }
 
-  /** The kernel parameters shared by every segment; `n` and `cap` are filled per segment. */
-  #uniform(lr: number, t: number): Uint32Array {
-    const [b1, b2] = this.betas;
-    const u = new Uint32Array(12);
-    new Float32Array(u.buffer, 16).set([
-      1 - lr * this.weightDecay,
-      b1,
-      b2,
-      lr / (1 - b1 ** t),
-      1 / Math.sqrt(1 - b2 ** t),
-      this.eps,
-      1 - b1,
-      1 - b2,
-    ]);
-    return u;
-  }
-
-  #update(page: number, slot: GPUBuffer, uniform: Uint32Array): void {
-    for (const s of this.#layout.byPage[page]) this.#dispatch(s, slot, uniform);
-  }
-
-  #dispatch(s: Segment, slot: GPUBuffer, uniform: Uint32Array): void {
-    const { param, grad } = this.params[s.param];
-    uniform[0] = s.n;
-    uniform[1] = s.cap;
-    const range = (t: Tensor) => ({ buffer: t.buffer, offset: s.elemOffset * 4, size: s.n * 4 });
-    const state = { buffer: slot, offset: s.byteOffset, size: s.bytes };
-    const max = this.gpu.limits.maxComputeWorkgroupsPerDimension;
-    // f32: one invocation per element; 8-bit: one per 256-element block, 64 to a workgroup.
-    const groups = grid2d(Math.ceil(s.n / (this.stateBits === 32 ? 256 : 256 * 64)), max);
-    if (this.stateBits === 32) {
-      this.gpu.dispatch({
-        kernel: "adamw_f32",
-        bindings: [range(param), range(grad), state, uniform],
-        workgroups: groups,
-      });
-    } else {
-      this.gpu.dispatch({
-        kernel: "adamw_8bit",
-        bindings: [range(param), range(grad), state, this.#qmap!, uniform],
-        workgroups: groups,
-      });
+  #update(page: number, slot: GPUBuffer, hyper: AdamWStep): void {
+    for (const s of this.#layout.byPage[page]) {
+      const { param, grad } = this.params[s.param];
+      const range = (t: Tensor) => ({ buffer: t.buffer, offset: s.elemOffset * 4, size: s.n * 4 });
+      const seg = {
+        param: range(param),
+        grad: range(grad),
+        state: { buffer: slot, offset: s.byteOffset, size: s.bytes },
+        n: s.n,
+        cap: s.cap,
+      };
+      if (this.stateBits === 32) adamwF32(this.gpu, seg, hyper);
+      else adamw8bit(this.gpu, seg, this.#qmap!, hyper);
     }
   }
 }

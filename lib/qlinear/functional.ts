@@ -2,21 +2,21 @@
  * The QLoRA linear map as stateless functions over tensors:
  * `Y = X·deq(W)ᵀ + s·(drop(X)·Aᵀ)·Bᵀ + b` and its backward (gradients for X, A and B; never for W).
  *
- * Kernels: the fused NF4 products of `lib/kernels/nf4_linear.ts` (deq(W) is never materialized) and the dense
+ * Kernels: the fused NF4 products of `lib/kernels/qlinear_nf4.ts` (deq(W) is never materialized) and the dense
  * `matmul` for the rank-r LoRA products. Dropout is the hash mask of `lib/kernels/dropout.ts`, keyed by
  * `(seed, row-major index in X)`: the same seed in forward and backward gives the same mask, and nothing is stored.
  * `loraDown` forms the adapter input `drop(X)·Aᵀ` alone, by the code `qlinearForward` uses for it (a recompute
  * that needs only what the backward reads gets the forward's mask).
- * Activations larger than one storage binding are split into row ranges by the kernels (`maxBindingBytes`); the
+ * Activations larger than one storage binding are split into row ranges by the kernels (`gpu.maxBindingBytes`); the
  * weight and the adapter are bound whole. The dropout mask stays keyed by the index in the whole X when X is split.
  *
  * @module
  */
 
 import type { Tensor } from "../gpu/tensor.ts";
-import { matmul } from "../kernels/matmul.ts";
-import { expectF32, quantizedMatrixShape } from "../kernels/_checks.ts";
-import { nf4Linear, nf4LinearGradInput, type Nf4LinearPath, type Nf4Precision } from "../kernels/nf4_linear.ts";
+import { matmul } from "../kernels/matmul_f32.ts";
+import { expectF32, quantizedMatrixShape } from "../kernels/_kernel.ts";
+import { nf4Linear, nf4LinearGradInput, type Nf4LinearPath, type Nf4Precision } from "../kernels/qlinear_nf4.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 
 /** The trainable low-rank adapter of one linear map. */
@@ -43,8 +43,6 @@ export interface QLinearForwardOptions {
   precision?: Nf4Precision;
   /** Destination `[M, N]`. */
   out?: Tensor;
-  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
-  maxBindingBytes?: number;
 }
 
 /** Options of {@linkcode loraDown}. */
@@ -53,8 +51,6 @@ export interface LoraDownOptions {
   seed?: number;
   /** Label of the result (default: A's label with ` XA`). */
   label?: string;
-  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
-  maxBindingBytes?: number;
 }
 
 /** What {@linkcode qlinearForward} returns. */
@@ -79,8 +75,6 @@ export interface QLinearBackwardOptions {
   accumulate?: boolean;
   /** Arithmetic of `dY·deq(W)` (default `f32`; `f16` needs `shader-f16`). */
   precision?: Nf4Precision;
-  /** Storage binding limit to split rows by (default and cap: the device's `maxStorageBufferBindingSize`). */
-  maxBindingBytes?: number;
 }
 
 /** What {@linkcode qlinearBackward} returns. */
@@ -131,8 +125,8 @@ function _dropout(lora: LoraAdapter, seed: number | undefined, on: "a" | "b" | "
 
 // The one place the forward's dropout mask is applied: keyed by the element index of X (operand "a").
 function _down(x: Tensor, lora: LoraAdapter, options: LoraDownOptions): Tensor {
-  const { seed, maxBindingBytes, label = `${lora.a.label} XA` } = options;
-  return matmul(x, lora.a, { transB: true, dropout: _dropout(lora, seed, "a"), label, maxBindingBytes });
+  const { seed, label = `${lora.a.label} XA` } = options;
+  return matmul(x, lora.a, { transB: true, dropout: _dropout(lora, seed, "a"), label });
 }
 
 /**
@@ -193,10 +187,10 @@ export function qlinearForward(
 ): QLinearForwardResult {
   _validate(x, w, lora, options.bias);
   const label = `${w.label} lora`;
-  const { bias, path, out, precision, maxBindingBytes } = options;
-  const xa = _down(x, lora, { seed: options.seed, label: `${label} XA`, maxBindingBytes });
-  const y = nf4Linear(x, w, { bias, path, out, precision, maxBindingBytes });
-  matmul(xa, lora.b, { transB: true, alpha: lora.scale, accumulate: true, out: y, maxBindingBytes });
+  const { bias, path, out, precision } = options;
+  const xa = _down(x, lora, { seed: options.seed, label: `${label} XA` });
+  const y = nf4Linear(x, w, { bias, path, out, precision });
+  matmul(xa, lora.b, { transB: true, alpha: lora.scale, accumulate: true, out: y });
   return { y, xa };
 }
 
@@ -241,10 +235,10 @@ export function qlinearBackward(
   expectF32(xa, [M, r], `${where} saved XA`);
   const accumulate = options.accumulate ?? false;
   if (accumulate && (!options.dA || !options.dB)) throw new Error(`${where} accumulate needs dA and dB`);
-  const { precision, maxBindingBytes } = options;
+  const { precision } = options;
   const s = lora.scale;
   const label = `${w.label} lora`;
-  const dyb = matmul(dy, lora.b, { label: `${label} dY·B`, maxBindingBytes }); // [M, r]
+  const dyb = matmul(dy, lora.b, { label: `${label} dY·B` }); // [M, r]
   // dB and dA reduce over the M rows: split, they are summed range by range (matmul accumulates).
   const dB = matmul(dy, xa, {
     transA: true,
@@ -252,7 +246,6 @@ export function qlinearBackward(
     accumulate,
     out: options.dB,
     label: `${label} dB`,
-    maxBindingBytes,
   });
   const dA = matmul(dyb, x, {
     transA: true,
@@ -261,13 +254,12 @@ export function qlinearBackward(
     out: options.dA,
     dropout: _dropout(lora, options.seed, "b"),
     label: `${label} dA`,
-    maxBindingBytes,
   });
   let dx: Tensor | null = null;
   if (options.needDx ?? true) {
-    dx = nf4LinearGradInput(dy, w, { precision, maxBindingBytes });
+    dx = nf4LinearGradInput(dy, w, { precision });
     const dropout = _dropout(lora, options.seed, "out");
-    matmul(dyb, lora.a, { alpha: s, accumulate: true, out: dx, dropout, maxBindingBytes });
+    matmul(dyb, lora.a, { alpha: s, accumulate: true, out: dx, dropout });
   }
   dyb.destroy();
   return { dx, dA, dB };

@@ -10,9 +10,9 @@
  */
 
 import { Tensor } from "../gpu/tensor.ts";
-import { quantizedMatrixShape } from "../kernels/_checks.ts";
-import { nf4Linear, nf4LinearGradInput, type Nf4Precision } from "../kernels/nf4_linear.ts";
-import { freeQuantized } from "../quant/nf4.ts";
+import { quantizedMatrixShape } from "../kernels/_kernel.ts";
+import { nf4Linear, nf4LinearGradInput, type Nf4Precision } from "../kernels/qlinear_nf4.ts";
+import { freeQuantized } from "../kernels/nf4_quantize.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { Rng } from "../random.ts";
 import {

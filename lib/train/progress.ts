@@ -5,7 +5,7 @@
  * @module
  */
 
-import { formatBytes } from "../memory/budget.ts";
+import { formatBytes } from "../bytes.ts";
 
 /** Where the bar writes (Deno.stderr by default). */
 export interface ProgressSink {

@@ -18,7 +18,7 @@ import { LlamaModel } from "../model/llama.ts";
 import type { LoraConfig } from "../model/lora_config.ts";
 import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts";
 import { AdamW, type AdamWOptions, PagedAdamW, PagedAdamW8bit } from "../optim/adamw.ts";
-import { clipGradNorm } from "../optim/clip_grad_norm.ts";
+import { clipGradNorm } from "../kernels/clip_grad_norm.ts";
 import { lrAt, type LrSchedule } from "../optim/schedule.ts";
 import { checkpointDir, findLastCheckpoint, readTrainerState, saveCheckpoint } from "./checkpoint.ts";
 import { MetricsWriter, readMetrics, type StepMetrics } from "./metrics.ts";

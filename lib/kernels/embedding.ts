@@ -1,0 +1,79 @@
+/**
+ * Token embedding lookup from a frozen f32 table on the GPU (`wgsl/embedding.wgsl`; no backward: the table is
+ * not trained).
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import { elementGrid, fitsBinding, output, params, rowBinding, rowRanges } from "./_kernel.ts";
+
+/**
+ * Gathers rows of the embedding table: `out[t, :] = table[ids[t], :]`. A table larger than one storage binding
+ * (e.g. 128k × 2048 f32 on llvmpipe) is read range by range.
+ *
+ * @param gpu The device.
+ * @param table Frozen f32 `[V, H]`.
+ * @param ids Token ids: a host array (checked against `V` here) or a `u32`/`i32` tensor `[n]`, which is not
+ *   checked (the row of an out-of-range id is left unwritten).
+ * @param out Optional output `[n, H]` to reuse.
+ * @returns `[n, H]` f32 embeddings.
+ * @throws {Error} For a host id outside `[0, V)`, naming the id and its position.
+ *
+ * @example
+ * ```ts
+ * import { embeddingForward, requestGpu, Tensor } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * const gpu = await requestGpu();
+ * const table = Tensor.fromArray(gpu, new Float32Array([0, 1, 10, 11, 20, 21]), [3, 2]);
+ * const e = embeddingForward(gpu, table, new Int32Array([2, 0]));
+ * assert.deepEqual([...await e.toFloat32()], [20, 21, 0, 1]);
+ * assert.throws(() => embeddingForward(gpu, table, new Int32Array([3])), /token id 3 at position 0/);
+ * ```
+ */
+export function embeddingForward(
+  gpu: Gpu,
+  table: Tensor,
+  ids: Tensor | Int32Array | Uint32Array,
+  out?: Tensor,
+): Tensor {
+  if (table.dtype !== "f32" || table.shape.length !== 2) {
+    throw new Error(`Embedding table "${table.label}" is [${table.shape}] ${table.dtype}, expected [V, H] f32`);
+  }
+  const [vocab, cols] = table.shape;
+  let idTensor: Tensor;
+  if (ids instanceof Tensor) {
+    if (ids.dtype !== "u32" && ids.dtype !== "i32") {
+      throw new Error(`Embedding ids "${ids.label}" is [${ids.shape}] ${ids.dtype}, expected u32 or i32`);
+    }
+    idTensor = ids;
+  } else {
+    ids.forEach((id, t) => {
+      if (!(id >= 0 && id < vocab)) {
+        throw new Error(`Embedding: token id ${id} at position ${t} is out of range for a vocabulary of ${vocab}`);
+      }
+    });
+    idTensor = Tensor.fromArray(gpu, new Uint32Array(ids), [ids.length], { class: "scratch", label: "token ids" });
+  }
+  const n = idTensor.size;
+  const y = output(gpu, out, [n, cols], "embeddings");
+  fitsBinding(gpu, y, "Embedding output");
+  const rowBytes = cols * 4;
+  const ranges = rowRanges(gpu, vocab, [rowBytes], `Embedding table "${table.label}"`);
+  for (const [start, end] of ranges) {
+    const count = end - start;
+    gpu.dispatch({
+      kernel: "embedding",
+      bindings: [
+        rowBinding(table, rowBytes, [start, end]),
+        idTensor.buffer,
+        y.buffer,
+        params([n, cols, start, count]),
+      ],
+      workgroups: elementGrid(gpu, n * cols),
+    });
+  }
+  if (idTensor !== ids) idTensor.destroy();
+  return y;
+}
