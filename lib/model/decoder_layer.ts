@@ -13,6 +13,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
+import { deriveSeed } from "../random.ts";
 import { attentionBackward, attentionForward, type AttentionShape } from "./ops/attention.ts";
 import { residualAdd } from "./ops/residual.ts";
 import { rmsNormBackward, rmsNormForward } from "./ops/rms_norm.ts";
@@ -124,7 +125,7 @@ export class DecoderLayer {
 
   /** Dropout seed of projection `p` in a pass seeded `seed`. */
   #seed(seed: number | null, p: number): number | null {
-    return seed === null ? null : (Math.imul(seed, 0x9e3779b1) + this.index * 8 + p) >>> 0;
+    return seed === null ? null : deriveSeed(seed, this.index, p);
   }
 
   /**

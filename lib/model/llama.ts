@@ -12,6 +12,7 @@ import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
 import type { LoraWeights } from "../io/peft.ts";
 import type { Nf4Precision } from "../kernels/nf4_linear.ts";
 import { quantizeNF4 } from "../quant/nf4.ts";
+import { deriveSeed } from "../random.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
 import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
@@ -248,7 +249,7 @@ export class LlamaModel {
           const weight = await quantized(`${path}.weight`, [N, K]);
           const bias = c.qkvBias && i < 3 ? await plain(`${path}.bias`, [N]) : null;
           const adapter = lora && lora.targetModules.includes(target)
-            ? { ...lora, seed: (Math.imul(lora.seed, 0x9e3779b1) + l * LORA_TARGETS.length + i) >>> 0 }
+            ? { ...lora, seed: deriveSeed(lora.seed, l, i) }
             : null;
           const p = new Projection(path, weight, bias, adapter, options.precision);
           made.push(p);
