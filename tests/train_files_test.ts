@@ -23,7 +23,7 @@ const m = (step: number) => ({
   gpu_bytes: 4096,
 });
 
-Deno.test("metrics: one object per step with exactly the issue's fields; resume drops unsaved and torn lines", async () => {
+Deno.test("metrics: one object per step with exactly the documented fields; resume drops unsaved and torn lines", async () => {
   await withDir(async (dir) => {
     const path = `${dir}/metrics.jsonl`;
     const w = await MetricsWriter.open(path);
