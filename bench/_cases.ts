@@ -16,7 +16,7 @@ export const BENCH_FILES: string[] = [
   "./attention_bench.ts",
 ];
 
-/** Problem sizes: `small` (the default; for llvmpipe) or `full` (Llama-7B shapes). */
+/** Problem sizes: `small` (the default; for llvmpipe) or `full` (the real-model shapes each bench names). */
 export type BenchSize = "small" | "full";
 
 /** What one timed call does, for rates: bytes moved and/or floating point operations. */
