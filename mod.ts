@@ -75,12 +75,12 @@ export * from "./lib/io/safetensors_reader.ts";
 export * from "./lib/io/safetensors_writer.ts";
 export * from "./lib/io/tokenizer.ts";
 
-// Data, training, generation, merge, demo
+// Data, command-line flags, training, generation, merge
 export * from "./lib/data/eval.ts";
 export * from "./lib/data/examples.ts";
 export * from "./lib/data/loader.ts";
 export * from "./lib/data/records.ts";
-export * from "./lib/demo/reversal_demo.ts";
+export * from "./lib/flags.ts";
 export * from "./lib/generate/generate.ts";
 export * from "./lib/generate/options.ts";
 export * from "./lib/generate/text_generator.ts";
