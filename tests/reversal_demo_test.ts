@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { readPeftAdapter } from "../lib/io/peft.ts";
-import { reversalDemoFlags, runReversalDemo } from "../lib/demo/reversal_demo.ts";
+import { reversalDemoFlags, runReversalDemo } from "../scripts/_reversal_demo.ts";
 
 Deno.test("demo: a few steps on a small model report accuracy before and after, and the files written", async () => {
   const out = await Deno.makeTempDir();
