@@ -78,7 +78,9 @@ export function flagName(key: string, flag: Flag<unknown>): string {
  * ```
  */
 export function textFlag(arg: string, help: string, opts: { required: true | string; path?: boolean }): Flag<string>;
+/** A text flag with a default. */
 export function textFlag(arg: string, help: string, opts: { default: string; path?: boolean }): Flag<string>;
+/** A text flag that is null when not given. */
 export function textFlag(arg: string, help: string, opts?: { path?: boolean }): Flag<string | null>;
 export function textFlag(
   arg: string,
@@ -175,6 +177,7 @@ export function intFlag(
   help: string,
   opts: { min: number; default: number; check?: (x: number) => boolean; what?: string },
 ): Flag<number>;
+/** An integer flag that is null when not given. */
 export function intFlag(
   arg: string,
   help: string,
