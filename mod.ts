@@ -81,14 +81,14 @@ export * from "./lib/io/safetensors_writer.ts";
 export * from "./lib/io/chat_template.ts";
 export * from "./lib/io/tokenizer.ts";
 
-// Data, training, generation, merge, demo
+// Data, command-line flags, training, generation, merge
 export * from "./lib/data/assistant_spans.ts";
 export * from "./lib/data/eval.ts";
 export * from "./lib/data/examples.ts";
 export * from "./lib/data/inspect.ts";
 export * from "./lib/data/loader.ts";
 export * from "./lib/data/records.ts";
-export * from "./lib/demo/reversal_demo.ts";
+export * from "./lib/flags.ts";
 export * from "./lib/generate/generate.ts";
 export * from "./lib/generate/options.ts";
 export * from "./lib/generate/text_generator.ts";

@@ -3,7 +3,8 @@
 // To add a bench: write `bench/<area>_bench.ts` in the same shape as nf4_bench.ts and add one line below.
 
 import { type Gpu, requestGpu } from "../mod.ts";
-import { ROOFLINES, rooflineValue, timeGpu, type Timer } from "./_roofline.ts";
+import { ROOFLINES, rooflineValue } from "./_roofline.ts";
+import { timeGpu, type Timer } from "./_timing.ts";
 
 /** Bench files that export `cases(size)`, relative to this directory. */
 export const BENCH_FILES: string[] = [
@@ -15,7 +16,7 @@ export const BENCH_FILES: string[] = [
   "./attention_bench.ts",
 ];
 
-/** Problem sizes: `small` (the default; for llvmpipe) or `full` (the issue's shapes). */
+/** Problem sizes: `small` (the default; for llvmpipe) or `full` (the real-model shapes each bench names). */
 export type BenchSize = "small" | "full";
 
 /** What one timed call does, for rates: bytes moved and/or floating point operations. */

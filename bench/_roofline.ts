@@ -1,56 +1,10 @@
-// Rooflines for the benches, measured in the same run as the figures they divide: the device copy bandwidth
-// (a vec4 copy kernel, bytes read + written per second), and a registry other benches add to (e.g. the dense
-// matmul's GFLOP/s). Also `timeGpu`, the timing helper every bench uses.
+// Every roofline of the benches, measured in the same run as the figures they divide: the device copy bandwidth
+// (a vec4 copy kernel, bytes read + written per second), the dense f32 matmul's GFLOP/s (a square, tile-aligned
+// problem grown until one call takes long enough to time, ≥ 20 ms, or reaches 4096³), and the raw host↔GPU
+// bandwidth of the mapped-buffer paths the pager uses; `rooflineValue` measures each once per device and run.
 
-import { type Gpu, grid2d } from "../mod.ts";
-import { denseMatmulGflops } from "./_matmul_roofline.ts";
-
-/** How a time was measured: GPU timestamps (`timestamp-query`) or the wall clock around `gpu.sync()`. */
-export type Timer = "timestamp" | "wall";
-
-/** A measured time per call. */
-export interface Timing {
-  /** Seconds per call (median over the iterations). */
-  seconds: number;
-  /** How it was measured. */
-  timer: Timer;
-}
-
-/**
- * Times `fn` (which records GPU work; it may also await) on the GPU: median seconds per call over `iters` calls,
- * after one warm-up call. With `timestamp-query`, each call is bracketed by two empty compute passes that write
- * timestamps (so host overhead between submissions is not counted while the GPU stays busy); a result that is
- * not plausible against the wall clock (e.g. an adapter whose ticks are not nanoseconds) falls back to it.
- * Without timestamps, or with `timer` `"wall"`: the wall clock from before `fn` to after `gpu.sync()`.
- */
-export async function timeGpu(
-  gpu: Gpu,
-  fn: () => void | Promise<void>,
-  iters = 5,
-  timer: Timer = "timestamp",
-): Promise<Timing> {
-  await fn();
-  await gpu.sync();
-  const wall: number[] = [];
-  const stamps = gpu.features.timestampQuery && timer === "timestamp" ? _stampRecorder(gpu, iters) : undefined;
-  for (let i = 0; i < iters; i++) {
-    const t0 = performance.now();
-    stamps?.mark(2 * i);
-    await fn();
-    stamps?.mark(2 * i + 1);
-    await gpu.sync();
-    wall.push((performance.now() - t0) / 1000);
-  }
-  const wallMedian = _median(wall);
-  if (stamps) {
-    const gpuTimes = await stamps.read();
-    const t = _median(gpuTimes);
-    stamps.destroy();
-    // Ticks that are not nanoseconds, or a timer that did not run, show up as times beyond the wall clock.
-    if (t > 0 && t <= wallMedian * 1.05) return { seconds: t, timer: "timestamp" };
-  }
-  return { seconds: wallMedian, timer: "wall" };
-}
+import { type Gpu, grid2d, matmul, Rng, Tensor } from "../mod.ts";
+import { timeGpu } from "./_timing.ts";
 
 /** Bytes copied per copy-kernel call (or less when the binding limit is lower). */
 const COPY_BYTES = 64 << 20;
@@ -95,6 +49,90 @@ export async function copyBandwidth(gpu: Gpu, bytes = COPY_BYTES, iters = 5): Pr
   return (2 * size) / t.seconds;
 }
 
+/** GFLOP/s of the dense f32 matmul `C = A·B` on the largest square size tried. */
+export async function denseMatmulGflops(gpu: Gpu): Promise<number> {
+  for (let n = 256;; n *= 2) {
+    const rng = new Rng(1);
+    const a = Tensor.fromArray(gpu, rng.normalArray(n * n), [n, n]);
+    const b = Tensor.fromArray(gpu, rng.normalArray(n * n), [n, n]);
+    const t = (await timeGpu(gpu, () => matmul(a, b).destroy(), 3)).seconds;
+    a.destroy();
+    b.destroy();
+    if (t >= 0.02 || n >= 4096) return (2 * n ** 3) / t / 1e9;
+  }
+}
+
+/** Bytes per staging transfer in the raw mapped-buffer measurement: the pager's default staging buffer (4 pages). */
+const CHUNK = 16 << 20;
+
+/** One pass of {@linkcode rawTransfer}: `step` moves `bytes`; `dispose` frees the buffers. */
+interface RawTransfer {
+  step(): Promise<void>;
+  bytes: number;
+  dispose(): void;
+}
+
+/**
+ * One pass of the raw mapped-buffer path over `total` bytes, with a ring of two staging buffers as the pager
+ * uses. Upload: fill a MAP_WRITE buffer, unmap, copyBufferToBuffer, map again. Download: copyBufferToBuffer into
+ * a MAP_READ buffer, mapAsync, copy out, unmap.
+ */
+function rawTransfer(gpu: Gpu, dir: "up" | "down", total: number): RawTransfer {
+  const target = gpu.createBuffer(CHUNK, "scratch", "raw bandwidth target");
+  const host = new Uint8Array(CHUNK).fill(3);
+  const ring = [0, 1].map((i) =>
+    gpu.budget.createStagingBuffer({
+      size: CHUNK,
+      usage: dir === "up"
+        ? GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC
+        : GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      label: `raw ${dir} ${i}`,
+      mappedAtCreation: dir === "up",
+    })
+  );
+  const ready: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
+  const n = Math.max(2, Math.round(total / CHUNK));
+  const step = async () => {
+    for (let k = 0; k < n; k++) {
+      const s = ring[k % 2];
+      await ready[k % 2];
+      if (dir === "up") {
+        new Uint8Array(s.getMappedRange()).set(host);
+        s.unmap();
+        gpu.copy(s, 0, target, 0, CHUNK);
+        gpu.flush();
+        ready[k % 2] = s.mapAsync(GPUMapMode.WRITE);
+      } else {
+        gpu.copy(target, 0, s, 0, CHUNK);
+        gpu.flush();
+        ready[k % 2] = s.mapAsync(GPUMapMode.READ).then(() => {
+          host.set(new Uint8Array(s.getMappedRange()));
+          s.unmap();
+        });
+      }
+    }
+    await Promise.all(ready);
+  };
+  return {
+    step,
+    bytes: n * CHUNK,
+    dispose: () => {
+      for (const s of ring) gpu.budget.free(s);
+      gpu.free(target);
+    },
+  };
+}
+
+/** Bytes per second of the raw mapped-buffer path over 256 MiB. */
+export async function mappedBandwidth(gpu: Gpu, dir: "up" | "down"): Promise<number> {
+  const work = rawTransfer(gpu, dir, 256 << 20);
+  try {
+    return work.bytes! / (await timeGpu(gpu, work.step, 3)).seconds;
+  } finally {
+    work.dispose();
+  }
+}
+
 /** A roofline: what it measures, its unit, and how to measure it on a device. */
 export interface Roofline {
   /** `GB/s` (compare with bytes moved) or `GFLOP/s` (compare with arithmetic). */
@@ -103,8 +141,8 @@ export interface Roofline {
   measure(gpu: Gpu): Promise<number>;
 }
 
-/** Rooflines by name; benches add theirs here (one line each). */
-export const ROOFLINES: Record<string, Roofline> = {
+/** Every roofline, by name. */
+export const ROOFLINES: Readonly<Record<string, Roofline>> = {
   // Best of three: a roofline is what the device can do, and a shared machine only ever slows it down.
   copy: {
     unit: "GB/s",
@@ -112,6 +150,8 @@ export const ROOFLINES: Record<string, Roofline> = {
       Math.max(...[await copyBandwidth(gpu), await copyBandwidth(gpu), await copyBandwidth(gpu)]) / 1e9,
   },
   matmul: { unit: "GFLOP/s", measure: denseMatmulGflops },
+  mapped_upload: { unit: "GB/s", measure: async (gpu) => (await mappedBandwidth(gpu, "up")) / 1e9 },
+  mapped_download: { unit: "GB/s", measure: async (gpu) => (await mappedBandwidth(gpu, "down")) / 1e9 },
 };
 
 const _measured = new WeakMap<Gpu, Map<string, Promise<number>>>();
@@ -125,39 +165,4 @@ export function rooflineValue(gpu: Gpu, name: string): Promise<number> {
   let v = byName.get(name);
   if (!v) byName.set(name, v = roofline.measure(gpu));
   return v;
-}
-
-function _median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-/** Writes GPU timestamps at indices of a query set through empty compute passes, ordered with `gpu`'s work. */
-function _stampRecorder(gpu: Gpu, iters: number) {
-  const querySet = gpu.device.createQuerySet({ type: "timestamp", count: 2 * iters, label: "timeGpu" });
-  const resolved = gpu.createBuffer(16 * iters, "scratch", "timeGpu timestamps", GPUBufferUsage.QUERY_RESOLVE);
-  return {
-    mark(index: number): void {
-      gpu.flush();
-      const enc = gpu.device.createCommandEncoder({ label: "timeGpu mark" });
-      const pass = enc.beginComputePass({
-        timestampWrites: index % 2 === 0
-          ? { querySet, beginningOfPassWriteIndex: index }
-          : { querySet, endOfPassWriteIndex: index },
-      });
-      pass.end();
-      gpu.device.queue.submit([enc.finish()]);
-    },
-    async read(): Promise<number[]> {
-      const enc = gpu.device.createCommandEncoder({ label: "timeGpu resolve" });
-      enc.resolveQuerySet(querySet, 0, 2 * iters, resolved, 0);
-      gpu.device.queue.submit([enc.finish()]);
-      const ns = new BigUint64Array(await gpu.read(resolved));
-      return Array.from({ length: iters }, (_, i) => Number(ns[2 * i + 1] - ns[2 * i]) / 1e9);
-    },
-    destroy(): void {
-      querySet.destroy();
-      gpu.free(resolved);
-    },
-  };
 }

@@ -1,4 +1,4 @@
-// Paged optimizer bench: raw host↔GPU bandwidth of the mapped-buffer paths (registered as rooflines
+// Paged optimizer bench: raw host↔GPU bandwidth of the mapped-buffer paths (the rooflines
 // `mapped_upload` / `mapped_download`), pager throughput as a ratio of it, and AdamW step time with the state
 // resident, half spilled and all spilled, on the LoRA (r = 64) state of a Llama-7B-shaped model: `full` is all
 // 32 layers (160M parameters, 1.2 GiB of f32 state), `small` (the default, for llvmpipe) one layer.
@@ -15,12 +15,11 @@
 import { parseArgs } from "node:util";
 import { AdamW, type AdamWOptions, formatBytes, type Gpu, type OptimParam, Pager, requestGpu, Tensor } from "../mod.ts";
 import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench } from "./_cases.ts";
-import { copyBandwidth, ROOFLINES, timeGpu } from "./_roofline.ts";
+import { copyBandwidth, mappedBandwidth } from "./_roofline.ts";
+import { timeGpu } from "./_timing.ts";
 
 const MiB = 1 << 20;
 const PAGE = 4 * MiB;
-/** Bytes per staging transfer in the raw measurement: the pager's default staging buffer (4 pages). */
-const CHUNK = 4 * PAGE;
 
 /** LoRA A and B sizes (r = 64) of `layers` Llama-7B decoder layers: q, k, v, o, gate, up, down. */
 function loraSizes(layers: number, r = 64): number[] {
@@ -30,70 +29,6 @@ function loraSizes(layers: number, r = 64): number[] {
   for (let l = 0; l < layers; l++) for (const [i, o] of mods) sizes.push(r * i, o * r);
   return sizes;
 }
-
-/**
- * One pass of the raw mapped-buffer path over `total` bytes, with a ring of two staging buffers as the pager
- * uses. Upload: fill a MAP_WRITE buffer, unmap, copyBufferToBuffer, map again. Download: copyBufferToBuffer into
- * a MAP_READ buffer, mapAsync, copy out, unmap.
- */
-function rawTransfer(gpu: Gpu, dir: "up" | "down", total: number): BenchWork {
-  const target = gpu.createBuffer(CHUNK, "scratch", "raw bandwidth target");
-  const host = new Uint8Array(CHUNK).fill(3);
-  const ring = [0, 1].map((i) =>
-    gpu.budget.createStagingBuffer({
-      size: CHUNK,
-      usage: dir === "up"
-        ? GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC
-        : GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-      label: `raw ${dir} ${i}`,
-      mappedAtCreation: dir === "up",
-    })
-  );
-  const ready: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
-  const n = Math.max(2, Math.round(total / CHUNK));
-  const step = async () => {
-    for (let k = 0; k < n; k++) {
-      const s = ring[k % 2];
-      await ready[k % 2];
-      if (dir === "up") {
-        new Uint8Array(s.getMappedRange()).set(host);
-        s.unmap();
-        gpu.copy(s, 0, target, 0, CHUNK);
-        gpu.flush();
-        ready[k % 2] = s.mapAsync(GPUMapMode.WRITE);
-      } else {
-        gpu.copy(target, 0, s, 0, CHUNK);
-        gpu.flush();
-        ready[k % 2] = s.mapAsync(GPUMapMode.READ).then(() => {
-          host.set(new Uint8Array(s.getMappedRange()));
-          s.unmap();
-        });
-      }
-    }
-    await Promise.all(ready);
-  };
-  return {
-    step,
-    bytes: n * CHUNK,
-    dispose: () => {
-      for (const s of ring) gpu.budget.free(s);
-      gpu.free(target);
-    },
-  };
-}
-
-/** Bytes per second of the raw mapped-buffer path over 256 MiB. */
-async function mappedBandwidth(gpu: Gpu, dir: "up" | "down"): Promise<number> {
-  const work = rawTransfer(gpu, dir, 256 * MiB);
-  try {
-    return work.bytes! / (await timeGpu(gpu, work.step, 3)).seconds;
-  } finally {
-    work.dispose();
-  }
-}
-
-ROOFLINES.mapped_upload = { unit: "GB/s", measure: async (gpu) => (await mappedBandwidth(gpu, "up")) / 1e9 };
-ROOFLINES.mapped_download = { unit: "GB/s", measure: async (gpu) => (await mappedBandwidth(gpu, "down")) / 1e9 };
 
 /** Pager page-in of `pages` pages that are on the host only (their slots wait in the pool, as in a step). */
 function pageIn(gpu: Gpu, pages: number): Promise<BenchWork> {

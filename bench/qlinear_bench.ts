@@ -1,7 +1,7 @@
 // QLoRA linear bench: the fused NF4 dequantize-matmul (GEMV and GEMM paths) with LoRA r = 64, its backward, and
 // the dense f32 matmul, on Llama-7B projection shapes. Registry cases (bench/_cases.ts): GEMV forward in GB/s of
 // quantized weight bytes against the copy roofline; GEMM forward/backward and the dense matmul in GFLOP/s against
-// the dense matmul roofline. Run as a script, it also prints the same-run ratios of the issue: fused GEMM over
+// the dense matmul roofline. Run as a script, it also prints the same-run ratios that judge the fused kernel: fused GEMM over
 // the dense matmul of the same shape, fused over "dequantize to a buffer, then dense matmul", backward over
 // forward, and the peak GPU bytes of a forward+backward next to the size deq(W) would take.
 //
@@ -30,7 +30,8 @@ import {
   Tensor,
 } from "../mod.ts";
 import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench } from "./_cases.ts";
-import { copyBandwidth, rooflineValue, timeGpu } from "./_roofline.ts";
+import { copyBandwidth, rooflineValue } from "./_roofline.ts";
+import { timeGpu } from "./_timing.ts";
 
 const R = 64;
 
@@ -166,7 +167,7 @@ export function cases(size: BenchSize): BenchCase[] {
   return out;
 }
 
-/** The markdown table of the issue's same-run ratios. */
+/** The markdown table of the same-run ratios. */
 async function _table(gpu: Gpu, size: BenchSize, iters: number): Promise<string[]> {
   const copy = await copyBandwidth(gpu);
   const rows = [

@@ -77,3 +77,32 @@ export class Rng {
     return items;
   }
 }
+
+/**
+ * A seed for one part of a seeded whole (a layer's LoRA init, a micro-batch's dropout, an epoch's shuffle): `seed`
+ * hashed with each index in turn (golden-ratio multiply, then the murmur3-style finalizer), so that nearby indices
+ * give unrelated seeds and streams of neighbouring parts do not overlap.
+ *
+ * @param seed The whole's seed.
+ * @param indices Where the part sits (e.g. layer, projection).
+ * @returns A 32-bit unsigned seed.
+ *
+ * @example
+ * ```ts
+ * import { deriveSeed } from "@qlora/webgpu";
+ * import assert from "node:assert/strict";
+ * assert.equal(deriveSeed(42, 1, 2), deriveSeed(42, 1, 2));
+ * assert.notEqual(deriveSeed(42, 1, 2), deriveSeed(42, 2, 1));
+ * assert.ok(Number.isInteger(deriveSeed(-1, 7)) && deriveSeed(-1, 7) >= 0);
+ * ```
+ */
+export function deriveSeed(seed: number, ...indices: number[]): number {
+  let z = seed >>> 0;
+  for (const i of indices) {
+    z = (z ^ Math.imul((i + 1) >>> 0, 0x9e3779b1)) >>> 0;
+    z = Math.imul(z ^ (z >>> 16), 0x7feb352d) >>> 0;
+    z = Math.imul(z ^ (z >>> 15), 0x846ca68b) >>> 0;
+    z = (z ^ (z >>> 16)) >>> 0;
+  }
+  return z;
+}

@@ -4,22 +4,25 @@
 //   2. QLoRA: a tiny seeded Llama checkpoint learns to reverse three letters ("abc=" → "cba") with LoRA adapters
 //      on its NF4 weights; greedy generations and held-out exact-match accuracy before and after.
 //
-//   deno task demo [--out out/demo] [--steps 300] [--eval 40] [--full] [--blocksize 64]
+//   deno task demo [options]   (see --help)
 
-import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { bitsPerParameter, quantizationErrors, requestGpu, Rng, runReversalDemo, Tensor } from "../mod.ts";
+import { bitsPerParameter, flagHelp, parseFlags, quantizationErrors, requestGpu, Rng, Tensor } from "../mod.ts";
+import { DEMO_FLAGS, runReversalDemo } from "./_reversal_demo.ts";
 
-const { values } = parseArgs({
-  options: {
-    full: { type: "boolean", default: false },
-    blocksize: { type: "string", default: "64" },
-    out: { type: "string", default: "out/demo" },
-    steps: { type: "string", default: "300" },
-    eval: { type: "string", default: "40" },
-  },
-});
-const blocksize = Number(values.blocksize);
+let parsed;
+try {
+  parsed = parseFlags(DEMO_FLAGS, Deno.args);
+} catch (e) {
+  console.error(`Error: ${(e as Error).message}`);
+  Deno.exit(1);
+}
+if (parsed === null) {
+  console.log(`Usage: deno task demo [options]\n\nOptions:\n${flagHelp(DEMO_FLAGS)}`);
+  Deno.exit(0);
+}
+const values = parsed;
+const blocksize = values.blocksize;
 const t0 = performance.now();
 const gpu = await requestGpu();
 const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(0)} s`;
@@ -61,8 +64,8 @@ const r = await runReversalDemo(gpu, {
   out,
   trainData: "data/reverse_train.jsonl",
   testData: "data/reverse_test.jsonl",
-  steps: Number(values.steps),
-  evalCount: Number(values.eval),
+  steps: values.steps,
+  evalCount: values.eval,
   onTrainStart: (args) => {
     console.log(`[${elapsed()}] Base model scored. Fine-tuning (demo settings; QLoRA's defaults are for real models):`);
     console.log(`  deno task finetune ${args.join(" ")}`);

@@ -5,46 +5,24 @@
  * @module
  */
 
-import { _parseFlags } from "../lib/_flags.ts";
+import { parseFlags } from "../lib/flags.ts";
+import { INSPECT_DATA_FLAGS, INSPECT_DATA_HELP } from "./_inspect_data_options.ts";
 import { _exists } from "../lib/io/_file.ts";
+import { writeFileAtomic } from "../lib/io/atomic_write.ts";
 import { loadTokenizer } from "../lib/io/tokenizer.ts";
 import { loadLlamaConfig } from "../lib/model/config.ts";
 import { readJsonl } from "../lib/data/records.ts";
 import { examplesJsonl, inspectData, inspectionSummary, showExample } from "../lib/data/inspect.ts";
 
-const HELP = `Shows what the trainer would train on: the data tokenized by the trainer's own code, the first examples
-with their trained tokens highlighted, and the counts. No GPU is used.
-
-Usage: deno task inspect-data --model DIR --data FILE [options]
-
-  --model DIR          model folder (tokenizer.json, tokenizer_config.json, config.json)
-  --data FILE          JSON Lines data: {"text"}, {"prompt", "completion"} or {"messages"} per line
-  --max-seq-len N      truncate longer examples, as the trainer does (default: the model's context length)
-  --show N             examples to show (default 3)
-  --json OUT           write one {"input_ids": [...], "labels": [...]} line per example (labels -100: not trained)
-  -h, --help           this help
-
-Trained tokens are shown in reverse green on a terminal, between [[ and ]] otherwise.`;
-
 try {
-  const flags = _parseFlags(Deno.args, {
-    model: "string",
-    data: "string",
-    "max-seq-len": "string",
-    show: "string",
-    json: "string",
-  });
-  if (flags.help) {
-    console.log(HELP);
+  const opts = parseFlags(INSPECT_DATA_FLAGS, Deno.args);
+  if (!opts) {
+    console.log(INSPECT_DATA_HELP);
     Deno.exit(0);
   }
-  const model = flags.required("model");
-  const dataFile = flags.required("data");
-  const show = flags.int("show", 3, 0);
-  const configLimit = await _exists(`${model}/config.json`)
-    ? (await loadLlamaConfig(model)).maxPositionEmbeddings
-    : Infinity;
-  const maxSeqLen = flags.int("max-seq-len", configLimit, 2);
+  const { model, data: dataFile, show } = opts;
+  const maxSeqLen = opts.maxSeqLen ??
+    (await _exists(`${model}/config.json`) ? (await loadLlamaConfig(model)).maxPositionEmbeddings : Infinity);
   const tok = await loadTokenizer(model);
   const ins = inspectData(tok, await readJsonl(dataFile), maxSeqLen);
   const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
@@ -53,9 +31,9 @@ try {
     console.log(showExample(tok, ex, color));
   }
   console.log(`--- ${dataFile}\n${inspectionSummary(ins)}`);
-  const out = flags.str("json");
-  if (out !== undefined) {
-    await Deno.writeTextFile(out, examplesJsonl(ins.data.examples));
+  const out = opts.json;
+  if (out !== null) {
+    await writeFileAtomic(out, examplesJsonl(ins.data.examples));
     console.log(`${ins.data.examples.length} examples written to ${out}`);
   }
 } catch (e) {

@@ -1,5 +1,5 @@
 /**
- * `deno task quantize --model IN --out OUT [--block-size N] [--no-double-quant] [--modules q_proj,...]`
+ * `deno task quantize --model IN --out OUT [options]` (see `--help`)
  *
  * Quantizes the decoder linear weights of a safetensors checkpoint folder to NF4 in the Hugging Face
  * bitsandbytes format (loadable with transformers' `from_pretrained`), copying everything else. The work is
@@ -8,23 +8,8 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { DEFAULT_QUANTIZED_MODULES, formatBytes, quantizeFolder, requestGpu } from "../mod.ts";
-
-const USAGE = `Usage: deno task quantize --model IN --out OUT [options]
-
-Quantizes the 2-D weights of the decoder's linear layers to NF4 (bitsandbytes 4-bit format) and copies every
-other tensor and file. IN is a folder of .safetensors files (sharded or not; config.json optional).
-
-Options:
-  --model IN          input checkpoint folder (required)
-  --out OUT           output folder (required; created)
-  --block-size N      values per quantization block, a power of two >= 64 (default 64)
-  --no-double-quant   keep absmax in float32 (default: double quantization)
-  --modules a,b,...   module names to quantize (default ${DEFAULT_QUANTIZED_MODULES.join(",")})
-  --gpu-memory SIZE   GPU memory budget, e.g. 6GiB (default: what the adapter allows)
-  -h, --help          show this help
-`;
+import { formatBytes, parseFlags, quantizeFolder, requestGpu } from "../mod.ts";
+import { QUANTIZE_FLAGS, QUANTIZE_HELP } from "./_quantize_options.ts";
 
 function fail(message: string, code: number): never {
   console.error(`error: ${message}`);
@@ -34,45 +19,25 @@ function fail(message: string, code: number): never {
 
 let args;
 try {
-  args = parseArgs({
-    args: Deno.args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      model: { type: "string" },
-      out: { type: "string" },
-      "block-size": { type: "string" },
-      "no-double-quant": { type: "boolean" },
-      modules: { type: "string" },
-      "gpu-memory": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  }).values;
+  args = parseFlags(QUANTIZE_FLAGS, Deno.args);
 } catch (e) {
   fail((e as Error).message, 2);
 }
-if (args.help) {
-  console.log(USAGE);
+if (args === null) {
+  console.log(QUANTIZE_HELP);
   Deno.exit(0);
 }
-if (!args.model) fail("--model IN is required (a folder of .safetensors files)", 2);
-if (!args.out) fail("--out OUT is required (the output folder)", 2);
-const blocksize = args["block-size"] === undefined ? 64 : Number(args["block-size"]);
-if (!Number.isInteger(blocksize) || blocksize < 64 || (blocksize & (blocksize - 1)) !== 0) {
-  fail(`--block-size ${args["block-size"]} is not a power of two >= 64`, 2);
-}
-const modules = args.modules?.split(",").map((m) => m.trim()).filter((m) => m.length > 0);
-if (modules !== undefined && modules.length === 0) fail("--modules lists no module names", 2);
+const blocksize = args.blockSize;
 
 try {
-  const gpu = await requestGpu({ gpuMemory: args["gpu-memory"] });
+  const gpu = await requestGpu({ gpuMemory: args.gpuMemory ?? undefined });
   console.error(`Quantizing ${args.model} -> ${args.out} on ${gpu.adapterName} (NF4, block ${blocksize})`);
   const report = await quantizeFolder(gpu, {
     input: args.model,
     output: args.out,
     blocksize,
-    doubleQuant: !args["no-double-quant"],
-    modules,
+    doubleQuant: args.doubleQuant,
+    modules: args.modules,
     onProgress: (p) => {
       const mbps = p.bytesRead / 1e6 / Math.max(p.seconds, 1e-9);
       const i = String(p.index).padStart(String(p.total).length);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Rng } from "../random.ts";
+import { deriveSeed, Rng } from "../random.ts";
 import { type Batch, IGNORE_INDEX } from "../model/batch.ts";
 import type { Example } from "./examples.ts";
 
@@ -154,7 +154,7 @@ export class DataLoader {
     const { shuffle, groupByLength, seed, batchSize, gradAccum } = this.#opts;
     const n = this.#examples.length;
     if (!shuffle) return Array.from({ length: n }, (_, i) => i);
-    const rng = new Rng(_epochSeed(seed, epoch));
+    const rng = new Rng(deriveSeed(seed, epoch));
     if (!groupByLength) return rng.shuffle(Array.from({ length: n }, (_, i) => i));
     // transformers groups with the batch size of a whole optimizer step.
     return lengthGroupedOrder(this.#examples.map((e) => e.inputIds.length), batchSize * gradAccum, rng);
@@ -215,12 +215,4 @@ function _pad(examples: readonly Example[], padId: number): MicroBatch {
     lengths: examples.map((e) => e.inputIds.length),
     tokens,
   };
-}
-
-/** Scrambles (seed, epoch) so that epoch streams do not overlap (Rng seeds step by its own increment). */
-function _epochSeed(seed: number, epoch: number): number {
-  let z = (seed ^ Math.imul(epoch + 1, 0x9e3779b1)) >>> 0;
-  z = Math.imul(z ^ (z >>> 16), 0x7feb352d) >>> 0;
-  z = Math.imul(z ^ (z >>> 15), 0x846ca68b) >>> 0;
-  return (z ^ (z >>> 16)) >>> 0;
 }

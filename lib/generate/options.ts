@@ -1,10 +1,20 @@
 /**
- * The flags of `deno task generate`.
+ * The flags of `deno task generate`: one table, from which the parser, the defaults, `--help` and the README's list
+ * come.
  *
  * @module
  */
 
-import { _parseFlags } from "../_flags.ts";
+import {
+  bytesFlag,
+  flagHelp,
+  type FlagTable,
+  intFlag,
+  numberFlag,
+  parseFlags,
+  switchFlag,
+  textFlag,
+} from "../flags.ts";
 
 /** Options of a `deno task generate` run. */
 export interface GenerateCliOptions {
@@ -28,23 +38,35 @@ export interface GenerateCliOptions {
   gpuMemory: number | null;
 }
 
+/** The flags of `deno task generate`, checked by the compiler against {@linkcode GenerateCliOptions}. */
+export const GENERATE_FLAGS: FlagTable<GenerateCliOptions> = {
+  model: textFlag("DIR", "Hugging Face model folder (safetensors; bitsandbytes 4-bit folders too)", { required: true }),
+  adapter: textFlag("DIR", "PEFT LoRA adapter folder (e.g. the --out of deno task finetune)"),
+  prompt: textFlag("TEXT", "the prompt (encoded with the tokenizer's special tokens, e.g. BOS)", { required: true }),
+  maxNewTokens: intFlag("N", "most tokens to generate", { min: 1, default: 128 }),
+  temperature: numberFlag("T", "0 = greedy; > 0 samples from softmax(logits / T)", {
+    default: 0,
+    check: (x) => x >= 0,
+    what: "a number ≥ 0",
+  }),
+  topP: numberFlag("P", "nucleus sampling mass in (0, 1]", {
+    default: 1,
+    check: (x) => x > 0 && x <= 1,
+    what: "a number in (0, 1]",
+  }),
+  seed: intFlag("N", "seed of the sampling", { min: 0, default: 0 }),
+  chat: switchFlag("render the prompt as a user turn with the model's chat template"),
+  gpuMemory: bytesFlag("BYTES", "cap accounted GPU memory: 512MiB, 6GiB", "adapter limit"),
+};
+
 /** The `--help` text of `deno task generate`. */
-export const GENERATE_HELP = `Generate text with a Llama-family model (NF4 weights), optionally with a LoRA adapter.
+export const GENERATE_HELP: string =
+  `Generate text with a Llama-family model (NF4 weights), optionally with a LoRA adapter.
 
 Usage: deno task generate --model DIR --prompt TEXT [options]
 
 Options:
-  --model DIR              Hugging Face model folder (safetensors; bitsandbytes 4-bit folders too)
-  --adapter DIR            PEFT LoRA adapter folder (e.g. the --out of deno task finetune)
-  --prompt TEXT            the prompt (encoded with the tokenizer's special tokens, e.g. BOS)
-  --chat                   render the prompt as a user turn with the model's chat template
-  --max-new-tokens N       most tokens to generate (128)
-  --temperature T          0 = greedy (default); > 0 samples from softmax(logits / T)
-  --top-p P                nucleus sampling mass in (0, 1] (1)
-  --seed N                 seed of the sampling (0)
-  --gpu-memory BYTES       cap accounted GPU memory: 512MiB, 6GiB (adapter limit)
-  -h, --help               this text
-`;
+${flagHelp(GENERATE_FLAGS)}`;
 
 /**
  * Parses `deno task generate` flags.
@@ -64,28 +86,5 @@ Options:
  * ```
  */
 export function parseGenerateArgs(args: readonly string[]): GenerateCliOptions | null {
-  const s = "string";
-  const f = _parseFlags(args, {
-    model: s,
-    adapter: s,
-    prompt: s,
-    "max-new-tokens": s,
-    temperature: s,
-    "top-p": s,
-    seed: s,
-    chat: "boolean",
-    "gpu-memory": s,
-  });
-  if (f.help) return null;
-  return {
-    model: f.required("model"),
-    adapter: f.str("adapter") ?? null,
-    prompt: f.required("prompt"),
-    maxNewTokens: f.int("max-new-tokens", 128, 1),
-    temperature: f.num("temperature", 0, (x) => x >= 0, "a number ≥ 0"),
-    topP: f.num("top-p", 1, (x) => x > 0 && x <= 1, "a number in (0, 1]"),
-    seed: f.int("seed", 0, 0),
-    chat: f.bool("chat"),
-    gpuMemory: f.bytes("gpu-memory"),
-  };
+  return parseFlags(GENERATE_FLAGS, args);
 }

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { type DType, DTYPE_BYTES } from "../dtype.ts";
+import { bf16ToF32, type DType, DTYPE_BYTES } from "../dtype.ts";
 import type { MemoryClass } from "./budget.ts";
 import type { Gpu } from "./device.ts";
 
@@ -132,10 +132,8 @@ export class Tensor {
         return new Float32Array(bytes.buffer, 0, this.size);
       case "f16":
         return Float32Array.from(new Float16Array(bytes.buffer, 0, this.size));
-      case "bf16": {
-        const u = new Uint16Array(bytes.buffer, 0, this.size);
-        return new Float32Array(Uint32Array.from(u, (b) => b << 16).buffer);
-      }
+      case "bf16":
+        return bf16ToF32(new Uint16Array(bytes.buffer, 0, this.size));
       default:
         throw new Error(`Tensor "${this.label}": toFloat32 of a ${this.dtype} tensor`);
     }

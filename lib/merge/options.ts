@@ -1,10 +1,10 @@
 /**
- * The flags of `deno task merge`.
+ * The flags of `deno task merge`: one table, from which the parser, `--help` and the README's list come.
  *
  * @module
  */
 
-import { _parseFlags } from "../_flags.ts";
+import { choiceFlag, flagHelp, type FlagTable, parseFlags, switchFlag, textFlag } from "../flags.ts";
 
 /** Options of a `deno task merge` run. */
 export interface MergeCliOptions {
@@ -20,8 +20,17 @@ export interface MergeCliOptions {
   quantize: boolean;
 }
 
+/** The flags of `deno task merge`, checked by the compiler against {@linkcode MergeCliOptions}. */
+export const MERGE_FLAGS: FlagTable<MergeCliOptions> = {
+  model: textFlag("DIR", "the base model folder (safetensors, plain or bitsandbytes 4-bit)", { required: true }),
+  adapter: textFlag("DIR", "the PEFT adapter folder (e.g. the --out of deno task finetune)", { required: true }),
+  out: textFlag("DIR", "the merged model folder (config, tokenizer and safetensors files)", { required: true }),
+  dtype: choiceFlag("D", "stored dtype of the merged weights", ["bf16", "f32"], "bf16"),
+  quantize: switchFlag("quantize the merged model to NF4 (bitsandbytes 4-bit folder)"),
+};
+
 /** The `--help` text of `deno task merge`. */
-export const MERGE_HELP = `Merge a LoRA adapter into its base model: W' = deq(NF4(W)) + s·B·A.
+export const MERGE_HELP: string = `Merge a LoRA adapter into its base model: W' = deq(NF4(W)) + s·B·A.
 
 Usage: deno task merge --model DIR --adapter DIR --out DIR [--dtype bf16|f32] [--quantize]
 
@@ -29,13 +38,7 @@ The adapter was trained against the NF4-quantized base, so every projection is w
 (plus the adapter's update where it has one), as PEFT's merge_and_unload does on a 4-bit model.
 
 Options:
-  --model DIR              the base model folder (safetensors, plain or bitsandbytes 4-bit)
-  --adapter DIR            the PEFT adapter folder (e.g. the --out of deno task finetune)
-  --out DIR                the merged model folder (config, tokenizer and safetensors files)
-  --dtype D                bf16 (default) or f32
-  --quantize               quantize the merged model to NF4 (bitsandbytes 4-bit folder)
-  -h, --help               this text
-`;
+${flagHelp(MERGE_FLAGS)}`;
 
 /**
  * Parses `deno task merge` flags.
@@ -54,14 +57,5 @@ Options:
  * ```
  */
 export function parseMergeArgs(args: readonly string[]): MergeCliOptions | null {
-  const s = "string";
-  const f = _parseFlags(args, { model: s, adapter: s, out: s, dtype: s, quantize: "boolean" });
-  if (f.help) return null;
-  return {
-    model: f.required("model"),
-    adapter: f.required("adapter"),
-    out: f.required("out"),
-    dtype: f.oneOf("dtype", "bf16", ["bf16", "f32"]),
-    quantize: f.bool("quantize"),
-  };
+  return parseFlags(MERGE_FLAGS, args);
 }

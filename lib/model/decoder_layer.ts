@@ -21,6 +21,7 @@ import { residualAdd } from "../kernels/residual_add.ts";
 import { rmsNormBackward, rmsNormForward } from "../kernels/rms_norm.ts";
 import { ropeApply } from "../kernels/rope.ts";
 import { swigluBackward, swigluForward } from "../kernels/swiglu.ts";
+import { deriveSeed } from "../random.ts";
 
 /** Shapes and shared tensors of one pass over a batch. */
 export interface LayerContext {
@@ -127,7 +128,7 @@ export class DecoderLayer {
 
   /** Dropout seed of projection `p` in a pass seeded `seed`. */
   #seed(seed: number | null, p: number): number | null {
-    return seed === null ? null : (Math.imul(seed, 0x9e3779b1) + this.index * 8 + p) >>> 0;
+    return seed === null ? null : deriveSeed(seed, this.index, p);
   }
 
   /**

@@ -13,6 +13,7 @@ import type { LoraWeights } from "../io/peft.ts";
 import type { Nf4Precision } from "../kernels/qlinear_nf4.ts";
 import { quantizeNF4 } from "../kernels/nf4_quantize.ts";
 import { type LoraLayer, QLoRALinear } from "../qlinear/layer.ts";
+import { deriveSeed } from "../random.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
 import { checkModelImplemented, type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
@@ -230,7 +231,7 @@ export class LlamaModel {
           const weight = await quantized(`${path}.weight`, [N, K]);
           const bias = c.qkvBias && i < 3 ? await plain(`${path}.bias`, [N]) : null;
           const adapter = lora && lora.targetModules.includes(target)
-            ? { ...lora, seed: (Math.imul(lora.seed, 0x9e3779b1) + l * LORA_TARGETS.length + i) >>> 0 }
+            ? { ...lora, seed: deriveSeed(lora.seed, l, i) }
             : null;
           const p = new QLoRALinear(weight, { path, lora: adapter, bias, precision: options.precision });
           made.push(p);

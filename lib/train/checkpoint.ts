@@ -1,6 +1,6 @@
 /**
  * Checkpoint folders of a run: `OUT/checkpoint-N/` holds what the trainer writes into it (PEFT adapter, optimizer
- * state) plus `trainer_state.json` (step, data position, generator states, the run's flags). The folder is filled under a
+ * state) plus `trainer_state.json` (step, data position, the run's flags). The folder is filled under a
  * temporary name and renamed into place, so a `checkpoint-N` folder is always complete, and a run killed at any
  * moment resumes from the last one.
  *
@@ -20,8 +20,6 @@ export interface TrainerState {
   step: number;
   /** Where the data loader is. */
   dataPosition: DataPosition;
-  /** States of the run's seeded generators, by name (e.g. dropout), for an exact resume. */
-  rng: Record<string, number>;
   /** The run's flags, as `parseFinetuneArgs` returns them, so `--resume OUT` alone continues the run. */
   args: string[];
 }
@@ -67,7 +65,7 @@ export function checkpointDir(out: string, step: number): string {
  * import { findLastCheckpoint, saveCheckpoint } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
  * const out = await Deno.makeTempDir();
- * const state = { step: 5, dataPosition: { epoch: 0, index: 80, seed: 42 }, rng: {}, args: [] };
+ * const state = { step: 5, dataPosition: { epoch: 0, index: 80, seed: 42 }, args: [] };
  * await saveCheckpoint(out, state, (dir) => Deno.writeTextFile(`${dir}/x.txt`, "x"));
  * assert.equal((await findLastCheckpoint(out))?.step, 5);
  * await Deno.remove(out, { recursive: true });
@@ -149,7 +147,7 @@ export async function findLastCheckpoint(out: string): Promise<CheckpointRef | n
  * import { readTrainerState, saveCheckpoint } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
  * const out = await Deno.makeTempDir();
- * const state = { step: 2, dataPosition: { epoch: 0, index: 2, seed: 1 }, rng: { dropout: 7 }, args: ["--lr", "1e-3"] };
+ * const state = { step: 2, dataPosition: { epoch: 0, index: 2, seed: 1 }, args: ["--lr", "1e-3"] };
  * const dir = await saveCheckpoint(out, state, async () => {});
  * assert.deepEqual(await readTrainerState(dir), state);
  * await Deno.remove(out, { recursive: true });
@@ -161,9 +159,9 @@ export async function readTrainerState(dir: string): Promise<TrainerState> {
   const pos = json.dataPosition as Record<string, unknown> | undefined;
   if (
     typeof json.step !== "number" || !pos || typeof pos.epoch !== "number" || typeof pos.index !== "number" ||
-    typeof pos.seed !== "number" || typeof json.rng !== "object" || !Array.isArray(json.args)
+    typeof pos.seed !== "number" || !Array.isArray(json.args)
   ) {
-    throw new Error(`${path}: expected step, dataPosition {epoch, index, seed}, rng and args`);
+    throw new Error(`${path}: expected step, dataPosition {epoch, index, seed} and args`);
   }
   return json as unknown as TrainerState;
 }

@@ -1,17 +1,37 @@
 /**
- * The options of `deno task finetune`, with the QLoRA reference scripts' defaults, parsed from command-line flags.
+ * The options of `deno task finetune`, with the QLoRA reference scripts' defaults: one flag table, from which the
+ * parser, the defaults, the `--help` text and the README's flag list come.
  *
  * @module
  */
 
 import { resolve } from "node:path";
-import { _parseFlags } from "../_flags.ts";
+import {
+  bytesFlag,
+  choiceFlag,
+  flagDefaults,
+  flagHelp,
+  flagName,
+  type FlagTable,
+  flagValues,
+  givenArgs,
+  intFlag,
+  listFlag,
+  numberFlag,
+  readFlags,
+  switchFlag,
+  textFlag,
+} from "../flags.ts";
 import { LORA_TARGETS, type LoraTarget } from "../model/lora_config.ts";
 
 /** Optimizers the trainer offers. */
-export type OptimizerName = "adamw" | "paged_adamw_32bit" | "paged_adamw_8bit";
+export const OPTIMIZER_NAMES = ["adamw", "paged_adamw_32bit", "paged_adamw_8bit"] as const;
+/** One of {@linkcode OPTIMIZER_NAMES}. */
+export type OptimizerName = typeof OPTIMIZER_NAMES[number];
 /** Learning-rate schedules the trainer offers; each warms up linearly over `warmupSteps` first. */
-export type ScheduleName = "constant" | "linear" | "cosine";
+export const SCHEDULE_NAMES = ["constant", "linear", "cosine"] as const;
+/** One of {@linkcode SCHEDULE_NAMES}. */
+export type ScheduleName = typeof SCHEDULE_NAMES[number];
 
 /** Everything a fine-tuning run needs to know. */
 export interface FinetuneOptions {
@@ -69,35 +89,79 @@ export interface FinetuneOptions {
   f16: boolean;
 }
 
-/** Defaults of the QLoRA reference scripts (`model`, `data`, `out` have none). */
-export const FINETUNE_DEFAULTS: Readonly<Omit<FinetuneOptions, "model" | "data" | "out">> = {
-  loraR: 64,
-  loraAlpha: 16,
-  loraDropout: 0.05,
-  targetModules: [...LORA_TARGETS],
-  lr: 2e-4,
-  schedule: "constant",
-  warmupSteps: null,
-  maxGradNorm: 0.3,
-  weightDecay: 0,
-  batchSize: 1,
-  gradAccum: 16,
-  steps: null,
-  epochs: 1,
-  maxSeqLen: null,
-  seed: 42,
-  shuffle: true,
-  checkpointing: true,
-  gpuMemory: null,
-  pageSize: null,
-  optimizer: "paged_adamw_32bit",
-  saveEvery: 250,
-  initAdapter: null,
-  f16: false,
+const nonNegative = { check: (x: number) => x >= 0, what: "a number ≥ 0" };
+
+/**
+ * The flags of `deno task finetune`: the run's options (defaults of the QLoRA reference scripts) and `--resume`.
+ * `FlagTable` makes the compiler check it against {@linkcode FinetuneOptions}, option by option.
+ */
+export const FINETUNE_FLAGS: FlagTable<FinetuneOptions & { resume: string | null }> = {
+  model: textFlag("DIR", "Hugging Face model folder (config.json, safetensors, tokenizer.json)", {
+    required: true,
+    path: true,
+  }),
+  data: textFlag("FILE", "JSON Lines data file", { required: true, path: true }),
+  out: textFlag("DIR", "output folder: checkpoints, final adapter, metrics.jsonl, loss.svg", {
+    required: true,
+    path: true,
+  }),
+  loraR: intFlag("N", "LoRA rank", { min: 1, default: 64 }),
+  loraAlpha: numberFlag("X", "LoRA alpha; scale alpha/r", {
+    default: 16,
+    check: (x) => x > 0,
+    what: "a positive number",
+  }),
+  loraDropout: numberFlag("P", "dropout on the adapter input", {
+    default: 0.05,
+    check: (x) => x >= 0 && x < 1,
+    what: "a number in [0, 1)",
+  }),
+  targetModules: listFlag<LoraTarget>("LIST", "comma-separated projections", {
+    default: LORA_TARGETS,
+    all: "all-linear",
+    empty: "at least one module",
+    check: (t, flag) => {
+      if (!(LORA_TARGETS as readonly string[]).includes(t)) {
+        throw new Error(`--${flag}: "${t}" is not a linear layer of the decoder (${LORA_TARGETS.join(", ")})`);
+      }
+    },
+  }),
+  lr: numberFlag("X", "peak learning rate", { default: 2e-4, ...nonNegative }),
+  schedule: choiceFlag("S", "schedule after the warmup", SCHEDULE_NAMES, "constant"),
+  warmupSteps: intFlag("N", "linear warmup steps", { min: 0, default: null, unset: "3% of the steps, rounded up" }),
+  maxGradNorm: numberFlag("X", "clip the global gradient norm; 0 = off", { default: 0.3, ...nonNegative }),
+  weightDecay: numberFlag("X", "AdamW weight decay", { default: 0, ...nonNegative }),
+  batchSize: intFlag("N", "sequences per micro-batch", { min: 1, default: 1 }),
+  gradAccum: intFlag("N", "micro-batches per optimizer step", { min: 1, default: 16 }),
+  steps: intFlag("N", "optimizer steps", { min: 1, default: null, unset: "--epochs passes over the data" }),
+  epochs: intFlag("N", "passes over the data when --steps is not given", { min: 1, default: 1 }),
+  maxSeqLen: intFlag("N", "truncate longer examples, reported", {
+    min: 2,
+    default: null,
+    unset: "the model's context",
+  }),
+  seed: intFlag("N", "seed of LoRA init, dropout and data order", { min: 0, default: 42 }),
+  shuffle: switchFlag("file order, no length grouping", { negated: true }),
+  checkpointing: switchFlag("keep all activations instead of recomputing layers", { negated: true }),
+  gpuMemory: bytesFlag("BYTES", "cap accounted GPU memory: 1048576, 991904B, 512MiB, 6GiB", "adapter limit"),
+  pageSize: bytesFlag("BYTES", "page size of pageable memory", "pager default"),
+  optimizer: choiceFlag("NAME", "optimizer", OPTIMIZER_NAMES, "paged_adamw_32bit"),
+  saveEvery: intFlag("N", "checkpoint every N steps into OUT/checkpoint-N; 0 = final only", { min: 0, default: 250 }),
+  initAdapter: textFlag("DIR", "start from an existing PEFT adapter (its r, alpha, targets)", { path: true }),
+  f16: switchFlag("f16 arithmetic in the NF4 products; needs shader-f16 (default f32)"),
+  resume: textFlag("OUT", "continue the run in OUT from its last checkpoint, with its saved options"),
 };
 
+const { resume: _, ...defaults } = flagDefaults(FINETUNE_FLAGS);
+
+/** Defaults of the QLoRA reference scripts (`model`, `data`, `out` have none), from {@linkcode FINETUNE_FLAGS}. */
+export const FINETUNE_DEFAULTS: Readonly<Omit<FinetuneOptions, "model" | "data" | "out">> = defaults as Omit<
+  FinetuneOptions,
+  "model" | "data" | "out"
+>;
+
 /** The text of `deno task finetune --help`. */
-export const FINETUNE_HELP = `Fine-tune a Llama-family model with QLoRA on any WebGPU adapter.
+export const FINETUNE_HELP: string = `Fine-tune a Llama-family model with QLoRA on any WebGPU adapter.
 
 Usage: deno task finetune --model DIR --data FILE.jsonl --out DIR [options]
        deno task finetune --resume OUT [--gpu-memory B] [--page-size B]
@@ -106,34 +170,8 @@ Usage: deno task finetune --model DIR --data FILE.jsonl --out DIR [options]
 Data: JSON Lines of {"text": ...} (loss on every token), {"prompt": ..., "completion": ...} (loss on the
 completion) or {"messages": [{"role": ..., "content": ...}, ...]} (chat template; loss on assistant turns).
 
-Options (defaults: the QLoRA reference scripts):
-  --lora-r N               LoRA rank (64)
-  --lora-alpha X           LoRA alpha; scale alpha/r (16)
-  --lora-dropout P         dropout on the adapter input (0.05)
-  --target-modules LIST    comma-separated projections (all linear: ${LORA_TARGETS.join(",")})
-  --lr X                   peak learning rate (2e-4)
-  --schedule S             constant | linear | cosine, after the warmup (constant)
-  --warmup-steps N         linear warmup steps (3% of the steps, rounded up)
-  --max-grad-norm X        clip the global gradient norm; 0 = off (0.3)
-  --weight-decay X         AdamW weight decay (0)
-  --batch-size N           sequences per micro-batch (1)
-  --grad-accum N           micro-batches per optimizer step (16)
-  --steps N                optimizer steps (default: --epochs passes over the data)
-  --epochs N               passes over the data when --steps is not given (1)
-  --max-seq-len N          truncate longer examples, reported (the model's context length)
-  --seed N                 seed of LoRA init, dropout and data order (42)
-  --no-shuffle             file order, no length grouping
-  --no-checkpointing       keep all activations instead of recomputing layers
-  --gpu-memory BYTES       cap accounted GPU memory: 1048576, 991904B, 512MiB, 6GiB (adapter limit)
-  --page-size BYTES        page size of pageable memory (pager default)
-  --optimizer NAME         adamw | paged_adamw_32bit | paged_adamw_8bit (paged_adamw_32bit)
-  --save-every N           checkpoint every N steps into OUT/checkpoint-N; 0 = final only (250)
-  --init-adapter DIR       start from an existing PEFT adapter (its r, alpha, targets)
-  --resume OUT             continue the run in OUT from its last complete checkpoint, with the
-                           options saved there (only --gpu-memory and --page-size may change)
-  --f16                    f16 arithmetic in the NF4 products; needs shader-f16 (default f32)
-  -h, --help               this text
-`;
+Options (defaults: the QLoRA reference scripts; on --resume only --gpu-memory and --page-size may change):
+${flagHelp(FINETUNE_FLAGS)}`;
 
 /**
  * Result of {@linkcode parseFinetuneArgs}: help, a run (its options, and its flags with absolute paths to save in
@@ -144,40 +182,8 @@ export type FinetuneArgs =
   | { kind: "run"; options: FinetuneOptions; args: string[] }
   | { kind: "resume"; out: string; overrides: string[] };
 
-/** Flags that may change on resume: they move memory, not results. */
-const RESUME_OVERRIDES = ["gpu-memory", "page-size"];
-/** Flags holding paths, saved absolute so a run resumes from any working folder. */
-const PATH_FLAGS = ["model", "data", "out", "init-adapter"];
-
-const FINETUNE_FLAGS: Record<string, "string" | "boolean"> = {
-  model: "string",
-  data: "string",
-  out: "string",
-  "lora-r": "string",
-  "lora-alpha": "string",
-  "lora-dropout": "string",
-  "target-modules": "string",
-  lr: "string",
-  schedule: "string",
-  "warmup-steps": "string",
-  "max-grad-norm": "string",
-  "weight-decay": "string",
-  "batch-size": "string",
-  "grad-accum": "string",
-  steps: "string",
-  epochs: "string",
-  "max-seq-len": "string",
-  seed: "string",
-  "no-shuffle": "boolean",
-  "no-checkpointing": "boolean",
-  "gpu-memory": "string",
-  "page-size": "string",
-  optimizer: "string",
-  "save-every": "string",
-  "init-adapter": "string",
-  resume: "string",
-  f16: "boolean",
-};
+/** Options that may change on resume: they move memory, not results. */
+const RESUME_OVERRIDES = ["gpuMemory", "pageSize"] as const;
 
 /**
  * Parses `deno task finetune` flags.
@@ -197,73 +203,31 @@ const FINETUNE_FLAGS: Record<string, "string" | "boolean"> = {
  * assert.equal(o.gpuMemory, 512 * 2 ** 20);
  * assert.equal(o.gradAccum, 16);
  * assert.throws(() => parseFinetuneArgs(["--model", "m", "--data", "d", "--out", "o", "--lr", "fast"]), /--lr "fast"/);
+ * assert.throws(() => parseFinetuneArgs(["--model", "m", "--data", "d", "--out", "o", "--lr", "0x10"]), /--lr "0x10"/);
  * ```
  */
 export function parseFinetuneArgs(args: readonly string[]): FinetuneArgs {
-  const flags = _parseFlags(args, FINETUNE_FLAGS);
-  if (flags.help) return { kind: "help" };
-  const d = FINETUNE_DEFAULTS;
-  const { str: s, num, int, bytes, oneOf, given } = flags;
-  const optInt = (k: string, min: number) => s(k) === undefined ? null : int(k, 0, min);
+  const raw = readFlags(FINETUNE_FLAGS, args);
+  if (raw.help) return { kind: "help" };
+  const s = (k: string) => raw.values[k] as string | undefined;
   const out = s("resume");
   if (out !== undefined) {
     if (s("out") !== undefined && s("out") !== out) {
       throw new Error(`--resume "${out}" and --out "${s("out")}" name different folders`);
     }
-    const other = given.filter((k) => !["resume", "out", ...RESUME_OVERRIDES].includes(k));
+    const names = RESUME_OVERRIDES.map((k) => flagName(k, FINETUNE_FLAGS[k]));
+    const other = raw.given.filter((k) => !["resume", "out", ...names].includes(k));
     if (other.length > 0) {
       throw new Error(
-        `--resume continues with the run's saved options; only --${RESUME_OVERRIDES.join(" and --")} may be given ` +
+        `--resume continues with the run's saved options; only --${names.join(" and --")} may be given ` +
           `(not --${other.join(", --")})`,
       );
     }
-    RESUME_OVERRIDES.forEach(bytes);
-    return { kind: "resume", out, overrides: RESUME_OVERRIDES.flatMap((k) => s(k) ? [`--${k}`, s(k)!] : []) };
+    RESUME_OVERRIDES.forEach((k, i) => FINETUNE_FLAGS[k].value(s(names[i]), names[i]));
+    return { kind: "resume", out, overrides: names.flatMap((k) => s(k) ? [`--${k}`, s(k)!] : []) };
   }
-  for (const k of ["model", "data", "out"]) {
-    if (s(k) === undefined) throw new Error(`--${k} is required (see --help)`);
-  }
-  const targets = s("target-modules");
-  const targetModules = targets === undefined || targets === "all-linear"
-    ? [...d.targetModules]
-    : targets.split(",").map((t) => t.trim()).filter((t) => t !== "") as LoraTarget[];
-  for (const t of targetModules) {
-    if (!LORA_TARGETS.includes(t)) {
-      throw new Error(`--target-modules: "${t}" is not a linear layer of the decoder (${LORA_TARGETS.join(", ")})`);
-    }
-  }
-  if (targetModules.length === 0) throw new Error(`--target-modules "${targets}": expected at least one module`);
-  const options: FinetuneOptions = {
-    model: s("model")!,
-    data: s("data")!,
-    out: s("out")!,
-    loraR: int("lora-r", d.loraR, 1),
-    loraAlpha: num("lora-alpha", d.loraAlpha, (x) => x > 0, "a positive number"),
-    loraDropout: num("lora-dropout", d.loraDropout, (x) => x >= 0 && x < 1, "a number in [0, 1)"),
-    targetModules,
-    lr: num("lr", d.lr, (x) => x >= 0, "a number ≥ 0"),
-    schedule: oneOf<ScheduleName>("schedule", d.schedule, ["constant", "linear", "cosine"]),
-    warmupSteps: optInt("warmup-steps", 0),
-    maxGradNorm: num("max-grad-norm", d.maxGradNorm, (x) => x >= 0, "a number ≥ 0"),
-    weightDecay: num("weight-decay", d.weightDecay, (x) => x >= 0, "a number ≥ 0"),
-    batchSize: int("batch-size", d.batchSize, 1),
-    gradAccum: int("grad-accum", d.gradAccum, 1),
-    steps: optInt("steps", 1),
-    epochs: int("epochs", d.epochs, 1),
-    maxSeqLen: optInt("max-seq-len", 2),
-    seed: int("seed", d.seed, 0),
-    shuffle: !flags.bool("no-shuffle"),
-    checkpointing: !flags.bool("no-checkpointing"),
-    gpuMemory: bytes("gpu-memory"),
-    pageSize: bytes("page-size"),
-    optimizer: oneOf<OptimizerName>("optimizer", d.optimizer, ["adamw", "paged_adamw_32bit", "paged_adamw_8bit"]),
-    saveEvery: int("save-every", d.saveEvery, 0),
-    initAdapter: s("init-adapter") ?? null,
-    f16: flags.bool("f16"),
-  };
-  const saved = given.flatMap((k) =>
-    FINETUNE_FLAGS[k] === "boolean" ? [`--${k}`] : [`--${k}`, PATH_FLAGS.includes(k) ? resolve(s(k)!) : s(k)!]
-  );
+  const { resume: _, ...options } = flagValues(FINETUNE_FLAGS, raw);
+  const saved = givenArgs(FINETUNE_FLAGS, raw, (p) => resolve(p));
   return { kind: "run", options, args: saved };
 }
 

@@ -20,6 +20,7 @@ import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts"
 import { AdamW, type AdamWOptions, PagedAdamW, PagedAdamW8bit } from "../optim/adamw.ts";
 import { clipGradNorm } from "../kernels/clip_grad_norm.ts";
 import { lrAt, type LrSchedule } from "../optim/schedule.ts";
+import { deriveSeed } from "../random.ts";
 import { checkpointDir, findLastCheckpoint, readTrainerState, saveCheckpoint } from "./checkpoint.ts";
 import { MetricsWriter, readMetrics, type StepMetrics } from "./metrics.ts";
 import { writeLossSvg } from "./loss_svg.ts";
@@ -193,18 +194,8 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
     const metricsPath = join(options.out, "metrics.jsonl");
     const metrics = await MetricsWriter.open(metricsPath, resumeFrom ? startStep : undefined);
     const peft = loraToPeftConfig(model.lora!, options.model);
-    const saveAdapter = async (dir: string) => {
-      const modules = new Map();
-      for (const l of layers) {
-        modules.set(l.path, {
-          a: await l.a.toFloat32(),
-          b: await l.b.toFloat32(),
-          inFeatures: l.inFeatures,
-          outFeatures: l.outFeatures,
-        });
-      }
-      await writePeftAdapter(dir, { config: peft, modules });
-    };
+    const saveAdapter = async (dir: string) =>
+      writePeftAdapter(dir, { config: peft, modules: await model.loraWeights() });
     const progress = new ProgressBar(totalSteps, { sink: hooks.sink });
     let lastLoss = NaN;
     try {
@@ -218,7 +209,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
         let inputTokens = 0;
         for (const [i, b] of batches.entries()) {
           // Dropout masks are a pure function of this seed: a resumed run draws the same ones.
-          const seed = (Math.imul(options.seed, 0x9e3779b1) ^ ((step - 1) * options.gradAccum + i + 1)) >>> 0;
+          const seed = deriveSeed(options.seed, step, i);
           lossSum += (await model.forwardBackward(b, { gradScale: 1 / tokens, seed })).lossSum;
           inputTokens += b.lengths.reduce((x, y) => x + y, 0);
         }
@@ -242,7 +233,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
         hooks.onStep?.(m);
         progress.update({ step, loss: m.loss, tokensPerS: m.tokens_per_s, gpuBytes: m.gpu_bytes });
         if (options.saveEvery > 0 && step % options.saveEvery === 0 && step < totalSteps) {
-          const state = { step, dataPosition: loader.position, rng: {}, args };
+          const state = { step, dataPosition: loader.position, args };
           await saveCheckpoint(options.out, state, async (dir) => {
             await saveAdapter(dir);
             await opt.save(join(dir, OPTIMIZER_STATE_FILE));

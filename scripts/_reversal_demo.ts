@@ -1,5 +1,5 @@
 /**
- * The end-to-end QLoRA demo, with nothing to download: write the tiny seeded Llama checkpoint, measure its
+ * The end-to-end QLoRA demo of `deno task demo` (not part of the library), with nothing to download: write the tiny seeded Llama checkpoint, measure its
  * held-out exact-match accuracy on three-letter reversal (`"abc="` → `"cba"`), fine-tune LoRA adapters on the
  * NF4 base with the trainer, and measure again.
  *
@@ -7,14 +7,50 @@
  */
 
 import { join } from "node:path";
-import type { Gpu } from "../gpu/device.ts";
-import { readJsonl } from "../data/records.ts";
-import { type EvalPair, type EvalResult, exactMatchAccuracy } from "../data/eval.ts";
-import { TextGenerator } from "../generate/text_generator.ts";
-import { writeTinyLlama } from "../model/tiny_llama.ts";
-import { parseFinetuneArgs } from "../train/options.ts";
-import type { ProgressSink } from "../train/progress.ts";
-import { finetune, resolveFinetuneRun } from "../train/trainer.ts";
+import type { Gpu } from "../lib/gpu/device.ts";
+import { readJsonl } from "../lib/data/records.ts";
+import { type EvalPair, type EvalResult, exactMatchAccuracy } from "../lib/data/eval.ts";
+import { type FlagTable, intFlag, switchFlag, textFlag } from "../lib/flags.ts";
+import { TextGenerator } from "../lib/generate/text_generator.ts";
+import { writeTinyLlama } from "../lib/model/tiny_llama.ts";
+import { parseFinetuneArgs } from "../lib/train/options.ts";
+import type { ProgressSink } from "../lib/train/progress.ts";
+import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
+import { QUANTIZE_FLAGS } from "./_quantize_options.ts";
+
+/** Options of `deno task demo`. */
+export interface DemoCliOptions {
+  /** Folder for the model, the adapter and the loss curve. */
+  out: string;
+  /** Optimizer steps of the fine-tuning. */
+  steps: number;
+  /** Held-out pairs scored before and after. */
+  eval: number;
+  /** Llama-7B layer shapes in part 1 (default: divided by 8). */
+  full: boolean;
+  /** Quantization block size in part 1. */
+  blocksize: number;
+}
+
+/**
+ * The flags of `deno task demo`.
+ *
+ * @example
+ * ```ts
+ * import { parseFlags } from "../lib/flags.ts";
+ * import { DEMO_FLAGS } from "./_reversal_demo.ts";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(parseFlags(DEMO_FLAGS, []), { out: "out/demo", steps: 300, eval: 40, full: false, blocksize: 64 });
+ * assert.throws(() => parseFlags(DEMO_FLAGS, ["--steps", "1e9x"]), /--steps "1e9x"/);
+ * ```
+ */
+export const DEMO_FLAGS: FlagTable<DemoCliOptions> = {
+  out: textFlag("DIR", "folder for the model, the adapter and the loss curve", { default: "out/demo" }),
+  steps: intFlag("N", "optimizer steps of the fine-tuning", { min: 1, default: 300 }),
+  eval: intFlag("N", "held-out prompts scored before and after", { min: 1, default: 40 }),
+  full: switchFlag("Llama-7B layer shapes in part 1 (default: divided by 8)"),
+  blocksize: QUANTIZE_FLAGS.blockSize,
+};
 
 /** Options of {@linkcode runReversalDemo}. */
 export interface ReversalDemoOptions {
@@ -24,10 +60,10 @@ export interface ReversalDemoOptions {
   trainData: string;
   /** Held-out prompt/completion JSON Lines. */
   testData: string;
-  /** Optimizer steps (default 300). */
-  steps?: number;
-  /** Held-out pairs scored before and after (default 40). */
-  evalCount?: number;
+  /** Optimizer steps. */
+  steps: number;
+  /** Held-out pairs scored before and after. */
+  evalCount: number;
   /** Tiny model hidden size (default 64). */
   hidden?: number;
   /** Progress bar and log lines of the trainer (default stderr). */
@@ -70,7 +106,7 @@ export interface ReversalDemoResult {
  *
  * @example
  * ```ts
- * import { reversalDemoFlags } from "@qlora/webgpu";
+ * import { reversalDemoFlags } from "./_reversal_demo.ts";
  * import assert from "node:assert/strict";
  * assert.ok(reversalDemoFlags("m", "d.jsonl", "o", 300).includes("--lora-r"));
  * ```
@@ -95,19 +131,20 @@ export function reversalDemoFlags(modelDir: string, data: string, out: string, s
  *
  * @example Two steps on a small model
  * ```ts
- * import { requestGpu, runReversalDemo } from "@qlora/webgpu";
+ * import { requestGpu } from "../lib/gpu/device.ts";
+ * import { runReversalDemo } from "./_reversal_demo.ts";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();
  * const data = `${dir}/d.jsonl`;
  * await Deno.writeTextFile(data, '{"prompt": "abc=", "completion": "cba"}\n');
  * const sink = { writeSync: (b: Uint8Array) => b.length, isTerminal: () => false };
- * const r = await runReversalDemo(await requestGpu(), { out: dir, trainData: data, testData: data, steps: 2, hidden: 32, sink });
+ * const r = await runReversalDemo(await requestGpu(), { out: dir, trainData: data, testData: data, steps: 2, evalCount: 1, hidden: 32, sink });
  * assert.equal(r.after.total, 1);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function runReversalDemo(gpu: Gpu, opts: ReversalDemoOptions): Promise<ReversalDemoResult> {
-  const steps = opts.steps ?? 300;
+  const steps = opts.steps;
   const hidden = opts.hidden ?? 64;
   const modelDir = join(opts.out, "tiny-llama");
   const adapterDir = join(opts.out, "adapter");
@@ -116,7 +153,7 @@ export async function runReversalDemo(gpu: Gpu, opts: ReversalDemoOptions): Prom
     intermediate: Math.round(hidden * 2.6875),
     lmHeadStd: 1 / Math.sqrt(hidden),
   });
-  const pairs: EvalPair[] = (await readJsonl(opts.testData)).slice(0, opts.evalCount ?? 40).map((r) => {
+  const pairs: EvalPair[] = (await readJsonl(opts.testData)).slice(0, opts.evalCount).map((r) => {
     if (r.kind !== "prompt") throw new Error(`${opts.testData}: line ${r.line} is not a prompt/completion pair`);
     return { prompt: r.prompt, completion: r.completion };
   });
