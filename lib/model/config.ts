@@ -2,8 +2,10 @@
  * The Llama-family model configuration: parsed and validated from a Hugging Face `config.json`.
  *
  * Supported: `LlamaForCausalLM` (Llama 2/3, TinyLlama, SmolLM/SmolLM2), `MistralForCausalLM` without an active
- * sliding window, and `Qwen2ForCausalLM` (bias on q/k/v only). Anything the model code does not implement is
- * rejected with an error naming the file, the key and the value, rather than trained wrongly.
+ * sliding window, `Qwen2ForCausalLM` (bias on q/k/v only) and the dense `Qwen3ForCausalLM` (an RMSNorm on each
+ * head of q and k before RoPE; `head_dim` given explicitly, not necessarily `hidden_size / num_attention_heads`).
+ * Anything the model code does not implement is rejected with an error naming the file, the key and the value,
+ * rather than trained wrongly.
  *
  * @module
  */
@@ -49,6 +51,8 @@ export interface LlamaConfig {
   tieWordEmbeddings: boolean;
   /** Whether q/k/v projections have a bias (Qwen2). */
   qkvBias: boolean;
+  /** Whether each head of q and k is RMS-normalised before RoPE (Qwen3's `q_norm`/`k_norm`, weights `[headDim]`). */
+  qkNorm: boolean;
   /** `bos_token_id`, if any. */
   bosTokenId: number | null;
   /** `eos_token_id` (a list when the config has several). */
@@ -60,6 +64,7 @@ export const SUPPORTED_ARCHITECTURES: readonly string[] = [
   "LlamaForCausalLM",
   "MistralForCausalLM",
   "Qwen2ForCausalLM",
+  "Qwen3ForCausalLM",
 ];
 
 /**
@@ -107,11 +112,12 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
     throw bad("architectures", `unsupported; supported: ${SUPPORTED_ARCHITECTURES.join(", ")}`);
   }
   const qwen2 = architecture === "Qwen2ForCausalLM";
+  const qwen3 = architecture === "Qwen3ForCausalLM";
 
   const actKey = c.hidden_act !== undefined ? "hidden_act" : "hidden_activation";
   if ((c[actKey] ?? "silu") !== "silu") throw bad(actKey, 'only "silu" (SwiGLU) is supported');
   if (c.mlp_bias === true) throw bad("mlp_bias", "MLP biases are not supported");
-  // Llama's attention_bias puts a bias on o_proj too; only Qwen2's q/k/v-only bias is implemented.
+  // Llama's and Qwen3's attention_bias put a bias on o_proj too; only Qwen2's q/k/v-only bias is implemented.
   if (c.attention_bias === true) throw bad("attention_bias", "a bias on o_proj is not supported");
 
   const hiddenSize = int("hidden_size");
@@ -127,7 +133,8 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
   if (headDim % 2 !== 0) throw bad("head_dim", "RoPE needs an even head dimension");
   const maxPositionEmbeddings = int("max_position_embeddings", 2048);
 
-  const useSliding = qwen2 ? c.use_sliding_window === true : true;
+  // Qwen2/3 attend over a window only with use_sliding_window; Mistral whenever sliding_window is set.
+  const useSliding = qwen2 || qwen3 ? c.use_sliding_window === true : true;
   const sw = c.sliding_window;
   if (useSliding && sw !== undefined && sw !== null) {
     if (typeof sw !== "number" || sw < maxPositionEmbeddings) {
@@ -161,6 +168,7 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
     maxPositionEmbeddings,
     tieWordEmbeddings: c.tie_word_embeddings === true,
     qkvBias: qwen2,
+    qkNorm: qwen3,
     bosTokenId: typeof bos === "number" ? bos : null,
     eosTokenIds: eosTokenIds as number[],
   };
