@@ -76,7 +76,7 @@ Deno.test("generate: Qwen3 (q/k norms) prefill and decode steps give the full fo
       assert.ok(relError(got, want) < 1e-5, `step ${step}, sequence ${b}: rel-L2 ${relError(got, want)}`);
     }
     if (step === 3) break;
-    const next = seqs.map((s, b) => argmax(logits.subarray(b * V, (b + 1) * V)));
+    const next = seqs.map((_, b) => argmax(logits.subarray(b * V, (b + 1) * V)));
     next.forEach((id, b) => seqs[b].push(id));
     logits = await model.decodeStep(cache, Int32Array.from(next));
   }
