@@ -4,7 +4,8 @@
 Reads the inputs fixture written by `scripts/make_model_fixture.ts` (dequantized NF4 weights exactly as our
 TypeScript reference dequantizer produces them, LoRA A/B, token ids, labels) and writes the golden outputs.
 Nothing here shares code with the TypeScript model: RMSNorm, RoPE (rotate_half, with llama3/linear scaling),
-GQA causal attention, SwiGLU and cross-entropy with -100 are written out from the Hugging Face definitions.
+GQA causal attention, Qwen3's per-head q/k RMSNorm, SwiGLU and cross-entropy with -100 are written out from the
+Hugging Face definitions.
 
 Needs Debian's python3-torch (`apt-get install -y python3-torch`), so run it with /usr/bin/python3:
 
@@ -88,6 +89,13 @@ def rms_norm(x, w, eps):
     return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
 
+def head_norm(x, w, eps):
+    # transformers' Qwen3Attention: q_norm / k_norm (Qwen3RMSNorm over head_dim) on the [B, T, heads, head_dim] view
+    # of q_proj / k_proj, before the transpose and before RoPE.
+    variance = x.pow(2).mean(dim=-1, keepdim=True)
+    return w * (x / torch.sqrt(variance + eps))
+
+
 def main(inp, out):
     t, meta = read_safetensors(inp)
     cfg = json.loads(meta["config"])
@@ -120,8 +128,12 @@ def main(inp, out):
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         x = rms_norm(h, f64[p + "input_layernorm.weight"], eps)
-        q = linear(x, p + "self_attn.q_proj").view(B, T, H, D).transpose(1, 2)
-        k = linear(x, p + "self_attn.k_proj").view(B, T, KV, D).transpose(1, 2)
+        q = linear(x, p + "self_attn.q_proj").view(B, T, H, D)
+        k = linear(x, p + "self_attn.k_proj").view(B, T, KV, D)
+        if p + "self_attn.q_norm.weight" in f64:
+            q = head_norm(q, f64[p + "self_attn.q_norm.weight"], eps)
+            k = head_norm(k, f64[p + "self_attn.k_norm.weight"], eps)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = linear(x, p + "self_attn.v_proj").view(B, T, KV, D).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin

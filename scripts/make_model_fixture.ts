@@ -4,7 +4,7 @@
  * dequantizer: what the GPU model computes with), LoRA A/B with a nonzero B, and a right-padded batch.
  * `scripts/golden_reference.py` then computes logits, loss and LoRA gradients from it in PyTorch.
  *
- *     deno run -A scripts/make_model_fixture.ts llama_tiny     # or qwen2_tiny
+ *     deno run -A scripts/make_model_fixture.ts llama_tiny     # or qwen2_tiny, qwen3_tiny
  *     /usr/bin/python3 scripts/golden_reference.py tests/fixtures/llama_tiny_inputs.safetensors \
  *         tests/fixtures/llama_tiny_golden.safetensors
  *
@@ -38,7 +38,10 @@ export interface ModelFixture {
   seed: number;
 }
 
-/** The fixtures: a Llama with llama3 RoPE scaling and LoRA everywhere; a tied Qwen2 with q/k/v bias and LoRA on some. */
+/**
+ * The fixtures: a Llama with llama3 RoPE scaling and LoRA everywhere; a tied Qwen2 with q/k/v bias and LoRA on
+ * some; a tied Qwen3 with q/k norms, a head_dim that is not hidden/heads (as Qwen3-0.6B's) and LoRA everywhere.
+ */
 export const FIXTURES: Record<string, ModelFixture> = {
   llama_tiny: {
     config: {
@@ -88,6 +91,30 @@ export const FIXTURES: Record<string, ModelFixture> = {
     lora: { r: 4, alpha: 16, useRslora: true, targetModules: ["q_proj", "v_proj", "down_proj"] },
     seed: 7,
   },
+  qwen3_tiny: {
+    config: {
+      architectures: ["Qwen3ForCausalLM"],
+      model_type: "qwen3",
+      vocab_size: 96,
+      hidden_size: 64,
+      intermediate_size: 96,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      head_dim: 32,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1000000,
+      rope_scaling: null,
+      max_position_embeddings: 64,
+      attention_bias: false,
+      sliding_window: null,
+      use_sliding_window: false,
+      hidden_act: "silu",
+      tie_word_embeddings: true,
+    },
+    lora: { r: 4, alpha: 8, useRslora: false, targetModules: [...LORA_TARGETS] },
+    seed: 31,
+  },
 };
 
 /** The fixture batch: 2 sequences of 8 tokens, the second right-padded to 6. */
@@ -129,16 +156,22 @@ async function main(name: string, path: string): Promise<void> {
   if (!fx) throw new Error(`Unknown fixture "${name}" (${Object.keys(FIXTURES).join(", ")})`);
   const c = fx.config;
   const qkvBias = c.architectures[0] === "Qwen2ForCausalLM";
+  const qkNorm = c.architectures[0] === "Qwen3ForCausalLM";
   const rng = new Rng(fx.seed);
   const H = c.hidden_size;
   const tensors: SafetensorsTensorData[] = [];
   // Tied: the table is also lm_head, so keep logits moderate.
   const embedStd = c.tie_word_embeddings ? 0.15 : 1;
   tensors.push(_bf16("model.embed_tokens.weight", [c.vocab_size, H], rng.normalArray(c.vocab_size * H, 0, embedStd)));
-  const norm = () => _roundBf16(Float32Array.from(rng.normalArray(H), (x) => 1 + 0.1 * x));
+  const norm = (n = H, std = 0.1) => _roundBf16(Float32Array.from(rng.normalArray(n), (x) => 1 + std * x));
   for (let l = 0; l < c.num_hidden_layers; l++) {
     tensors.push(_bf16(`model.layers.${l}.input_layernorm.weight`, [H], norm()));
     tensors.push(_bf16(`model.layers.${l}.post_attention_layernorm.weight`, [H], norm()));
+    if (!qkNorm) continue;
+    // Spread wider than the other norms, so that a q/k norm weight applied to the wrong element shows.
+    const D = c.head_dim;
+    tensors.push(_bf16(`model.layers.${l}.self_attn.q_norm.weight`, [D], norm(D, 0.3)));
+    tensors.push(_bf16(`model.layers.${l}.self_attn.k_norm.weight`, [D], norm(D, 0.3)));
   }
   tensors.push(_bf16("model.norm.weight", [H], norm()));
   if (!c.tie_word_embeddings) {

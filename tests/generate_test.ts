@@ -6,7 +6,8 @@ import { TextStreamer } from "../lib/generate/text_streamer.ts";
 import { parseGenerateArgs } from "../lib/generate/options.ts";
 import { argmax } from "../lib/sampling.ts";
 import { quantizeFolder } from "../lib/io/quantize_folder.ts";
-import { loraFixture } from "./_lora_fixture.ts";
+import { relError } from "./_assert.ts";
+import { loraFixture, QWEN3_TINY } from "./_lora_fixture.ts";
 
 const script = new URL("../scripts/generate.ts", import.meta.url).pathname;
 
@@ -22,6 +23,7 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
 }
 
 const dir = await loraFixture();
+const qwen3 = await loraFixture(QWEN3_TINY);
 const gpu = await requestGpu();
 
 Deno.test("generate: greedy KV-cached decoding equals argmax of a full forward at every step; stop ids end it", async () => {
@@ -46,6 +48,39 @@ Deno.test("generate: greedy KV-cached decoding equals argmax of a full forward a
   assert.equal(stopped.finishReason, "stop");
   assert.deepEqual(stopped.ids, r.ids.slice(0, r.ids.indexOf(r.ids[1])));
   await assert.rejects(generate(g.model, [], {}), /no tokens/);
+  g.destroy();
+});
+
+Deno.test("generate: Qwen3 (q/k norms) prefill and decode steps give the full forward's logits, prompts of two lengths", async () => {
+  const g = await TextGenerator.load(gpu, `${qwen3}/model`, `${qwen3}/adapter`);
+  const model = g.model;
+  assert.ok(model.config.qkNorm);
+  const V = model.config.vocabSize;
+  const seqs = [g.encodePrompt("abcd="), g.encodePrompt("x=")];
+  const T = Math.max(...seqs.map((s) => s.length));
+  const ids = new Int32Array(2 * T);
+  seqs.forEach((s, b) => ids.set(s, b * T));
+  const cache = model.createKvCache(2, 16);
+  let logits = await model.prefill(cache, {
+    batchSize: 2,
+    seqLen: T,
+    inputIds: ids,
+    lengths: seqs.map((s) => s.length),
+  });
+  for (let step = 0;; step++) {
+    for (const [b, s] of seqs.entries()) {
+      const f = await model.forward({ batchSize: 1, seqLen: s.length, inputIds: Int32Array.from(s) }, { logits: true });
+      const want = (await f.logits!.toFloat32()).subarray((s.length - 1) * V);
+      f.logits!.destroy();
+      const got = logits.subarray(b * V, (b + 1) * V);
+      assert.ok(relError(got, want) < 1e-5, `step ${step}, sequence ${b}: rel-L2 ${relError(got, want)}`);
+    }
+    if (step === 3) break;
+    const next = seqs.map((_, b) => argmax(logits.subarray(b * V, (b + 1) * V)));
+    next.forEach((id, b) => seqs[b].push(id));
+    logits = await model.decodeStep(cache, Int32Array.from(next));
+  }
+  cache.destroy();
   g.destroy();
 });
 

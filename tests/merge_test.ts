@@ -13,8 +13,8 @@ import { LlamaModel } from "../lib/model/llama.ts";
 import { uploadQuantized } from "../lib/kernels/nf4_quantize.ts";
 import { quantize4bitRef } from "../lib/quant/reference.ts";
 import { Rng } from "../lib/random.ts";
-import { assertClose } from "./_assert.ts";
-import { loraFixture } from "./_lora_fixture.ts";
+import { assertClose, relError } from "./_assert.ts";
+import { loraFixture, QWEN3_TINY } from "./_lora_fixture.ts";
 
 const gpu = await requestGpu();
 // Forces row chunks of 5 rows of K = 128 floats in mergeLoraWeight.
@@ -78,6 +78,58 @@ Deno.test("merge folder: f32 weights equal deq(NF4(W)) + s·B·A; bf16 is its ro
   const model = await LlamaModel.load(gpu, `${dir}/m16`, { lora: null });
   assert.equal(model.linearLayers().length, 7);
   model.destroy();
+});
+
+Deno.test("merge folder: Qwen3's q_norm/k_norm pass through unchanged, to a plain and to a 4-bit folder, both loading", async () => {
+  const q3 = await loraFixture(QWEN3_TINY);
+  const args = { model: `${q3}/model`, adapter: `${q3}/adapter`, dtype: "f32" as const };
+  const merged = await mergeAdapterFolder(gpu, { ...args, out: `${q3}/m32` });
+  await mergeAdapterFolder(gpu, { ...args, out: `${q3}/m4`, quantize: true });
+  assert.equal(merged.merged.length, 7);
+  const adapter = await readPeftAdapter(`${q3}/adapter`);
+  using base = await SafetensorsCheckpoint.open(`${q3}/model`);
+  using m32 = await SafetensorsCheckpoint.open(`${q3}/m32`);
+  using m4 = await SafetensorsCheckpoint.open(`${q3}/m4`);
+  assert.deepEqual(m32.names(), base.names());
+  for (const name of base.names()) {
+    const lora = adapter.modules.get(name.replace(/\.weight$/, ""));
+    if (!lora) {
+      assert.deepEqual(await m32.readF32(name), await base.readF32(name), name);
+      continue;
+    }
+    const host = quantize4bitRef(await base.readF32(name), { shape: base.info(name).shape });
+    const want = mergeLoraWeightRef(host, { a: lora.a, b: lora.b, scale: SCALE });
+    assertClose(await m32.readF32(name), want, { atol: 1e-6, rtol: 1e-6 }, name);
+  }
+  for (const norm of ["q_norm", "k_norm"]) {
+    const name = `model.layers.0.self_attn.${norm}.weight`;
+    assert.deepEqual([m4.info(name).dtype, m4.info(name).shape], ["F32", [32]], name);
+    assert.deepEqual(await m4.read(name), await base.read(name), name);
+  }
+  assert.deepEqual((await readJsonFile(`${q3}/m4/config.json`)).architectures, ["Qwen3ForCausalLM"]);
+  // The merged model computes what the adapted one did, up to quantizing the merged weights again (the same
+  // quantization on load and in the 4-bit folder: equal logits); the base model alone is much further off.
+  const ids = Int32Array.from([1, 70, 80, 90, 61, 40]);
+  const logits = async (folder: string, withAdapter = false) => {
+    const lora = withAdapter ? { r: 2, alpha: 4 } : null;
+    const model = await LlamaModel.load(gpu, `${q3}/${folder}`, { lora });
+    assert.ok(model.config.qkNorm);
+    for (const l of model.loraLayers()) {
+      model.setLoraWeights(l.path, adapter.modules.get(l.path)!.a, adapter.modules.get(l.path)!.b);
+    }
+    const f = await model.forward({ batchSize: 1, seqLen: ids.length, inputIds: ids }, { logits: true });
+    const out = await f.logits!.toFloat32();
+    f.logits!.destroy();
+    model.destroy();
+    return out;
+  };
+  const adapted = await logits("model", true);
+  const fromMerged = await logits("m32");
+  assert.deepEqual(await logits("m4"), fromMerged);
+  const err = relError(fromMerged, adapted);
+  const baseErr = relError(await logits("model"), adapted);
+  assert.ok(err < baseErr / 4, `merged vs adapted rel-L2 ${err}, base vs adapted ${baseErr}`);
+  await Deno.remove(q3, { recursive: true });
 });
 
 Deno.test("merge folder: errors name the adapter module and the folders", async () => {

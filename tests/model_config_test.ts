@@ -55,6 +55,65 @@ Deno.test("config: Llama, Mistral (no window), Qwen2 (q/k/v bias) and llama3 RoP
   assert.equal(parseLlamaConfig({ ...BASE, rope_scaling: { rope_type: "default" } }).ropeScaling, null);
 });
 
+// Qwen3-0.6B's published config.json: head_dim 128 is not hidden_size / num_attention_heads (64).
+const QWEN3_0_6B = {
+  architectures: ["Qwen3ForCausalLM"],
+  attention_bias: false,
+  attention_dropout: 0.0,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+  head_dim: 128,
+  hidden_act: "silu",
+  hidden_size: 1024,
+  initializer_range: 0.02,
+  intermediate_size: 3072,
+  max_position_embeddings: 40960,
+  max_window_layers: 28,
+  model_type: "qwen3",
+  num_attention_heads: 16,
+  num_hidden_layers: 28,
+  num_key_value_heads: 8,
+  rms_norm_eps: 1e-6,
+  rope_scaling: null,
+  rope_theta: 1000000,
+  sliding_window: null,
+  tie_word_embeddings: true,
+  torch_dtype: "bfloat16",
+  transformers_version: "4.51.0",
+  use_cache: true,
+  use_sliding_window: false,
+  vocab_size: 151936,
+};
+
+Deno.test("config: Qwen3 has q/k norms and its explicit head_dim; an explicit head_dim is honoured elsewhere", () => {
+  const q = parseLlamaConfig(QWEN3_0_6B);
+  assert.equal(q.architecture, "Qwen3ForCausalLM");
+  assert.equal(q.headDim, 128);
+  assert.equal(q.qkNorm, true);
+  assert.equal(q.qkvBias, false);
+  assert.equal(q.tieWordEmbeddings, true);
+  assert.equal(q.ropeTheta, 1000000);
+  assert.deepEqual(q.eosTokenIds, [151645]);
+  assert.equal(parseLlamaConfig(BASE).qkNorm, false);
+  // Mistral-7B-v0.3 states head_dim (= hidden / heads); a Llama may state one that differs.
+  const m = parseLlamaConfig({
+    ...BASE,
+    architectures: ["MistralForCausalLM"],
+    hidden_size: 4096,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    head_dim: 128,
+    sliding_window: null,
+  });
+  assert.equal(m.headDim, 128);
+  assert.equal(parseLlamaConfig({ ...BASE, head_dim: 32 }).headDim, 32);
+  const bad = (patch: Record<string, unknown>, re: RegExp) =>
+    assert.throws(() => parseLlamaConfig({ ...QWEN3_0_6B, ...patch }, "q/config.json"), re);
+  bad({ attention_bias: true }, /q\/config.json: attention_bias = true: a bias on o_proj/);
+  bad({ use_sliding_window: true, sliding_window: 4096 }, /sliding_window = 4096: sliding-window/);
+  bad({ head_dim: 63 }, /head_dim = 63: RoPE needs an even head dimension/);
+});
+
 Deno.test("config: unsupported values are clear errors naming file, key and value", () => {
   const f = "m/config.json";
   const bad = (patch: Record<string, unknown>, re: RegExp) =>

@@ -103,41 +103,44 @@ for (const [name, maxBindingBytes] of Object.keys(FIXTURES).flatMap((n) => [[n, 
   });
 }
 
-Deno.test("model: gradient checkpointing gives the same gradients (with dropout) and a lower activation peak", async () => {
-  // Dropout on: the recompute must reproduce the forward's masks.
-  const { model } = await loadFixtureModel("llama_tiny", 0.2);
-  const B = 4, T = 32;
-  const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 37 + 11) % 96);
-  const batch: Batch = { batchSize: B, seqLen: T, inputIds: ids, labels: ids };
-  await gpu.sync();
-  // What lives between steps (the LoRA gradient accumulators): the baseline of the step's peak.
-  const held = gpu.budget.report().byClass.activations;
-  const peak = async (ckpt: boolean, seed = 3) => {
-    model.gradientCheckpointing = ckpt;
-    model.zeroGrad();
+// Qwen3 too: the recompute must rebuild the q/k norms' inputs and rstd.
+for (const name of ["llama_tiny", "qwen3_tiny"]) {
+  Deno.test(`model: ${name} gradient checkpointing gives the same gradients (with dropout) and a lower activation peak`, async () => {
+    // Dropout on: the recompute must reproduce the forward's masks.
+    const { model } = await loadFixtureModel(name, 0.2);
+    const B = 4, T = 32;
+    const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 37 + 11) % 96);
+    const batch: Batch = { batchSize: B, seqLen: T, inputIds: ids, labels: ids };
     await gpu.sync();
-    gpu.budget.resetPeak();
-    const r = await model.forwardBackward(batch, { seed });
-    const p = gpu.budget.report().peakByClass.activations - held;
-    return { r, p, g: await grads(model) };
-  };
-  const on = await peak(true);
-  const off = await peak(false);
-  assert.equal(on.r.lossSum, off.r.lossSum);
-  for (const [name, g] of on.g) assert.ok(relError(g, off.g.get(name)!) < 1e-5, name);
-  assert.ok(on.p < off.p * 0.7, `activation peak with checkpointing ${on.p} vs ${off.p}`);
-  // Another seed, other masks: dropout is really on.
-  const reseeded = await peak(true, 4);
-  assert.ok(
-    relError(
-      reseeded.g.get(`model.layers.0.self_attn.q_proj.lora_A.grad`)!,
-      on.g.get(`model.layers.0.self_attn.q_proj.lora_A.grad`)!,
-    ) > 1e-3,
-  );
-  // Nothing leaks: activations return to what they were before the step.
-  assert.equal(gpu.budget.report().byClass.activations, held);
-  model.destroy();
-});
+    // What lives between steps (the LoRA gradient accumulators): the baseline of the step's peak.
+    const held = gpu.budget.report().byClass.activations;
+    const peak = async (ckpt: boolean, seed = 3) => {
+      model.gradientCheckpointing = ckpt;
+      model.zeroGrad();
+      await gpu.sync();
+      gpu.budget.resetPeak();
+      const r = await model.forwardBackward(batch, { seed });
+      const p = gpu.budget.report().peakByClass.activations - held;
+      return { r, p, g: await grads(model) };
+    };
+    const on = await peak(true);
+    const off = await peak(false);
+    assert.equal(on.r.lossSum, off.r.lossSum);
+    for (const [name, g] of on.g) assert.ok(relError(g, off.g.get(name)!) < 1e-5, name);
+    assert.ok(on.p < off.p * 0.7, `activation peak with checkpointing ${on.p} vs ${off.p}`);
+    // Another seed, other masks: dropout is really on.
+    const reseeded = await peak(true, 4);
+    assert.ok(
+      relError(
+        reseeded.g.get(`model.layers.0.self_attn.q_proj.lora_A.grad`)!,
+        on.g.get(`model.layers.0.self_attn.q_proj.lora_A.grad`)!,
+      ) > 1e-3,
+    );
+    // Nothing leaks: activations return to what they were before the step.
+    assert.equal(gpu.budget.report().byClass.activations, held);
+    model.destroy();
+  });
+}
 
 Deno.test("model: LoRA fine-tuning overfits one batch (AdamW)", async () => {
   const { model, batch } = await loadFixtureModel();

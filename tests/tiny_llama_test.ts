@@ -4,9 +4,11 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
 import {
   bytesToF32,
+  parseLlamaConfig,
   readJsonFile,
   SafetensorsCheckpoint,
   TINY_TOKENIZER_SIZE,
+  tinyLlamaConfig,
   tinyLlamaTensors,
   writeTinyLlama,
 } from "../mod.ts";
@@ -71,6 +73,20 @@ Deno.test("tiny llama: seeded, options change shapes, bf16 is the rounded f32, t
   assert.ok(!byName.has("lm_head.weight"));
   assert.throws(() => tinyLlamaTensors({ heads: 4, kvHeads: 3 }), /kvHeads 3 must divide heads 4/);
   assert.throws(() => tinyLlamaTensors({ vocab: 100 }), /vocab 100 is smaller than the tokenizer/);
+});
+
+Deno.test("tiny llama: qkNorm writes a Qwen3 with q_norm/k_norm [headDim] and its stated head_dim", () => {
+  const opts = { layers: 2, hidden: 32, heads: 2, kvHeads: 1, headDim: 24, qkNorm: true };
+  const config = parseLlamaConfig(tinyLlamaConfig(opts));
+  assert.deepEqual([config.architecture, config.headDim, config.qkNorm], ["Qwen3ForCausalLM", 24, true]);
+  const byName = new Map(tinyLlamaTensors(opts).map((t) => [t.name, t]));
+  assert.deepEqual(byName.get("model.layers.1.self_attn.q_norm.weight")!.shape, [24]);
+  assert.deepEqual(byName.get("model.layers.1.self_attn.k_norm.weight")!.shape, [24]);
+  assert.deepEqual(byName.get("model.layers.0.self_attn.q_proj.weight")!.shape, [48, 32]);
+  assert.deepEqual(byName.get("model.layers.0.self_attn.o_proj.weight")!.shape, [32, 48]);
+  assert.equal(byName.size, 1 + 2 * 11 + 1 + 1);
+  assert.ok(!tinyLlamaTensors().some((t) => t.name.includes("q_norm")));
+  assert.throws(() => tinyLlamaTensors({ headDim: 15 }), /headDim 15 is not a positive even integer/);
 });
 
 Deno.test("tiny llama: sharded output has an index naming every tensor", async () => {

@@ -25,7 +25,7 @@ import type { SafetensorsCheckpoint } from "./safetensors_checkpoint.ts";
 import type { SafetensorsTensorSpec } from "./safetensors_header.ts";
 import { LORA_TARGETS } from "../model/lora_config.ts";
 
-/** The decoder linear layers quantized by default (Llama/Mistral/Qwen2 names). */
+/** The decoder linear layers quantized by default (Llama/Mistral/Qwen2/Qwen3 names). */
 export const DEFAULT_QUANTIZED_MODULES: readonly string[] = LORA_TARGETS;
 
 const QUANT_STATE_SUFFIX = /\.quant_state\.bitsandbytes__(nf4|fp4)$/;

@@ -2,9 +2,10 @@
  * The Llama-family model configuration: parsed and validated from a Hugging Face `config.json`.
  *
  * Supported: `LlamaForCausalLM` (Llama 2/3, TinyLlama, SmolLM/SmolLM2), `MistralForCausalLM` without an active
- * sliding window, `Qwen2ForCausalLM` (bias on q/k/v only) and `Qwen3ForCausalLM` (per-head q/k RMSNorm, explicit
- * `head_dim`; parsed, but {@linkcode checkModelImplemented} refuses it until the model applies the q/k norms).
- * Anything else is rejected with an error naming the file, the key and the value, rather than trained wrongly.
+ * sliding window, `Qwen2ForCausalLM` (bias on q/k/v only) and the dense `Qwen3ForCausalLM` (an RMSNorm on each
+ * head of q and k before RoPE; `head_dim` given explicitly, not necessarily `hidden_size / num_attention_heads`).
+ * Anything the model code does not implement is rejected with an error naming the file, the key and the value,
+ * rather than trained wrongly.
  *
  * @module
  */
@@ -52,7 +53,7 @@ export interface LlamaConfig {
   tieWordEmbeddings: boolean;
   /** Whether q/k/v projections have a bias (Qwen2). */
   qkvBias: boolean;
-  /** Whether q and k get a per-head RMSNorm (weights `q_norm`, `k_norm` of `[headDim]`) before RoPE (Qwen3). */
+  /** Whether each head of q and k is RMS-normalised before RoPE (Qwen3's `q_norm`/`k_norm`, weights `[headDim]`). */
   qkNorm: boolean;
   /** `bos_token_id`, if any. */
   bosTokenId: number | null;
@@ -120,7 +121,7 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
   const actKey = c.hidden_act !== undefined ? "hidden_act" : "hidden_activation";
   if ((c[actKey] ?? "silu") !== "silu") throw bad(actKey, 'only "silu" (SwiGLU) is supported');
   if (c.mlp_bias === true) throw bad("mlp_bias", "MLP biases are not supported");
-  // Llama's attention_bias puts a bias on o_proj too; only Qwen2's q/k/v-only bias is implemented.
+  // Llama's and Qwen3's attention_bias put a bias on o_proj too; only Qwen2's q/k/v-only bias is implemented.
   if (c.attention_bias === true) throw bad("attention_bias", "a bias on o_proj is not supported");
 
   const hiddenSize = int("hidden_size");
@@ -136,6 +137,7 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
   if (headDim % 2 !== 0) throw bad("head_dim", "RoPE needs an even head dimension");
   const maxPositionEmbeddings = int("max_position_embeddings", 2048);
 
+  // Qwen2/3 attend over a window only with use_sliding_window; Mistral whenever sliding_window is set.
   const useSliding = qwen2 || qwen3 ? c.use_sliding_window === true : true;
   const sw = c.sliding_window;
   if (useSliding && sw !== undefined && sw !== null) {
@@ -175,34 +177,6 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
     bosTokenId: typeof bos === "number" ? bos : null,
     eosTokenIds: eosTokenIds as number[],
   };
-}
-
-/**
- * Refuses a configuration the model code parses but does not implement yet: per-head q/k RMSNorm (Qwen3).
- *
- * @param config The parsed configuration.
- * @param file The file it came from, for the message.
- * @throws {Error} Naming the file and `model_type` when the model cannot run the configuration.
- *
- * @example
- * ```ts
- * import { checkModelImplemented, parseLlamaConfig } from "@qlora/webgpu";
- * import assert from "node:assert/strict";
- * const qwen3 = parseLlamaConfig({
- *   architectures: ["Qwen3ForCausalLM"], model_type: "qwen3", vocab_size: 64, hidden_size: 32, head_dim: 16,
- *   intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2,
- * });
- * assert.equal(qwen3.qkNorm, true);
- * assert.throws(() => checkModelImplemented(qwen3, "m/config.json"), /m\/config\.json: model_type "qwen3"/);
- * ```
- */
-export function checkModelImplemented(config: LlamaConfig, file = "config.json"): void {
-  if (config.qkNorm) {
-    throw new Error(
-      `${file}: model_type ${JSON.stringify(config.modelType)} (${config.architecture}) needs per-head q/k ` +
-        "RMSNorm, which the model does not implement yet",
-    );
-  }
 }
 
 function _ropeScaling(v: unknown, file: string): RopeScaling | null {

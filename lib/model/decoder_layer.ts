@@ -2,9 +2,10 @@
  * One Llama decoder layer on the GPU: forward (optionally keeping what the backward needs) and backward.
  *
  * ```
- * x ─RMSNorm→ xn1 ─q,k,v→ RoPE(q,k) → causal GQA attention → att ─o→ + x = h
+ * x ─RMSNorm→ xn1 ─q,k,v→ [per-head RMSNorm(q,k)] → RoPE(q,k) → causal GQA attention → att ─o→ + x = h
  * h ─RMSNorm→ xn2 ─gate,up→ SiLU(gate)·up = act ─down→ + h = out
  * ```
+ * The bracketed q/k norms are Qwen3's (`q_norm`, `k_norm`: one `[headDim]` weight applied to every head).
  * Every intermediate is freed as soon as nothing later in the pass reads it; with `keep`, the tensors the
  * backward reads are returned instead. The layer input itself belongs to the caller (the checkpoint). The seven
  * projections are `QLoRALinear` layers: what each one's backward needs is the context its forward returns, kept
@@ -18,7 +19,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import type { QLoRALinear, QLoRASaved } from "../qlinear/layer.ts";
 import { attentionBackward, attentionForward, type AttentionShape } from "../kernels/attention.ts";
 import { residualAdd } from "../kernels/residual_add.ts";
-import { rmsNormBackward, rmsNormForward } from "../kernels/rms_norm.ts";
+import { rmsNormBackward, type RmsNormForward, rmsNormForward } from "../kernels/rms_norm.ts";
 import { ropeApply } from "../kernels/rope.ts";
 import { swigluBackward, swigluForward } from "../kernels/swiglu.ts";
 import { deriveSeed } from "../random.ts";
@@ -59,9 +60,15 @@ export interface CachedContext {
 export interface LayerActivations {
   xn1: Tensor;
   rstd1: Tensor;
+  /** q and k after their norms and RoPE: the attention's inputs. */
   q: Tensor;
   k: Tensor;
   v: Tensor;
+  /** With q/k norms: q_proj's and k_proj's outputs (the norms' inputs) and the norms' per-row rstd; else null. */
+  qIn: Tensor | null;
+  qRstd: Tensor | null;
+  kIn: Tensor | null;
+  kRstd: Tensor | null;
   /** What each projection's backward needs, in {@linkcode LORA_TARGETS} order. */
   proj: QLoRASaved[];
   att: Tensor;
@@ -95,6 +102,10 @@ export class DecoderLayer {
   readonly inputNorm: Tensor;
   /** `post_attention_layernorm.weight` `[H]`. */
   readonly postNorm: Tensor;
+  /** `self_attn.q_norm.weight` `[headDim]` (Qwen3), or null. */
+  readonly qNorm: Tensor | null;
+  /** `self_attn.k_norm.weight` `[headDim]` (Qwen3), or null. */
+  readonly kNorm: Tensor | null;
   /** q, k, v, o, gate, up, down. */
   readonly proj: LayerProjections;
   readonly #gpu: Gpu;
@@ -106,19 +117,28 @@ export class DecoderLayer {
   /**
    * @param gpu The device.
    * @param index Layer index.
-   * @param weights Norm weights and projections.
+   * @param weights Norm weights (q/k norms both or neither) and projections.
    * @param shape Heads, KV heads, RMSNorm eps.
    */
   constructor(
     gpu: Gpu,
     index: number,
-    weights: { inputNorm: Tensor; postNorm: Tensor; proj: LayerProjections },
+    weights: {
+      inputNorm: Tensor;
+      postNorm: Tensor;
+      qNorm?: Tensor | null;
+      kNorm?: Tensor | null;
+      proj: LayerProjections;
+    },
     shape: { heads: number; kvHeads: number; headDim: number; eps: number },
   ) {
     this.#gpu = gpu;
     this.index = index;
     this.inputNorm = weights.inputNorm;
     this.postNorm = weights.postNorm;
+    this.qNorm = weights.qNorm ?? null;
+    this.kNorm = weights.kNorm ?? null;
+    if (!this.qNorm !== !this.kNorm) throw new Error(`Decoder layer ${index}: q_norm and k_norm come together`);
     this.proj = weights.proj;
     this.#eps = shape.eps;
     this.#heads = shape.heads;
@@ -166,10 +186,15 @@ export class DecoderLayer {
     const k = fwd(pk, xn1, 1);
     const v = fwd(pv, xn1, 2);
     if (!keep) _free(xn1, rstd1);
-    ropeApply(gpu, q.y, ctx.rope, { T: ctx.T, nHeads: this.#heads });
-    ropeApply(gpu, k.y, ctx.rope, { T: ctx.T, nHeads: this.#kvHeads });
-    const { out: att, lse } = attentionForward(gpu, q.y, k.y, v.y, this.#attnShape(ctx));
-    if (!keep) _free(q.y, k.y, v.y, lse);
+    const qn = this.#headNorm(q.y, this.qNorm);
+    const kn = this.#headNorm(k.y, this.kNorm);
+    // The norms' inputs are kept only for their backward.
+    if (!keep && qn) _free(q.y, k.y, qn.rstd, kn?.rstd);
+    const [qr, kr] = [qn?.y ?? q.y, kn?.y ?? k.y];
+    ropeApply(gpu, qr, ctx.rope, { T: ctx.T, nHeads: this.#heads });
+    ropeApply(gpu, kr, ctx.rope, { T: ctx.T, nHeads: this.#kvHeads });
+    const { out: att, lse } = attentionForward(gpu, qr, kr, v.y, this.#attnShape(ctx));
+    if (!keep) _free(qr, kr, v.y, lse);
     const o = fwd(po, att, 3);
     if (!keep) _free(att);
     const h = residualAdd(gpu, o.y, x);
@@ -190,9 +215,13 @@ export class DecoderLayer {
     const saved: LayerActivations = {
       xn1,
       rstd1,
-      q: q.y,
-      k: k.y,
+      q: qr,
+      k: kr,
       v: v.y,
+      qIn: qn && q.y,
+      qRstd: qn?.rstd ?? null,
+      kIn: kn && k.y,
+      kRstd: kn?.rstd ?? null,
       proj: [q, k, v, o, g, u, d].map((r) => r.saved!),
       att,
       lse,
@@ -240,11 +269,13 @@ export class DecoderLayer {
     _free(dAtt, s.att, s.lse, s.q, s.k, s.v);
     ropeApply(gpu, dq, ctx.rope, { T: ctx.T, nHeads: this.#heads, inverse: true });
     ropeApply(gpu, dk, ctx.rope, { T: ctx.T, nHeads: this.#kvHeads, inverse: true });
+    const dqIn = this.#headNormBackward(dq, s.qIn, this.qNorm, s.qRstd);
+    const dkIn = this.#headNormBackward(dk, s.kIn, this.kNorm, s.kRstd);
 
-    const dXn1 = pq.backward(dq, s.proj[0], needDx);
-    const dXk = pk.backward(dk, s.proj[1], needDx);
+    const dXn1 = pq.backward(dqIn, s.proj[0], needDx);
+    const dXk = pk.backward(dkIn, s.proj[1], needDx);
     const dXv = pv.backward(dv, s.proj[2], needDx);
-    _free(dq, dk, dv);
+    _free(dqIn, dkIn, dv);
     let dx: Tensor | null = null;
     if (dXn1 && dXk && dXv) {
       residualAdd(gpu, dXn1, dXk);
@@ -270,8 +301,11 @@ export class DecoderLayer {
     const gpu = this.#gpu;
     const [pq, pk, pv, po, pg, pu, pd] = this.proj;
     const { y: xn1, rstd: rstd1 } = rmsNormForward(gpu, x, this.inputNorm, this.#eps);
-    const [q, k, v] = [pq, pk, pv].map((p) => p.forward(xn1).y);
+    const [q0, k0, v] = [pq, pk, pv].map((p) => p.forward(xn1).y);
     _free(xn1, rstd1);
+    const [qn, kn] = [this.#headNorm(q0, this.qNorm), this.#headNorm(k0, this.kNorm)];
+    if (qn) _free(q0, k0, qn.rstd, kn?.rstd);
+    const [q, k] = [qn?.y ?? q0, kn?.y ?? k0];
     ropeApply(gpu, q, ctx.rope, { T: ctx.Tq, nHeads: this.#heads, offsets: ctx.offsets });
     ropeApply(gpu, k, ctx.rope, { T: ctx.Tq, nHeads: this.#kvHeads, offsets: ctx.offsets });
     const rowBytes = this.#kvHeads * this.#headDim * 4;
@@ -306,6 +340,19 @@ export class DecoderLayer {
     return out;
   }
 
+  /** Qwen3's RMSNorm of each head of q or k (rows of `headDim`), or null without q/k norms. */
+  #headNorm(x: Tensor, weight: Tensor | null): RmsNormForward | null {
+    return weight && rmsNormForward(this.#gpu, x, weight, this.#eps);
+  }
+
+  /** The gradient through {@linkcode DecoderLayer.#headNorm} (consumes `d`, `x`, `rstd`), or `d` without one. */
+  #headNormBackward(d: Tensor, x: Tensor | null, weight: Tensor | null, rstd: Tensor | null): Tensor {
+    if (!weight) return d;
+    const dx = rmsNormBackward(this.#gpu, d, x!, weight, rstd!);
+    _free(d, x, rstd);
+    return dx;
+  }
+
   #attnShape(ctx: LayerContext): AttentionShape {
     return {
       B: ctx.B,
@@ -321,6 +368,7 @@ export class DecoderLayer {
   destroy(): void {
     this.inputNorm.destroy();
     this.postNorm.destroy();
+    _free(this.qNorm, this.kNorm);
     for (const p of this.proj) p.destroy();
   }
 }

@@ -8,25 +8,16 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
 import type { LoraWeights } from "../io/peft.ts";
 import type { Nf4Precision } from "../kernels/qlinear_nf4.ts";
-import { quantizeNF4 } from "../kernels/nf4_quantize.ts";
-import { type LoraLayer, QLoRALinear } from "../qlinear/layer.ts";
-import { deriveSeed } from "../random.ts";
-import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
+import type { LoraLayer, QLoRALinear } from "../qlinear/layer.ts";
 import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
-import { checkModelImplemented, type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
-import { DecoderLayer, type LayerActivations, type LayerContext, type LayerProjections } from "./decoder_layer.ts";
+import type { LlamaConfig } from "./config.ts";
+import type { DecoderLayer, LayerActivations, LayerContext } from "./decoder_layer.ts";
 import { KvCache } from "./kv_cache.ts";
-import { headLogits, lossHead, vocabChunks } from "./lm_head.ts";
-import {
-  LORA_TARGETS,
-  type LoraConfig,
-  loraModulePath,
-  type ResolvedLoraConfig,
-  resolveLoraConfig,
-} from "./lora_config.ts";
+import { headLogits, lossHead } from "./lm_head.ts";
+import type { LoraConfig, ResolvedLoraConfig } from "./lora_config.ts";
+import { loadModelWeights } from "./model_weights.ts";
 import { readCrossEntropy } from "../kernels/cross_entropy.ts";
 import { embeddingForward } from "../kernels/embedding.ts";
 import { ropeInvFreq, ropeTable } from "./rope.ts";
@@ -95,15 +86,6 @@ export class NonFiniteLossError extends Error {
     super(message);
     this.name = "NonFiniteLossError";
   }
-}
-
-/** The seven projection shapes `[N, K]` of a layer, in {@linkcode LORA_TARGETS} order. */
-function _projShapes(c: LlamaConfig): [number, number][] {
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  const H = c.hiddenSize;
-  const I = c.intermediateSize;
-  return [[q, H], [kv, H], [kv, H], [H, q], [I, H], [I, H], [H, I]];
 }
 
 /**
@@ -181,84 +163,8 @@ export class LlamaModel {
     if (options.precision === "f16" && !gpu.features.shaderF16) {
       throw new Error(`Precision f16 needs the shader-f16 feature, absent on ${gpu.adapterName}`);
     }
-    const ckpt = await QuantizedCheckpoint.open(path);
-    const made: { destroy(): void }[] = [];
-    try {
-      const config = options.config ??
-        (ckpt.config ? parseLlamaConfig(ckpt.config, `${path}/config.json`) : await loadLlamaConfig(path));
-      checkModelImplemented(config, `${path}/config.json`);
-      const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
-      const c = config;
-      const plain = async (name: string, shape: number[]): Promise<Tensor> => {
-        if (!ckpt.checkpoint.has(name)) throw new Error(`${path}: tensor "${name}" is missing`);
-        const info = ckpt.checkpoint.info(name);
-        if (info.shape.join() !== shape.join()) {
-          throw new Error(`${path}: tensor "${name}" has shape [${info.shape}], expected [${shape}]`);
-        }
-        const t = Tensor.fromArray(gpu, await ckpt.checkpoint.readF32(name), shape, { class: "weights", label: name });
-        made.push(t);
-        return t;
-      };
-      const quantized = async (name: string, shape: number[]): Promise<QuantizedTensor> => {
-        if (ckpt.isQuantized(name)) {
-          const q = await ckpt.loadQuantized(gpu, name);
-          if (q.shape.join() !== shape.join()) {
-            throw new Error(`${path}: quantized "${name}" has shape [${q.shape}], expected [${shape}]`);
-          }
-          return q;
-        }
-        const w = await plain(name, shape);
-        const q = await quantizeNF4(gpu, w, {
-          blocksize: options.blocksize ?? 64,
-          doubleQuant: options.doubleQuant ?? true,
-          label: name,
-        });
-        w.destroy();
-        return q;
-      };
-
-      const embed = await plain("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
-      const layers: DecoderLayer[] = [];
-      const shapes = _projShapes(c);
-      for (let l = 0; l < c.numLayers; l++) {
-        const pre = `model.layers.${l}`;
-        const inputNorm = await plain(`${pre}.input_layernorm.weight`, [c.hiddenSize]);
-        const postNorm = await plain(`${pre}.post_attention_layernorm.weight`, [c.hiddenSize]);
-        const proj: QLoRALinear[] = [];
-        for (const [i, target] of LORA_TARGETS.entries()) {
-          const path = loraModulePath(l, target);
-          const [N, K] = shapes[i];
-          const weight = await quantized(`${path}.weight`, [N, K]);
-          const bias = c.qkvBias && i < 3 ? await plain(`${path}.bias`, [N]) : null;
-          const adapter = lora && lora.targetModules.includes(target)
-            ? { ...lora, seed: deriveSeed(lora.seed, l, i) }
-            : null;
-          const p = new QLoRALinear(weight, { path, lora: adapter, bias, precision: options.precision });
-          made.push(p);
-          proj.push(p);
-        }
-        const layer = new DecoderLayer(gpu, l, { inputNorm, postNorm, proj: proj as LayerProjections }, {
-          heads: c.numHeads,
-          kvHeads: c.numKvHeads,
-          headDim: c.headDim,
-          eps: c.rmsNormEps,
-        });
-        layers.push(layer);
-      }
-      const norm = await plain("model.norm.weight", [c.hiddenSize]);
-      const tied = c.tieWordEmbeddings || !ckpt.checkpoint.has("lm_head.weight");
-      const head = tied ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
-      const lmHead = vocabChunks(gpu, head, gpu.maxBindingBytes);
-      made.push(...lmHead);
-      if (lmHead[0] !== head && head !== embed) head.destroy();
-      await gpu.sync();
-      return new LlamaModel(gpu, config, lora, { embed, norm, lmHead, layers }, options.gradientCheckpointing ?? true);
-    } catch (e) {
-      for (const t of made) t.destroy();
-      throw e;
-    } finally {
-      ckpt.close();
-    }
+    const w = await loadModelWeights(gpu, path, options);
+    return new LlamaModel(gpu, w.config, w.lora, w, options.gradientCheckpointing ?? true);
   }
 
   /**
@@ -545,6 +451,6 @@ export class LlamaModel {
 function _freeActivations(s: LayerActivations): void {
   for (const v of Object.values(s)) {
     if (Array.isArray(v)) v.forEach((p) => p.xa?.destroy());
-    else v.destroy();
+    else v?.destroy();
   }
 }

@@ -1,8 +1,8 @@
 /**
  * A tiny, seeded Llama checkpoint in Hugging Face format: the test fixture and the demo's default model.
- * The folder has `config.json` (`LlamaForCausalLM`), `generation_config.json`, `model.safetensors` (or shards
- * with `model.safetensors.index.json`) with HF tensor names, and the byte-level tokenizer files of
- * {@linkcode tinyTokenizerFiles}. It loads in transformers as is.
+ * The folder has `config.json` (`LlamaForCausalLM`, or `Qwen3ForCausalLM` with `qkNorm`), `generation_config.json`,
+ * `model.safetensors` (or shards with `model.safetensors.index.json`) with HF tensor names, and the byte-level
+ * tokenizer files of {@linkcode tinyTokenizerFiles}. It loads in transformers as is.
  *
  * @module
  */
@@ -29,6 +29,10 @@ export interface TinyLlamaOptions {
   heads?: number;
   /** Key/value heads, dividing `heads` (default 2: grouped-query attention). */
   kvHeads?: number;
+  /** Head dimension, even (default `hidden / heads`; Qwen3 states one that may differ). */
+  headDim?: number;
+  /** A Qwen3 model: `q_norm`/`k_norm` RMSNorm weights `[headDim]` in every layer (default false: Llama). */
+  qkNorm?: boolean;
   /** Embedding rows, at least the tokenizer's 260 (default 260; extra rows are never produced by the tokenizer). */
   vocab?: number;
   /** Stored dtype of the weights (default `f32`). */
@@ -53,7 +57,7 @@ const ST_DTYPE = { f32: "F32", bf16: "BF16", f16: "F16" } as const;
  * The `config.json` object of the tiny model.
  *
  * @param opts Model options.
- * @returns A `LlamaForCausalLM` config as transformers writes it.
+ * @returns A `LlamaForCausalLM` (or, with `qkNorm`, `Qwen3ForCausalLM`) config as transformers writes it.
  *
  * @example
  * ```ts
@@ -62,11 +66,12 @@ const ST_DTYPE = { f32: "F32", bf16: "BF16", f16: "F16" } as const;
  * const config = tinyLlamaConfig({ layers: 3 });
  * assert.equal(config.num_hidden_layers, 3);
  * assert.equal(config.head_dim, 16);
+ * assert.equal(tinyLlamaConfig({ qkNorm: true, headDim: 32 }).model_type, "qwen3");
  * ```
  */
 export function tinyLlamaConfig(opts: TinyLlamaOptions = {}): Record<string, unknown> {
   const o = _resolve(opts);
-  return {
+  const config = {
     architectures: ["LlamaForCausalLM"],
     model_type: "llama",
     vocab_size: o.vocab,
@@ -75,7 +80,7 @@ export function tinyLlamaConfig(opts: TinyLlamaOptions = {}): Record<string, unk
     num_hidden_layers: o.layers,
     num_attention_heads: o.heads,
     num_key_value_heads: o.kvHeads,
-    head_dim: o.hidden / o.heads,
+    head_dim: o.headDim,
     hidden_act: "silu",
     max_position_embeddings: o.maxPositions,
     initializer_range: 0.02,
@@ -94,6 +99,10 @@ export function tinyLlamaConfig(opts: TinyLlamaOptions = {}): Record<string, unk
     use_cache: true,
     transformers_version: "4.46.0",
   };
+  if (!o.qkNorm) return config;
+  // Qwen3 states its (unused) sliding window off.
+  const qwen3 = { architectures: ["Qwen3ForCausalLM"], model_type: "qwen3" };
+  return { ...config, ...qwen3, use_sliding_window: false, sliding_window: null };
 }
 
 /**
@@ -116,7 +125,7 @@ export function tinyLlamaConfig(opts: TinyLlamaOptions = {}): Record<string, unk
 export function tinyLlamaTensors(opts: TinyLlamaOptions = {}): SafetensorsTensorData[] {
   const o = _resolve(opts);
   const rng = new Rng(o.seed);
-  const hd = o.hidden / o.heads;
+  const hd = o.headDim;
   const shapes: [string, number[], "linear" | "norm"][] = [[
     "model.embed_tokens.weight",
     [o.vocab, o.hidden],
@@ -130,6 +139,11 @@ export function tinyLlamaTensors(opts: TinyLlamaOptions = {}): SafetensorsTensor
       [`${p}.self_attn.k_proj.weight`, [o.kvHeads * hd, o.hidden], "linear"],
       [`${p}.self_attn.v_proj.weight`, [o.kvHeads * hd, o.hidden], "linear"],
       [`${p}.self_attn.o_proj.weight`, [o.hidden, o.heads * hd], "linear"],
+    );
+    if (o.qkNorm) {
+      shapes.push([`${p}.self_attn.q_norm.weight`, [hd], "norm"], [`${p}.self_attn.k_norm.weight`, [hd], "norm"]);
+    }
+    shapes.push(
       [`${p}.post_attention_layernorm.weight`, [o.hidden], "norm"],
       [`${p}.mlp.gate_proj.weight`, [o.intermediate, o.hidden], "linear"],
       [`${p}.mlp.up_proj.weight`, [o.intermediate, o.hidden], "linear"],
@@ -208,6 +222,8 @@ function _resolve(opts: TinyLlamaOptions): Required<TinyLlamaOptions> {
     intermediate: 172,
     heads: 4,
     kvHeads: 2,
+    headDim: (opts.hidden ?? 64) / (opts.heads ?? 4),
+    qkNorm: false,
     vocab: TINY_TOKENIZER_SIZE,
     dtype: "f32",
     tied: false,
@@ -220,8 +236,11 @@ function _resolve(opts: TinyLlamaOptions): Required<TinyLlamaOptions> {
   for (const k of positive) {
     if (!Number.isInteger(o[k]) || o[k] <= 0) throw new Error(`Tiny Llama: ${k} = ${o[k]} is not a positive integer`);
   }
-  if (o.hidden % o.heads !== 0 || (o.hidden / o.heads) % 2 !== 0) {
+  if (opts.headDim === undefined && (o.hidden % o.heads !== 0 || (o.hidden / o.heads) % 2 !== 0)) {
     throw new Error(`Tiny Llama: hidden ${o.hidden} / heads ${o.heads} must be an even head size`);
+  }
+  if (!Number.isInteger(o.headDim) || o.headDim <= 0 || o.headDim % 2 !== 0) {
+    throw new Error(`Tiny Llama: headDim ${o.headDim} is not a positive even integer`);
   }
   if (o.heads % o.kvHeads !== 0) throw new Error(`Tiny Llama: kvHeads ${o.kvHeads} must divide heads ${o.heads}`);
   if (o.vocab < TINY_TOKENIZER_SIZE) {

@@ -1,0 +1,133 @@
+/**
+ * Loading a Llama-family model's weights onto the GPU for `LlamaModel.load`: the configuration, every decoder
+ * layer (norms, Qwen3's q/k norms, the seven projections as `QLoRALinear` layers, quantized to NF4 on the GPU
+ * unless the folder is bitsandbytes 4-bit), the final norm and `lm_head` in vocabulary chunks.
+ *
+ * @module
+ */
+
+import type { Gpu } from "../gpu/device.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
+import { QLoRALinear } from "../qlinear/layer.ts";
+import { quantizeNF4 } from "../kernels/nf4_quantize.ts";
+import { deriveSeed } from "../random.ts";
+import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
+import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
+import { DecoderLayer, type LayerProjections } from "./decoder_layer.ts";
+import type { LlamaLoadOptions } from "./llama.ts";
+import { vocabChunks } from "./lm_head.ts";
+import { LORA_TARGETS, loraModulePath, type ResolvedLoraConfig, resolveLoraConfig } from "./lora_config.ts";
+
+/** What {@linkcode loadModelWeights} returns: the parts a `LlamaModel` is made of (the caller owns them). */
+export interface ModelWeights {
+  /** The configuration (the options' or the folder's). */
+  config: LlamaConfig;
+  /** LoRA settings, or null without adapters. */
+  lora: ResolvedLoraConfig | null;
+  /** `model.embed_tokens.weight` `[V, H]`. */
+  embed: Tensor;
+  /** `model.norm.weight` `[H]`. */
+  norm: Tensor;
+  /** `lm_head` (or the tied embedding) in vocabulary chunks that fit a storage binding. */
+  lmHead: Tensor[];
+  /** The decoder layers. */
+  layers: DecoderLayer[];
+}
+
+/** The seven projection shapes `[N, K]` of a layer, in {@linkcode LORA_TARGETS} order. */
+function _projShapes(c: LlamaConfig): [number, number][] {
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const H = c.hiddenSize;
+  const I = c.intermediateSize;
+  return [[q, H], [kv, H], [kv, H], [H, q], [I, H], [I, H], [H, I]];
+}
+
+/**
+ * Reads, checks and uploads a model's weights (see `LlamaModel.load`). On an error everything made so far is
+ * freed.
+ *
+ * @param gpu The device.
+ * @param path Model folder (or safetensors file).
+ * @param options Config, LoRA settings, quantization, precision, binding limit.
+ * @returns The configuration, LoRA settings and weights.
+ * @throws {Error} For an unsupported config, or a missing or mis-shaped tensor (naming it and the file).
+ */
+export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoadOptions): Promise<ModelWeights> {
+  const ckpt = await QuantizedCheckpoint.open(path);
+  const made: { destroy(): void }[] = [];
+  try {
+    const config = options.config ??
+      (ckpt.config ? parseLlamaConfig(ckpt.config, `${path}/config.json`) : await loadLlamaConfig(path));
+    const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
+    const c = config;
+    const plain = async (name: string, shape: number[]): Promise<Tensor> => {
+      if (!ckpt.checkpoint.has(name)) throw new Error(`${path}: tensor "${name}" is missing`);
+      const info = ckpt.checkpoint.info(name);
+      if (info.shape.join() !== shape.join()) {
+        throw new Error(`${path}: tensor "${name}" has shape [${info.shape}], expected [${shape}]`);
+      }
+      const t = Tensor.fromArray(gpu, await ckpt.checkpoint.readF32(name), shape, { class: "weights", label: name });
+      made.push(t);
+      return t;
+    };
+    const quantized = async (name: string, shape: number[]): Promise<QuantizedTensor> => {
+      if (ckpt.isQuantized(name)) {
+        const q = await ckpt.loadQuantized(gpu, name);
+        if (q.shape.join() !== shape.join()) {
+          throw new Error(`${path}: quantized "${name}" has shape [${q.shape}], expected [${shape}]`);
+        }
+        return q;
+      }
+      const w = await plain(name, shape);
+      const q = await quantizeNF4(gpu, w, {
+        blocksize: options.blocksize ?? 64,
+        doubleQuant: options.doubleQuant ?? true,
+        label: name,
+      });
+      w.destroy();
+      return q;
+    };
+
+    const embed = await plain("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
+    const layers: DecoderLayer[] = [];
+    const shapes = _projShapes(c);
+    for (let l = 0; l < c.numLayers; l++) {
+      const pre = `model.layers.${l}`;
+      const inputNorm = await plain(`${pre}.input_layernorm.weight`, [c.hiddenSize]);
+      const postNorm = await plain(`${pre}.post_attention_layernorm.weight`, [c.hiddenSize]);
+      const qNorm = c.qkNorm ? await plain(`${pre}.self_attn.q_norm.weight`, [c.headDim]) : null;
+      const kNorm = c.qkNorm ? await plain(`${pre}.self_attn.k_norm.weight`, [c.headDim]) : null;
+      const proj: QLoRALinear[] = [];
+      for (const [i, target] of LORA_TARGETS.entries()) {
+        const path = loraModulePath(l, target);
+        const [N, K] = shapes[i];
+        const weight = await quantized(`${path}.weight`, [N, K]);
+        const bias = c.qkvBias && i < 3 ? await plain(`${path}.bias`, [N]) : null;
+        const adapter = lora && lora.targetModules.includes(target)
+          ? { ...lora, seed: deriveSeed(lora.seed, l, i) }
+          : null;
+        const p = new QLoRALinear(weight, { path, lora: adapter, bias, precision: options.precision });
+        made.push(p);
+        proj.push(p);
+      }
+      const weights = { inputNorm, postNorm, qNorm, kNorm, proj: proj as LayerProjections };
+      const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, eps: c.rmsNormEps };
+      layers.push(new DecoderLayer(gpu, l, weights, shape));
+    }
+    const norm = await plain("model.norm.weight", [c.hiddenSize]);
+    const tied = c.tieWordEmbeddings || !ckpt.checkpoint.has("lm_head.weight");
+    const head = tied ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+    const lmHead = vocabChunks(gpu, head, gpu.maxBindingBytes);
+    made.push(...lmHead);
+    if (lmHead[0] !== head && head !== embed) head.destroy();
+    await gpu.sync();
+    return { config, lora, embed, norm, lmHead, layers };
+  } catch (e) {
+    for (const t of made) t.destroy();
+    throw e;
+  } finally {
+    ckpt.close();
+  }
+}
