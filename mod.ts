@@ -26,7 +26,7 @@ export * from "./lib/random.ts";
 
 // Quantization (bitsandbytes.functional)
 export * from "./lib/quant/code_tables.ts";
-export * from "./lib/quant_error.ts";
+export * from "./lib/kernels/quant_error.ts";
 export * from "./lib/quant/quant_state.ts";
 export * from "./lib/quant/quantized_tensor.ts";
 export * from "./lib/quant/reference.ts";
@@ -57,10 +57,10 @@ export * from "./lib/model/batch.ts";
 export * from "./lib/model/config.ts";
 export * from "./lib/model/llama.ts";
 export * from "./lib/model/load_adapter.ts";
-export * from "./lib/model/lora_config.ts";
+export * from "./lib/qlinear/lora_config.ts";
 export * from "./lib/model/rope.ts";
-export * from "./lib/model/tiny_llama.ts";
-export * from "./lib/model/tiny_tokenizer.ts";
+export * from "./lib/testing/tiny_llama.ts";
+export * from "./lib/testing/tiny_tokenizer.ts";
 
 // Optimizers
 export * from "./lib/optim/adamw.ts";
@@ -96,7 +96,7 @@ export * from "./lib/generate/text_streamer.ts";
 export * from "./lib/merge/merge_folder.ts";
 export * from "./lib/merge/merge_lora.ts";
 export * from "./lib/merge/options.ts";
-export * from "./lib/sampling.ts";
+export * from "./lib/generate/sampling.ts";
 export * from "./lib/train/checkpoint.ts";
 export * from "./lib/train/loss_svg.ts";
 export * from "./lib/train/metrics.ts";

@@ -12,7 +12,7 @@ import { readJsonl } from "../lib/data/records.ts";
 import { type EvalPair, type EvalResult, exactMatchAccuracy } from "../lib/data/eval.ts";
 import { type FlagTable, intFlag, switchFlag, textFlag } from "../lib/flags.ts";
 import { TextGenerator } from "../lib/generate/text_generator.ts";
-import { writeTinyLlama } from "../lib/model/tiny_llama.ts";
+import { writeTinyLlama } from "../lib/testing/tiny_llama.ts";
 import { parseFinetuneArgs } from "../lib/train/options.ts";
 import type { ProgressSink } from "../lib/train/progress.ts";
 import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";

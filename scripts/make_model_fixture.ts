@@ -14,7 +14,7 @@
 import { f32ToBf16 } from "../lib/dtype.ts";
 import type { SafetensorsTensorData } from "../lib/io/safetensors_writer.ts";
 import { writeSafetensors } from "../lib/io/safetensors_writer.ts";
-import { LORA_TARGETS, loraModulePath, type LoraTarget } from "../lib/model/lora_config.ts";
+import { LORA_TARGETS, loraModulePath, type LoraTarget } from "../lib/qlinear/lora_config.ts";
 import { dequantize4bitRef, quantize4bitRef } from "../lib/quant/reference.ts";
 import { Rng } from "../lib/random.ts";
 

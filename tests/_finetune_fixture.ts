@@ -1,6 +1,6 @@
 // A tiny model folder and a ten-line mixed-format data file for fine-tuning tests, and the flags of a short run.
 
-import { writeTinyLlama } from "../lib/model/tiny_llama.ts";
+import { writeTinyLlama } from "../lib/testing/tiny_llama.ts";
 
 /** Writes `DIR/model` (1 layer, hidden 32) and `DIR/d.jsonl`; returns DIR. */
 export async function finetuneFixture(): Promise<string> {

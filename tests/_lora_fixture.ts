@@ -1,9 +1,9 @@
 // A tiny model folder with a PEFT adapter whose B is non-zero, for generation and merge tests.
 
-import { type TinyLlamaOptions, writeTinyLlama } from "../lib/model/tiny_llama.ts";
+import { type TinyLlamaOptions, writeTinyLlama } from "../lib/testing/tiny_llama.ts";
 import { type LoraWeights, writePeftAdapter } from "../lib/io/peft.ts";
 import { SafetensorsCheckpoint } from "../lib/io/safetensors_checkpoint.ts";
-import { LORA_TARGETS, loraModulePath } from "../lib/model/lora_config.ts";
+import { LORA_TARGETS, loraModulePath } from "../lib/qlinear/lora_config.ts";
 import { Rng } from "../lib/random.ts";
 
 /** Model options: 1 layer, hidden 32 (q/o 32×32, k/v 16×32, gate/up 64×32, down 32×64). */

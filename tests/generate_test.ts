@@ -4,7 +4,7 @@ import { generate } from "../lib/generate/generate.ts";
 import { TextGenerator } from "../lib/generate/text_generator.ts";
 import { TextStreamer } from "../lib/generate/text_streamer.ts";
 import { parseGenerateArgs } from "../lib/generate/options.ts";
-import { argmax } from "../lib/sampling.ts";
+import { argmax } from "../lib/generate/sampling.ts";
 import { quantizeFolder } from "../lib/io/quantize_folder.ts";
 import { relError } from "./_assert.ts";
 import { loraFixture, QWEN3_TINY } from "./_lora_fixture.ts";

@@ -4,7 +4,7 @@ import { TextTokenizer } from "../lib/io/tokenizer.ts";
 import { parseJsonl } from "../lib/data/records.ts";
 import { tokenizeData } from "../lib/data/examples.ts";
 import { examplesJsonl, inspectData, inspectionSummary, showExample } from "../lib/data/inspect.ts";
-import { tinyTokenizerFiles } from "../lib/model/tiny_tokenizer.ts";
+import { tinyTokenizerFiles } from "../lib/testing/tiny_tokenizer.ts";
 import { tinyFiles } from "./_tiny_files.ts";
 
 const DATA = '{"prompt": "ab=", "completion": "ba"}\n' +

@@ -9,7 +9,7 @@ import { sweepTempFiles } from "../lib/io/atomic_write.ts";
 import { writeSafetensors } from "../lib/io/safetensors_writer.ts";
 import { SafetensorsCheckpoint } from "../lib/io/safetensors_checkpoint.ts";
 import { quantizeFolder } from "../lib/io/quantize_folder.ts";
-import { writeTinyLlama } from "../lib/model/tiny_llama.ts";
+import { writeTinyLlama } from "../lib/testing/tiny_llama.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
 
 const SCRIPT = new URL("./_killed_writer.ts", import.meta.url).pathname;

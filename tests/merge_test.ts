@@ -140,7 +140,7 @@ Deno.test("merge folder: errors name the adapter module and the folders", async 
   );
   await assert.rejects(mergeAdapterFolder(gpu, { ...args, out: `${dir}/model` }), /is the model folder/);
   await Deno.mkdir(`${dir}/small`);
-  const { writeTinyLlama } = await import("../lib/model/tiny_llama.ts");
+  const { writeTinyLlama } = await import("../lib/testing/tiny_llama.ts");
   await writeTinyLlama(`${dir}/small`, { layers: 1, hidden: 16, intermediate: 64, heads: 2, kvHeads: 1 });
   await assert.rejects(
     mergeAdapterFolder(gpu, { ...args, model: `${dir}/small` }),

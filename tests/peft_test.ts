@@ -11,7 +11,7 @@ import {
 import { SafetensorsFile } from "../lib/io/safetensors_reader.ts";
 import { writeSafetensors } from "../lib/io/safetensors_writer.ts";
 import { Rng } from "../lib/random.ts";
-import { resolveLoraConfig } from "../lib/model/lora_config.ts";
+import { resolveLoraConfig } from "../lib/qlinear/lora_config.ts";
 
 const config: PeftLoraConfig = {
   r: 2,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { argmax, sampleToken } from "../lib/sampling.ts";
+import { argmax, sampleToken } from "../lib/generate/sampling.ts";
 import { Rng } from "../lib/random.ts";
 
 function frequencies(logits: number[], opts: { temperature?: number; topP?: number }, n: number) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { loadTokenizer, TextTokenizer } from "../lib/io/tokenizer.ts";
 import { ChatTemplate } from "../lib/io/chat_template.ts";
-import { TINY_TOKENIZER_SIZE } from "../lib/model/tiny_tokenizer.ts";
+import { TINY_TOKENIZER_SIZE } from "../lib/testing/tiny_tokenizer.ts";
 import { tinyFiles } from "./_tiny_files.ts";
 
 const bytes = (s: string) => [...new TextEncoder().encode(s)].map((b) => 4 + b);

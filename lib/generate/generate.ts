@@ -8,7 +8,7 @@
 import type { LlamaModel } from "../model/llama.ts";
 import type { KvCache } from "../model/kv_cache.ts";
 import { Rng } from "../random.ts";
-import { sampleToken } from "../sampling.ts";
+import { sampleToken } from "./sampling.ts";
 
 /** Options of {@linkcode generate}. */
 export interface GenerateOptions {

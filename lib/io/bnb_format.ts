@@ -23,7 +23,7 @@ import { bytesToF32 } from "../dtype.ts";
 import { type BnbTensor, fromBitsandbytes, type HostQuantized } from "../quant/quant_state.ts";
 import type { SafetensorsCheckpoint } from "./safetensors_checkpoint.ts";
 import type { SafetensorsTensorSpec } from "./safetensors_header.ts";
-import { LORA_TARGETS } from "../model/lora_config.ts";
+import { LORA_TARGETS } from "../qlinear/lora_config.ts";
 
 /** The decoder linear layers quantized by default (Llama/Mistral/Qwen2/Qwen3 names). */
 export const DEFAULT_QUANTIZED_MODULES: readonly string[] = LORA_TARGETS;

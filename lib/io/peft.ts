@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { readJsonFile, writeJsonFile } from "./json_file.ts";
 import { SafetensorsFile } from "./safetensors_reader.ts";
 import { type SafetensorsTensorData, writeSafetensors } from "./safetensors_writer.ts";
-import { LORA_TARGETS, type LoraConfig, type LoraTarget, type ResolvedLoraConfig } from "../model/lora_config.ts";
+import { LORA_TARGETS, type LoraConfig, type LoraTarget, type ResolvedLoraConfig } from "../qlinear/lora_config.ts";
 
 /** File name of the adapter weights. */
 export const PEFT_WEIGHTS_FILE = "adapter_model.safetensors";

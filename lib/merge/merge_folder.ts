@@ -26,7 +26,7 @@ import { quantizeFolder } from "../io/quantize_folder.ts";
 import { SAFETENSORS_INDEX_FILE } from "../io/safetensors_checkpoint.ts";
 import { type SafetensorsTensorSpec, safetensorsToDType } from "../io/safetensors_header.ts";
 import { SafetensorsWriter } from "../io/safetensors_writer.ts";
-import { resolveLoraConfig } from "../model/lora_config.ts";
+import { resolveLoraConfig } from "../qlinear/lora_config.ts";
 import { freeQuantized, quantizeNF4 } from "../kernels/nf4_quantize.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type LoraDelta, mergeLoraWeight } from "./merge_lora.ts";

@@ -16,7 +16,7 @@ import type { LlamaConfig } from "./config.ts";
 import type { DecoderLayer, LayerActivations, LayerContext } from "./decoder_layer.ts";
 import { KvCache } from "./kv_cache.ts";
 import { headLogits, lossHead } from "./lm_head.ts";
-import type { LoraConfig, ResolvedLoraConfig } from "./lora_config.ts";
+import type { LoraConfig, ResolvedLoraConfig } from "../qlinear/lora_config.ts";
 import { loadModelWeights } from "./model_weights.ts";
 import { readCrossEntropy } from "../kernels/cross_entropy.ts";
 import { embeddingForward } from "../kernels/embedding.ts";

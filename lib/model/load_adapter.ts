@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { readJsonFile } from "../io/json_file.ts";
 import { type LinearShape, parsePeftConfig, PEFT_CONFIG_FILE, peftToLoraConfig, readPeftAdapter } from "../io/peft.ts";
 import type { LlamaModel } from "./llama.ts";
-import type { LoraConfig } from "./lora_config.ts";
+import type { LoraConfig } from "../qlinear/lora_config.ts";
 
 /**
  * The LoRA settings to load a model with so that an adapter folder fits it (`r`, alpha, targets, rsLoRA).

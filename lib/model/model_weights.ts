@@ -17,7 +17,7 @@ import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts
 import { DecoderLayer, type LayerProjections } from "./decoder_layer.ts";
 import type { LlamaLoadOptions } from "./llama.ts";
 import { vocabChunks } from "./lm_head.ts";
-import { LORA_TARGETS, loraModulePath, type ResolvedLoraConfig, resolveLoraConfig } from "./lora_config.ts";
+import { LORA_TARGETS, loraModulePath, type ResolvedLoraConfig, resolveLoraConfig } from "../qlinear/lora_config.ts";
 
 /** What {@linkcode loadModelWeights} returns: the parts a `LlamaModel` is made of (the caller owns them). */
 export interface ModelWeights {

@@ -22,7 +22,7 @@ import {
   switchFlag,
   textFlag,
 } from "../flags.ts";
-import { LORA_TARGETS, type LoraTarget } from "../model/lora_config.ts";
+import { LORA_TARGETS, type LoraTarget } from "../qlinear/lora_config.ts";
 
 /** Optimizers the trainer offers. */
 export const OPTIMIZER_NAMES = ["adamw", "paged_adamw_32bit", "paged_adamw_8bit"] as const;

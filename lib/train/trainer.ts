@@ -15,7 +15,7 @@ import { readJsonl } from "../data/records.ts";
 import { tokenizeData, truncationReport } from "../data/examples.ts";
 import { DataLoader } from "../data/loader.ts";
 import { LlamaModel } from "../model/llama.ts";
-import type { LoraConfig } from "../model/lora_config.ts";
+import type { LoraConfig } from "../qlinear/lora_config.ts";
 import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts";
 import { AdamW, type AdamWOptions, PagedAdamW, PagedAdamW8bit } from "../optim/adamw.ts";
 import { clipGradNorm } from "../kernels/clip_grad_norm.ts";

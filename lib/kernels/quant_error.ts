@@ -5,12 +5,12 @@
  * @module
  */
 
-import type { Gpu } from "./gpu/device.ts";
-import type { Tensor } from "./gpu/tensor.ts";
-import type { QuantType } from "./quant/code_tables.ts";
-import { dequantizeNF4 } from "./kernels/nf4_dequantize.ts";
-import { freeQuantized, quantizeNF4 } from "./kernels/nf4_quantize.ts";
-import { bitsPerParameter } from "./quant/reference.ts";
+import type { Gpu } from "../gpu/device.ts";
+import type { Tensor } from "../gpu/tensor.ts";
+import type { QuantType } from "../quant/code_tables.ts";
+import { dequantizeNF4 } from "./nf4_dequantize.ts";
+import { freeQuantized, quantizeNF4 } from "./nf4_quantize.ts";
+import { bitsPerParameter } from "../quant/reference.ts";
 
 /** One quantization scheme's reconstruction error. */
 export interface QuantErrorRow {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Rng } from "./random.ts";
+import type { Rng } from "../random.ts";
 
 /** How to pick a token. */
 export interface SamplingOptions {
