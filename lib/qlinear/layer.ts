@@ -303,7 +303,7 @@ export class QLoRALinear {
   /** Zeroes the gradients (nothing to do when frozen-only). */
   zeroGrad(): void {
     for (const g of [this.gradA, this.gradB]) {
-      if (g) g.gpu.write(g.buffer, new Float32Array(g.size));
+      if (g) g.gpu.clear(g.buffer, 0, g.byteLength);
     }
   }
 
