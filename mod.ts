@@ -4,6 +4,10 @@
  * NF4 quantization with double quantization (byte-compatible with bitsandbytes), a fused dequantize-matmul
  * with LoRA, gradient checkpointing, and a paged AdamW, all in WGSL.
  *
+ * This module is the everyday API. Every part is also a sub-path with all of its exports: `@qlora/webgpu/gpu`,
+ * `/quant`, `/kernels`, `/qlinear`, `/model`, `/optim`, `/io`, `/data`, `/train` (fine-tuning, generation, merge) and
+ * `/testing` (a tiny model and tokenizer for tests and examples).
+ *
  * @example Acquire a GPU
  * ```ts
  * import { requestGpu } from "@qlora/webgpu";
@@ -16,90 +20,68 @@
  */
 
 // GPU runtime, tensors, memory
-export * from "./lib/bytes.ts";
-export * from "./lib/dtype.ts";
-export * from "./lib/gpu/device.ts";
-export * from "./lib/gpu/tensor.ts";
-export * from "./lib/gpu/budget.ts";
-export * from "./lib/gpu/pager.ts";
-export * from "./lib/random.ts";
+export { formatBytes, parseBytes } from "./lib/bytes.ts";
+export type { DType } from "./lib/dtype.ts";
+export { Rng } from "./lib/random.ts";
+export { Gpu, GpuError, requestGpu, type RequestGpuOptions } from "./lib/gpu/device.ts";
+export { Tensor, type TensorOptions } from "./lib/gpu/tensor.ts";
+export { type BudgetReport, MemoryBudget, OutOfBudgetError } from "./lib/gpu/budget.ts";
 
-// Quantization (bitsandbytes.functional)
-export * from "./lib/quant/code_tables.ts";
-export * from "./lib/kernels/quant_error.ts";
-export * from "./lib/quant/quant_state.ts";
-export * from "./lib/quant/quantized_tensor.ts";
-export * from "./lib/quant/reference.ts";
-
-// Kernels: one wrapper per WGSL file
-export * from "./lib/kernels/adamw_8bit.ts";
-export * from "./lib/kernels/adamw_f32.ts";
-export * from "./lib/kernels/attention.ts";
-export * from "./lib/kernels/clip_grad_norm.ts";
-export * from "./lib/kernels/cross_entropy.ts";
-export * from "./lib/kernels/dropout.ts";
-export * from "./lib/kernels/embedding.ts";
-export * from "./lib/kernels/matmul_f32.ts";
-export * from "./lib/kernels/nf4_dequantize.ts";
-export * from "./lib/kernels/nf4_quantize.ts";
-export * from "./lib/kernels/qlinear_nf4.ts";
-export * from "./lib/kernels/residual_add.ts";
-export * from "./lib/kernels/rms_norm.ts";
-export * from "./lib/kernels/rope.ts";
-export * from "./lib/kernels/swiglu.ts";
+// NF4 quantization
+export type { QuantType } from "./lib/quant/code_tables.ts";
+export type { QuantizedTensor } from "./lib/quant/quantized_tensor.ts";
+export { freeQuantized, quantizeNF4, type QuantizeNF4Options } from "./lib/kernels/nf4_quantize.ts";
+export { dequantizeNF4, type DequantizeNF4Options } from "./lib/kernels/nf4_dequantize.ts";
+export { type QuantErrorRow, quantizationErrors } from "./lib/kernels/quant_error.ts";
 
 // The QLoRA linear layer
-export * from "./lib/qlinear/functional.ts";
-export * from "./lib/qlinear/layer.ts";
+export {
+  type LoraAdapter,
+  qlinearBackward,
+  type QLinearBackwardOptions,
+  qlinearForward,
+  type QLinearForwardOptions,
+  type QLinearForwardResult,
+  type QLinearGradients,
+} from "./lib/qlinear/functional.ts";
+export { type LoraLayer, QLoRALinear, type QLoRALinearOptions } from "./lib/qlinear/layer.ts";
+export { LORA_TARGETS, type LoraConfig, type LoraTarget, resolveLoraConfig } from "./lib/qlinear/lora_config.ts";
 
 // The Llama model
-export * from "./lib/model/batch.ts";
-export * from "./lib/model/config.ts";
-export * from "./lib/model/llama.ts";
-export * from "./lib/model/load_adapter.ts";
-export * from "./lib/qlinear/lora_config.ts";
-export * from "./lib/model/rope.ts";
-export * from "./lib/testing/tiny_llama.ts";
-export * from "./lib/testing/tiny_tokenizer.ts";
+export type { Batch } from "./lib/model/batch.ts";
+export { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./lib/model/config.ts";
+export {
+  type ForwardOptions,
+  type ForwardResult,
+  type LlamaLoadOptions,
+  LlamaModel,
+  type LossResult,
+  NonFiniteLossError,
+} from "./lib/model/llama.ts";
+export { loadAdapterWeights } from "./lib/model/load_adapter.ts";
 
 // Optimizers
-export * from "./lib/optim/adamw.ts";
-export * from "./lib/optim/schedule.ts";
-export * from "./lib/optim/state_file.ts";
+export { AdamW, AdamW8bit, type AdamWOptions, type OptimParam, PagedAdamW, PagedAdamW8bit } from "./lib/optim/adamw.ts";
+export { lrAt, type LrSchedule } from "./lib/optim/schedule.ts";
 
 // Files: safetensors, bitsandbytes 4-bit folders, PEFT adapters, tokenizer
-export * from "./lib/io/atomic_write.ts";
-export * from "./lib/io/bnb_format.ts";
-export * from "./lib/io/bnb_loader.ts";
-export * from "./lib/io/json_file.ts";
-export * from "./lib/io/peft.ts";
-export * from "./lib/io/quantize_folder.ts";
-export * from "./lib/io/safetensors_checkpoint.ts";
-export * from "./lib/io/safetensors_header.ts";
-export * from "./lib/io/safetensors_reader.ts";
-export * from "./lib/io/safetensors_writer.ts";
-export * from "./lib/io/chat_template.ts";
-export * from "./lib/io/tokenizer.ts";
+export { SafetensorsFile } from "./lib/io/safetensors_reader.ts";
+export { SafetensorsCheckpoint } from "./lib/io/safetensors_checkpoint.ts";
+export { type SafetensorsTensorData, SafetensorsWriter, writeSafetensors } from "./lib/io/safetensors_writer.ts";
+export { QuantizedCheckpoint } from "./lib/io/bnb_loader.ts";
+export { quantizeFolder, type QuantizeFolderOptions } from "./lib/io/quantize_folder.ts";
+export { type PeftAdapter, readPeftAdapter, writePeftAdapter } from "./lib/io/peft.ts";
+export { type ChatMessage, loadTokenizer, TextTokenizer } from "./lib/io/tokenizer.ts";
 
-// Data, command-line flags, training, generation, merge
-export * from "./lib/data/assistant_spans.ts";
-export * from "./lib/data/eval.ts";
-export * from "./lib/data/examples.ts";
-export * from "./lib/data/inspect.ts";
-export * from "./lib/data/loader.ts";
-export * from "./lib/data/records.ts";
-export * from "./lib/flags.ts";
-export * from "./lib/generate/generate.ts";
-export * from "./lib/generate/options.ts";
-export * from "./lib/generate/text_generator.ts";
-export * from "./lib/generate/text_streamer.ts";
-export * from "./lib/merge/merge_folder.ts";
-export * from "./lib/merge/merge_lora.ts";
-export * from "./lib/merge/options.ts";
-export * from "./lib/generate/sampling.ts";
-export * from "./lib/train/checkpoint.ts";
-export * from "./lib/train/loss_svg.ts";
-export * from "./lib/train/metrics.ts";
-export * from "./lib/train/options.ts";
-export * from "./lib/train/progress.ts";
-export * from "./lib/train/trainer.ts";
+// Data
+export { type DataRecord, readJsonl } from "./lib/data/records.ts";
+
+// Fine-tuning, generation, merge, and the flag tables of their CLIs
+export { flagHelp, type FlagTable, parseFlags } from "./lib/flags.ts";
+export { finetune, type FinetuneResult, resolveFinetuneRun } from "./lib/train/trainer.ts";
+export { FINETUNE_FLAGS, FINETUNE_HELP, type FinetuneOptions, parseFinetuneArgs } from "./lib/train/options.ts";
+export { generate, type GenerateOptions, type GenerateResult } from "./lib/generate/generate.ts";
+export { TextGenerator } from "./lib/generate/text_generator.ts";
+export { GENERATE_FLAGS, GENERATE_HELP, parseGenerateArgs } from "./lib/generate/options.ts";
+export { mergeAdapterFolder, type MergeFolderOptions } from "./lib/merge/merge_folder.ts";
+export { MERGE_FLAGS, MERGE_HELP, parseMergeArgs } from "./lib/merge/options.ts";

@@ -3,7 +3,9 @@
 // problem grown until one call takes long enough to time, ≥ 20 ms, or reaches 4096³), and the raw host↔GPU
 // bandwidth of the mapped-buffer paths the pager uses; `rooflineValue` measures each once per device and run.
 
-import { type Gpu, grid2d, matmul, Rng, Tensor } from "../mod.ts";
+import { type Gpu, Rng, Tensor } from "../mod.ts";
+import { grid2d } from "../lib/gpu/mod.ts";
+import { matmul } from "../lib/kernels/mod.ts";
 import { timeGpu } from "./_timing.ts";
 
 /** Bytes copied per copy-kernel call (or less when the binding limit is lower). */

@@ -10,7 +10,8 @@
 // FLOPs counted (causal, so half of the T×T scores): forward 2 matmuls, 2·2·T²·D/2 per head and sequence;
 // forward+backward adds the FlashAttention-2 backward's 5 matmuls (2.5× the forward), i.e. 3.5× the forward.
 
-import { attentionBackward, attentionForward, type AttentionShape, type Gpu, requestGpu, Rng, Tensor } from "../mod.ts";
+import { type Gpu, requestGpu, Rng, Tensor } from "../mod.ts";
+import { attentionBackward, attentionForward, type AttentionShape } from "../lib/kernels/mod.ts";
 import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench, runCase } from "./_cases.ts";
 
 /** The attention bench cases at `size`. */

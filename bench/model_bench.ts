@@ -13,7 +13,8 @@
 // `full`: 512-token sequences and the real 49152 vocabulary.
 
 import { parseArgs } from "node:util";
-import { formatBytes, type Gpu, LlamaModel, requestGpu, Rng, writeTinyLlama } from "../mod.ts";
+import { formatBytes, type Gpu, LlamaModel, requestGpu, Rng } from "../mod.ts";
+import { writeTinyLlama } from "../lib/testing/mod.ts";
 import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench, runCase } from "./_cases.ts";
 
 const R = 16;

@@ -8,7 +8,8 @@
 // quantize reads the input and writes packed codes and f32 absmax, then (double quantization) reads the absmax
 // and writes their 8-bit codes. Quantize is timed without its final readback (beginQuantizeNF4).
 
-import { beginQuantizeNF4, dequantizeNF4, freeQuantized, type Gpu, quantizeNF4, Rng, Tensor } from "../mod.ts";
+import { dequantizeNF4, freeQuantized, type Gpu, quantizeNF4, Rng, Tensor } from "../mod.ts";
+import { beginQuantizeNF4 } from "../lib/kernels/mod.ts";
 import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench } from "./_cases.ts";
 
 /** The NF4 bench cases at `size`. */

@@ -13,7 +13,8 @@
 // copy roofline falls by exactly its slowdown.
 
 import { parseArgs } from "node:util";
-import { AdamW, type AdamWOptions, formatBytes, type Gpu, type OptimParam, Pager, requestGpu, Tensor } from "../mod.ts";
+import { AdamW, type AdamWOptions, formatBytes, type Gpu, type OptimParam, requestGpu, Tensor } from "../mod.ts";
+import { Pager } from "../lib/gpu/mod.ts";
 import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench } from "./_cases.ts";
 import { copyBandwidth, mappedBandwidth } from "./_roofline.ts";
 import { timeGpu } from "./_timing.ts";

@@ -4,7 +4,8 @@
 // (`timer: "wall"`); each figure is also a ratio to our dense matmul (GFLOP/s) or copy (GB/s) roofline.
 
 import { blockUntilReady, defaultDevice, grad, init, jit, numpy as np } from "@jax-js/jax";
-import { AdamW, type Gpu, matmul, Rng, Tensor } from "../mod.ts";
+import { AdamW, type Gpu, Rng, Tensor } from "../mod.ts";
+import { matmul } from "../lib/kernels/mod.ts";
 import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench } from "./_cases.ts";
 
 let _jax: Promise<boolean> | undefined;

@@ -19,8 +19,6 @@ import {
   freeQuantized,
   type Gpu,
   type LoraAdapter,
-  matmul,
-  nf4Linear,
   qlinearBackward,
   qlinearForward,
   type QuantizedTensor,
@@ -29,6 +27,7 @@ import {
   Rng,
   Tensor,
 } from "../mod.ts";
+import { matmul, nf4Linear } from "../lib/kernels/mod.ts";
 import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench } from "./_cases.ts";
 import { copyBandwidth, rooflineValue } from "./_roofline.ts";
 import { timeGpu } from "./_timing.ts";

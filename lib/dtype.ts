@@ -25,7 +25,7 @@ export const DTYPE_BYTES: Readonly<Record<DType, number>> = {
  *
  * @example
  * ```ts
- * import { bf16ToF32 } from "@qlora/webgpu";
+ * import { bf16ToF32 } from "@qlora/webgpu/gpu";
  * import assert from "node:assert/strict";
  * assert.deepEqual([...bf16ToF32(new Uint16Array([0x3f80, 0xc000]))], [1, -2]);
  * ```
@@ -44,7 +44,7 @@ export function bf16ToF32(bits: Uint16Array): Float32Array {
  *
  * @example
  * ```ts
- * import { f32ToBf16 } from "@qlora/webgpu";
+ * import { f32ToBf16 } from "@qlora/webgpu/gpu";
  * import assert from "node:assert/strict";
  * assert.deepEqual([...f32ToBf16(new Float32Array([1, -2]))], [0x3f80, 0xc000]);
  * ```
@@ -73,7 +73,7 @@ export function f32ToBf16(values: Float32Array): Uint16Array {
  *
  * @example
  * ```ts
- * import { bytesToF32 } from "@qlora/webgpu";
+ * import { bytesToF32 } from "@qlora/webgpu/gpu";
  * import assert from "node:assert/strict";
  * const bytes = new Uint8Array(new Float16Array([0.5, 2]).buffer);
  * assert.deepEqual([...bytesToF32(bytes, "f16")], [0.5, 2]);

@@ -50,7 +50,7 @@ export interface RawFlags {
  *
  * @example
  * ```ts
- * import { flagName, switchFlag } from "@qlora/webgpu";
+ * import { flagName, switchFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * assert.equal(flagName("maxNewTokens", switchFlag("x")), "max-new-tokens");
  * assert.equal(flagName("shuffle", switchFlag("x", { negated: true })), "no-shuffle");
@@ -70,7 +70,7 @@ export function flagName(key: string, flag: Flag<unknown>): string {
  *
  * @example
  * ```ts
- * import { textFlag } from "@qlora/webgpu";
+ * import { textFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * assert.equal(textFlag("DIR", "output", { default: "out" }).value(undefined, "out"), "out");
  * assert.equal(textFlag("DIR", "adapter").value(undefined, "adapter"), null);
@@ -112,7 +112,7 @@ export function textFlag(
  *
  * @example
  * ```ts
- * import { switchFlag } from "@qlora/webgpu";
+ * import { switchFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * assert.equal(switchFlag("f16 products").value(true, "f16"), true);
  * assert.equal(switchFlag("file order", { negated: true }).value(undefined, "no-shuffle"), true);
@@ -136,7 +136,7 @@ const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
  *
  * @example
  * ```ts
- * import { numberFlag } from "@qlora/webgpu";
+ * import { numberFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const lr = numberFlag("X", "learning rate", { default: 2e-4, check: (x) => x >= 0, what: "a number ≥ 0" });
  * assert.equal(lr.value("1e-3", "lr"), 1e-3);
@@ -163,7 +163,7 @@ export function numberFlag(
  *
  * @example
  * ```ts
- * import { intFlag } from "@qlora/webgpu";
+ * import { intFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const r = intFlag("N", "LoRA rank", { min: 1, default: 64 });
  * assert.equal(r.value("8", "lora-r"), 8);
@@ -226,7 +226,7 @@ function num(
  *
  * @example
  * ```ts
- * import { bytesFlag } from "@qlora/webgpu";
+ * import { bytesFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const f = bytesFlag("BYTES", "GPU memory cap", "adapter limit");
  * assert.equal(f.value("512MiB", "gpu-memory"), 512 * 2 ** 20);
@@ -261,7 +261,7 @@ export function bytesFlag(arg: string, help: string, unset: string): Flag<number
  *
  * @example
  * ```ts
- * import { choiceFlag } from "@qlora/webgpu";
+ * import { choiceFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const f = choiceFlag("D", "stored dtype", ["bf16", "f32"], "bf16");
  * assert.equal(f.value("f32", "dtype"), "f32");
@@ -298,7 +298,7 @@ export function choiceFlag<const C extends readonly string[]>(
  *
  * @example
  * ```ts
- * import { listFlag } from "@qlora/webgpu";
+ * import { listFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const f = listFlag("LIST", "modules", { default: ["q_proj"], empty: "at least one module name" });
  * assert.deepEqual(f.value("q_proj, v_proj", "modules"), ["q_proj", "v_proj"]);
@@ -336,7 +336,7 @@ export function listFlag<T extends string>(
  *
  * @example
  * ```ts
- * import { readFlags, switchFlag, textFlag } from "@qlora/webgpu";
+ * import { readFlags, switchFlag, textFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const table = { out: textFlag("DIR", "output"), quantize: switchFlag("NF4") };
  * assert.deepEqual(readFlags(table, ["--quantize"]).given, ["quantize"]);
@@ -366,7 +366,7 @@ export function readFlags<O>(table: FlagTable<O>, args: readonly string[]): RawF
  *
  * @example
  * ```ts
- * import { givenArgs, readFlags, switchFlag, textFlag } from "@qlora/webgpu";
+ * import { givenArgs, readFlags, switchFlag, textFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const table = { model: textFlag("DIR", "model", { path: true }), f16: switchFlag("f16") };
  * const raw = readFlags(table, ["--f16", "--model", "m"]);
@@ -392,7 +392,7 @@ export function givenArgs<O>(table: FlagTable<O>, raw: RawFlags, path: (value: s
  *
  * @example
  * ```ts
- * import { flagValues, intFlag, readFlags, switchFlag } from "@qlora/webgpu";
+ * import { flagValues, intFlag, readFlags, switchFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const table = { maxNewTokens: intFlag("N", "most tokens", { min: 1, default: 128 }), chat: switchFlag("chat") };
  * assert.deepEqual(flagValues(table, readFlags(table, ["--chat"])), { maxNewTokens: 128, chat: true });
@@ -417,7 +417,8 @@ export function flagValues<O>(table: FlagTable<O>, raw: RawFlags): O {
  *
  * @example
  * ```ts
- * import { parseFlags, textFlag } from "@qlora/webgpu";
+ * import { parseFlags } from "@qlora/webgpu";
+ * import { textFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const table = { out: textFlag("DIR", "output", { default: "out/demo" }) };
  * assert.deepEqual(parseFlags(table, []), { out: "out/demo" });
@@ -437,7 +438,7 @@ export function parseFlags<O>(table: FlagTable<O>, args: readonly string[]): O |
  *
  * @example
  * ```ts
- * import { flagDefaults, intFlag, textFlag } from "@qlora/webgpu";
+ * import { flagDefaults, intFlag, textFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const table = { model: textFlag("DIR", "model", { required: true }), steps: intFlag("N", "steps", { min: 1, default: 300 }) };
  * assert.deepEqual(flagDefaults(table), { steps: 300 });
@@ -463,7 +464,8 @@ export function flagDefaults<O>(table: FlagTable<O>): Partial<O> {
  *
  * @example
  * ```ts
- * import { flagHelp, intFlag } from "@qlora/webgpu";
+ * import { flagHelp } from "@qlora/webgpu";
+ * import { intFlag } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const help = flagHelp({ loraR: intFlag("N", "LoRA rank", { min: 1, default: 64 }) });
  * assert.match(help, /^ {2}--lora-r N {15}LoRA rank \(64\)\n/);

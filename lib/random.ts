@@ -89,7 +89,7 @@ export class Rng {
  *
  * @example
  * ```ts
- * import { deriveSeed } from "@qlora/webgpu";
+ * import { deriveSeed } from "@qlora/webgpu/gpu";
  * import assert from "node:assert/strict";
  * assert.equal(deriveSeed(42, 1, 2), deriveSeed(42, 1, 2));
  * assert.notEqual(deriveSeed(42, 1, 2), deriveSeed(42, 2, 1));

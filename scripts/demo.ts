@@ -7,7 +7,8 @@
 //   deno task demo [options]   (see --help)
 
 import { join } from "node:path";
-import { bitsPerParameter, flagHelp, parseFlags, quantizationErrors, requestGpu, Rng, Tensor } from "../mod.ts";
+import { flagHelp, parseFlags, quantizationErrors, requestGpu, Rng, Tensor } from "../mod.ts";
+import { bitsPerParameter } from "../lib/quant/mod.ts";
 import { DEMO_FLAGS, runReversalDemo } from "./_reversal_demo.ts";
 
 let parsed;

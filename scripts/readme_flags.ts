@@ -8,7 +8,8 @@
 import { DEMO_FLAGS } from "./_reversal_demo.ts";
 import { INSPECT_DATA_FLAGS } from "./_inspect_data_options.ts";
 import { QUANTIZE_FLAGS } from "./_quantize_options.ts";
-import { FINETUNE_FLAGS, type Flag, flagHelp, GENERATE_FLAGS, MERGE_FLAGS } from "../mod.ts";
+import { FINETUNE_FLAGS, flagHelp, GENERATE_FLAGS, MERGE_FLAGS } from "../mod.ts";
+import type { Flag } from "../lib/train/mod.ts";
 
 /** Every CLI's flag table, by `deno task` name. */
 export const CLI_FLAGS: Record<string, Record<string, Flag<unknown>>> = {

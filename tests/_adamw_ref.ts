@@ -1,6 +1,6 @@
 // TypeScript reference of the AdamW step (lib/kernels/adamw_f32.ts), shared by the optimizer and kernel tests.
 
-import type { AdamWStep } from "../mod.ts";
+import type { AdamWStep } from "../lib/kernels/mod.ts";
 
 const f = Math.fround;
 

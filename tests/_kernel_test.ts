@@ -1,16 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  type Gpu,
-  type LoraAdapter,
-  matmul,
-  nf4Linear,
-  nf4LinearGradInput,
-  qlinearBackward,
-  qlinearForward,
-  requestGpu,
-  Rng,
-  Tensor,
-} from "../mod.ts";
+import { type Gpu, type LoraAdapter, qlinearBackward, qlinearForward, requestGpu, Rng, Tensor } from "../mod.ts";
+import { matmul, nf4Linear, nf4LinearGradInput } from "../lib/kernels/mod.ts";
 import { splitRows } from "../lib/kernels/_kernel.ts";
 import { assertClose } from "./_assert.ts";
 import { maxAbs, randomQuantized } from "./_qlinear_ref.ts";

@@ -1,6 +1,7 @@
 // Helpers of the NF4 quantize and dequantize tests.
 import assert from "node:assert/strict";
-import { f32ToBf16, type Gpu, type QuantizedTensor, quantizeNF4, type QuantizeNF4Options, Tensor } from "@qlora/webgpu";
+import { type Gpu, type QuantizedTensor, quantizeNF4, type QuantizeNF4Options, Tensor } from "@qlora/webgpu";
+import { f32ToBf16 } from "@qlora/webgpu/gpu";
 
 /** Same float32 bits (so -0 differs from 0). */
 export function assertBits(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string): void {

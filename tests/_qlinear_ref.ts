@@ -1,17 +1,13 @@
 // float64 references for the dense matmul and the QLoRA linear layer (forward, backward), used by their tests.
+import type { Gpu, QuantizedTensor, Rng } from "../mod.ts";
+import { dropoutScale, type MatmulDropout, uploadQuantized } from "../lib/kernels/mod.ts";
 import {
   dequantize4bitRef,
   DOUBLE_QUANT_BLOCKSIZE,
-  dropoutScale,
   DYNAMIC_CODE_SIGNED,
-  type Gpu,
   type HostQuantized,
-  type MatmulDropout,
   NF4_CODE,
-  type QuantizedTensor,
-  type Rng,
-  uploadQuantized,
-} from "../mod.ts";
+} from "../lib/quant/mod.ts";
 import { assertClose } from "./_assert.ts";
 
 /** float64 `alpha · op(a) · op(b) (+ c)`, with the same dropout placement as `matmul`. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { adamw8bit, adamw8bitCodes, requestGpu, Rng, Tensor } from "../mod.ts";
+import { requestGpu, Rng, Tensor } from "../mod.ts";
+import { adamw8bit, adamw8bitCodes } from "../lib/kernels/mod.ts";
 import { assertClose } from "./_assert.ts";
 import { asStep, type Hyper, refStep } from "./_adamw_ref.ts";
 

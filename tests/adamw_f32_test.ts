@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { adamwF32, requestGpu, Rng, Tensor } from "../mod.ts";
+import { requestGpu, Rng, Tensor } from "../mod.ts";
+import { adamwF32 } from "../lib/kernels/mod.ts";
 import { asStep, type Hyper, refStep } from "./_adamw_ref.ts";
 import { assertClose } from "./_assert.ts";
 

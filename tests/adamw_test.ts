@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import {
   AdamW,
   AdamW8bit,
-  createDynamicMap,
   type Gpu,
   lrAt,
   OutOfBudgetError,
@@ -12,6 +11,7 @@ import {
   Rng,
   Tensor,
 } from "../mod.ts";
+import { createDynamicMap } from "../lib/quant/mod.ts";
 import { type Hyper, refStep } from "./_adamw_ref.ts";
 import { assertClose, relError } from "./_assert.ts";
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { attentionBackward, attentionForward, type AttentionShape, type Gpu, requestGpu, Rng, Tensor } from "../mod.ts";
+import { type Gpu, requestGpu, Rng, Tensor } from "../mod.ts";
+import { attentionBackward, attentionForward, type AttentionShape } from "../lib/kernels/mod.ts";
 import { assertClose, finiteDifference } from "./_assert.ts";
 import { attentionBackwardRef, attentionRef, type AttnShape, dotWith } from "./_ops_ref.ts";
 

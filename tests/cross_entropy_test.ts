@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { crossEntropy, readCrossEntropy, requestGpu, Rng, Tensor } from "../mod.ts";
+import { requestGpu, Rng, Tensor } from "../mod.ts";
+import { crossEntropy, readCrossEntropy } from "../lib/kernels/mod.ts";
 import { assertClose, finiteDifference } from "./_assert.ts";
 import { crossEntropyRef } from "./_ops_ref.ts";
 

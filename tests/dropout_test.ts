@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { dropoutScale, keepHash } from "../mod.ts";
+import { dropoutScale, keepHash } from "../lib/kernels/mod.ts";
 
 Deno.test("dropout: the mask keeps about 1-p of the elements and is a pure function of (seed, index)", () => {
   let kept = 0;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { embeddingForward, requestGpu, Rng, Tensor } from "../mod.ts";
+import { requestGpu, Rng, Tensor } from "../mod.ts";
+import { embeddingForward } from "../lib/kernels/mod.ts";
 
 Deno.test("embedding: gathers rows for host and tensor ids", async () => {
   const gpu = await requestGpu();

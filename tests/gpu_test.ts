@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { GpuError, grid2d, OutOfBudgetError, requestGpu, Tensor } from "../mod.ts";
+import { GpuError, OutOfBudgetError, requestGpu, Tensor } from "../mod.ts";
+import { grid2d } from "../lib/gpu/mod.ts";
 
 Deno.test("gpu: an elementwise kernel over a 2-D grid writes every element", async () => {
   const gpu = await requestGpu();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { matmul, type MatmulDropout, requestGpu, Rng, Tensor } from "../mod.ts";
+import { requestGpu, Rng, Tensor } from "../mod.ts";
+import { matmul, type MatmulDropout } from "../lib/kernels/mod.ts";
 import { assertClose } from "./_assert.ts";
 import { refMatmul } from "./_qlinear_ref.ts";
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { batchLengths, loadLlamaConfig, parseLlamaConfig, prepareTargets, resolveLoraConfig } from "../mod.ts";
+import { loadLlamaConfig, parseLlamaConfig, resolveLoraConfig } from "../mod.ts";
+import { batchLengths, prepareTargets } from "../lib/model/mod.ts";
 
 const BASE = {
   architectures: ["LlamaForCausalLM"],

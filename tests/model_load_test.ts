@@ -1,16 +1,9 @@
 // Loading (bf16 sharded + tied, bitsandbytes 4-bit folders), LoRA target options, and KV-cached generation
 // checked against the full forward.
 import assert from "node:assert/strict";
-import {
-  LlamaModel,
-  loraToPeftConfig,
-  peftToLoraConfig,
-  quantizeFolder,
-  readPeftAdapter,
-  requestGpu,
-  writePeftAdapter,
-  writeTinyLlama,
-} from "../mod.ts";
+import { LlamaModel, quantizeFolder, readPeftAdapter, requestGpu, writePeftAdapter } from "../mod.ts";
+import { loraToPeftConfig, peftToLoraConfig } from "../lib/io/mod.ts";
+import { writeTinyLlama } from "../lib/testing/mod.ts";
 import { relError } from "./_assert.ts";
 
 const gpu = await requestGpu();

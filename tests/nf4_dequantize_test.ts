@@ -1,17 +1,8 @@
 // GPU dequantize against bitsandbytes' conformance vectors and the host reference (exact bytes).
 import assert from "node:assert/strict";
-import {
-  dequantize4bitRef,
-  dequantizeNF4,
-  downloadQuantized,
-  freeQuantized,
-  type Gpu,
-  type HostQuantized,
-  quantize4bitRef,
-  requestGpu,
-  Rng,
-  uploadQuantized,
-} from "@qlora/webgpu";
+import { dequantizeNF4, freeQuantized, type Gpu, requestGpu, Rng } from "@qlora/webgpu";
+import { downloadQuantized, uploadQuantized } from "@qlora/webgpu/kernels";
+import { dequantize4bitRef, type HostQuantized, quantize4bitRef } from "@qlora/webgpu/quant";
 import { loadConformance } from "./_nf4_conformance.ts";
 import { assertBits, gpuQuantize } from "./_nf4_gpu.ts";
 

@@ -1,24 +1,17 @@
 // GPU quantize against bitsandbytes' conformance vectors and the host reference (exact bytes), with the round trip.
 import assert from "node:assert/strict";
+import { dequantizeNF4, freeQuantized, type Gpu, type QuantType, requestGpu, Rng, Tensor } from "@qlora/webgpu";
+import { f32ToBf16 } from "@qlora/webgpu/gpu";
+import { downloadQuantized, uploadQuantized } from "@qlora/webgpu/kernels";
 import {
   dequantize4bitRef,
-  dequantizeNF4,
-  downloadQuantized,
   DYNAMIC_CODE_SIGNED,
-  f32ToBf16,
   FP4_THRESHOLDS,
-  freeQuantized,
-  type Gpu,
   type HostQuantized,
   INT4_THRESHOLDS,
   NF4_THRESHOLDS,
   quantize4bitRef,
-  type QuantType,
-  requestGpu,
-  Rng,
-  Tensor,
-  uploadQuantized,
-} from "@qlora/webgpu";
+} from "@qlora/webgpu/quant";
 import { loadConformance } from "./_nf4_conformance.ts";
 import { assertBits, gpuQuantize } from "./_nf4_gpu.ts";
 

@@ -1,5 +1,6 @@
 // The host reference against bitsandbytes' public conformance vectors, and its own invariants.
 import assert from "node:assert/strict";
+import { Rng } from "@qlora/webgpu";
 import {
   bitsPerParameter,
   blockScales,
@@ -14,9 +15,8 @@ import {
   NF4_CODE,
   NF4_THRESHOLDS,
   quantize4bitRef,
-  Rng,
   toBitsandbytes,
-} from "@qlora/webgpu";
+} from "@qlora/webgpu/quant";
 import { loadConformance } from "./_nf4_conformance.ts";
 import { assertClose } from "./_assert.ts";
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { OutOfBudgetError, Pager, requestGpu } from "../mod.ts";
+import { OutOfBudgetError, requestGpu } from "../mod.ts";
+import { Pager } from "../lib/gpu/mod.ts";
 
 const PAGE = 64 << 10;
 

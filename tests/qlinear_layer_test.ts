@@ -1,7 +1,8 @@
 // QLoRALinear, the layer the model is built of: PEFT init, forward/backward against the float64 reference, the
 // saved context (kept, dropped, recomputed), the frozen-only mode, and errors.
 import assert from "node:assert/strict";
-import { QLoRALinear, type QLoRASaved, requestGpu, Rng, Tensor } from "../mod.ts";
+import { QLoRALinear, requestGpu, Rng, Tensor } from "../mod.ts";
+import type { QLoRASaved } from "../lib/qlinear/mod.ts";
 import { assertClose } from "./_assert.ts";
 import { type LayerRef, maxAbs, randomQuantized, refBackward, refForward } from "./_qlinear_ref.ts";
 

@@ -1,15 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  dequantizeNF4,
-  GEMV_MAX_ROWS,
-  matmul,
-  nf4Linear,
-  nf4LinearGradInput,
-  quantizeNF4,
-  requestGpu,
-  Rng,
-  Tensor,
-} from "../mod.ts";
+import { dequantizeNF4, quantizeNF4, requestGpu, Rng, Tensor } from "../mod.ts";
+import { GEMV_MAX_ROWS, matmul, nf4Linear, nf4LinearGradInput } from "../lib/kernels/mod.ts";
 import { assertClose, relError } from "./_assert.ts";
 import { close, maxAbs, randomQuantized, refMatmul } from "./_qlinear_ref.ts";
 

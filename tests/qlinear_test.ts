@@ -1,15 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  GEMV_MAX_ROWS,
-  type Gpu,
-  type LoraAdapter,
-  nf4Linear,
-  qlinearBackward,
-  qlinearForward,
-  requestGpu,
-  Rng,
-  Tensor,
-} from "../mod.ts";
+import { type Gpu, type LoraAdapter, qlinearBackward, qlinearForward, requestGpu, Rng, Tensor } from "../mod.ts";
+import { GEMV_MAX_ROWS, nf4Linear } from "../lib/kernels/mod.ts";
 import { checkBindingSize } from "../lib/kernels/_kernel.ts";
 import { assertClose, finiteDifference, relError } from "./_assert.ts";
 import { close, type LayerRef, randomQuantized, refBackward, refForward } from "./_qlinear_ref.ts";

@@ -1,25 +1,22 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  bytesToF32,
-  dequantize4bitRef,
   dequantizeNF4,
-  downloadQuantized,
-  DYNAMIC_CODE_SIGNED,
   freeQuantized,
-  NF4_CODE,
-  quantize4bitRef,
   QuantizedCheckpoint,
   quantizeFolder,
   quantizeNF4,
-  readJsonFile,
   requestGpu,
   Rng,
   SafetensorsCheckpoint,
   Tensor,
   writeSafetensors,
-  writeTinyLlama,
 } from "../mod.ts";
+import { bytesToF32 } from "../lib/gpu/mod.ts";
+import { readJsonFile } from "../lib/io/mod.ts";
+import { downloadQuantized } from "../lib/kernels/mod.ts";
+import { dequantize4bitRef, DYNAMIC_CODE_SIGNED, NF4_CODE, quantize4bitRef } from "../lib/quant/mod.ts";
+import { writeTinyLlama } from "../lib/testing/mod.ts";
 
 const gpu = await requestGpu();
 

@@ -1,4 +1,5 @@
-import { requestGpu, residualAdd, Rng, Tensor } from "../mod.ts";
+import { requestGpu, Rng, Tensor } from "../mod.ts";
+import { residualAdd } from "../lib/kernels/mod.ts";
 import { assertClose } from "./_assert.ts";
 
 Deno.test("residualAdd: acc += alpha * x in place", async () => {

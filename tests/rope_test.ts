@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { requestGpu, Rng, ropeApply, ropeInvFreq, ropeTable, Tensor } from "../mod.ts";
+import { requestGpu, Rng, Tensor } from "../mod.ts";
+import { ropeApply } from "../lib/kernels/mod.ts";
+import { ropeInvFreq, ropeTable } from "../lib/model/mod.ts";
 import { assertClose, finiteDifference } from "./_assert.ts";
 import { dotWith, ropeRef } from "./_ops_ref.ts";
 

@@ -1,18 +1,20 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
-  encodeSafetensorsHeader,
   Rng,
-  SAFETENSORS_DTYPE_BYTES,
   SafetensorsCheckpoint,
-  type SafetensorsDType,
   SafetensorsFile,
   type SafetensorsTensorData,
   SafetensorsWriter,
-  withAtomicFile,
-  writeJsonFile,
   writeSafetensors,
 } from "../mod.ts";
+import {
+  encodeSafetensorsHeader,
+  SAFETENSORS_DTYPE_BYTES,
+  type SafetensorsDType,
+  withAtomicFile,
+  writeJsonFile,
+} from "../lib/io/mod.ts";
 
 function randomBytes(rng: Rng, n: number): Uint8Array {
   return Uint8Array.from({ length: n }, () => rng.int(256));

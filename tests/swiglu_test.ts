@@ -1,4 +1,5 @@
-import { requestGpu, Rng, swigluBackward, swigluForward, Tensor } from "../mod.ts";
+import { requestGpu, Rng, Tensor } from "../mod.ts";
+import { swigluBackward, swigluForward } from "../lib/kernels/mod.ts";
 import { assertClose, finiteDifference } from "./_assert.ts";
 import { dotWith, swigluBackwardRef, swigluRef } from "./_ops_ref.ts";
 

@@ -2,16 +2,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
-import {
-  bytesToF32,
-  parseLlamaConfig,
-  readJsonFile,
-  SafetensorsCheckpoint,
-  TINY_TOKENIZER_SIZE,
-  tinyLlamaConfig,
-  tinyLlamaTensors,
-  writeTinyLlama,
-} from "../mod.ts";
+import { parseLlamaConfig, SafetensorsCheckpoint } from "../mod.ts";
+import { bytesToF32 } from "../lib/gpu/mod.ts";
+import { readJsonFile } from "../lib/io/mod.ts";
+import { TINY_TOKENIZER_SIZE, tinyLlamaConfig, tinyLlamaTensors, writeTinyLlama } from "../lib/testing/mod.ts";
 
 Deno.test("tiny llama: HF folder with Llama tensor names and shapes, written in well under a second", async () => {
   const dir = await Deno.makeTempDir();

@@ -30,7 +30,7 @@ import type { ChatMessage } from "../io/tokenizer.ts";
  *
  * @example A Llama-3-style render
  * ```ts
- * import { assistantSpans } from "@qlora/webgpu";
+ * import { assistantSpans } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const text = "<u>hi<eot><a>yo<eot>";
  * const messages = [{ role: "user", content: "hi" }, { role: "assistant", content: " yo" }];

@@ -35,7 +35,7 @@ export interface EvalResult {
  *
  * @example
  * ```ts
- * import { exactMatchAccuracy } from "@qlora/webgpu";
+ * import { exactMatchAccuracy } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const pairs = [{ prompt: "abc=", completion: "cba" }, { prompt: "xy=", completion: "yx" }];
  * const r = await exactMatchAccuracy(pairs, (p) => [...p.slice(0, -1)].reverse().join("").slice(0, 2));

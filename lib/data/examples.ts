@@ -61,7 +61,8 @@ export interface TokenizedData {
  *
  * @example Prompt and completion
  * ```ts
- * import { TextTokenizer, tokenizeRecord } from "@qlora/webgpu";
+ * import { TextTokenizer } from "@qlora/webgpu";
+ * import { tokenizeRecord } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const vocab = { "</s>": 0, a: 1, b: 2 };
  * const tok = new TextTokenizer({
@@ -108,7 +109,8 @@ export function tokenizeRecord(tok: TextTokenizer, record: DataRecord): Example 
  *
  * @example Truncation is counted
  * ```ts
- * import { TextTokenizer, tokenizeData } from "@qlora/webgpu";
+ * import { TextTokenizer } from "@qlora/webgpu";
+ * import { tokenizeData } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const tok = new TextTokenizer({ tokenizer: { model: { type: "BPE", vocab: { a: 0 }, merges: [] } } });
  * const data = tokenizeData(tok, [{ kind: "text", line: 1, text: "aaaa" }], 3);
@@ -147,7 +149,7 @@ export function tokenizeData(tok: TextTokenizer, records: readonly DataRecord[],
  *
  * @example
  * ```ts
- * import { truncationReport } from "@qlora/webgpu";
+ * import { truncationReport } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const data = { examples: [], truncated: 2, truncatedTokens: 9, skippedLines: [7], targets: 0 };
  * assert.match(truncationReport(data, 512), /2 examples truncated to 512 tokens/);

@@ -36,7 +36,8 @@ export interface DataInspection {
  *
  * @example
  * ```ts
- * import { inspectData, TextTokenizer } from "@qlora/webgpu";
+ * import { TextTokenizer } from "@qlora/webgpu";
+ * import { inspectData } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const tok = new TextTokenizer({
  *   tokenizer: { model: { type: "BPE", vocab: { "</s>": 0, a: 1, b: 2 }, merges: [] } },
@@ -64,7 +65,8 @@ export function inspectData(tok: TextTokenizer, records: readonly DataRecord[], 
  *
  * @example
  * ```ts
- * import { showExample, TextTokenizer } from "@qlora/webgpu";
+ * import { TextTokenizer } from "@qlora/webgpu";
+ * import { showExample } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const model = { type: "BPE", vocab: { a: 0, b: 1 }, merges: [] };
  * const tok = new TextTokenizer({ tokenizer: { model, decoder: { type: "Fuse" } } });
@@ -95,7 +97,7 @@ export function showExample(tok: TextTokenizer, example: Example, color: boolean
  *
  * @example
  * ```ts
- * import { inspectionSummary } from "@qlora/webgpu";
+ * import { inspectionSummary } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const data = { examples: [], truncated: 1, truncatedTokens: 3, skippedLines: [4], targets: 7 };
  * const text = inspectionSummary({ records: 5, data, tokens: 20, trainedTokens: 7, maxSeqLen: 8 });
@@ -128,7 +130,7 @@ export function inspectionSummary(ins: DataInspection): string {
  *
  * @example
  * ```ts
- * import { examplesJsonl } from "@qlora/webgpu";
+ * import { examplesJsonl } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const ex = { inputIds: Int32Array.from([5, 6]), labels: Int32Array.from([-100, 6]), targets: 1, line: 1 };
  * assert.equal(examplesJsonl([ex]), '{"input_ids":[5,6],"labels":[-100,6]}\n');

@@ -62,7 +62,7 @@ export interface DataLoaderOptions {
  *
  * @example File order, batch 2, two micro-batches per step
  * ```ts
- * import { DataLoader } from "@qlora/webgpu";
+ * import { DataLoader } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const ex = (n: number) => ({ inputIds: new Int32Array(n).fill(5), labels: new Int32Array(n).fill(5), targets: n - 1, line: n });
  * const loader = new DataLoader([ex(2), ex(3), ex(4)], { batchSize: 2, gradAccum: 2, shuffle: false });
@@ -173,7 +173,8 @@ export class DataLoader {
  *
  * @example
  * ```ts
- * import { lengthGroupedOrder, Rng } from "@qlora/webgpu";
+ * import { Rng } from "@qlora/webgpu";
+ * import { lengthGroupedOrder } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const order = lengthGroupedOrder([3, 9, 1, 4], 1, new Rng(0));
  * assert.equal(order[0], 1);

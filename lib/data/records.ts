@@ -26,7 +26,7 @@ export type DataRecord =
  *
  * @example
  * ```ts
- * import { parseJsonl } from "@qlora/webgpu";
+ * import { parseJsonl } from "@qlora/webgpu/data";
  * import assert from "node:assert/strict";
  * const records = parseJsonl('{"prompt": "1+1=", "completion": "2"}\n\n{"text": "hi"}\n', "d.jsonl");
  * assert.deepEqual(records.map((r) => [r.kind, r.line]), [["prompt", 1], ["text", 3]]);

@@ -48,7 +48,8 @@ export interface GenerateResult {
  *
  * @example Greedy continuation of the tiny model
  * ```ts
- * import { generate, LlamaModel, requestGpu, writeTinyLlama } from "@qlora/webgpu";
+ * import { generate, LlamaModel, requestGpu } from "@qlora/webgpu";
+ * import { writeTinyLlama } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();
  * await writeTinyLlama(dir, { layers: 1 });

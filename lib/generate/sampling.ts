@@ -24,7 +24,7 @@ export interface SamplingOptions {
  *
  * @example
  * ```ts
- * import { argmax } from "@qlora/webgpu";
+ * import { argmax } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * assert.equal(argmax(new Float32Array([0.5, 2, 2, -1])), 1);
  * ```
@@ -53,7 +53,8 @@ export function argmax(logits: Float32Array): number {
  *
  * @example Greedy, and a seeded draw that repeats
  * ```ts
- * import { Rng, sampleToken } from "@qlora/webgpu";
+ * import { Rng } from "@qlora/webgpu";
+ * import { sampleToken } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const logits = new Float32Array([1, 3, 2]);
  * assert.equal(sampleToken(logits, new Rng(0)), 1);

@@ -33,7 +33,8 @@ export interface CompleteResult extends GenerateResult {
  *
  * @example Greedy completion on the tiny model
  * ```ts
- * import { requestGpu, TextGenerator, writeTinyLlama } from "@qlora/webgpu";
+ * import { requestGpu, TextGenerator } from "@qlora/webgpu";
+ * import { writeTinyLlama } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();
  * await writeTinyLlama(dir, { layers: 1 });

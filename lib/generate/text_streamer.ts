@@ -18,7 +18,7 @@ export interface StreamDecoder {
  *
  * @example A two-byte character split over two tokens
  * ```ts
- * import { TextStreamer } from "@qlora/webgpu";
+ * import { TextStreamer } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const bytes = (ids: readonly number[]) => new TextDecoder().decode(Uint8Array.from(ids));
  * const s = new TextStreamer({ decode: bytes });

@@ -76,7 +76,7 @@ const UNIFORM_RING_BYTES = 1 << 20;
  *
  * @example
  * ```ts
- * import { grid2d } from "@qlora/webgpu";
+ * import { grid2d } from "@qlora/webgpu/gpu";
  * import assert from "node:assert/strict";
  * assert.deepEqual(grid2d(70000), [35000, 2]);
  * ```

@@ -76,7 +76,8 @@ const DEFAULT_PAGE = 4 << 20;
  *
  * @example A page leaves and comes back
  * ```ts
- * import { Pager, requestGpu } from "@qlora/webgpu";
+ * import { requestGpu } from "@qlora/webgpu";
+ * import { Pager } from "@qlora/webgpu/gpu";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu({ gpuMemory: "2MiB" });
  * const pager = new Pager(gpu, { pageSize: "64KiB" });

@@ -29,7 +29,7 @@ export interface TensorOptions {
  *
  * @example
  * ```ts
- * import { numel } from "@qlora/webgpu";
+ * import { numel } from "@qlora/webgpu/gpu";
  * import assert from "node:assert/strict";
  * assert.equal(numel([2, 3, 4]), 24);
  * ```

@@ -20,7 +20,7 @@ import { _namingPath, _TEMP_NAME, _tempName, _unlessNotFound, _writeAll } from "
  *
  * @example Stream into a file
  * ```ts
- * import { withAtomicFile } from "@qlora/webgpu";
+ * import { withAtomicFile } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const path = await Deno.makeTempFile();
  * await withAtomicFile(path, async (file) => {
@@ -55,7 +55,7 @@ export async function withAtomicFile<T>(path: string, write: (file: Deno.FsFile)
  *
  * @example
  * ```ts
- * import { writeFileAtomic } from "@qlora/webgpu";
+ * import { writeFileAtomic } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const path = await Deno.makeTempFile();
  * await writeFileAtomic(path, "{}");
@@ -80,7 +80,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
  *
  * @example A killed writer's leftover goes, the finished file stays
  * ```ts
- * import { sweepTempFiles, writeFileAtomic } from "@qlora/webgpu";
+ * import { sweepTempFiles, writeFileAtomic } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();
  * await writeFileAtomic(`${dir}/loss.svg`, "<svg/>");

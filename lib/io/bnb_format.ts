@@ -39,7 +39,7 @@ const QUANT_STATE_SUFFIX = /\.quant_state\.bitsandbytes__(nf4|fp4)$/;
  *
  * @example
  * ```ts
- * import { moduleNameOf } from "@qlora/webgpu";
+ * import { moduleNameOf } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * assert.equal(moduleNameOf("model.layers.3.self_attn.q_proj.weight"), "q_proj");
  * assert.equal(moduleNameOf("model.layers.3.self_attn.q_proj.bias"), null);
@@ -62,7 +62,7 @@ export function moduleNameOf(name: string): string | null {
  *
  * @example
  * ```ts
- * import { bnbTensorSpecs } from "@qlora/webgpu";
+ * import { bnbTensorSpecs } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const specs = bnbTensorSpecs("w.weight", [64, 100], 64, true);
  * assert.deepEqual(specs.map((s) => [s.name, s.dtype, s.shape]), [
@@ -105,7 +105,7 @@ export function bnbTensorSpecs(
  *
  * @example
  * ```ts
- * import { bnbQuantizedWeights } from "@qlora/webgpu";
+ * import { bnbQuantizedWeights } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const names = ["a.weight", "a.weight.absmax", "a.weight.quant_state.bitsandbytes__nf4", "b.weight"];
  * assert.deepEqual(bnbQuantizedWeights(names), ["a.weight"]);
@@ -126,7 +126,7 @@ const PART_SUFFIX = /\.(absmax|quant_map|nested_absmax|nested_quant_map|quant_st
  *
  * @example
  * ```ts
- * import { bnbPlainTensors } from "@qlora/webgpu";
+ * import { bnbPlainTensors } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const names = ["a.weight", "a.weight.absmax", "a.weight.quant_state.bitsandbytes__nf4", "b.weight"];
  * assert.deepEqual(bnbPlainTensors(names), ["b.weight"]);
@@ -191,7 +191,7 @@ export interface BnbQuantizationConfigOptions {
  *
  * @example
  * ```ts
- * import { bnbQuantizationConfig } from "@qlora/webgpu";
+ * import { bnbQuantizationConfig } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const q = bnbQuantizationConfig({ doubleQuant: true, computeDType: "bfloat16" });
  * assert.equal(q.quant_method, "bitsandbytes");

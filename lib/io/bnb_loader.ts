@@ -23,7 +23,8 @@ import { safetensorsToDType } from "./safetensors_header.ts";
  *
  * @example Load the tiny model after quantizing it
  * ```ts
- * import { QuantizedCheckpoint, quantizeFolder, requestGpu, writeTinyLlama } from "@qlora/webgpu";
+ * import { QuantizedCheckpoint, quantizeFolder, requestGpu } from "@qlora/webgpu";
+ * import { writeTinyLlama } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const input = await Deno.makeTempDir();

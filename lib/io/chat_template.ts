@@ -17,7 +17,7 @@ import { Environment, Interpreter, parse, Template, tokenize } from "@huggingfac
  *
  * @example Python's strip(chars), and errors naming the file
  * ```ts
- * import { ChatTemplate } from "@qlora/webgpu";
+ * import { ChatTemplate } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const t = new ChatTemplate("[{{ messages[0].content.strip('\\n') }}]", "m/tokenizer_config.json");
  * assert.equal(t.render({ messages: [{ role: "user", content: "\n  6 (six).  \n" }] }), "[  6 (six).  ]");

@@ -16,7 +16,7 @@ import { writeFileAtomic } from "./atomic_write.ts";
  *
  * @example
  * ```ts
- * import { readJsonFile } from "@qlora/webgpu";
+ * import { readJsonFile } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const path = await Deno.makeTempFile();
  * await Deno.writeTextFile(path, '{"hidden_size": 64}');
@@ -54,7 +54,7 @@ export async function readJsonFile(path: string): Promise<Record<string, unknown
  *
  * @example
  * ```ts
- * import { readJsonFile, writeJsonFile } from "@qlora/webgpu";
+ * import { readJsonFile, writeJsonFile } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const path = await Deno.makeTempFile();
  * await writeJsonFile(path, { a: 1, t: 6 }, ["t"]);

@@ -73,7 +73,7 @@ export interface LinearShape {
  *
  * @example
  * ```ts
- * import { peftTensorName } from "@qlora/webgpu";
+ * import { peftTensorName } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * assert.equal(peftTensorName("model.layers.3.mlp.down_proj", "B"), "base_model.model.model.layers.3.mlp.down_proj.lora_B.weight");
  * ```
@@ -92,7 +92,8 @@ export function peftTensorName(module: string, which: "A" | "B"): string {
  *
  * @example The scale follows use_rslora
  * ```ts
- * import { peftToLoraConfig, resolveLoraConfig } from "@qlora/webgpu";
+ * import { resolveLoraConfig } from "@qlora/webgpu";
+ * import { peftToLoraConfig } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const cfg = { r: 64, loraAlpha: 16, loraDropout: 0, targetModules: ["q_proj"], useRslora: false, baseModelNameOrPath: null };
  * assert.equal(resolveLoraConfig(peftToLoraConfig(cfg)).scale, 0.25);
@@ -125,7 +126,8 @@ export function peftToLoraConfig(config: PeftLoraConfig, seed = 0): LoraConfig {
  *
  * @example
  * ```ts
- * import { loraToPeftConfig, resolveLoraConfig } from "@qlora/webgpu";
+ * import { resolveLoraConfig } from "@qlora/webgpu";
+ * import { loraToPeftConfig } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const peft = loraToPeftConfig(resolveLoraConfig({ r: 8, alpha: 16 }), "meta-llama/Llama-2-7b-hf");
  * assert.equal(peft.loraAlpha, 16);
@@ -151,7 +153,7 @@ export function loraToPeftConfig(config: ResolvedLoraConfig, baseModelNameOrPath
  *
  * @example
  * ```ts
- * import { peftConfigJson } from "@qlora/webgpu";
+ * import { peftConfigJson } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const json = peftConfigJson({ r: 8, loraAlpha: 16, loraDropout: 0.05, targetModules: ["q_proj"], useRslora: false, baseModelNameOrPath: null });
  * assert.equal(json.peft_type, "LORA");
@@ -194,7 +196,7 @@ export function peftConfigJson(config: PeftLoraConfig): Record<string, unknown> 
  *
  * @example
  * ```ts
- * import { parsePeftConfig } from "@qlora/webgpu";
+ * import { parsePeftConfig } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const cfg = parsePeftConfig({ peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["v_proj"] }, "a.json");
  * assert.equal(cfg.r, 4);

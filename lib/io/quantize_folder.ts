@@ -93,7 +93,8 @@ const _TORCH_NAMES: Record<string, "float32" | "float16" | "bfloat16"> = {
  *
  * @example Quantize the tiny model
  * ```ts
- * import { quantizeFolder, requestGpu, writeTinyLlama } from "@qlora/webgpu";
+ * import { quantizeFolder, requestGpu } from "@qlora/webgpu";
+ * import { writeTinyLlama } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const input = await Deno.makeTempDir();
  * await writeTinyLlama(input, { layers: 1 });

@@ -171,7 +171,7 @@ export class SafetensorsCheckpoint {
  *
  * @example
  * ```ts
- * import { listSafetensorsFiles } from "@qlora/webgpu";
+ * import { listSafetensorsFiles } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/config.json`, "{}");

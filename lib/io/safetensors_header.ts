@@ -103,7 +103,7 @@ const TOOLKIT_DTYPES: Partial<Record<SafetensorsDType, DType>> = {
  *
  * @example
  * ```ts
- * import { safetensorsToDType } from "@qlora/webgpu";
+ * import { safetensorsToDType } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * assert.equal(safetensorsToDType("BF16"), "bf16");
  * assert.equal(safetensorsToDType("I64"), undefined);
@@ -121,7 +121,7 @@ export function safetensorsToDType(dtype: SafetensorsDType): DType | undefined {
  *
  * @example
  * ```ts
- * import { dtypeToSafetensors } from "@qlora/webgpu";
+ * import { dtypeToSafetensors } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * assert.equal(dtypeToSafetensors("u8"), "U8");
  * ```
@@ -139,7 +139,7 @@ export function dtypeToSafetensors(dtype: DType): SafetensorsDType {
  *
  * @example
  * ```ts
- * import { safetensorsByteLength } from "@qlora/webgpu";
+ * import { safetensorsByteLength } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * assert.equal(safetensorsByteLength("BF16", [3, 4]), 24);
  * ```
@@ -159,7 +159,7 @@ export function safetensorsByteLength(dtype: SafetensorsDType, shape: readonly n
  *
  * @example
  * ```ts
- * import { parseSafetensorsHeaderLength } from "@qlora/webgpu";
+ * import { parseSafetensorsHeaderLength } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const prefix = new Uint8Array(8);
  * new DataView(prefix.buffer).setBigUint64(0, 16n, true);
@@ -194,7 +194,7 @@ export function parseSafetensorsHeaderLength(prefix: Uint8Array, fileSize: numbe
  *
  * @example
  * ```ts
- * import { parseSafetensorsHeader } from "@qlora/webgpu";
+ * import { parseSafetensorsHeader } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const json = new TextEncoder().encode('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}');
  * const h = parseSafetensorsHeader(json, 8, "m.safetensors");
@@ -245,7 +245,7 @@ export function parseSafetensorsHeader(json: Uint8Array, dataBytes: number, path
  *
  * @example
  * ```ts
- * import { encodeSafetensorsHeader } from "@qlora/webgpu";
+ * import { encodeSafetensorsHeader } from "@qlora/webgpu/io";
  * import assert from "node:assert/strict";
  * const { bytes, tensors } = encodeSafetensorsHeader([{ name: "w", dtype: "F32", shape: [2] }]);
  * assert.equal(bytes.byteLength % 8, 0);

@@ -20,7 +20,8 @@ import { adamwParams, type AdamWSegment, type AdamWStep } from "./adamw_f32.ts";
  *
  * @example
  * ```ts
- * import { adamw8bitCodes, requestGpu } from "@qlora/webgpu";
+ * import { requestGpu } from "@qlora/webgpu";
+ * import { adamw8bitCodes } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const codes = await gpu.readF32(adamw8bitCodes(gpu));
@@ -46,7 +47,8 @@ export function adamw8bitCodes(gpu: Gpu): GPUBuffer {
  *
  * @example From zero moments, the first step moves each element by about `lr` against its gradient
  * ```ts
- * import { adamw8bit, adamw8bitCodes, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { adamw8bit, adamw8bitCodes } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const p = Tensor.fromArray(gpu, new Float32Array([1, 1]), [2]);

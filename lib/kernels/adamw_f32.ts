@@ -48,7 +48,7 @@ export interface AdamWSegment {
  *
  * @example
  * ```ts
- * import { adamwParams } from "@qlora/webgpu";
+ * import { adamwParams } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const u = adamwParams({ lr: 0.5, betas: [0.5, 0.75], eps: 1, weightDecay: 1, t: 1 }, 3, 256);
  * assert.deepEqual([...u.subarray(0, 2)], [3, 256]);
@@ -71,7 +71,8 @@ export function adamwParams(step: AdamWStep, n: number, cap: number): Uint32Arra
  *
  * @example From zero moments, the first step moves each element by about `lr` against its gradient
  * ```ts
- * import { adamwF32, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { adamwF32 } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const p = Tensor.fromArray(gpu, new Float32Array([1, 1]), [2]);

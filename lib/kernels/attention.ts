@@ -125,7 +125,8 @@ function _queryRows(tile: number, T: number): number {
  *
  * @example Two tokens, one head: the second attends to both
  * ```ts
- * import { attentionForward, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { attentionForward } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const q = Tensor.empty(gpu, [1, 2, 1, 4]); // zeros: zero scores, uniform weights
@@ -178,7 +179,8 @@ export function attentionForward(
  *
  * @example The gradient of v is the attention weights summed over rows
  * ```ts
- * import { attentionBackward, attentionForward, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { attentionBackward, attentionForward } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const shape = { B: 1, T: 2, nHeads: 1, nKvHeads: 1, headDim: 4 };

@@ -27,7 +27,8 @@ const PER_GROUP = WG * ITEMS;
  *
  * @example Clip to norm 1
  * ```ts
- * import { clipGradNorm, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { clipGradNorm } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const g = Tensor.fromArray(gpu, new Float32Array([3, 4]), [2]);

@@ -62,7 +62,8 @@ const IGNORED = -100;
  *
  * @example
  * ```ts
- * import { crossEntropy, readCrossEntropy, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { crossEntropy, readCrossEntropy } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const logits = Tensor.fromArray(gpu, new Float32Array([0, 0, 5, 1]), [2, 2]);
@@ -135,7 +136,8 @@ export function crossEntropy(
  *
  * @example
  * ```ts
- * import { crossEntropy, readCrossEntropy, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { crossEntropy, readCrossEntropy } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const logits = Tensor.fromArray(gpu, new Float32Array([0, NaN]), [1, 2]);

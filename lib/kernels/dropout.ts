@@ -27,7 +27,7 @@ function _lowbias32(v: number): number {
  *
  * @example
  * ```ts
- * import { keepHash } from "@qlora/webgpu";
+ * import { keepHash } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * assert.equal(keepHash(7, 3), keepHash(7, 3));
  * assert.notEqual(keepHash(7, 3), keepHash(8, 3));
@@ -46,7 +46,7 @@ export function keepHash(seed: number, index: number): number {
  *
  * @example
  * ```ts
- * import { dropoutThreshold } from "@qlora/webgpu";
+ * import { dropoutThreshold } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * assert.equal(dropoutThreshold(0), 0);
  * assert.equal(dropoutThreshold(0.5), 2 ** 31);
@@ -68,7 +68,7 @@ export function dropoutThreshold(p: number): number {
  *
  * @example
  * ```ts
- * import { dropoutScale } from "@qlora/webgpu";
+ * import { dropoutScale } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * assert.equal(dropoutScale(1, 5, 0), 1);
  * assert.ok([0, 2].includes(dropoutScale(1, 5, 0.5)));

@@ -23,7 +23,8 @@ import { elementGrid, fitsBinding, output, params, rowBinding, rowRanges } from 
  *
  * @example
  * ```ts
- * import { embeddingForward, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { embeddingForward } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const table = Tensor.fromArray(gpu, new Float32Array([0, 1, 10, 11, 20, 21]), [3, 2]);

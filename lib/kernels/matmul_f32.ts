@@ -60,7 +60,8 @@ function _shape2(t: Tensor, name: string): [number, number] {
  *
  * @example A · Bᵀ
  * ```ts
- * import { matmul, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { matmul } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const a = Tensor.fromArray(gpu, new Float32Array([1, 2, 3, 4]), [2, 2]);

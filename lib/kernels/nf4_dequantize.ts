@@ -32,7 +32,9 @@ export interface DequantizeNF4Options {
  *
  * @example
  * ```ts
- * import { dequantizeNF4, requestGpu, uploadQuantized, quantize4bitRef } from "@qlora/webgpu";
+ * import { dequantizeNF4, requestGpu } from "@qlora/webgpu";
+ * import { uploadQuantized } from "@qlora/webgpu/kernels";
+ * import { quantize4bitRef } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const q = uploadQuantized(gpu, quantize4bitRef(new Float32Array([2, -2, 0])), "w");

@@ -90,7 +90,8 @@ export function quantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Options = 
  *
  * @example
  * ```ts
- * import { beginQuantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { beginQuantizeNF4 } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const x = Tensor.fromArray(gpu, new Float32Array(128).fill(0.5), [128]);
@@ -229,7 +230,9 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
  *
  * @example
  * ```ts
- * import { downloadQuantized, quantize4bitRef, requestGpu, uploadQuantized } from "@qlora/webgpu";
+ * import { requestGpu } from "@qlora/webgpu";
+ * import { downloadQuantized, uploadQuantized } from "@qlora/webgpu/kernels";
+ * import { quantize4bitRef } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const host = quantize4bitRef(new Float32Array([1, 2, 3]));
@@ -271,7 +274,8 @@ export function uploadQuantized(gpu: Gpu, host: HostQuantized, label: string): Q
  *
  * @example
  * ```ts
- * import { downloadQuantized, quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { downloadQuantized } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const q = await quantizeNF4(gpu, Tensor.fromArray(gpu, new Float32Array([0.5, -1]), [2]), { doubleQuant: false });
@@ -314,7 +318,9 @@ export async function downloadQuantized(q: QuantizedTensor): Promise<HostQuantiz
  *
  * @example
  * ```ts
- * import { freeQuantized, quantize4bitRef, requestGpu, uploadQuantized } from "@qlora/webgpu";
+ * import { freeQuantized, requestGpu } from "@qlora/webgpu";
+ * import { uploadQuantized } from "@qlora/webgpu/kernels";
+ * import { quantize4bitRef } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const q = uploadQuantized(gpu, quantize4bitRef(new Float32Array(64)), "w");

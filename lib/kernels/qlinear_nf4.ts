@@ -104,7 +104,8 @@ function _gemmKernel(gpu: Gpu, precision: Nf4Precision | undefined, op: string):
  *
  * @example
  * ```ts
- * import { nf4Linear, quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { nf4Linear } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const w = await quantizeNF4(gpu, Tensor.fromArray(gpu, new Float32Array(2 * 64).fill(-0.25), [2, 64]));
@@ -163,7 +164,8 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
  *
  * @example
  * ```ts
- * import { nf4LinearGradInput, quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { quantizeNF4, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { nf4LinearGradInput } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const w = await quantizeNF4(gpu, Tensor.fromArray(gpu, new Float32Array(2 * 64).fill(0.5), [2, 64]));

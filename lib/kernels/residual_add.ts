@@ -20,7 +20,8 @@ import { distinct, elementGrid, expectSize, params, rowBinding, rowRanges } from
  *
  * @example
  * ```ts
- * import { requestGpu, residualAdd, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { residualAdd } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const h = Tensor.fromArray(gpu, new Float32Array([1, 2]), [2]);

@@ -39,7 +39,8 @@ export interface RmsNormForward {
  *
  * @example
  * ```ts
- * import { requestGpu, rmsNormForward, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { rmsNormForward } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const x = Tensor.fromArray(gpu, new Float32Array([3, -4]), [1, 2]);
@@ -88,7 +89,8 @@ export function rmsNormForward(
  *
  * @example
  * ```ts
- * import { requestGpu, rmsNormBackward, rmsNormForward, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { rmsNormBackward, rmsNormForward } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const x = Tensor.fromArray(gpu, new Float32Array([3, -4]), [1, 2]);

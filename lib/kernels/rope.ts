@@ -36,7 +36,9 @@ export interface RopeApplyOptions {
  *
  * @example
  * ```ts
- * import { requestGpu, ropeApply, ropeTable, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { ropeApply } from "@qlora/webgpu/kernels";
+ * import { ropeTable } from "@qlora/webgpu/model";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const table = ropeTable(gpu, new Float32Array([Math.PI / 2]), 4);

@@ -28,7 +28,8 @@ export interface SwigluGrads {
  *
  * @example
  * ```ts
- * import { requestGpu, swigluForward, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { swigluForward } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const gate = Tensor.fromArray(gpu, new Float32Array([0, 2]), [2]);
@@ -69,7 +70,8 @@ export function swigluForward(gpu: Gpu, gate: Tensor, up: Tensor, out?: Tensor):
  *
  * @example
  * ```ts
- * import { requestGpu, swigluBackward, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { swigluBackward } from "@qlora/webgpu/kernels";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const one = (v: number) => Tensor.fromArray(gpu, new Float32Array([v]), [1]);

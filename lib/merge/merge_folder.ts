@@ -87,7 +87,8 @@ const _OUT_DTYPE = { bf16: { st: "BF16", torch: "bfloat16" }, f32: { st: "F32", 
  *
  * @example Merge a zero adapter into the tiny model
  * ```ts
- * import { mergeAdapterFolder, requestGpu, writePeftAdapter, writeTinyLlama } from "@qlora/webgpu";
+ * import { mergeAdapterFolder, requestGpu, writePeftAdapter } from "@qlora/webgpu";
+ * import { writeTinyLlama } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();
  * await writeTinyLlama(`${dir}/model`, { layers: 1 });

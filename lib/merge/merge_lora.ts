@@ -48,7 +48,10 @@ function _rank(q: { shape: readonly number[]; label?: string }, d: LoraDelta): n
  *
  * @example A rank-1 update of a 2×2 weight
  * ```ts
- * import { mergeLoraWeight, quantize4bitRef, requestGpu, uploadQuantized } from "@qlora/webgpu";
+ * import { requestGpu } from "@qlora/webgpu";
+ * import { uploadQuantized } from "@qlora/webgpu/kernels";
+ * import { quantize4bitRef } from "@qlora/webgpu/quant";
+ * import { mergeLoraWeight } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const q = uploadQuantized(gpu, quantize4bitRef(new Float32Array([1, 0, 0, -1]), { shape: [2, 2] }), "w");
@@ -104,7 +107,8 @@ export async function mergeLoraWeight(
  *
  * @example
  * ```ts
- * import { mergeLoraWeightRef, quantize4bitRef } from "@qlora/webgpu";
+ * import { quantize4bitRef } from "@qlora/webgpu/quant";
+ * import { mergeLoraWeightRef } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const q = quantize4bitRef(new Float32Array([1, 0, 0, -1]), { shape: [2, 2] });
  * const w = mergeLoraWeightRef(q, { a: new Float32Array([1, 2]), b: new Float32Array([1, 0]), scale: 0.5 });

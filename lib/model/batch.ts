@@ -48,7 +48,7 @@ export interface PreparedTargets {
  *
  * @example
  * ```ts
- * import { batchLengths } from "@qlora/webgpu";
+ * import { batchLengths } from "@qlora/webgpu/model";
  * import assert from "node:assert/strict";
  * const batch = { batchSize: 2, seqLen: 3, inputIds: new Int32Array([1, 2, 3, 4, 5, 0]),
  *   attentionMask: new Uint8Array([1, 1, 1, 1, 1, 0]) };
@@ -108,7 +108,7 @@ export function batchLengths(batch: Batch, vocabSize: number): number[] {
  *
  * @example
  * ```ts
- * import { prepareTargets } from "@qlora/webgpu";
+ * import { prepareTargets } from "@qlora/webgpu/model";
  * import assert from "node:assert/strict";
  * const ids = new Int32Array([5, 6, 7, 0]);
  * const p = prepareTargets({ batchSize: 1, seqLen: 4, inputIds: ids, labels: ids, lengths: [3] }, 8);

@@ -14,7 +14,8 @@ import { Tensor } from "../gpu/tensor.ts";
  *
  * @example
  * ```ts
- * import { KvCache, requestGpu } from "@qlora/webgpu";
+ * import { requestGpu } from "@qlora/webgpu";
+ * import { KvCache } from "@qlora/webgpu/model";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const cache = new KvCache(gpu, 2, 1, 16, 32);

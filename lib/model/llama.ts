@@ -94,7 +94,8 @@ export class NonFiniteLossError extends Error {
  *
  * @example Train a step and generate on a tiny generated checkpoint
  * ```ts
- * import { LlamaModel, requestGpu, writeTinyLlama } from "@qlora/webgpu";
+ * import { LlamaModel, requestGpu } from "@qlora/webgpu";
+ * import { writeTinyLlama } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();
  * await writeTinyLlama(dir, { layers: 1 });

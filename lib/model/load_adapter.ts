@@ -21,7 +21,7 @@ import type { LoraConfig } from "../qlinear/lora_config.ts";
  *
  * @example
  * ```ts
- * import { adapterLoraConfig } from "@qlora/webgpu";
+ * import { adapterLoraConfig } from "@qlora/webgpu/model";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/adapter_config.json`, '{"peft_type": "LORA", "r": 4, "target_modules": ["q_proj"]}');
@@ -45,7 +45,9 @@ export async function adapterLoraConfig(dir: string, seed = 0): Promise<LoraConf
  *
  * @example Round trip through a PEFT folder
  * ```ts
- * import { adapterLoraConfig, LlamaModel, loadAdapterWeights, requestGpu, writeTinyLlama } from "@qlora/webgpu";
+ * import { LlamaModel, loadAdapterWeights, requestGpu } from "@qlora/webgpu";
+ * import { adapterLoraConfig } from "@qlora/webgpu/model";
+ * import { writeTinyLlama } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();
  * await writeTinyLlama(dir, { layers: 1 });

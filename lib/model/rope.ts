@@ -32,7 +32,7 @@ const f = Math.fround;
  *
  * @example
  * ```ts
- * import { ropeInvFreq } from "@qlora/webgpu";
+ * import { ropeInvFreq } from "@qlora/webgpu/model";
  * import assert from "node:assert/strict";
  * const inv = ropeInvFreq({ headDim: 4, ropeTheta: 10000, ropeScaling: null });
  * assert.deepEqual([...inv], [1, Math.fround(0.01)]);
@@ -77,7 +77,8 @@ export function ropeInvFreq(p: RopeParams): Float32Array {
  *
  * @example
  * ```ts
- * import { requestGpu, ropeTable } from "@qlora/webgpu";
+ * import { requestGpu } from "@qlora/webgpu";
+ * import { ropeTable } from "@qlora/webgpu/model";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const t = ropeTable(gpu, new Float32Array([1]), 2);

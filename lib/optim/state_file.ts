@@ -39,7 +39,7 @@ export interface StateFileHeader {
  *
  * @example Round trip
  * ```ts
- * import { readStateFile, writeStateFile } from "@qlora/webgpu";
+ * import { readStateFile, writeStateFile } from "@qlora/webgpu/optim";
  * import assert from "node:assert/strict";
  * const path = await Deno.makeTempFile();
  * await writeStateFile(path, { kind: "demo", step: 3, pageSize: 256, params: [] }, new Uint8Array([1, 2]));

@@ -141,7 +141,8 @@ function _down(x: Tensor, lora: LoraAdapter, options: LoraDownOptions): Tensor {
  *
  * @example Without dropout, XA is X·Aᵀ
  * ```ts
- * import { loraDown, requestGpu, Tensor } from "@qlora/webgpu";
+ * import { requestGpu, Tensor } from "@qlora/webgpu";
+ * import { loraDown } from "@qlora/webgpu/qlinear";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const x = Tensor.fromArray(gpu, new Float32Array([1, 2, 3, 4]), [2, 2]);

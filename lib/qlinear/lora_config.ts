@@ -79,7 +79,7 @@ export function resolveLoraConfig(cfg: LoraConfig = {}): ResolvedLoraConfig {
  *
  * @example
  * ```ts
- * import { loraModulePath } from "@qlora/webgpu";
+ * import { loraModulePath } from "@qlora/webgpu/qlinear";
  * import assert from "node:assert/strict";
  * assert.equal(loraModulePath(2, "up_proj"), "model.layers.2.mlp.up_proj");
  * ```

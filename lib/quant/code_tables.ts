@@ -15,7 +15,7 @@ const f = Math.fround;
  *
  * @example
  * ```ts
- * import { NF4_CODE } from "@qlora/webgpu";
+ * import { NF4_CODE } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * assert.equal(NF4_CODE[7], 0);
  * ```
@@ -45,7 +45,7 @@ export const NF4_CODE: Float32Array = new Float32Array([
  *
  * @example
  * ```ts
- * import { FP4_CODE } from "@qlora/webgpu";
+ * import { FP4_CODE } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * assert.equal(FP4_CODE[3], 1);
  * assert.equal(FP4_CODE[11], -1);
@@ -62,7 +62,7 @@ export const FP4_CODE: Float32Array = Float32Array.from(
  *
  * @example
  * ```ts
- * import { INT4_CODE } from "@qlora/webgpu";
+ * import { INT4_CODE } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * assert.equal(INT4_CODE[0], -1);
  * assert.equal(INT4_CODE[7], 0);
@@ -104,7 +104,7 @@ export const FP4_RANK_TO_BITS: readonly number[] = [0b000, 0b001, 0b110, 0b111, 
  *
  * @example
  * ```ts
- * import { codeTable, NF4_CODE } from "@qlora/webgpu";
+ * import { codeTable, NF4_CODE } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * assert.equal(codeTable("nf4"), NF4_CODE);
  * ```
@@ -130,7 +130,7 @@ export function codeTable(quantType: QuantType): Float32Array {
  *
  * @example
  * ```ts
- * import { zeroIndex } from "@qlora/webgpu";
+ * import { zeroIndex } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * assert.equal(zeroIndex("nf4"), 7);
  * ```
@@ -150,7 +150,7 @@ export function zeroIndex(quantType: QuantType): number {
  *
  * @example
  * ```ts
- * import { createDynamicMap } from "@qlora/webgpu";
+ * import { createDynamicMap } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * const code = createDynamicMap(true);
  * assert.equal(code.length, 256);

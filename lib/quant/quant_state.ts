@@ -73,7 +73,7 @@ const DTYPE_NAMES: Record<SourceDType, string> = { f32: "float32", f16: "float16
  *
  * @example
  * ```ts
- * import { quantize4bitRef, toBitsandbytes } from "@qlora/webgpu";
+ * import { quantize4bitRef, toBitsandbytes } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * const t = toBitsandbytes(quantize4bitRef(new Float32Array(64).fill(1), { shape: [8, 8] }));
  * assert.deepEqual(t[""].shape, [32, 1]);
@@ -112,7 +112,7 @@ export function toBitsandbytes(q: HostQuantized): Record<string, BnbTensor> {
  *
  * @example
  * ```ts
- * import { fromBitsandbytes, quantize4bitRef, toBitsandbytes } from "@qlora/webgpu";
+ * import { fromBitsandbytes, quantize4bitRef, toBitsandbytes } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * const q = quantize4bitRef(new Float32Array([1, -2, 3]), { shape: [3] });
  * assert.deepEqual(fromBitsandbytes(toBitsandbytes(q), "w"), q);

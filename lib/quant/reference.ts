@@ -56,7 +56,7 @@ export interface Quantize4bitOptions {
  *
  * @example
  * ```ts
- * import { checkBlocksize } from "@qlora/webgpu";
+ * import { checkBlocksize } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * assert.throws(() => checkBlocksize(96));
  * ```
@@ -76,7 +76,7 @@ export function checkBlocksize(blocksize: number): void {
  *
  * @example
  * ```ts
- * import { index4bit } from "@qlora/webgpu";
+ * import { index4bit } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * assert.equal(index4bit(1, "nf4"), 15);
  * assert.equal(index4bit(-1, "fp4"), 11);
@@ -102,7 +102,7 @@ export function index4bit(xn: number, quantType: QuantType): number {
  *
  * @example
  * ```ts
- * import { meanF32 } from "@qlora/webgpu";
+ * import { meanF32 } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * assert.equal(meanF32(new Float32Array([1, 2, 3, 4])), 2.5);
  * ```
@@ -127,7 +127,7 @@ export function meanF32(values: Float32Array): number {
  *
  * @example
  * ```ts
- * import { dequantize4bitRef, quantize4bitRef } from "@qlora/webgpu";
+ * import { dequantize4bitRef, quantize4bitRef } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * const q = quantize4bitRef(new Float32Array([1, -1, 0.5]), { doubleQuant: false });
  * assert.deepEqual([...q.packed], [0xf0, 0xc7]);
@@ -171,7 +171,7 @@ export function quantize4bitRef(x: Float32Array, opts: Quantize4bitOptions = {})
  *
  * @example
  * ```ts
- * import { doubleQuantizeRef } from "@qlora/webgpu";
+ * import { doubleQuantizeRef } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * const { absmax, nested } = doubleQuantizeRef(new Float32Array([1, 3]));
  * assert.equal(nested.offset, 2);
@@ -212,7 +212,7 @@ const MID8 = Float32Array.from(
  *
  * @example
  * ```ts
- * import { nearestCode8 } from "@qlora/webgpu";
+ * import { nearestCode8 } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * assert.equal(nearestCode8(1), 255);
  * assert.equal(nearestCode8(0), 127);
@@ -238,7 +238,7 @@ export function nearestCode8(v: number): number {
  *
  * @example
  * ```ts
- * import { blockScales, quantize4bitRef } from "@qlora/webgpu";
+ * import { blockScales, quantize4bitRef } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * const q = quantize4bitRef(new Float32Array([2, 1]), { doubleQuant: false });
  * assert.deepEqual([...blockScales(q.state)], [2]);
@@ -261,7 +261,7 @@ export function blockScales(state: QuantState): Float32Array {
  *
  * @example
  * ```ts
- * import { dequantize4bitRef, quantize4bitRef } from "@qlora/webgpu";
+ * import { dequantize4bitRef, quantize4bitRef } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * const q = quantize4bitRef(new Float32Array([0, 0, 0]));
  * assert.deepEqual([...dequantize4bitRef(q)], [0, 0, 0]);
@@ -293,7 +293,7 @@ export function dequantize4bitRef(q: HostQuantized): Float32Array {
  *
  * @example
  * ```ts
- * import { bitsPerParameter } from "@qlora/webgpu";
+ * import { bitsPerParameter } from "@qlora/webgpu/quant";
  * import assert from "node:assert/strict";
  * assert.equal(bitsPerParameter(64, false), 4.5);
  * assert.equal(bitsPerParameter(64, true).toFixed(3), "4.127");

@@ -61,7 +61,7 @@ const ST_DTYPE = { f32: "F32", bf16: "BF16", f16: "F16" } as const;
  *
  * @example
  * ```ts
- * import { tinyLlamaConfig } from "@qlora/webgpu";
+ * import { tinyLlamaConfig } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const config = tinyLlamaConfig({ layers: 3 });
  * assert.equal(config.num_hidden_layers, 3);
@@ -115,7 +115,7 @@ export function tinyLlamaConfig(opts: TinyLlamaOptions = {}): Record<string, unk
  *
  * @example
  * ```ts
- * import { tinyLlamaTensors } from "@qlora/webgpu";
+ * import { tinyLlamaTensors } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const t = tinyLlamaTensors({ tied: true });
  * assert.ok(t.some((x) => x.name === "model.layers.1.self_attn.k_proj.weight"));
@@ -171,7 +171,8 @@ export function tinyLlamaTensors(opts: TinyLlamaOptions = {}): SafetensorsTensor
  *
  * @example
  * ```ts
- * import { SafetensorsCheckpoint, writeTinyLlama } from "@qlora/webgpu";
+ * import { SafetensorsCheckpoint } from "@qlora/webgpu";
+ * import { writeTinyLlama } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();
  * await writeTinyLlama(dir, { seed: 1, dtype: "bf16" });

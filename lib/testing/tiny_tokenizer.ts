@@ -37,7 +37,7 @@ export interface TinyTokenizerFiles {
  *
  * @example
  * ```ts
- * import { TINY_TOKENIZER_SIZE, tinyTokenizerFiles } from "@qlora/webgpu";
+ * import { TINY_TOKENIZER_SIZE, tinyTokenizerFiles } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const files = tinyTokenizerFiles();
  * const model = files["tokenizer.json"].model as { vocab: Record<string, number> };

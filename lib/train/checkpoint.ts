@@ -41,7 +41,7 @@ export interface CheckpointRef {
  *
  * @example
  * ```ts
- * import { checkpointDir } from "@qlora/webgpu";
+ * import { checkpointDir } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * assert.equal(checkpointDir("out", 250), "out/checkpoint-250");
  * ```
@@ -62,7 +62,7 @@ export function checkpointDir(out: string, step: number): string {
  *
  * @example
  * ```ts
- * import { findLastCheckpoint, saveCheckpoint } from "@qlora/webgpu";
+ * import { findLastCheckpoint, saveCheckpoint } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const out = await Deno.makeTempDir();
  * const state = { step: 5, dataPosition: { epoch: 0, index: 80, seed: 42 }, args: [] };
@@ -108,7 +108,7 @@ export async function saveCheckpoint(
  *
  * @example
  * ```ts
- * import { findLastCheckpoint } from "@qlora/webgpu";
+ * import { findLastCheckpoint } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * assert.equal(await findLastCheckpoint(await Deno.makeTempDir()), null);
  * ```
@@ -144,7 +144,7 @@ export async function findLastCheckpoint(out: string): Promise<CheckpointRef | n
  *
  * @example
  * ```ts
- * import { readTrainerState, saveCheckpoint } from "@qlora/webgpu";
+ * import { readTrainerState, saveCheckpoint } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const out = await Deno.makeTempDir();
  * const state = { step: 2, dataPosition: { epoch: 0, index: 2, seed: 1 }, args: ["--lr", "1e-3"] };

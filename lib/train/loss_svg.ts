@@ -35,7 +35,7 @@ export interface LossSvgOptions {
  *
  * @example
  * ```ts
- * import { lossSvg } from "@qlora/webgpu";
+ * import { lossSvg } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const svg = lossSvg([{ step: 1, loss: 3.2 }, { step: 2, loss: 2.5 }, { step: 3, loss: 2.1 }]);
  * assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
@@ -106,7 +106,7 @@ export function lossSvg(points: readonly LossPoint[], options: LossSvgOptions = 
  *
  * @example
  * ```ts
- * import { writeLossSvg } from "@qlora/webgpu";
+ * import { writeLossSvg } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const path = await Deno.makeTempFile({ suffix: ".svg" });
  * await writeLossSvg(path, [{ step: 1, loss: 1 }]);

@@ -34,7 +34,7 @@ const FIELDS = ["step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "gp
  *
  * @example
  * ```ts
- * import { MetricsWriter, readMetrics } from "@qlora/webgpu";
+ * import { MetricsWriter, readMetrics } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const path = (await Deno.makeTempDir()) + "/metrics.jsonl";
  * const m = { loss: 2, lr: 1e-4, grad_norm: 1, tokens: 10, tokens_per_s: 5, gpu_bytes: 1024 };
@@ -123,7 +123,7 @@ export class MetricsWriter {
  *
  * @example
  * ```ts
- * import { readMetrics } from "@qlora/webgpu";
+ * import { readMetrics } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * const path = await Deno.makeTempFile();
  * await Deno.writeTextFile(path, '{"step": 1, "loss": 3}\n');

@@ -241,7 +241,7 @@ export function parseFinetuneArgs(args: readonly string[]): FinetuneArgs {
  *
  * @example
  * ```ts
- * import { FINETUNE_DEFAULTS, runLength } from "@qlora/webgpu";
+ * import { FINETUNE_DEFAULTS, runLength } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * assert.deepEqual(runLength({ ...FINETUNE_DEFAULTS, epochs: 2 }, 50), { totalSteps: 100, warmupSteps: 3 });
  * assert.deepEqual(runLength({ ...FINETUNE_DEFAULTS, steps: 10, warmupSteps: 0 }, 50), { totalSteps: 10, warmupSteps: 0 });

@@ -44,7 +44,7 @@ export interface ProgressOptions {
  *
  * @example Plain lines when not on a terminal
  * ```ts
- * import { ProgressBar } from "@qlora/webgpu";
+ * import { ProgressBar } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * let text = "";
  * const sink = { writeSync: (b: Uint8Array) => (text += new TextDecoder().decode(b), b.length), isTerminal: () => false };
@@ -142,7 +142,7 @@ export class ProgressBar {
  *
  * @example
  * ```ts
- * import { formatDuration } from "@qlora/webgpu";
+ * import { formatDuration } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * assert.equal(formatDuration(3725), "1h02m");
  * assert.equal(formatDuration(185), "3m05s");

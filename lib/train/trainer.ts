@@ -111,7 +111,8 @@ export async function resolveFinetuneRun(
  *
  * @example Two steps on a tiny model
  * ```ts
- * import { finetune, parseFinetuneArgs, requestGpu, resolveFinetuneRun, writeTinyLlama } from "@qlora/webgpu";
+ * import { finetune, parseFinetuneArgs, requestGpu, resolveFinetuneRun } from "@qlora/webgpu";
+ * import { writeTinyLlama } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();
  * await writeTinyLlama(`${dir}/model`, { layers: 1, hidden: 32, intermediate: 64, heads: 2, kvHeads: 1 });
