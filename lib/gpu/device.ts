@@ -6,6 +6,7 @@
  */
 
 import { MemoryBudget, type MemoryClass } from "./budget.ts";
+import { GpuCounters, type GpuStats } from "./stats.ts";
 import { WGSL } from "./_wgsl.ts";
 
 /** Optional adapter features the kernels can use; each has a fallback. */
@@ -120,6 +121,7 @@ export class Gpu {
   #uniformOffset = 0;
   #uniformAlign: number;
   #readStaging: GPUBuffer | null = null;
+  #counters: GpuCounters;
 
   /** Use {@linkcode requestGpu}. */
   constructor(
@@ -137,6 +139,7 @@ export class Gpu {
     if (!(maxBindingBytes > 0)) throw new Error(`maxBindingBytes ${maxBindingBytes} is not a positive byte count`);
     this.maxBindingBytes = Math.min(maxBindingBytes, device.limits.maxStorageBufferBindingSize);
     this.#uniformAlign = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
+    this.#counters = GpuCounters.instrument(device);
     device.addEventListener("uncapturederror", (e) => {
       this.#errors.push((e as GPUUncapturedErrorEvent).error.message);
     });
@@ -221,6 +224,7 @@ export class Gpu {
    * ```
    */
   dispatch(d: Dispatch): void {
+    const t0 = performance.now();
     // Errors name the kernel file, and the entry point of a file with several (e.g. `rms_norm.backward`).
     const name = d.entryPoint ? `${d.kernel}.${d.entryPoint}` : d.kernel;
     const pipeline = this.pipeline(d.kernel, d.entryPoint, d.constants);
@@ -246,12 +250,47 @@ export class Gpu {
     pass.dispatchWorkgroups(x, y, z);
     pass.end();
     this.#kernelsPending.push(name);
+    const s = this.#counters.now;
+    s.dispatches++;
+    s.passes++;
+    s.recordMs += performance.now() - t0;
+  }
+
+  /**
+   * Host-side counters since the last {@linkcode Gpu.resetStats} (or since the device was made): dispatches,
+   * passes, submits, host waits, buffers and bind groups created, `writeBuffer`s, CPU time recording and waiting.
+   *
+   * @example One dispatch, one submit
+   * ```ts
+   * import { requestGpu } from "@qlora/webgpu";
+   * import assert from "node:assert/strict";
+   * const gpu = await requestGpu();
+   * const acc = gpu.createBuffer(8, "scratch", "acc");
+   * const x = gpu.createBuffer(8, "scratch", "x");
+   * gpu.resetStats();
+   * gpu.dispatch({ kernel: "residual_add", bindings: [acc, x, new Uint32Array([2, 0])], workgroups: 1 });
+   * await gpu.sync();
+   * const s = gpu.stats();
+   * assert.equal(s.dispatches, 1);
+   * assert.equal(s.submits, 1);
+   * assert.equal(s.waits, 1);
+   * ```
+   */
+  stats(): GpuStats {
+    return this.#counters.read();
+  }
+
+  /** Sets the counters of {@linkcode Gpu.stats} back to zero (e.g. at the start of a step). */
+  resetStats(): void {
+    this.#counters.reset();
   }
 
   /** Records a buffer-to-buffer copy (ordered with dispatches). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    const t0 = performance.now();
     this.#pending().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
     this.#kernelsPending.push("copy");
+    this.#counters.now.recordMs += performance.now() - t0;
   }
 
   /**
@@ -273,8 +312,10 @@ export class Gpu {
    * ```
    */
   clear(buffer: GPUBuffer, offset = 0, size?: number): void {
+    const t0 = performance.now();
     this.#pending().clearBuffer(buffer, offset, size);
     this.#kernelsPending.push("clear");
+    this.#counters.now.recordMs += performance.now() - t0;
   }
 
   /**
@@ -293,6 +334,7 @@ export class Gpu {
   flush(): void {
     this.#throwErrors();
     if (!this.#encoder) return;
+    const t0 = performance.now();
     const enc = this.#encoder;
     const kernels = this.#kernelsPending.join(", ");
     this.#encoder = null;
@@ -303,6 +345,7 @@ export class Gpu {
     this.device.queue.submit([enc.finish()]);
     this.#check(this.device.popErrorScope(), `running kernels [${kernels}]`);
     this.#check(this.device.popErrorScope(), `running kernels [${kernels}]`);
+    this.#counters.now.recordMs += performance.now() - t0;
   }
 
   /** Submits pending work, waits for the GPU to finish it, and throws any GPU error raised meanwhile. */
