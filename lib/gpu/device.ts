@@ -7,6 +7,7 @@
 
 import { MemoryBudget, type MemoryClass } from "./budget.ts";
 import { GpuCounters, type GpuStats } from "./stats.ts";
+import { BindCache, UNIFORM_ARENA_BYTES } from "./bind_cache.ts";
 import { WGSL } from "./_wgsl.ts";
 
 /** Optional adapter features the kernels can use; each has a fallback. */
@@ -46,8 +47,8 @@ export class GpuError extends Error {
 }
 
 /**
- * A buffer binding: a whole buffer, a range of one, or uniform data (a typed array copied into the
- * uniform ring for this dispatch only).
+ * A buffer binding: a whole buffer, a range of one, or uniform data (a typed array, copied into a uniform arena
+ * slot that holds those bytes for as long as they are used).
  */
 export type Binding = GPUBuffer | GPUBufferBinding | ArrayBufferView;
 
@@ -64,8 +65,6 @@ export interface Dispatch {
   /** Workgroup counts; at most `maxComputeWorkgroupsPerDimension` each (see {@linkcode grid2d}). */
   workgroups: number | [number, number] | [number, number, number];
 }
-
-const UNIFORM_RING_BYTES = 1 << 20;
 
 /**
  * Splits `count` workgroups into an `[x, y]` grid within the 65535-per-dimension limit. Kernels recover
@@ -112,14 +111,18 @@ export class Gpu {
   readonly maxBindingBytes: number;
 
   #modules = new Map<string, GPUShaderModule>();
-  #pipelines = new Map<string, GPUComputePipeline>();
+  #pipelines = new Map<string, { pipeline: GPUComputePipeline; id: number }>();
   #encoder: GPUCommandEncoder | null = null;
+  // Consecutive dispatches share one compute pass (each dispatch is its own usage scope, so WebGPU still orders
+  // their memory accesses); a copy, clear or submit ends it.
+  #pass: GPUComputePassEncoder | null = null;
+  #passPipeline: GPUComputePipeline | null = null;
+  // Buffers freed while recorded work may still use them: destroyed right after the next submit.
+  #doomed: GPUBuffer[] = [];
   #kernelsPending: string[] = [];
   #errors: string[] = [];
   #pendingChecks: Promise<void>[] = [];
-  #uniforms: GPUBuffer;
-  #uniformOffset = 0;
-  #uniformAlign: number;
+  #bindCache: BindCache;
   #readStaging: GPUBuffer | null = null;
   #counters: GpuCounters;
 
@@ -138,7 +141,6 @@ export class Gpu {
     this.budget = budget;
     if (!(maxBindingBytes > 0)) throw new Error(`maxBindingBytes ${maxBindingBytes} is not a positive byte count`);
     this.maxBindingBytes = Math.min(maxBindingBytes, device.limits.maxStorageBufferBindingSize);
-    this.#uniformAlign = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
     this.#counters = GpuCounters.instrument(device);
     device.addEventListener("uncapturederror", (e) => {
       this.#errors.push((e as GPUUncapturedErrorEvent).error.message);
@@ -146,12 +148,13 @@ export class Gpu {
     device.lost.then((info) => {
       if (info.reason !== "destroyed") this.#errors.push(`GPU device lost: ${info.message}`);
     });
-    this.#uniforms = budget.createBuffer({
-      size: UNIFORM_RING_BYTES,
+    const uniforms = budget.createBuffer({
+      size: UNIFORM_ARENA_BYTES,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       class: "scratch",
-      label: "uniform ring",
+      label: "uniform arena",
     });
+    this.#bindCache = new BindCache(device, uniforms, Math.max(256, device.limits.minUniformBufferOffsetAlignment));
   }
 
   /** The WGSL source of a kernel in `wgsl/` (embedded, so no file access is needed). */
@@ -166,23 +169,29 @@ export class Gpu {
    * A compile error is thrown at the next sync point, naming the kernel.
    */
   pipeline(kernel: string, entryPoint = "main", constants: Record<string, number> = {}): GPUComputePipeline {
-    const key = `${kernel}:${entryPoint}:${JSON.stringify(constants)}`;
-    let p = this.#pipelines.get(key);
-    if (p) return p;
+    return this.#pipeline(kernel, entryPoint, constants).pipeline;
+  }
+
+  #pipeline(kernel: string, entryPoint = "main", constants?: Record<string, number>) {
+    const key = constants ? `${kernel}:${entryPoint}:${JSON.stringify(constants)}` : `${kernel}:${entryPoint}:{}`;
+    const cached = this.#pipelines.get(key);
+    if (cached) return cached;
+    constants ??= {};
     let module = this.#modules.get(kernel);
     this.device.pushErrorScope("validation");
     if (!module) {
       module = this.device.createShaderModule({ code: this.shaderSource(kernel), label: kernel });
       this.#modules.set(kernel, module);
     }
-    p = this.device.createComputePipeline({
+    const p = this.device.createComputePipeline({
       label: key,
       layout: "auto",
       compute: { module, entryPoint, constants },
     });
     this.#check(this.device.popErrorScope(), `compiling kernel ${key}`);
-    this.#pipelines.set(key, p);
-    return p;
+    const entry = { pipeline: p, id: this.#pipelines.size };
+    this.#pipelines.set(key, entry);
+    return entry;
   }
 
   /**
@@ -227,32 +236,30 @@ export class Gpu {
     const t0 = performance.now();
     // Errors name the kernel file, and the entry point of a file with several (e.g. `rms_norm.backward`).
     const name = d.entryPoint ? `${d.kernel}.${d.entryPoint}` : d.kernel;
-    const pipeline = this.pipeline(d.kernel, d.entryPoint, d.constants);
-    const entries: GPUBindGroupEntry[] = d.bindings.map((b, binding) => {
-      if (ArrayBuffer.isView(b)) return { binding, resource: this.#uniform(b) };
-      if (b instanceof GPUBuffer) return { binding, resource: { buffer: b } };
-      return { binding, resource: b };
-    });
-    const bindGroup = this.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries,
-      label: name,
-    });
-    const enc = this.#pending();
-    const pass = enc.beginComputePass({ label: name });
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
     const [x, y = 1, z = 1] = typeof d.workgroups === "number" ? [d.workgroups] : d.workgroups;
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > max || y > max || z > max) {
       throw new GpuError(`Kernel ${name}: workgroup count ${x}×${y}×${z} exceeds ${max} per dimension`);
     }
-    pass.dispatchWorkgroups(x, y, z);
-    pass.end();
-    this.#kernelsPending.push(name);
+    const { pipeline, id } = this.#pipeline(d.kernel, d.entryPoint, d.constants);
+    let bindGroup = this.#bindCache.bindGroup(pipeline, id, d.bindings, name);
+    if (!bindGroup) {
+      // The uniform arena is full: submit what uses it, then start it over.
+      this.flush();
+      this.#bindCache.reset();
+      bindGroup = this.#bindCache.bindGroup(pipeline, id, d.bindings, name)!;
+    }
     const s = this.#counters.now;
+    if (!this.#pass) {
+      this.#pass = this.#pending().beginComputePass();
+      this.#passPipeline = null;
+      s.passes++;
+    }
+    if (this.#passPipeline !== pipeline) this.#pass.setPipeline(this.#passPipeline = pipeline);
+    this.#pass.setBindGroup(0, bindGroup);
+    this.#pass.dispatchWorkgroups(x, y, z);
+    this.#kernelsPending.push(name);
     s.dispatches++;
-    s.passes++;
     s.recordMs += performance.now() - t0;
   }
 
@@ -288,6 +295,7 @@ export class Gpu {
   /** Records a buffer-to-buffer copy (ordered with dispatches). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
     const t0 = performance.now();
+    this.#endPass();
     this.#pending().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
     this.#kernelsPending.push("copy");
     this.#counters.now.recordMs += performance.now() - t0;
@@ -313,6 +321,7 @@ export class Gpu {
    */
   clear(buffer: GPUBuffer, offset = 0, size?: number): void {
     const t0 = performance.now();
+    this.#endPass();
     this.#pending().clearBuffer(buffer, offset, size);
     this.#kernelsPending.push("clear");
     this.#counters.now.recordMs += performance.now() - t0;
@@ -335,17 +344,21 @@ export class Gpu {
     this.#throwErrors();
     if (!this.#encoder) return;
     const t0 = performance.now();
+    this.#endPass();
     const enc = this.#encoder;
     const kernels = this.#kernelsPending.join(", ");
     this.#encoder = null;
     this.#kernelsPending = [];
-    this.#uniformOffset = 0;
     this.device.pushErrorScope("out-of-memory");
     this.device.pushErrorScope("validation");
+    this.#bindCache.upload();
     this.device.queue.submit([enc.finish()]);
     this.#check(this.device.popErrorScope(), `running kernels [${kernels}]`);
     this.#check(this.device.popErrorScope(), `running kernels [${kernels}]`);
-    this.#counters.now.recordMs += performance.now() - t0;
+    // WebGPU lets a buffer used by submitted work be destroyed (the work still completes).
+    for (const b of this.#doomed) b.destroy();
+    this.#doomed = [];
+    this.#counters.now.submitMs += performance.now() - t0;
   }
 
   /** Submits pending work, waits for the GPU to finish it, and throws any GPU error raised meanwhile. */
@@ -381,11 +394,17 @@ export class Gpu {
     return new Float32Array(await this.read(buffer, offset, count === undefined ? undefined : count * 4));
   }
 
-  /** Frees a buffer made by {@linkcode Gpu.createBuffer}, after pending work is submitted. */
+  /**
+   * Frees a buffer made by {@linkcode Gpu.createBuffer}: its bytes leave the budget now; the buffer itself is
+   * destroyed at once when no work is pending, else right after the next submit (recorded work may use it).
+   */
   free(buffer: GPUBuffer): void {
-    // Submitting first keeps recorded dispatches valid: WebGPU lets a submitted buffer be destroyed.
-    this.flush();
-    this.budget.free(buffer);
+    this.#bindCache.forget(buffer);
+    if (!this.#encoder) {
+      this.budget.free(buffer);
+    } else if (this.budget.free(buffer, false)) {
+      this.#doomed.push(buffer);
+    }
   }
 
   /** Releases the device and every cached object. */
@@ -400,15 +419,9 @@ export class Gpu {
     return this.#encoder;
   }
 
-  #uniform(data: ArrayBufferView): GPUBufferBinding {
-    const size = Math.ceil(data.byteLength / 16) * 16;
-    if (this.#uniformOffset + size > UNIFORM_RING_BYTES) this.flush();
-    const offset = this.#uniformOffset;
-    this.#uniformOffset += Math.ceil(size / this.#uniformAlign) * this.#uniformAlign;
-    const padded = new Uint8Array(size);
-    padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    this.device.queue.writeBuffer(this.#uniforms, offset, padded);
-    return { buffer: this.#uniforms, offset, size };
+  #endPass(): void {
+    this.#pass?.end();
+    this.#pass = null;
   }
 
   #staging(size: number): GPUBuffer {

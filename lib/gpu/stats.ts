@@ -21,8 +21,10 @@ export interface GpuStats {
   bindGroupsCreated: number;
   /** `queue.writeBuffer` calls. */
   writeBuffers: number;
-  /** CPU milliseconds spent recording dispatches, copies and clears (in `Gpu`) and submitting them. */
+  /** CPU milliseconds spent recording dispatches, copies and clears (in `Gpu`). */
   recordMs: number;
+  /** Milliseconds in `Gpu.flush` finishing and submitting command buffers (a software adapter may run them here). */
+  submitMs: number;
   /** Milliseconds from each host wait's call to its resolution, summed (waits that overlap count twice). */
   waitMs: number;
 }
@@ -37,6 +39,7 @@ function _zero(): GpuStats {
     bindGroupsCreated: 0,
     writeBuffers: 0,
     recordMs: 0,
+    submitMs: 0,
     waitMs: 0,
   };
 }
