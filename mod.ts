@@ -24,6 +24,7 @@ export * from "./lib/gpu/budget.ts";
 export * from "./lib/gpu/pager.ts";
 export * from "./lib/gpu/stats.ts";
 export * from "./lib/gpu/bind_cache.ts";
+export * from "./lib/gpu/profiler.ts";
 export * from "./lib/random.ts";
 
 // Quantization (bitsandbytes.functional)

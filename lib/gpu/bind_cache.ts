@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Binding } from "./device.ts";
+import type { Binding } from "./dispatch.ts";
 
 /**
  * Bytes of the uniform arena; when full it is emptied after a submit.

@@ -8,7 +8,11 @@
 import { MemoryBudget, type MemoryClass } from "./budget.ts";
 import { GpuCounters, type GpuStats } from "./stats.ts";
 import { BindCache, UNIFORM_ARENA_BYTES } from "./bind_cache.ts";
+import { type Profile, Profiler } from "./profiler.ts";
 import { WGSL } from "./_wgsl.ts";
+import { type Dispatch, GpuError } from "./dispatch.ts";
+
+export { type Binding, type Dispatch, GpuError, grid2d } from "./dispatch.ts";
 
 /** Optional adapter features the kernels can use; each has a fallback. */
 export interface GpuFeatures {
@@ -31,60 +35,6 @@ export interface RequestGpuOptions {
    * `maxStorageBufferBindingSize`); a smaller value makes them split tensors into more ranges (tests use it).
    */
   maxBindingBytes?: number;
-}
-
-/** Thrown for a GPU validation or out-of-memory error, or a lost device; the message names the kernel. */
-export class GpuError extends Error {
-  /**
-   * Creates the error.
-   *
-   * @param message What failed, naming the kernel or buffer.
-   */
-  constructor(message: string) {
-    super(message);
-    this.name = "GpuError";
-  }
-}
-
-/**
- * A buffer binding: a whole buffer, a range of one, or uniform data (a typed array, copied into a uniform arena
- * slot that holds those bytes for as long as they are used).
- */
-export type Binding = GPUBuffer | GPUBufferBinding | ArrayBufferView;
-
-/** One compute dispatch, for {@linkcode Gpu.dispatch}. */
-export interface Dispatch {
-  /** The kernel: a file name in `wgsl/` without `.wgsl`. */
-  kernel: string;
-  /** Entry point (default `main`). */
-  entryPoint?: string;
-  /** `override` constants (tile sizes, workgroup size, flags). */
-  constants?: Record<string, number>;
-  /** Bindings of group 0, in binding-number order. */
-  bindings: Binding[];
-  /** Workgroup counts; at most `maxComputeWorkgroupsPerDimension` each (see {@linkcode grid2d}). */
-  workgroups: number | [number, number] | [number, number, number];
-}
-
-/**
- * Splits `count` workgroups into an `[x, y]` grid within the 65535-per-dimension limit. Kernels recover
- * the linear index as `wid.x + wid.y * nwg.x` (with `@builtin(num_workgroups) nwg`) and skip indices `>= count`.
- *
- * @param count Workgroups needed.
- * @param maxPerDim The device's `maxComputeWorkgroupsPerDimension`.
- * @returns Workgroup counts.
- *
- * @example
- * ```ts
- * import { grid2d } from "@qlora/webgpu";
- * import assert from "node:assert/strict";
- * assert.deepEqual(grid2d(70000), [35000, 2]);
- * ```
- */
-export function grid2d(count: number, maxPerDim = 65535): [number, number] {
-  if (count <= maxPerDim) return [Math.max(1, count), 1];
-  const y = Math.ceil(count / maxPerDim);
-  return [Math.ceil(count / y), y];
 }
 
 /**
@@ -125,6 +75,7 @@ export class Gpu {
   #bindCache: BindCache;
   #readStaging: GPUBuffer | null = null;
   #counters: GpuCounters;
+  #profiler: { profiler: Profiler; t0: number } | null = null;
 
   /** Use {@linkcode requestGpu}. */
   constructor(
@@ -250,39 +201,23 @@ export class Gpu {
       bindGroup = this.#bindCache.bindGroup(pipeline, id, d.bindings, name)!;
     }
     const s = this.#counters.now;
+    const stamps = this.#profiler?.profiler.timestampWrites(name, d.bytes ?? 0, d.flops ?? 0);
+    if (stamps) this.#endPass();
     if (!this.#pass) {
-      this.#pass = this.#pending().beginComputePass();
+      this.#pass = this.#pending().beginComputePass(stamps ? { timestampWrites: stamps } : undefined);
       this.#passPipeline = null;
       s.passes++;
     }
     if (this.#passPipeline !== pipeline) this.#pass.setPipeline(this.#passPipeline = pipeline);
     this.#pass.setBindGroup(0, bindGroup);
     this.#pass.dispatchWorkgroups(x, y, z);
+    if (stamps) this.#endPass();
     this.#kernelsPending.push(name);
     s.dispatches++;
     s.recordMs += performance.now() - t0;
   }
 
-  /**
-   * Host-side counters since the last {@linkcode Gpu.resetStats} (or since the device was made): dispatches,
-   * passes, submits, host waits, buffers and bind groups created, `writeBuffer`s, CPU time recording and waiting.
-   *
-   * @example One dispatch, one submit
-   * ```ts
-   * import { requestGpu } from "@qlora/webgpu";
-   * import assert from "node:assert/strict";
-   * const gpu = await requestGpu();
-   * const acc = gpu.createBuffer(8, "scratch", "acc");
-   * const x = gpu.createBuffer(8, "scratch", "x");
-   * gpu.resetStats();
-   * gpu.dispatch({ kernel: "residual_add", bindings: [acc, x, new Uint32Array([2, 0])], workgroups: 1 });
-   * await gpu.sync();
-   * const s = gpu.stats();
-   * assert.equal(s.dispatches, 1);
-   * assert.equal(s.submits, 1);
-   * assert.equal(s.waits, 1);
-   * ```
-   */
+  /** Host-side counters since the last {@linkcode Gpu.resetStats} or profile (see {@linkcode Gpu.profile}). */
   stats(): GpuStats {
     return this.#counters.read();
   }
@@ -290,6 +225,61 @@ export class Gpu {
   /** Sets the counters of {@linkcode Gpu.stats} back to zero (e.g. at the start of a step). */
   resetStats(): void {
     this.#counters.reset();
+  }
+
+  /**
+   * Profiles `steps` steps run by `fn`: per-kernel GPU time (timestamp queries, each dispatch in its own timed
+   * pass; "n/a" without `timestamp-query`), share, GB/s or GFLOP/s where dispatches state bytes or FLOPs, and the
+   * host-side counters, all per step. Resets {@linkcode Gpu.stats}.
+   *
+   * @param fn Runs the steps (it may await).
+   * @param steps Steps `fn` runs, to divide by.
+   * @returns The profile (print it with {@linkcode formatProfile}).
+   *
+   * @example
+   * ```ts
+   * import { requestGpu } from "@qlora/webgpu";
+   * import assert from "node:assert/strict";
+   * const gpu = await requestGpu();
+   * const acc = gpu.createBuffer(8, "scratch", "acc");
+   * const x = gpu.createBuffer(8, "scratch", "x");
+   * const p = await gpu.profile(() => {
+   *   gpu.dispatch({ kernel: "residual_add", bindings: [acc, x, new Uint32Array([2, 0])], workgroups: 1 });
+   * });
+   * assert.deepEqual(p.kernels.map((k) => [k.kernel, k.calls]), [["residual_add", 1]]);
+   * assert.deepEqual([p.stats.dispatches, p.stats.submits, p.stats.waits], [1, 1, 1]);
+   * ```
+   */
+  async profile(fn: () => void | Promise<void>, steps = 1): Promise<Profile> {
+    this.startProfile();
+    try {
+      await fn();
+    } catch (e) {
+      await this.stopProfile(steps).catch(() => {}); // fn's error wins
+      throw e;
+    }
+    return await this.stopProfile(steps);
+  }
+
+  /** Starts profiling (see {@linkcode Gpu.profile}); end with {@linkcode Gpu.stopProfile}. */
+  startProfile(): void {
+    if (this.#profiler) throw new Error("Gpu.startProfile: a profile is already running");
+    this.flush();
+    this.#counters.reset();
+    this.#profiler = { profiler: new Profiler(this.device, this.features.timestampQuery), t0: performance.now() };
+  }
+
+  /**
+   * Ends the profile begun by {@linkcode Gpu.startProfile}, after the recorded work finishes.
+   *
+   * @param steps Steps run since the start, to divide by.
+   */
+  async stopProfile(steps = 1): Promise<Profile> {
+    const run = this.#profiler;
+    if (!run) throw new Error("Gpu.stopProfile: no profile is running");
+    this.#profiler = null;
+    await this.sync();
+    return await run.profiler.report(this, steps, performance.now() - run.t0, this.stats());
   }
 
   /** Records a buffer-to-buffer copy (ordered with dispatches). */
@@ -364,8 +354,10 @@ export class Gpu {
   /** Submits pending work, waits for the GPU to finish it, and throws any GPU error raised meanwhile. */
   async sync(): Promise<void> {
     this.flush();
+    const t0 = performance.now();
     await this.device.queue.onSubmittedWorkDone();
     await Promise.all(this.#pendingChecks);
+    this.#counters.now.waitMs += performance.now() - t0;
     this.#pendingChecks = [];
     this.#throwErrors();
   }

@@ -25,7 +25,10 @@ export interface GpuStats {
   recordMs: number;
   /** Milliseconds in `Gpu.flush` finishing and submitting command buffers (a software adapter may run them here). */
   submitMs: number;
-  /** Milliseconds from each host wait's call to its resolution, summed (waits that overlap count twice). */
+  /**
+   * Milliseconds the host waited: in `Gpu.sync` (the GPU finishing, error checks included) and from each
+   * `mapAsync` call to its resolution (pager transfers that overlap count twice).
+   */
   waitMs: number;
 }
 
@@ -112,7 +115,10 @@ export class GpuCounters {
       return writeBuffer(...a);
     });
     const done = q.onSubmittedWorkDone.bind(q);
-    _replace(q, "onSubmittedWorkDone", () => timed(done()));
+    _replace(q, "onSubmittedWorkDone", () => {
+      s.waits++;
+      return done();
+    });
     return c;
   }
 
