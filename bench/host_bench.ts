@@ -1,8 +1,9 @@
 // Host-side cost of the GPU runtime: what the CPU spends per dispatch and per training step, measured in one run.
 //
 // - `host dispatch`: CPU µs to record one dispatch through `Gpu.dispatch` (residual_add on 1024 floats, a fresh
-//   uniform array each call, as kernels pass them), beside a raw Deno WebGPU loop recording the same kernel into
-//   one compute pass with one cached bind group (the floor). Ratio: ours / raw.
+//   uniform array each call, as kernels pass them; `gpu.stats().recordMs`), beside a raw Deno WebGPU loop recording
+//   the same kernel into one compute pass with one cached bind group (the floor). Submits are not counted on either
+//   side (lavapipe runs the kernels inside them). Ratio: ours / raw.
 // - `host step`: one steady-state optimizer step (zero grads, forward + backward with LoRA r = 16 on all seven
 //   projections, clip grad norm, AdamW, sync), the third after two warm-ups, of the tiny model (4 layers) and of a
 //   SmolLM2-135M-shaped model with random weights (2 layers; vocabulary 4096 at `small`), batch 1. It reports the
@@ -78,13 +79,17 @@ export async function dispatchCost(gpu: Gpu, n = 2000, iters = 5): Promise<{ our
       { binding: 2, resource: { buffer: uniform } },
     ],
   });
+  // Each returns the ms spent recording (submits excluded: a software adapter runs the kernels inside them).
   const ours = () => {
+    gpu.resetStats();
     for (let i = 0; i < n; i++) {
       gpu.dispatch({ kernel: "residual_add", bindings: [acc.buffer, x.buffer, params()], workgroups: 4 });
     }
     gpu.flush();
+    return gpu.stats().recordMs;
   };
   const raw = () => {
+    const t0 = performance.now();
     const enc = gpu.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     pass.setPipeline(pipeline);
@@ -93,15 +98,16 @@ export async function dispatchCost(gpu: Gpu, n = 2000, iters = 5): Promise<{ our
       pass.dispatchWorkgroups(4);
     }
     pass.end();
-    gpu.device.queue.submit([enc.finish()]);
+    const cb = enc.finish();
+    const ms = performance.now() - t0;
+    gpu.device.queue.submit([cb]);
+    return ms;
   };
-  const best = async (fn: () => void) => {
+  const best = async (fn: () => number) => {
     let min = Infinity;
     for (let i = 0; i < iters; i++) {
       await gpu.sync();
-      const t0 = performance.now();
-      fn();
-      min = Math.min(min, (performance.now() - t0) / n);
+      min = Math.min(min, fn() / n);
     }
     await gpu.sync();
     return min;

@@ -14,6 +14,8 @@ import { type Dispatch, GpuError } from "./dispatch.ts";
 
 export { type Binding, type Dispatch, GpuError, grid2d } from "./dispatch.ts";
 
+const SUBMIT_EVERY = 64; // recorded commands after which a dispatch submits them
+
 /** Optional adapter features the kernels can use; each has a fallback. */
 export interface GpuFeatures {
   /** `shader-f16`: f16 arithmetic and storage in WGSL. */
@@ -63,8 +65,7 @@ export class Gpu {
   #modules = new Map<string, GPUShaderModule>();
   #pipelines = new Map<string, { pipeline: GPUComputePipeline; id: number }>();
   #encoder: GPUCommandEncoder | null = null;
-  // Consecutive dispatches share one compute pass (each dispatch is its own usage scope, so WebGPU still orders
-  // their memory accesses); a copy, clear or submit ends it.
+  // Consecutive dispatches share a pass (each is still its own usage scope); a copy, clear or submit ends it.
   #pass: GPUComputePassEncoder | null = null;
   #passPipeline: GPUComputePipeline | null = null;
   // Buffers freed while recorded work may still use them: destroyed right after the next submit.
@@ -140,9 +141,8 @@ export class Gpu {
       compute: { module, entryPoint, constants },
     });
     this.#check(this.device.popErrorScope(), `compiling kernel ${key}`);
-    const entry = { pipeline: p, id: this.#pipelines.size };
-    this.#pipelines.set(key, entry);
-    return entry;
+    this.#pipelines.set(key, { pipeline: p, id: this.#pipelines.size });
+    return this.#pipelines.get(key)!;
   }
 
   /**
@@ -215,6 +215,7 @@ export class Gpu {
     this.#kernelsPending.push(name);
     s.dispatches++;
     s.recordMs += performance.now() - t0;
+    if (this.#kernelsPending.length >= SUBMIT_EVERY) this.flush(); // the GPU starts while the host records on
   }
 
   /** Host-side counters since the last {@linkcode Gpu.resetStats} or profile (see {@linkcode Gpu.profile}). */
