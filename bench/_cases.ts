@@ -14,6 +14,7 @@ export const BENCH_FILES: string[] = [
   "./peer_bench.ts",
   "./model_bench.ts",
   "./attention_bench.ts",
+  "./host_bench.ts",
 ];
 
 /** Problem sizes: `small` (the default; for llvmpipe) or `full` (the real-model shapes each bench names). */
@@ -43,6 +44,8 @@ export interface BenchCase {
   roofline: string;
   /** Prepares inputs on `gpu` (not timed). */
   setup(gpu: Gpu): Promise<BenchWork>;
+  /** Measures the whole record itself instead (for figures that are not a time per call, e.g. host-side costs). */
+  measure?(gpu: Gpu): Promise<BenchRecord>;
 }
 
 /** One line of `deno task bench:report`. */
@@ -57,6 +60,8 @@ export interface BenchRecord {
   roofline_value: number;
   ratio: number;
   timer: Timer;
+  /** Further figures of the case (e.g. counts per step), printed after the rate. */
+  extra?: Record<string, number | string>;
 }
 
 /** The size from `QLORA_BENCH_SIZE` (`small` unless set to `full`). */
@@ -66,6 +71,7 @@ export function benchSize(): BenchSize {
 
 /** Runs one case: setup, `timeGpu`, the rate and its ratio to the roofline measured on the same device. */
 export async function runCase(gpu: Gpu, c: BenchCase, iters = 5): Promise<BenchRecord> {
+  if (c.measure) return await c.measure(gpu);
   const work = await c.setup(gpu);
   try {
     const t = await timeGpu(gpu, work.step, iters, work.timer);
@@ -90,9 +96,10 @@ export async function runCase(gpu: Gpu, c: BenchCase, iters = 5): Promise<BenchR
 
 /** A one-line summary of a record. */
 export function formatRecord(r: BenchRecord): string {
-  const rate = r.gbps !== undefined ? `${r.gbps} GB/s` : `${r.gflops} GFLOP/s`;
-  return `${r.name} [${r.shape.join("×")}]: ${r.ms} ms, ${rate}, ${r.ratio} of ${r.roofline} ` +
-    `(${r.roofline_value}; ${r.timer} timer)`;
+  const rate = r.gbps !== undefined ? `${r.gbps} GB/s, ` : r.gflops !== undefined ? `${r.gflops} GFLOP/s, ` : "";
+  const extra = Object.entries(r.extra ?? {}).map(([k, v]) => `; ${k} ${v}`).join("");
+  return `${r.name} [${r.shape.join("×")}]: ${r.ms} ms, ${rate}${r.ratio} of ${r.roofline} ` +
+    `(${r.roofline_value}; ${r.timer} timer)${extra}`;
 }
 
 let _gpu: Promise<Gpu> | undefined;

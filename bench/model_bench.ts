@@ -15,22 +15,10 @@
 import { parseArgs } from "node:util";
 import { formatBytes, type Gpu, LlamaModel, requestGpu, Rng } from "../mod.ts";
 import { writeTinyLlama } from "../lib/testing/mod.ts";
+import { modelFlops, type ModelShape } from "./_model_flops.ts";
 import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench, runCase } from "./_cases.ts";
 
 const R = 16;
-
-/** A model shape to bench. */
-interface ModelShape {
-  name: string;
-  layers: number;
-  hidden: number;
-  heads: number;
-  kvHeads: number;
-  intermediate: number;
-  vocab: number;
-  B: number;
-  T: number;
-}
 
 function _shapes(size: BenchSize): ModelShape[] {
   const T = size === "full" ? 512 : 64;
@@ -48,22 +36,6 @@ function _shapes(size: BenchSize): ModelShape[] {
       T,
     },
   ];
-}
-
-/** Model FLOPs of one forward + backward step (see the header). */
-function _flops(s: ModelShape): number {
-  const D = s.hidden / s.heads;
-  const q = s.heads * D;
-  const kv = s.kvHeads * D;
-  const proj = [[q, s.hidden], [kv, s.hidden], [kv, s.hidden], [s.hidden, q], [s.intermediate, s.hidden], [
-    s.intermediate,
-    s.hidden,
-  ], [s.hidden, s.intermediate]];
-  const tokens = s.B * s.T;
-  const linear = s.layers * proj.reduce((a, [n, k]) => a + 2 * n * k, 0) + 2 * s.vocab * s.hidden;
-  const lora = s.layers * proj.reduce((a, [n, k]) => a + 2 * R * (n + k), 0);
-  const attn = s.layers * s.B * 4 * D * s.heads * (s.T * (s.T + 1)) / 2;
-  return tokens * (2 * linear + 4 * lora) + 3.5 * attn;
 }
 
 /** A bench step that also records the step's peak GPU bytes: all classes, and activations above what was held. */
@@ -88,7 +60,7 @@ async function _setup(gpu: Gpu, s: ModelShape, checkpointing: boolean): Promise<
       const r = gpu.budget.report();
       peak = { all: r.peak, activations: r.peakByClass.activations - held };
     },
-    flops: _flops(s),
+    flops: modelFlops(s, R),
     peak: () => peak,
     dispose: () => model.destroy(),
   };

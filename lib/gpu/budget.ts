@@ -292,20 +292,25 @@ export class MemoryBudget {
   /**
    * Destroys a buffer made by {@linkcode MemoryBudget.createBuffer} (or a staging buffer) and returns its bytes
    * to the budget. Freeing a buffer twice is a no-op.
+   *
+   * @param buffer The buffer.
+   * @param destroy False: only return the bytes; the caller destroys the buffer soon (once recorded work that
+   *   uses it is submitted).
+   * @returns Whether the budget held the buffer.
    */
-  free(buffer: GPUBuffer): void {
+  free(buffer: GPUBuffer, destroy = true): boolean {
     const staged = this.#staging.get(buffer);
     if (staged !== undefined) {
       this.#staging.delete(buffer);
       this.#stagingBytes -= staged;
-      buffer.destroy();
-      return;
+    } else {
+      const rec = this.#held.get(buffer);
+      if (!rec) return false;
+      this.#held.delete(buffer);
+      this.#add(rec.cls, -rec.size);
     }
-    const rec = this.#held.get(buffer);
-    if (!rec) return;
-    this.#held.delete(buffer);
-    this.#add(rec.cls, -rec.size);
-    buffer.destroy();
+    if (destroy) buffer.destroy();
+    return true;
   }
 
   /** Whether this budget holds `buffer`. */

@@ -6,7 +6,15 @@
  */
 
 import { MemoryBudget, type MemoryClass } from "./budget.ts";
+import { GpuCounters, type GpuStats } from "./stats.ts";
+import { BindCache, UNIFORM_ARENA_BYTES } from "./bind_cache.ts";
+import { type Profile, Profiler } from "./profiler.ts";
 import { WGSL } from "./_wgsl.ts";
+import { type Dispatch, GpuError } from "./dispatch.ts";
+
+export { type Binding, type Dispatch, GpuError, grid2d } from "./dispatch.ts";
+
+const SUBMIT_EVERY = 64; // recorded commands after which a dispatch submits them
 
 /** Optional adapter features the kernels can use; each has a fallback. */
 export interface GpuFeatures {
@@ -29,62 +37,6 @@ export interface RequestGpuOptions {
    * `maxStorageBufferBindingSize`); a smaller value makes them split tensors into more ranges (tests use it).
    */
   maxBindingBytes?: number;
-}
-
-/** Thrown for a GPU validation or out-of-memory error, or a lost device; the message names the kernel. */
-export class GpuError extends Error {
-  /**
-   * Creates the error.
-   *
-   * @param message What failed, naming the kernel or buffer.
-   */
-  constructor(message: string) {
-    super(message);
-    this.name = "GpuError";
-  }
-}
-
-/**
- * A buffer binding: a whole buffer, a range of one, or uniform data (a typed array copied into the
- * uniform ring for this dispatch only).
- */
-export type Binding = GPUBuffer | GPUBufferBinding | ArrayBufferView;
-
-/** One compute dispatch, for {@linkcode Gpu.dispatch}. */
-export interface Dispatch {
-  /** The kernel: a file name in `wgsl/` without `.wgsl`. */
-  kernel: string;
-  /** Entry point (default `main`). */
-  entryPoint?: string;
-  /** `override` constants (tile sizes, workgroup size, flags). */
-  constants?: Record<string, number>;
-  /** Bindings of group 0, in binding-number order. */
-  bindings: Binding[];
-  /** Workgroup counts; at most `maxComputeWorkgroupsPerDimension` each (see {@linkcode grid2d}). */
-  workgroups: number | [number, number] | [number, number, number];
-}
-
-const UNIFORM_RING_BYTES = 1 << 20;
-
-/**
- * Splits `count` workgroups into an `[x, y]` grid within the 65535-per-dimension limit. Kernels recover
- * the linear index as `wid.x + wid.y * nwg.x` (with `@builtin(num_workgroups) nwg`) and skip indices `>= count`.
- *
- * @param count Workgroups needed.
- * @param maxPerDim The device's `maxComputeWorkgroupsPerDimension`.
- * @returns Workgroup counts.
- *
- * @example
- * ```ts
- * import { grid2d } from "@qlora/webgpu/gpu";
- * import assert from "node:assert/strict";
- * assert.deepEqual(grid2d(70000), [35000, 2]);
- * ```
- */
-export function grid2d(count: number, maxPerDim = 65535): [number, number] {
-  if (count <= maxPerDim) return [Math.max(1, count), 1];
-  const y = Math.ceil(count / maxPerDim);
-  return [Math.ceil(count / y), y];
 }
 
 /**
@@ -111,15 +63,20 @@ export class Gpu {
   readonly maxBindingBytes: number;
 
   #modules = new Map<string, GPUShaderModule>();
-  #pipelines = new Map<string, GPUComputePipeline>();
+  #pipelines = new Map<string, { pipeline: GPUComputePipeline; id: number }>();
   #encoder: GPUCommandEncoder | null = null;
+  // Consecutive dispatches share a pass (each is still its own usage scope); a copy, clear or submit ends it.
+  #pass: GPUComputePassEncoder | null = null;
+  #passPipeline: GPUComputePipeline | null = null;
+  // Buffers freed while recorded work may still use them: destroyed right after the next submit.
+  #doomed: GPUBuffer[] = [];
   #kernelsPending: string[] = [];
   #errors: string[] = [];
   #pendingChecks: Promise<void>[] = [];
-  #uniforms: GPUBuffer;
-  #uniformOffset = 0;
-  #uniformAlign: number;
+  #bindCache: BindCache;
   #readStaging: GPUBuffer | null = null;
+  #counters: GpuCounters;
+  #profiler: { profiler: Profiler; t0: number } | null = null;
 
   /** Use {@linkcode requestGpu}. */
   constructor(
@@ -136,19 +93,20 @@ export class Gpu {
     this.budget = budget;
     if (!(maxBindingBytes > 0)) throw new Error(`maxBindingBytes ${maxBindingBytes} is not a positive byte count`);
     this.maxBindingBytes = Math.min(maxBindingBytes, device.limits.maxStorageBufferBindingSize);
-    this.#uniformAlign = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
+    this.#counters = GpuCounters.instrument(device);
     device.addEventListener("uncapturederror", (e) => {
       this.#errors.push((e as GPUUncapturedErrorEvent).error.message);
     });
     device.lost.then((info) => {
       if (info.reason !== "destroyed") this.#errors.push(`GPU device lost: ${info.message}`);
     });
-    this.#uniforms = budget.createBuffer({
-      size: UNIFORM_RING_BYTES,
+    const uniforms = budget.createBuffer({
+      size: UNIFORM_ARENA_BYTES,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       class: "scratch",
-      label: "uniform ring",
+      label: "uniform arena",
     });
+    this.#bindCache = new BindCache(device, uniforms, Math.max(256, device.limits.minUniformBufferOffsetAlignment));
   }
 
   /** The WGSL source of a kernel in `wgsl/` (embedded, so no file access is needed). */
@@ -163,23 +121,28 @@ export class Gpu {
    * A compile error is thrown at the next sync point, naming the kernel.
    */
   pipeline(kernel: string, entryPoint = "main", constants: Record<string, number> = {}): GPUComputePipeline {
-    const key = `${kernel}:${entryPoint}:${JSON.stringify(constants)}`;
-    let p = this.#pipelines.get(key);
-    if (p) return p;
+    return this.#pipeline(kernel, entryPoint, constants).pipeline;
+  }
+
+  #pipeline(kernel: string, entryPoint = "main", constants?: Record<string, number>) {
+    const key = constants ? `${kernel}:${entryPoint}:${JSON.stringify(constants)}` : `${kernel}:${entryPoint}:{}`;
+    const cached = this.#pipelines.get(key);
+    if (cached) return cached;
+    constants ??= {};
     let module = this.#modules.get(kernel);
     this.device.pushErrorScope("validation");
     if (!module) {
       module = this.device.createShaderModule({ code: this.shaderSource(kernel), label: kernel });
       this.#modules.set(kernel, module);
     }
-    p = this.device.createComputePipeline({
+    const p = this.device.createComputePipeline({
       label: key,
       layout: "auto",
       compute: { module, entryPoint, constants },
     });
     this.#check(this.device.popErrorScope(), `compiling kernel ${key}`);
-    this.#pipelines.set(key, p);
-    return p;
+    this.#pipelines.set(key, { pipeline: p, id: this.#pipelines.size });
+    return this.#pipelines.get(key)!;
   }
 
   /**
@@ -221,37 +184,112 @@ export class Gpu {
    * ```
    */
   dispatch(d: Dispatch): void {
+    const t0 = performance.now();
     // Errors name the kernel file, and the entry point of a file with several (e.g. `rms_norm.backward`).
     const name = d.entryPoint ? `${d.kernel}.${d.entryPoint}` : d.kernel;
-    const pipeline = this.pipeline(d.kernel, d.entryPoint, d.constants);
-    const entries: GPUBindGroupEntry[] = d.bindings.map((b, binding) => {
-      if (ArrayBuffer.isView(b)) return { binding, resource: this.#uniform(b) };
-      if (b instanceof GPUBuffer) return { binding, resource: { buffer: b } };
-      return { binding, resource: b };
-    });
-    const bindGroup = this.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries,
-      label: name,
-    });
-    const enc = this.#pending();
-    const pass = enc.beginComputePass({ label: name });
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
     const [x, y = 1, z = 1] = typeof d.workgroups === "number" ? [d.workgroups] : d.workgroups;
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > max || y > max || z > max) {
       throw new GpuError(`Kernel ${name}: workgroup count ${x}×${y}×${z} exceeds ${max} per dimension`);
     }
-    pass.dispatchWorkgroups(x, y, z);
-    pass.end();
+    const { pipeline, id } = this.#pipeline(d.kernel, d.entryPoint, d.constants);
+    let bindGroup = this.#bindCache.bindGroup(pipeline, id, d.bindings, name);
+    if (!bindGroup) {
+      // The uniform arena is full: submit what uses it, then start it over.
+      this.flush();
+      this.#bindCache.reset();
+      bindGroup = this.#bindCache.bindGroup(pipeline, id, d.bindings, name)!;
+    }
+    const s = this.#counters.now;
+    const stamps = this.#profiler?.profiler.timestampWrites(name, d.bytes ?? 0, d.flops ?? 0);
+    if (stamps) this.#endPass();
+    if (!this.#pass) {
+      this.#pass = this.#pending().beginComputePass(stamps ? { timestampWrites: stamps } : undefined);
+      this.#passPipeline = null;
+      s.passes++;
+    }
+    if (this.#passPipeline !== pipeline) this.#pass.setPipeline(this.#passPipeline = pipeline);
+    this.#pass.setBindGroup(0, bindGroup);
+    this.#pass.dispatchWorkgroups(x, y, z);
+    if (stamps) this.#endPass();
     this.#kernelsPending.push(name);
+    s.dispatches++;
+    s.recordMs += performance.now() - t0;
+    if (this.#kernelsPending.length >= SUBMIT_EVERY) this.flush(); // the GPU starts while the host records on
+  }
+
+  /** Host-side counters since the last {@linkcode Gpu.resetStats} or profile (see {@linkcode Gpu.profile}). */
+  stats(): GpuStats {
+    return this.#counters.read();
+  }
+
+  /** Sets the counters of {@linkcode Gpu.stats} back to zero (e.g. at the start of a step). */
+  resetStats(): void {
+    this.#counters.reset();
+  }
+
+  /**
+   * Profiles `steps` steps run by `fn`: per-kernel GPU time (timestamp queries, each dispatch in its own timed
+   * pass; "n/a" without `timestamp-query`), share, GB/s or GFLOP/s where dispatches state bytes or FLOPs, and the
+   * host-side counters, all per step. Resets {@linkcode Gpu.stats}.
+   *
+   * @param fn Runs the steps (it may await).
+   * @param steps Steps `fn` runs, to divide by.
+   * @returns The profile (print it with {@linkcode formatProfile}).
+   *
+   * @example
+   * ```ts
+   * import { requestGpu } from "@qlora/webgpu";
+   * import assert from "node:assert/strict";
+   * const gpu = await requestGpu();
+   * const acc = gpu.createBuffer(8, "scratch", "acc");
+   * const x = gpu.createBuffer(8, "scratch", "x");
+   * const p = await gpu.profile(() => {
+   *   gpu.dispatch({ kernel: "residual_add", bindings: [acc, x, new Uint32Array([2, 0])], workgroups: 1 });
+   * });
+   * assert.deepEqual(p.kernels.map((k) => [k.kernel, k.calls]), [["residual_add", 1]]);
+   * assert.deepEqual([p.stats.dispatches, p.stats.submits, p.stats.waits], [1, 1, 1]);
+   * ```
+   */
+  async profile(fn: () => void | Promise<void>, steps = 1): Promise<Profile> {
+    this.startProfile();
+    try {
+      await fn();
+    } catch (e) {
+      await this.stopProfile(steps).catch(() => {}); // fn's error wins
+      throw e;
+    }
+    return await this.stopProfile(steps);
+  }
+
+  /** Starts profiling (see {@linkcode Gpu.profile}); end with {@linkcode Gpu.stopProfile}. */
+  startProfile(): void {
+    if (this.#profiler) throw new Error("Gpu.startProfile: a profile is already running");
+    this.flush();
+    this.#counters.reset();
+    this.#profiler = { profiler: new Profiler(this.device, this.features.timestampQuery), t0: performance.now() };
+  }
+
+  /**
+   * Ends the profile begun by {@linkcode Gpu.startProfile}, after the recorded work finishes.
+   *
+   * @param steps Steps run since the start, to divide by.
+   */
+  async stopProfile(steps = 1): Promise<Profile> {
+    const run = this.#profiler;
+    if (!run) throw new Error("Gpu.stopProfile: no profile is running");
+    this.#profiler = null;
+    await this.sync();
+    return await run.profiler.report(this, steps, performance.now() - run.t0, this.stats());
   }
 
   /** Records a buffer-to-buffer copy (ordered with dispatches). */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    const t0 = performance.now();
+    this.#endPass();
     this.#pending().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
     this.#kernelsPending.push("copy");
+    this.#counters.now.recordMs += performance.now() - t0;
   }
 
   /**
@@ -273,8 +311,11 @@ export class Gpu {
    * ```
    */
   clear(buffer: GPUBuffer, offset = 0, size?: number): void {
+    const t0 = performance.now();
+    this.#endPass();
     this.#pending().clearBuffer(buffer, offset, size);
     this.#kernelsPending.push("clear");
+    this.#counters.now.recordMs += performance.now() - t0;
   }
 
   /**
@@ -293,23 +334,31 @@ export class Gpu {
   flush(): void {
     this.#throwErrors();
     if (!this.#encoder) return;
+    const t0 = performance.now();
+    this.#endPass();
     const enc = this.#encoder;
     const kernels = this.#kernelsPending.join(", ");
     this.#encoder = null;
     this.#kernelsPending = [];
-    this.#uniformOffset = 0;
     this.device.pushErrorScope("out-of-memory");
     this.device.pushErrorScope("validation");
+    this.#bindCache.upload();
     this.device.queue.submit([enc.finish()]);
     this.#check(this.device.popErrorScope(), `running kernels [${kernels}]`);
     this.#check(this.device.popErrorScope(), `running kernels [${kernels}]`);
+    // WebGPU lets a buffer used by submitted work be destroyed (the work still completes).
+    for (const b of this.#doomed) b.destroy();
+    this.#doomed = [];
+    this.#counters.now.submitMs += performance.now() - t0;
   }
 
   /** Submits pending work, waits for the GPU to finish it, and throws any GPU error raised meanwhile. */
   async sync(): Promise<void> {
     this.flush();
+    const t0 = performance.now();
     await this.device.queue.onSubmittedWorkDone();
     await Promise.all(this.#pendingChecks);
+    this.#counters.now.waitMs += performance.now() - t0;
     this.#pendingChecks = [];
     this.#throwErrors();
   }
@@ -338,11 +387,17 @@ export class Gpu {
     return new Float32Array(await this.read(buffer, offset, count === undefined ? undefined : count * 4));
   }
 
-  /** Frees a buffer made by {@linkcode Gpu.createBuffer}, after pending work is submitted. */
+  /**
+   * Frees a buffer made by {@linkcode Gpu.createBuffer}: its bytes leave the budget now; the buffer itself is
+   * destroyed at once when no work is pending, else right after the next submit (recorded work may use it).
+   */
   free(buffer: GPUBuffer): void {
-    // Submitting first keeps recorded dispatches valid: WebGPU lets a submitted buffer be destroyed.
-    this.flush();
-    this.budget.free(buffer);
+    this.#bindCache.forget(buffer);
+    if (!this.#encoder) {
+      this.budget.free(buffer);
+    } else if (this.budget.free(buffer, false)) {
+      this.#doomed.push(buffer);
+    }
   }
 
   /** Releases the device and every cached object. */
@@ -357,15 +412,9 @@ export class Gpu {
     return this.#encoder;
   }
 
-  #uniform(data: ArrayBufferView): GPUBufferBinding {
-    const size = Math.ceil(data.byteLength / 16) * 16;
-    if (this.#uniformOffset + size > UNIFORM_RING_BYTES) this.flush();
-    const offset = this.#uniformOffset;
-    this.#uniformOffset += Math.ceil(size / this.#uniformAlign) * this.#uniformAlign;
-    const padded = new Uint8Array(size);
-    padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    this.device.queue.writeBuffer(this.#uniforms, offset, padded);
-    return { buffer: this.#uniforms, offset, size };
+  #endPass(): void {
+    this.#pass?.end();
+    this.#pass = null;
   }
 
   #staging(size: number): GPUBuffer {

@@ -23,3 +23,7 @@ export * from "./device.ts";
 export * from "./tensor.ts";
 export * from "./budget.ts";
 export * from "./pager.ts";
+export * from "./dispatch.ts";
+export * from "./stats.ts";
+export * from "./bind_cache.ts";
+export * from "./profiler.ts";

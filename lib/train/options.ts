@@ -87,6 +87,8 @@ export interface FinetuneOptions {
   initAdapter: string | null;
   /** f16 arithmetic in the frozen-weight products (needs `shader-f16`; an error without it). Default f32. */
   f16: boolean;
+  /** Profile the steps: per-kernel table on the log, `OUT/profile.json`. */
+  profile: boolean;
 }
 
 const nonNegative = { check: (x: number) => x >= 0, what: "a number ≥ 0" };
@@ -149,6 +151,7 @@ export const FINETUNE_FLAGS: FlagTable<FinetuneOptions & { resume: string | null
   saveEvery: intFlag("N", "checkpoint every N steps into OUT/checkpoint-N; 0 = final only", { min: 0, default: 250 }),
   initAdapter: textFlag("DIR", "start from an existing PEFT adapter (its r, alpha, targets)", { path: true }),
   f16: switchFlag("f16 arithmetic in the NF4 products; needs shader-f16 (default f32)"),
+  profile: switchFlag("profile the steps: per-kernel GPU time and host counts per step, OUT/profile.json"),
   resume: textFlag("OUT", "continue the run in OUT from its last checkpoint, with its saved options"),
 };
 

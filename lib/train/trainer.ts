@@ -19,6 +19,7 @@ import type { LoraConfig } from "../qlinear/lora_config.ts";
 import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts";
 import { AdamW, type AdamWOptions, PagedAdamW, PagedAdamW8bit } from "../optim/adamw.ts";
 import { clipGradNorm } from "../kernels/clip_grad_norm.ts";
+import { writeProfile } from "../gpu/profiler.ts";
 import { lrAt, type LrSchedule } from "../optim/schedule.ts";
 import { deriveSeed } from "../random.ts";
 import { checkpointDir, findLastCheckpoint, readTrainerState, saveCheckpoint } from "./checkpoint.ts";
@@ -199,6 +200,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
       writePeftAdapter(dir, { config: peft, modules: await model.loraWeights() });
     const progress = new ProgressBar(totalSteps, { sink: hooks.sink });
     let lastLoss = NaN;
+    if (options.profile) gpu.startProfile();
     try {
       for (let step = startStep + 1; step <= totalSteps; step++) {
         const lr = lrAt(schedule, step - 1);
@@ -245,6 +247,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
           return { options, steps: step, lastLoss, metricsPath, lossSvgPath: null };
         }
       }
+      if (options.profile) await writeProfile(gpu, options.out, totalSteps - startStep, log);
     } finally {
       metrics.close();
       progress.done();
