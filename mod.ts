@@ -101,6 +101,7 @@ export * from "./lib/merge/options.ts";
 export * from "./lib/qat/bits.ts";
 export * from "./lib/qat/data.ts";
 export * from "./lib/qat/distill.ts";
+export * from "./lib/qat/eval.ts";
 export * from "./lib/qat/export.ts";
 export * from "./lib/qat/linear.ts";
 export * from "./lib/qat/options.ts";

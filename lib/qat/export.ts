@@ -46,7 +46,7 @@ export async function writeQatModel(
   trained: ReadonlyMap<string, Float32Array>,
   bits: QatBits,
 ): Promise<void> {
-  const files = await listSafetensorsFiles(model);
+  const files = (await listSafetensorsFiles(model)).map((n) => join(model, n));
   await _fillNewFolder(out, async (dir) => {
     const left = new Set(trained.keys());
     for (const path of files) {

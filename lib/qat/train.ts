@@ -147,12 +147,11 @@ export async function trainQat(
         progress.update({ step, loss: m.loss, tokensPerS: m.tokens_per_s, gpuBytes: m.gpu_bytes });
         if (o.saveEvery > 0 && step % o.saveEvery === 0 && step < totalSteps) {
           await saveCheckpoint(o.out, { step, dataPosition: loader.position, args }, async (dir) => {
-            const tensors = await Promise.all(params.map(async (p) => ({
-              name: p.name,
-              dtype: "F32" as const,
-              shape: p.param.shape,
-              data: new Uint8Array((await p.param.toFloat32()).buffer),
-            })));
+            const tensors = [];
+            for (const p of params) {
+              const data = new Uint8Array((await p.param.toFloat32()).buffer);
+              tensors.push({ name: p.name, dtype: "F32" as const, shape: p.param.shape, data });
+            }
             await writeSafetensors(join(dir, QAT_WEIGHTS_FILE), tensors);
             await opt.save(join(dir, OPTIMIZER_STATE_FILE));
           });
