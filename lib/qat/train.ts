@@ -65,7 +65,9 @@ export async function resolveQatRun(
   const state = await readTrainerState(last.dir);
   const again = parseQatArgs([...state.args, ...parsed.overrides]);
   if (again.kind !== "run") throw new Error(`${last.dir}: the saved flags do not describe a run`);
-  return { options: again.options, args: again.args, resumeFrom: last.dir, startStep: state.step };
+  // The run continues in the folder it was resumed from, wherever it was first written.
+  const options = { ...again.options, out: parsed.out };
+  return { options, args: again.args, resumeFrom: last.dir, startStep: state.step };
 }
 
 /**
