@@ -30,8 +30,11 @@ export type HiddenLoss = (
 
 /** The frozen head of a model: `model.norm.weight`, `lm_head` in vocabulary chunks, RMSNorm epsilon. */
 export interface HeadWeights {
+  /** `model.norm.weight` `[H]`. */
   norm: Tensor;
+  /** `lm_head.weight` `[V, H]` as vocabulary chunks. */
   lmHead: Tensor[];
+  /** RMSNorm epsilon. */
   eps: number;
 }
 

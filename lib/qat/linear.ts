@@ -67,6 +67,8 @@ export class QatLinear {
   #wq: Tensor;
 
   /**
+   * Wraps an f32 weight, with a zero gradient when trainable.
+   *
    * @param weight f32 `[N, K]` (the layer takes ownership).
    * @param options Path, bits, whether it trains.
    * @throws {Error} If the weight is not a 2-D f32 matrix, naming it.
