@@ -6,6 +6,7 @@
  */
 
 import { GENERATE_HELP, parseGenerateArgs } from "../lib/generate/options.ts";
+import { parseQatBits } from "../lib/qat/bits.ts";
 import { TextGenerator } from "../lib/generate/text_generator.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
 
@@ -17,7 +18,8 @@ try {
   }
   const gpu = await requestGpu({ gpuMemory: o.gpuMemory ?? undefined });
   const t0 = performance.now();
-  const generator = await TextGenerator.load(gpu, o.model, o.adapter);
+  const fakeQuant = o.fakeQuant === null ? null : parseQatBits(o.fakeQuant);
+  const generator = await TextGenerator.load(gpu, o.model, o.adapter, fakeQuant);
   const t1 = performance.now();
   const encoder = new TextEncoder();
   const r = await generator.complete(o.prompt, {

@@ -36,6 +36,8 @@ export interface GenerateCliOptions {
   chat: boolean;
   /** GPU memory budget in bytes, or null (the adapter's limits). */
   gpuMemory: number | null;
+  /** LLM-QAT bits (`w4a8kv4`) to run the dense model fake-quantized at, or null (NF4). */
+  fakeQuant: string | null;
 }
 
 /** The flags of `deno task generate`, checked by the compiler against {@linkcode GenerateCliOptions}. */
@@ -57,6 +59,7 @@ export const GENERATE_FLAGS: FlagTable<GenerateCliOptions> = {
   seed: intFlag("N", "seed of the sampling", { min: 0, default: 0 }),
   chat: switchFlag("render the prompt as a user turn with the model's chat template"),
   gpuMemory: bytesFlag("BYTES", "cap accounted GPU memory: 512MiB, 6GiB", "adapter limit"),
+  fakeQuant: textFlag("WAKV", "run the dense f32 model fake-quantized as LLM-QAT trains it: w4a8kv4, w8a8kv8, …"),
 };
 
 /** The `--help` text of `deno task generate`. */

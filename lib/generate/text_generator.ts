@@ -7,6 +7,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import { loadTokenizer, type TextTokenizer } from "../io/tokenizer.ts";
+import type { QatBits } from "../qat/bits.ts";
 import { LlamaModel } from "../model/llama.ts";
 import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";
@@ -62,10 +63,16 @@ export class TextGenerator {
    * @param gpu The device.
    * @param modelDir The model folder.
    * @param adapterDir A PEFT adapter folder, or null.
+   * @param fakeQuant LLM-QAT bits to run the dense model fake-quantized at (no adapter), or null: NF4.
    * @returns The generator.
    * @throws {Error} Naming the folder or file that is missing or does not fit.
    */
-  static async load(gpu: Gpu, modelDir: string, adapterDir: string | null = null): Promise<TextGenerator> {
+  static async load(
+    gpu: Gpu,
+    modelDir: string,
+    adapterDir: string | null = null,
+    fakeQuant: QatBits | null = null,
+  ): Promise<TextGenerator> {
     const stat = await Deno.stat(modelDir).catch(() => null);
     if (!stat?.isDirectory) throw new Error(`Model folder ${modelDir} does not exist`);
     if (adapterDir !== null && !(await Deno.stat(adapterDir).catch(() => null))?.isDirectory) {
@@ -73,7 +80,9 @@ export class TextGenerator {
     }
     const tokenizer = await loadTokenizer(modelDir);
     const lora = adapterDir === null ? null : { ...await adapterLoraConfig(adapterDir), dropout: 0 };
-    const model = await LlamaModel.load(gpu, modelDir, { lora, gradientCheckpointing: false });
+    if (fakeQuant && adapterDir !== null) throw new Error("Fake quantization runs the dense model: give no adapter");
+    const qat = fakeQuant && { bits: fakeQuant };
+    const model = await LlamaModel.load(gpu, modelDir, { lora, gradientCheckpointing: false, qat });
     try {
       if (adapterDir !== null) await loadAdapterWeights(model, adapterDir);
     } catch (e) {

@@ -24,6 +24,8 @@ export * from "./clip_grad_norm.ts";
 export * from "./cross_entropy.ts";
 export * from "./dropout.ts";
 export * from "./embedding.ts";
+export * from "./fake_quant.ts";
+export * from "./kl_divergence.ts";
 export * from "./matmul_f32.ts";
 export * from "./nf4_dequantize.ts";
 export * from "./nf4_quantize.ts";

@@ -8,7 +8,7 @@
  * The bracketed q/k norms are Qwen3's (`q_norm`, `k_norm`: one `[headDim]` weight applied to every head).
  * Every intermediate is freed as soon as nothing later in the pass reads it; with `keep`, the tensors the
  * backward reads are returned instead. The layer input itself belongs to the caller (the checkpoint). The seven
- * projections are `QLoRALinear` layers: what each one's backward needs is the context its forward returns, kept
+ * projections are {@linkcode Projection}s (`QLoRALinear`, or LLM-QAT's `QatLinear`): what each one's backward needs is the context its forward returns, kept
  * with the rest, or rebuilt by the recompute without the frozen product where the output is not needed.
  *
  * @module
@@ -16,7 +16,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import type { QLoRALinear, QLoRASaved } from "../qlinear/layer.ts";
+import type { LoraLayer, QLoRASaved } from "../qlinear/layer.ts";
 import { attentionBackward, attentionForward, type AttentionShape } from "../kernels/attention.ts";
 import { residualAdd } from "../kernels/residual_add.ts";
 import { rmsNormBackward, type RmsNormForward, rmsNormForward } from "../kernels/rms_norm.ts";
@@ -81,15 +81,33 @@ export interface LayerActivations {
   act: Tensor;
 }
 
+/** What a decoder layer needs of a projection: `QLoRALinear` and `QatLinear` both are one. */
+export interface Projection {
+  /** Module path. */
+  readonly path: string;
+  /** `y` `[M, N]` of `x` `[M, K]`, and with `save` the context of the backward. */
+  forward(x: Tensor, options?: { seed?: number | null; save?: boolean }): { y: Tensor; saved: QLoRASaved | null };
+  /** The context of a saving forward, without forming `y`. */
+  recompute(x: Tensor, seed: number | null): QLoRASaved;
+  /** Accumulates the parameter gradients and returns `dX` when asked; consumes the context. */
+  backward(dy: Tensor, saved: QLoRASaved, needDx?: boolean): Tensor | null;
+  /** Whether it has a LoRA adapter. */
+  hasAdapter(): this is LoraLayer;
+  /** Zeroes its gradients. */
+  zeroGrad(): void;
+  /** Frees its tensors. */
+  destroy(): void;
+}
+
 /** The seven projections, in {@linkcode LORA_TARGETS} order. */
 export type LayerProjections = [
-  q: QLoRALinear,
-  k: QLoRALinear,
-  v: QLoRALinear,
-  o: QLoRALinear,
-  gate: QLoRALinear,
-  up: QLoRALinear,
-  down: QLoRALinear,
+  q: Projection,
+  k: Projection,
+  v: Projection,
+  o: Projection,
+  gate: Projection,
+  up: Projection,
+  down: Projection,
 ];
 
 const _free = (...ts: (Tensor | null | undefined)[]) => ts.forEach((t) => t?.destroy());
@@ -108,6 +126,11 @@ export class DecoderLayer {
   readonly kNorm: Tensor | null;
   /** q, k, v, o, gate, up, down. */
   readonly proj: LayerProjections;
+  /**
+   * Fake quantization of `k_proj`'s and `v_proj`'s outputs (`[rows, KVH·D]`, in place), or null: LLM-QAT's KV
+   * cache quantizer, in the training forward and in the cached one alike (its gradient is straight-through).
+   */
+  kvQuant: ((kv: Tensor) => void) | null = null;
   readonly #gpu: Gpu;
   readonly #eps: number;
   readonly #heads: number;
@@ -179,12 +202,13 @@ export class DecoderLayer {
   #run(x: Tensor, ctx: LayerContext, keep: boolean, needOut: boolean) {
     const gpu = this.#gpu;
     const [pq, pk, pv, po, pg, pu, pd] = this.proj;
-    const fwd = (p: QLoRALinear, input: Tensor, i: number) =>
+    const fwd = (p: Projection, input: Tensor, i: number) =>
       p.forward(input, { seed: this.#seed(ctx.seed, i), save: keep });
     const { y: xn1, rstd: rstd1 } = rmsNormForward(gpu, x, this.inputNorm, this.#eps);
     const q = fwd(pq, xn1, 0);
     const k = fwd(pk, xn1, 1);
     const v = fwd(pv, xn1, 2);
+    if (this.kvQuant) [k.y, v.y].forEach(this.kvQuant);
     if (!keep) _free(xn1, rstd1);
     const qn = this.#headNorm(q.y, this.qNorm);
     const kn = this.#headNorm(k.y, this.kNorm);
@@ -302,6 +326,7 @@ export class DecoderLayer {
     const [pq, pk, pv, po, pg, pu, pd] = this.proj;
     const { y: xn1, rstd: rstd1 } = rmsNormForward(gpu, x, this.inputNorm, this.#eps);
     const [q0, k0, v] = [pq, pk, pv].map((p) => p.forward(xn1).y);
+    if (this.kvQuant) [k0, v].forEach(this.kvQuant);
     _free(xn1, rstd1);
     const [qn, kn] = [this.#headNorm(q0, this.qNorm), this.#headNorm(k0, this.kNorm)];
     if (qn) _free(q0, k0, qn.rstd, kn?.rstd);

@@ -10,13 +10,16 @@ import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { LoraWeights } from "../io/peft.ts";
 import type { Nf4Precision } from "../kernels/qlinear_nf4.ts";
-import type { LoraLayer, QLoRALinear } from "../qlinear/layer.ts";
+import { type LoraLayer, QLoRALinear } from "../qlinear/layer.ts";
 import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
 import type { LlamaConfig } from "./config.ts";
-import type { DecoderLayer, LayerActivations, LayerContext } from "./decoder_layer.ts";
+import type { DecoderLayer, LayerActivations, LayerContext, Projection } from "./decoder_layer.ts";
 import { KvCache } from "./kv_cache.ts";
-import { headLogits, lossHead } from "./lm_head.ts";
+import { headLogits, type HeadWeights, type HiddenLoss, lossHead } from "./lm_head.ts";
+export type { HeadWeights, HiddenLoss } from "./lm_head.ts";
+export type { Projection } from "./decoder_layer.ts";
 import type { LoraConfig, ResolvedLoraConfig } from "../qlinear/lora_config.ts";
+import type { QatBits } from "../qat/bits.ts";
 import { loadModelWeights } from "./model_weights.ts";
 import { readCrossEntropy } from "../kernels/cross_entropy.ts";
 import { embeddingForward } from "../kernels/embedding.ts";
@@ -40,6 +43,11 @@ export interface LlamaLoadOptions {
    * `shader-f16` feature. Everything else stays f32.
    */
   precision?: Nf4Precision;
+  /**
+   * LLM-QAT: dense f32 projections (`QatLinear`) fake-quantized to these bits instead of NF4 with LoRA (needs
+   * `lora: null`); `train` forms their weight gradients (default false: a teacher or evaluation model).
+   */
+  qat?: { bits: QatBits; train?: boolean } | null;
 }
 
 /** Options of {@linkcode LlamaModel.forward}. */
@@ -65,6 +73,8 @@ export interface BackwardOptions {
   gradScale?: number;
   /** Dropout seed of this micro-batch (default 0; use e.g. the step and micro-batch index). */
   seed?: number;
+  /** A loss in place of the cross-entropy (e.g. LLM-QAT's distillation; see {@linkcode HiddenLoss}). */
+  loss?: HiddenLoss;
 }
 
 /** Loss of a micro-batch, from {@linkcode LlamaModel.forwardBackward}. */
@@ -121,6 +131,8 @@ export class LlamaModel {
   readonly config: LlamaConfig;
   /** LoRA settings, or null without adapters. */
   readonly lora: ResolvedLoraConfig | null;
+  /** LLM-QAT's bits when the projections are `QatLinear` layers, else null. */
+  readonly qat: QatBits | null;
   /** Recompute layers in the backward (default true); false keeps every activation (faster, more memory). */
   gradientCheckpointing: boolean;
   readonly #embed: Tensor;
@@ -134,12 +146,13 @@ export class LlamaModel {
     gpu: Gpu,
     config: LlamaConfig,
     lora: ResolvedLoraConfig | null,
-    weights: { embed: Tensor; norm: Tensor; lmHead: Tensor[]; layers: DecoderLayer[] },
+    weights: { embed: Tensor; norm: Tensor; lmHead: Tensor[]; layers: DecoderLayer[]; qat: QatBits | null },
     gradientCheckpointing: boolean,
   ) {
     this.gpu = gpu;
     this.config = config;
     this.lora = lora;
+    this.qat = weights.qat;
     this.#embed = weights.embed;
     this.#norm = weights.norm;
     this.#lmHead = weights.lmHead;
@@ -225,12 +238,21 @@ export class LlamaModel {
   }
 
   /**
-   * Every projection (seven per layer, in layer order), with or without an adapter, e.g. to merge adapters or
-   * inspect weights.
+   * Every QLoRA projection (seven per layer, in layer order), with or without an adapter, e.g. to merge adapters
+   * or inspect weights.
    *
    * @returns The layers.
    */
   linearLayers(): QLoRALinear[] {
+    return this.projections().filter((p) => p instanceof QLoRALinear);
+  }
+
+  /**
+   * Every projection, QLoRA or QAT (seven per layer, in layer order).
+   *
+   * @returns The projections.
+   */
+  projections(): Projection[] {
     return this.#layers.flatMap((l) => [...l.proj]);
   }
 
@@ -271,15 +293,7 @@ export class LlamaModel {
    * @throws {NonFiniteLossError} If the logits hold NaN/Inf.
    */
   async forward(batch: Batch, options: ForwardOptions = {}): Promise<ForwardResult> {
-    const lengths = batchLengths(batch, this.config.vocabSize);
-    const ctx = this.#context(batch, lengths, null);
-    let h = embeddingForward(this.gpu, this.#embed, batch.inputIds);
-    for (const layer of this.#layers) {
-      const { out } = layer.forward(h, ctx, false);
-      h.destroy();
-      h = out;
-    }
-    ctx.seqLens?.destroy();
+    const h = this.hiddenStates(batch);
     const c = this.config;
     const logits = options.logits ? headLogits(this.gpu, h, this.#norm, this.#lmHead, c.rmsNormEps) : null;
     let res: LossResult = { lossSum: 0, tokens: 0 };
@@ -295,6 +309,30 @@ export class LlamaModel {
   }
 
   /**
+   * The final hidden state `[B·T, H]` of an inference forward (before the final norm; the caller frees it).
+   *
+   * @param batch Token ids `[B, T]`, right-padded.
+   * @returns The hidden state.
+   */
+  hiddenStates(batch: Batch): Tensor {
+    const lengths = batchLengths(batch, this.config.vocabSize);
+    const ctx = this.#context(batch, lengths, null);
+    let h = embeddingForward(this.gpu, this.#embed, batch.inputIds);
+    for (const layer of this.#layers) {
+      const { out } = layer.forward(h, ctx, false);
+      h.destroy();
+      h = out;
+    }
+    ctx.seqLens?.destroy();
+    return h;
+  }
+
+  /** The frozen head (borrowed: the model keeps owning it). */
+  get head(): HeadWeights {
+    return { norm: this.#norm, lmHead: this.#lmHead, eps: this.config.rmsNormEps };
+  }
+
+  /**
    * Forward and backward of a training micro-batch: accumulates `gradScale · dLoss/d(A, B)` into every adapter's
    * `gradA`/`gradB` (frozen weights get no gradient). With gradient checkpointing only each layer's input is
    * kept through the forward; the backward recomputes the layer from it.
@@ -305,7 +343,7 @@ export class LlamaModel {
    * @throws {NonFiniteLossError} If the loss is NaN/Inf (checked before the backward: gradients stay untouched).
    */
   async forwardBackward(batch: Batch, options: BackwardOptions = {}): Promise<LossResult> {
-    if (!this.lora) throw new Error("forwardBackward: the model was loaded without LoRA adapters (lora: null)");
+    if (!this.lora && !this.qat) throw new Error("forwardBackward: the model has no LoRA adapters nor QAT layers");
     const c = this.config;
     const { targets, tokens, lengths } = prepareTargets(batch, c.vocabSize);
     const ctx = this.#context(batch, lengths, options.seed ?? 0);
@@ -320,19 +358,25 @@ export class LlamaModel {
       h = r.out;
     }
     const gradScale = options.gradScale ?? 1 / Math.max(tokens, 1);
-    const head = lossHead(this.gpu, h, this.#norm, this.#lmHead, targets, c.rmsNormEps, true, gradScale);
-    h.destroy();
     let lossSum: number;
+    let dh: Tensor;
     try {
-      lossSum = await this.#readLoss(head.stats);
+      if (options.loss) ({ lossSum, dh } = await options.loss(h, targets, gradScale));
+      else {
+        const head = lossHead(this.gpu, h, this.#norm, this.#lmHead, targets, c.rmsNormEps, true, gradScale);
+        h.destroy();
+        dh = head.dh!;
+        lossSum = await this.#readLoss(head.stats).catch((e) => {
+          dh.destroy();
+          throw e;
+        });
+      }
     } catch (e) {
-      head.dh?.destroy();
       for (const t of inputs) t.destroy();
       for (const s of saved) if (s) _freeActivations(s);
       ctx.seqLens?.destroy();
       throw e;
     }
-    let dh = head.dh!;
     for (let l = this.#layers.length - 1; l >= 0; l--) {
       const layer = this.#layers[l];
       const s = saved[l] ?? layer.recompute(inputs[l], ctx);

@@ -18,6 +18,26 @@ import { rmsNormBackward, rmsNormForward } from "../kernels/rms_norm.ts";
 /** Largest logits chunk, in bytes (also bounded by the storage binding limit). */
 const _CHUNK_BYTES = 64 * 2 ** 20;
 
+/**
+ * A training loss of the final hidden state `h` `[B·T, H]` (which it must free) at the rows whose target is not
+ * -100: its sum, and the gradient of `gradScale ·` that sum with respect to `h`.
+ */
+export type HiddenLoss = (
+  h: Tensor,
+  targets: Int32Array,
+  gradScale: number,
+) => Promise<{ lossSum: number; dh: Tensor }>;
+
+/** The frozen head of a model: `model.norm.weight`, `lm_head` in vocabulary chunks, RMSNorm epsilon. */
+export interface HeadWeights {
+  /** `model.norm.weight` `[H]`. */
+  norm: Tensor;
+  /** `lm_head.weight` `[V, H]` as vocabulary chunks. */
+  lmHead: Tensor[];
+  /** RMSNorm epsilon. */
+  eps: number;
+}
+
 /** What {@linkcode lossHead} returns. */
 export interface LossHeadResult {
   /** One cross-entropy stats tensor per row chunk (read with `readCrossEntropy`; the caller frees them). */
@@ -106,6 +126,69 @@ function _gradInput(gpu: Gpu, dLogits: Tensor, lmHead: Tensor[]): Tensor {
 }
 
 /**
+ * Final norm and logits in row chunks, each handed to `rowLoss`, which computes its loss and, for the backward,
+ * leaves `dLoss/dlogits` in place; with `backward`, returns the gradient of the final hidden state.
+ *
+ * @param gpu The device.
+ * @param h Final hidden state `[N, H]` (not freed).
+ * @param head The final norm and `lm_head` in vocabulary chunks.
+ * @param backward Form the gradient.
+ * @param rowLoss The loss of logits `[n, V]` of rows `[r0, r0+n)`.
+ * @returns `dh` `[N, H]` (backward), else null.
+ */
+export function chunkedHeadLoss(
+  gpu: Gpu,
+  h: Tensor,
+  head: HeadWeights,
+  backward: boolean,
+  rowLoss: (logits: Tensor, r0: number) => void,
+): Tensor | null {
+  const [N, H] = h.shape;
+  const { norm, lmHead, eps } = head;
+  const vocab = lmHead.reduce((s, w) => s + w.shape[0], 0);
+  const { y: hn, rstd } = rmsNormForward(gpu, h, norm, eps);
+  const dhn = backward ? Tensor.empty(gpu, [N, H], { label: "lm_head dh" }) : null;
+  const per = _rowsPerChunk(gpu, vocab);
+  for (let r0 = 0; r0 < N; r0 += per) {
+    const n = Math.min(per, N - r0);
+    const logits = chunkLogits(gpu, hn, lmHead, r0, n);
+    rowLoss(logits, r0);
+    if (dhn) {
+      // rowLoss left dLoss/dlogits in `logits`.
+      const dhc = _gradInput(gpu, logits, lmHead);
+      gpu.copy(dhc.buffer, 0, dhn.buffer, r0 * H * 4, n * H * 4);
+      dhc.destroy();
+    }
+    logits.destroy();
+  }
+  let dh: Tensor | null = null;
+  if (dhn) {
+    dh = rmsNormBackward(gpu, dhn, h, norm, rstd);
+    dhn.destroy();
+  }
+  hn.destroy();
+  rstd.destroy();
+  return dh;
+}
+
+/**
+ * Logits `[n, V]` of rows `[r0, r0+n)` of the normed hidden state `hn`.
+ *
+ * @param gpu The device.
+ * @param hn `RMSNorm(h)` `[N, H]`.
+ * @param lmHead `lm_head.weight` as vocabulary chunks.
+ * @param r0 First row.
+ * @param n Rows.
+ * @returns The logits (the caller frees them).
+ */
+export function chunkLogits(gpu: Gpu, hn: Tensor, lmHead: Tensor[], r0: number, n: number): Tensor {
+  const hc = _rows(gpu, hn, r0, n, "lm_head input chunk");
+  const logits = _logits(gpu, hc, lmHead);
+  if (hc !== hn) hc.destroy();
+  return logits;
+}
+
+/**
  * Final norm, logits and cross-entropy over shifted targets; with `backward`, also the gradient of the final
  * hidden state for `gradScale · Σ loss`.
  *
@@ -129,35 +212,13 @@ export function lossHead(
   backward: boolean,
   gradScale: number,
 ): LossHeadResult {
-  const [N, H] = h.shape;
-  const vocab = lmHead.reduce((s, w) => s + w.shape[0], 0);
-  const { y: hn, rstd } = rmsNormForward(gpu, h, norm, eps);
-  const dhn = backward ? Tensor.empty(gpu, [N, H], { label: "lm_head dh" }) : null;
-  const per = _rowsPerChunk(gpu, vocab);
   const stats: Tensor[] = [];
-  for (let r0 = 0; r0 < N; r0 += per) {
-    const n = Math.min(per, N - r0);
-    const hc = _rows(gpu, hn, r0, n, "lm_head input chunk");
-    const logits = _logits(gpu, hc, lmHead);
+  const dh = chunkedHeadLoss(gpu, h, { norm, lmHead, eps }, backward, (logits, r0) => {
+    const n = logits.shape[0];
     const labels = Tensor.fromArray(gpu, targets.subarray(r0, r0 + n), [n], { class: "scratch", label: "targets" });
     stats.push(crossEntropy(gpu, logits, labels, { gradScale }).stats);
     labels.destroy();
-    if (dhn) {
-      // crossEntropy left dLoss/dlogits in `logits`.
-      const dhc = _gradInput(gpu, logits, lmHead);
-      gpu.copy(dhc.buffer, 0, dhn.buffer, r0 * H * 4, n * H * 4);
-      dhc.destroy();
-    }
-    logits.destroy();
-    if (hc !== hn) hc.destroy();
-  }
-  let dh: Tensor | null = null;
-  if (dhn) {
-    dh = rmsNormBackward(gpu, dhn, h, norm, rstd);
-    dhn.destroy();
-  }
-  hn.destroy();
-  rstd.destroy();
+  });
   return { stats, dh };
 }
 

@@ -1,7 +1,7 @@
 /**
  * Loading a Llama-family model's weights onto the GPU for `LlamaModel.load`: the configuration, every decoder
  * layer (norms, Qwen3's q/k norms, the seven projections as `QLoRALinear` layers, quantized to NF4 on the GPU
- * unless the folder is bitsandbytes 4-bit), the final norm and `lm_head` in vocabulary chunks.
+ * unless the folder is bitsandbytes 4-bit, or as LLM-QAT's dense `QatLinear` layers), the final norm and `lm_head` in vocabulary chunks.
  *
  * @module
  */
@@ -10,11 +10,14 @@ import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
 import { QLoRALinear } from "../qlinear/layer.ts";
+import { QatLinear } from "../qat/linear.ts";
+import type { QatBits } from "../qat/bits.ts";
+import { fakeQuantRows } from "../kernels/fake_quant.ts";
 import { quantizeNF4 } from "../kernels/nf4_quantize.ts";
 import { deriveSeed } from "../random.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
-import { DecoderLayer, type LayerProjections } from "./decoder_layer.ts";
+import { DecoderLayer, type LayerProjections, type Projection } from "./decoder_layer.ts";
 import type { LlamaLoadOptions } from "./llama.ts";
 import { vocabChunks } from "./lm_head.ts";
 import { LORA_TARGETS, loraModulePath, type ResolvedLoraConfig, resolveLoraConfig } from "../qlinear/lora_config.ts";
@@ -33,6 +36,8 @@ export interface ModelWeights {
   lmHead: Tensor[];
   /** The decoder layers. */
   layers: DecoderLayer[];
+  /** LLM-QAT's bits when the projections are `QatLinear` layers, else null. */
+  qat: QatBits | null;
 }
 
 /** The seven projection shapes `[N, K]` of a layer, in {@linkcode LORA_TARGETS} order. */
@@ -60,6 +65,8 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
   try {
     const config = options.config ??
       (ckpt.config ? parseLlamaConfig(ckpt.config, `${path}/config.json`) : await loadLlamaConfig(path));
+    const qat = options.qat ?? null;
+    if (qat && options.lora !== null) throw new Error(`${path}: QAT layers take no LoRA adapters (pass lora: null)`);
     const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
     const c = config;
     const plain = async (name: string, shape: number[]): Promise<Tensor> => {
@@ -99,10 +106,23 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
       const postNorm = await plain(`${pre}.post_attention_layernorm.weight`, [c.hiddenSize]);
       const qNorm = c.qkNorm ? await plain(`${pre}.self_attn.q_norm.weight`, [c.headDim]) : null;
       const kNorm = c.qkNorm ? await plain(`${pre}.self_attn.k_norm.weight`, [c.headDim]) : null;
-      const proj: QLoRALinear[] = [];
+      const proj: Projection[] = [];
       for (const [i, target] of LORA_TARGETS.entries()) {
         const path = loraModulePath(l, target);
         const [N, K] = shapes[i];
+        if (qat) {
+          if (c.qkvBias && i < 3) throw new Error(`${path}: QAT layers have no bias (q/k/v biases are unsupported)`);
+          const { w, a } = qat.bits;
+          const p = new QatLinear(await plain(`${path}.weight`, [N, K]), {
+            path,
+            weightBits: w,
+            inputBits: a,
+            trainable: qat.train ?? false,
+          });
+          made.splice(made.length - 1, 1, p); // the layer owns its weight now
+          proj.push(p);
+          continue;
+        }
         const weight = await quantized(`${path}.weight`, [N, K]);
         const bias = c.qkvBias && i < 3 ? await plain(`${path}.bias`, [N]) : null;
         const adapter = lora && lora.targetModules.includes(target)
@@ -114,7 +134,10 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
       }
       const weights = { inputNorm, postNorm, qNorm, kNorm, proj: proj as LayerProjections };
       const shape = { heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim, eps: c.rmsNormEps };
-      layers.push(new DecoderLayer(gpu, l, weights, shape));
+      const layer = new DecoderLayer(gpu, l, weights, shape);
+      const kvBits = qat?.bits.kv ?? 16;
+      if (kvBits < 16) layer.kvQuant = (kv) => fakeQuantRows(gpu, kv, c.numKvHeads * c.headDim, kvBits);
+      layers.push(layer);
     }
     const norm = await plain("model.norm.weight", [c.hiddenSize]);
     const tied = c.tieWordEmbeddings || !ckpt.checkpoint.has("lm_head.weight");
@@ -123,7 +146,7 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
     made.push(...lmHead);
     if (lmHead[0] !== head && head !== embed) head.destroy();
     await gpu.sync();
-    return { config, lora, embed, norm, lmHead, layers };
+    return { config, lora, embed, norm, lmHead, layers, qat: qat?.bits ?? null };
   } catch (e) {
     for (const t of made) t.destroy();
     throw e;

@@ -19,8 +19,8 @@ export interface ProgressSink {
 export interface ProgressUpdate {
   /** Optimizer steps done. */
   step: number;
-  /** The step's loss. */
-  loss: number;
+  /** The step's loss (omitted: not shown, e.g. for generation). */
+  loss?: number;
   /** Tokens per second of the step. */
   tokensPerS: number;
   /** GPU bytes in use (accounted). */
@@ -97,7 +97,9 @@ export class ProgressBar {
     const perStep = (now - this.#start) / Math.max(1, done);
     const eta = formatDuration((this.#total - u.step) * perStep / 1000);
     const tps = u.tokensPerS >= 100 ? u.tokensPerS.toFixed(0) : u.tokensPerS.toPrecision(3);
-    const stats = `loss ${u.loss.toFixed(4)} | ${tps} tok/s | ETA ${eta} | GPU ${formatBytes(u.gpuBytes)}`;
+    const stats = `${u.loss === undefined ? "" : `loss ${u.loss.toFixed(4)} | `}${tps} tok/s | ETA ${eta} | GPU ${
+      formatBytes(u.gpuBytes)
+    }`;
     if (this.#tty) {
       const frac = Math.min(1, u.step / this.#total);
       const full = Math.round(frac * this.#barWidth);

@@ -1,0 +1,83 @@
+/**
+ * The trained LLM-QAT model as a Hugging Face folder: the source folder's safetensors files with every trained
+ * projection weight replaced (stored in the file's own dtype), its config, tokenizer and other files, and
+ * `qat_config.json` with the bits the weights were trained for (not `quantization_config`, which transformers
+ * would take for a quantizer to load with). Filled as `OUT.partial`, renamed to `OUT` at the end.
+ *
+ * @module
+ */
+
+import { basename, join, resolve } from "node:path";
+import { f32ToBf16 } from "../dtype.ts";
+import { _copyOtherFiles, _fillNewFolder } from "../io/_file.ts";
+import { writeJsonFile } from "../io/json_file.ts";
+import { listSafetensorsFiles } from "../io/safetensors_checkpoint.ts";
+import { SafetensorsFile } from "../io/safetensors_reader.ts";
+import { writeSafetensors } from "../io/safetensors_writer.ts";
+import { formatQatBits, type QatBits } from "./bits.ts";
+
+/** The file naming the bits a QAT model was trained for. */
+export const QAT_CONFIG_FILE = "qat_config.json";
+
+/**
+ * Writes `out` as a copy of the model folder `model` with the `trained` weights.
+ *
+ * @param model Source Hugging Face folder.
+ * @param out New output folder.
+ * @param trained f32 values by tensor name (each must be in the folder).
+ * @param bits The bits they were trained for.
+ * @throws {Error} If a trained tensor is missing from the folder, or stored in a dtype other than F32/BF16.
+ *
+ * @example
+ * ```ts
+ * import { writeQatModel } from "@qlora/webgpu/qat";
+ * import { writeTinyLlama } from "@qlora/webgpu/testing";
+ * import assert from "node:assert/strict";
+ * const dir = await Deno.makeTempDir();
+ * await writeTinyLlama(`${dir}/m`, { layers: 1 });
+ * await writeQatModel(`${dir}/m`, `${dir}/out`, new Map(), { w: 4, a: 8, kv: 4 });
+ * const cfg = JSON.parse(await Deno.readTextFile(`${dir}/out/qat_config.json`));
+ * assert.equal(cfg.bits, "w4a8kv4");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function writeQatModel(
+  model: string,
+  out: string,
+  trained: ReadonlyMap<string, Float32Array>,
+  bits: QatBits,
+): Promise<void> {
+  const files = (await listSafetensorsFiles(model)).map((n) => join(model, n));
+  await _fillNewFolder(out, async (dir) => {
+    const left = new Set(trained.keys());
+    for (const path of files) {
+      using f = await SafetensorsFile.open(path);
+      const tensors = [];
+      for (const name of f.names()) {
+        const info = f.info(name);
+        const values = trained.get(name);
+        left.delete(name);
+        let data = await f.read(name);
+        if (values) {
+          if (info.dtype !== "F32" && info.dtype !== "BF16") {
+            throw new Error(`${path}: "${name}" is ${info.dtype}; trained weights are written as F32 or BF16 only`);
+          }
+          const v = info.dtype === "F32" ? values : f32ToBf16(values);
+          data = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+        }
+        tensors.push({ name, dtype: info.dtype, shape: info.shape, data });
+      }
+      await writeSafetensors(join(dir, basename(path)), tensors, { format: "pt" });
+    }
+    if (left.size > 0) throw new Error(`${model}: no tensor ${[...left][0]} to replace with its trained weights`);
+    await _copyOtherFiles(model, dir, new Set(files.map((p) => resolve(p))));
+    await writeJsonFile(join(dir, QAT_CONFIG_FILE), {
+      method: "llm-qat",
+      bits: formatQatBits(bits),
+      weight_bits: bits.w,
+      activation_bits: bits.a,
+      kv_cache_bits: bits.kv,
+      quantizer: "symmetric MinMax: weights per output channel, activations and KV cache per token",
+    });
+  });
+}
