@@ -98,6 +98,7 @@ export * from "./lib/merge/merge_lora.ts";
 export * from "./lib/merge/options.ts";
 export * from "./lib/sampling.ts";
 export * from "./lib/train/checkpoint.ts";
+export * from "./lib/train/run_folder.ts";
 export * from "./lib/train/loss_svg.ts";
 export * from "./lib/train/metrics.ts";
 export * from "./lib/train/options.ts";
