@@ -10,6 +10,7 @@ import { writeSafetensors } from "../lib/io/safetensors_writer.ts";
 import { SafetensorsCheckpoint } from "../lib/io/safetensors_checkpoint.ts";
 import { quantizeFolder } from "../lib/io/quantize_folder.ts";
 import { writeTinyLlama } from "../lib/model/tiny_llama.ts";
+import { loadLlamaConfig } from "../lib/model/config.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { readTrainerState, saveCheckpoint } from "../lib/train/checkpoint.ts";
 import { parseFinetuneArgs } from "../lib/train/options.ts";
@@ -101,7 +102,11 @@ Deno.test("quantize: a killed run leaves no OUT, only OUT.partial; the next run 
   const stalled = await killAtWrite("config\\.json\\.tmp-", "quantize", input, out);
   assert.equal(stalled.startsWith(join(dir, "out.partial", "config.json.tmp-")), true, stalled);
   assert.deepEqual(await names(dir), ["in", "out.partial"]);
-  await assert.rejects(SafetensorsCheckpoint.open(out), /out: cannot open checkpoint/);
+  await assert.rejects(
+    SafetensorsCheckpoint.open(out),
+    /out: cannot open checkpoint: .*out\.partial exists: the quantize/,
+  );
+  await assert.rejects(loadLlamaConfig(out), /config\.json: cannot read the model config: .*out\.partial exists/);
   await quantizeFolder(await requestGpu(), { input, output: out });
   assert.deepEqual(await names(dir), ["in", "out"]);
   assert.ok((await names(out)).includes("config.json"));
