@@ -117,6 +117,7 @@ export function reversalDemoFlags(modelDir: string, data: string, out: string, s
     ...["--lora-r", "16", "--lora-alpha", "32", "--lora-dropout", "0"],
     ...["--lr", "2e-3", "--schedule", "cosine", "--warmup-steps", String(Math.min(10, steps))],
     ...["--batch-size", "16", "--grad-accum", "1", "--steps", String(steps), "--save-every", "0", "--seed", "0"],
+    "--overwrite", // a second demo run replaces its own adapter
   ];
 }
 

@@ -299,7 +299,8 @@ Deno.test("PagedAdamW: a limit too small for one page is a clear OutOfBudgetErro
   await assert.rejects(
     opt.step(),
     (e: Error) =>
-      e instanceof OutOfBudgetError && /too small for one page/.test(e.message) && /256.00 KiB/.test(e.message),
+      e instanceof OutOfBudgetError && /too small for one page/.test(e.message) && /--page-size/.test(e.message) &&
+      /256.00 KiB/.test(e.message),
   );
   opt.destroy();
   gpu.destroy();

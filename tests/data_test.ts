@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { TextTokenizer } from "../lib/io/tokenizer.ts";
-import { parseJsonl, readJsonl } from "../lib/data/records.ts";
+import { type DataRecord, MAX_LINE_CHARS, parseJsonl, readJsonl } from "../lib/data/records.ts";
 import { tokenizeData, tokenizeRecord, truncationReport } from "../lib/data/examples.ts";
 import { assistantSpans } from "../lib/data/assistant_spans.ts";
 import { DataLoader, lengthGroupedOrder } from "../lib/data/loader.ts";
@@ -221,4 +221,43 @@ Deno.test("loader: saving and restoring the position resumes exactly, across epo
   assert.throws(() => c.restore({ ...saved, seed: 8 }), /saved with seed 8, not 7/);
   assert.throws(() => new DataLoader([], opts), /no examples/);
   assert.throws(() => new DataLoader(ex, { batchSize: 0, gradAccum: 1 }), /batchSize = 0/);
+});
+
+Deno.test("data: a long record is tokenized only as far as --max-seq-len needs, with the same kept tokens and labels", () => {
+  const long = "the quick brown fox jumps over the lazy dog; ".repeat(200);
+  const records: DataRecord[] = [
+    { kind: "text", line: 1, text: long },
+    { kind: "prompt", line: 2, prompt: "q: ", completion: long },
+    { kind: "prompt", line: 3, prompt: long, completion: "a" },
+    { kind: "messages", line: 4, messages: [{ role: "user", content: "hi" }, { role: "assistant", content: long }] },
+  ];
+  for (const maxSeqLen of [30, 60]) {
+    const data = tokenizeData(tok, records, maxSeqLen);
+    assert.equal(data.truncated, 4);
+    assert.equal(data.truncatedUncounted, 4, "each was cut before tokenizing it whole");
+    assert.deepEqual(data.skippedLines, [3], "the completion lies past the kept tokens");
+    for (const [i, ex] of data.examples.entries()) {
+      const whole = tokenizeRecord(tok, records[[0, 1, 3][i]]);
+      assert.deepEqual([...ex.inputIds], [...whole.inputIds.slice(0, maxSeqLen)], `record ${i}`);
+      assert.deepEqual([...ex.labels], [...whole.labels.slice(0, maxSeqLen)], `record ${i}`);
+    }
+    assert.match(truncationReport(data, maxSeqLen), /4 examples truncated to \d+ tokens \(at least \d+ tokens cut\)/);
+  }
+  // A 50 MB line takes no more work than a long example (tokenized whole, it ran V8 out of memory).
+  const t0 = performance.now();
+  const huge = tokenizeData(tok, [{ kind: "text", line: 1, text: "ab ".repeat(17_000_000) }], 64);
+  assert.ok(performance.now() - t0 < 5000, `${performance.now() - t0} ms`);
+  assert.deepEqual([huge.truncated, huge.examples[0].inputIds.length], [1, 64]);
+});
+
+Deno.test("data: a line over the size limit is refused naming file:line; a UTF-8 BOM at the start is accepted", async () => {
+  const over = '{"text": "' + "x".repeat(MAX_LINE_CHARS) + '"}';
+  assert.throws(
+    () => parseJsonl(`{"text": "ok"}\n${over}\n`, "big.jsonl"),
+    /big\.jsonl:2: the line is \d+ characters long, over the limit/,
+  );
+  const path = await Deno.makeTempFile({ suffix: ".jsonl" });
+  await Deno.writeFile(path, new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode('{"text": "hi"}\n')]));
+  assert.deepEqual((await readJsonl(path)).map((r) => [r.kind, r.line]), [["text", 1]]);
+  await Deno.remove(path);
 });

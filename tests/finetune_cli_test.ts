@@ -51,7 +51,7 @@ Deno.test("finetune CLI: a run killed after a checkpoint and resumed with --resu
     assert.equal(resumed.code, 0, new TextDecoder().decode(resumed.stderr));
     assert.match(new TextDecoder().decode(resumed.stderr), /Resuming .* from .*checkpoint-\d+ \(step \d+ of 8\)/);
     const strip = (ms: Awaited<ReturnType<typeof readMetrics>>) =>
-      ms.map(({ tokens_per_s: _, gpu_bytes: __, ...rest }) => rest);
+      ms.map(({ tokens_per_s: _, gpu_bytes: __, run: ___, ...rest }) => rest);
     const ref = await readMetrics(`${dir}/ref/metrics.jsonl`);
     assert.equal(ref.length, steps);
     assert.deepEqual(strip(await readMetrics(`${dir}/killed/metrics.jsonl`)), strip(ref));
@@ -62,7 +62,7 @@ Deno.test("finetune CLI: a run killed after a checkpoint and resumed with --resu
   }
 });
 
-Deno.test("finetune CLI: a bad data line, a missing model folder and an unsupported config are clear errors", async () => {
+Deno.test("finetune CLI: a bad OUT, --max-seq-len or flag mix, a bad data line, a missing model folder and an unsupported config are clear errors", async () => {
   const dir = await finetuneFixture();
   try {
     const run = async (extra: (flags: string[]) => void) => {
@@ -72,6 +72,17 @@ Deno.test("finetune CLI: a bad data line, a missing model folder and an unsuppor
       assert.equal(out.code, 1);
       return new TextDecoder().decode(out.stderr);
     };
+    // Checked before the model or the data load.
+    const setOut = (path: string) => (f: string[]) => (f[f.indexOf("--out") + 1] = path);
+    await Deno.writeTextFile(`${dir}/file`, "");
+    assert.match(await run(setOut(`${dir}/file`)), /Error: --out .*file is a file, not a folder/);
+    await Deno.mkdir(`${dir}/used/checkpoint-2`, { recursive: true });
+    assert.match(await run(setOut(`${dir}/used`)), /--out .*used already holds checkpoint-2: .*--resume .*--overwrite/);
+    assert.match(
+      await run((f) => f.push("--max-seq-len", "100000")),
+      /--max-seq-len 100000 is above the model's context: max_position_embeddings is \d+ in .*config\.json/,
+    );
+    assert.match(await run((f) => f.push("--init-adapter", dir)), /--init-adapter .*drop --lora-r/);
     await Deno.writeTextFile(`${dir}/bad.jsonl`, '{"text": "ok"}\n{"prompt": "no completion"}\n');
     assert.match(await run((f) => (f[f.indexOf("--data") + 1] = `${dir}/bad.jsonl`)), /bad\.jsonl:2/);
     assert.match(await run((f) => (f[f.indexOf("--model") + 1] = `${dir}/nowhere`)), /nowhere/);

@@ -10,7 +10,12 @@ import { writeSafetensors } from "../lib/io/safetensors_writer.ts";
 import { SafetensorsCheckpoint } from "../lib/io/safetensors_checkpoint.ts";
 import { quantizeFolder } from "../lib/io/quantize_folder.ts";
 import { writeTinyLlama } from "../lib/testing/tiny_llama.ts";
+import { loadLlamaConfig } from "../lib/model/config.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
+import { readTrainerState, saveCheckpoint } from "../lib/train/checkpoint.ts";
+import { parseFinetuneArgs } from "../lib/train/options.ts";
+import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
+import { finetuneFixture, finetuneFlags } from "./_finetune_fixture.ts";
 
 const SCRIPT = new URL("./_killed_writer.ts", import.meta.url).pathname;
 
@@ -97,9 +102,67 @@ Deno.test("quantize: a killed run leaves no OUT, only OUT.partial; the next run 
   const stalled = await killAtWrite("config\\.json\\.tmp-", "quantize", input, out);
   assert.equal(stalled.startsWith(join(dir, "out.partial", "config.json.tmp-")), true, stalled);
   assert.deepEqual(await names(dir), ["in", "out.partial"]);
-  await assert.rejects(SafetensorsCheckpoint.open(out), /out: cannot open checkpoint/);
+  await assert.rejects(
+    SafetensorsCheckpoint.open(out),
+    /out: cannot open checkpoint: .*out\.partial exists: the quantize/,
+  );
+  await assert.rejects(loadLlamaConfig(out), /config\.json: cannot read the model config: .*out\.partial exists/);
   await quantizeFolder(await requestGpu(), { input, output: out });
   assert.deepEqual(await names(dir), ["in", "out"]);
   assert.ok((await names(out)).includes("config.json"));
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("checkpoint: a kill between the renames of a re-save loses neither copy; the complete new one is restored", async () => {
+  const out = await Deno.makeTempDir();
+  const state = { step: 2, dataPosition: { epoch: 0, index: 2, seed: 1 }, args: ["--seed", "1"] };
+  await saveCheckpoint(out, state, (dir) => Deno.writeTextFile(`${dir}/x.txt`, "old"));
+  // checkpoint-2 is already renamed aside (.old-), the new copy (.tmp-) not yet into place.
+  await killAtWrite("checkpoint-2$", "checkpoint-resave", out);
+  assert.deepEqual((await names(out)).map((n) => n.replace(/-\d+-[0-9a-f]{8}$/, "")), [
+    "checkpoint-2.old",
+    "checkpoint-2.tmp",
+  ]);
+  await saveCheckpoint(out, { ...state, step: 4 }, async () => {});
+  assert.deepEqual(await names(out), ["checkpoint-2", "checkpoint-4"]);
+  assert.deepEqual((await readTrainerState(join(out, "checkpoint-2"))).args, ["--seed", "2"]);
+  assert.equal(await Deno.readTextFile(join(out, "checkpoint-2", "x.txt")), "new");
+  await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("finetune: killed in the final save, --resume skips another run's and a damaged checkpoint, sweeps leftovers", async () => {
+  const dir = await finetuneFixture();
+  try {
+    const out = join(dir, "out");
+    const flags = finetuneFlags(dir, "out", 6); // checkpoints 2 and 4
+    const stalled = await killAtWrite("/out/adapter_model\\.safetensors\\.tmp-", "finetune", ...flags);
+    assert.ok(stalled.startsWith(join(out, "adapter_model.safetensors.tmp-")), stalled);
+    // A stale checkpoint of another run with a higher step, and a damaged last checkpoint of this one.
+    await Deno.mkdir(join(out, "checkpoint-9"));
+    for await (const e of Deno.readDir(join(out, "checkpoint-2"))) {
+      await Deno.copyFile(join(out, "checkpoint-2", e.name), join(out, "checkpoint-9", e.name));
+    }
+    const stale = await readTrainerState(join(out, "checkpoint-9"));
+    await Deno.writeTextFile(
+      join(out, "checkpoint-9/trainer_state.json"),
+      JSON.stringify({ ...stale, step: 9, runId: "other" }),
+    );
+    const optimizer = join(out, "checkpoint-4", "optimizer.bin");
+    await Deno.truncate(optimizer, (await Deno.stat(optimizer)).size - 1);
+    const notes: string[] = [];
+    const resumed = parseFinetuneArgs(["--resume", out]);
+    assert.ok(resumed.kind === "resume");
+    const run = await resolveFinetuneRun(resumed, (m) => notes.push(m));
+    assert.equal(run.resumeFrom, join(out, "checkpoint-2"));
+    assert.match(notes.join("\n"), /Ignoring .*checkpoint-9: written by another run/);
+    assert.match(notes.join("\n"), /checkpoint-4 is damaged \(.*optimizer\.bin.*\); falling back/);
+    const sink = { writeSync: (b: Uint8Array) => b.length, isTerminal: () => false };
+    await finetune(await requestGpu(), run, { sink });
+    assert.deepEqual((await readMetrics(join(out, "metrics.jsonl"))).map((m) => m.step), [1, 2, 3, 4, 5, 6]);
+    const left = (await names(out)).filter((n) => n.includes(".tmp-") || n.includes(".old-"));
+    assert.deepEqual(left, []);
+    assert.ok((await names(out)).includes("loss.svg"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

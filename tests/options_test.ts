@@ -37,7 +37,7 @@ Deno.test("options: every flag parses", () => {
     ],
     ...["--batch-size", "4", "--grad-accum", "2", "--steps", "100", "--epochs", "3", "--max-seq-len", "512"],
     ...["--seed", "7", "--no-shuffle", "--no-checkpointing", "--gpu-memory", "6GiB", "--page-size", "1MiB"],
-    ...["--optimizer", "paged_adamw_8bit", "--save-every", "10", "--init-adapter", "a", "--f16"],
+    ...["--optimizer", "paged_adamw_8bit", "--save-every", "10", "--f16", "--overwrite"],
   ]);
   assert.ok(run.kind === "run");
   const o = run.options;
@@ -50,8 +50,25 @@ Deno.test("options: every flag parses", () => {
     [0.01, 4, 2, 100, 3, 512, 7, false, false],
   );
   assert.deepEqual(
-    [o.gpuMemory, o.pageSize, o.optimizer, o.saveEvery, o.initAdapter, o.f16],
-    [6 * 2 ** 30, 2 ** 20, "paged_adamw_8bit", 10, "a", true],
+    [o.gpuMemory, o.pageSize, o.optimizer, o.saveEvery, o.f16, o.overwrite],
+    [6 * 2 ** 30, 2 ** 20, "paged_adamw_8bit", 10, true, true],
+  );
+  // --init-adapter brings its own rank, alpha and targets: given as well, they are refused, not ignored.
+  const init = parseFinetuneArgs([...base, "--init-adapter", "a", "--lora-dropout", "0"]);
+  assert.ok(init.kind === "run" && init.options.initAdapter === "a");
+  assert.deepEqual(parseFinetuneArgs(init.args).kind === "run" && parseFinetuneArgs(init.args), {
+    ...init,
+    options: {
+      ...init.options,
+      model: resolve("m"),
+      data: resolve("d.jsonl"),
+      out: resolve("o"),
+      initAdapter: resolve("a"),
+    },
+  });
+  assert.throws(
+    () => parseFinetuneArgs([...base, "--init-adapter", "a", "--target-modules", "q_proj", "--lora-alpha", "8"]),
+    /--init-adapter takes the adapter's rank, alpha and target modules .*; drop --lora-alpha and --target-modules/,
   );
   const bytes = parseFinetuneArgs([...base, "--gpu-memory", "991904B"]);
   assert.ok(bytes.kind === "run" && bytes.options.gpuMemory === 991904);
@@ -63,7 +80,6 @@ Deno.test("options: every flag parses", () => {
     model: resolve("m"),
     data: resolve("d.jsonl"),
     out: resolve("o"),
-    initAdapter: resolve("a"),
     gpuMemory: 2 ** 30,
   });
 });

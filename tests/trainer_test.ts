@@ -3,7 +3,7 @@ import { requestGpu } from "../lib/gpu/device.ts";
 import { parseFinetuneArgs } from "../lib/train/options.ts";
 import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
 import { readMetrics } from "../lib/train/metrics.ts";
-import { findLastCheckpoint } from "../lib/train/checkpoint.ts";
+import { findLastCheckpoint, readTrainerState } from "../lib/train/checkpoint.ts";
 import { readPeftAdapter } from "../lib/io/peft.ts";
 import { finetuneFixture, finetuneFlags } from "./_finetune_fixture.ts";
 
@@ -45,18 +45,54 @@ Deno.test("trainer: a run stopped after a checkpoint and resumed equals an unint
     const full = await finetune(gpu, await resolveFinetuneRun(args(dir, "full")), { sink });
     const again = await finetune(gpu, await resolveFinetuneRun(args(dir, "again")), { sink });
     const fullM = await readMetrics(full.metricsPath);
-    const strip = (ms: typeof fullM) => ms.map(({ tokens_per_s: _, gpu_bytes: __, ...rest }) => rest);
+    const strip = (ms: typeof fullM) => ms.map(({ tokens_per_s: _, gpu_bytes: __, run: ___, ...rest }) => rest);
     assert.deepEqual(strip(await readMetrics(again.metricsPath)), strip(fullM));
     // Stop after step 3 (checkpoint-2 saved, step 3 logged but not saved), then --resume.
     await finetune(gpu, await resolveFinetuneRun(args(dir, "cut")), { sink, stopAfter: 3 });
+    // Temporary files of a final save and loss.svg killed midway are swept when the run resumes.
+    const leftovers = ["adapter_model.safetensors.tmp-999999999-0badf00d", "loss.svg.tmp-999999999-0badf00d"];
+    for (const n of leftovers) await Deno.writeTextFile(`${dir}/cut/${n}`, "torn");
     const resumed = parseFinetuneArgs(["--resume", `${dir}/cut`]);
     assert.ok(resumed.kind === "resume");
     const run = await resolveFinetuneRun(resumed);
     assert.deepEqual([run.startStep, run.options.loraDropout], [2, 0.1]);
     const r = await finetune(gpu, run, { sink });
     assert.deepEqual(strip(await readMetrics(r.metricsPath)), strip(fullM));
+    const cutNames = [...Deno.readDirSync(`${dir}/cut`)].map((e) => e.name);
+    assert.deepEqual(leftovers.filter((n) => cutNames.includes(n)), []);
+    const runs = new Set((await readMetrics(r.metricsPath)).map((m) => m.run));
+    assert.deepEqual([...runs], [run.runId], "every line names the one run, resumed or not");
+    assert.equal((await readTrainerState(`${dir}/cut/checkpoint-2`)).runId, run.runId);
+    // A fresh run into the finished folder refuses, naming what is there.
+    await assert.rejects(
+      resolveFinetuneRun(args(dir, "cut")),
+      /--out .*cut already holds adapter_config\.json, .*--overwrite/,
+    );
     const [a, b] = [await readPeftAdapter(`${dir}/full`), await readPeftAdapter(`${dir}/cut`)];
     for (const [path, w] of a.modules) assert.deepEqual(b.modules.get(path), w, path);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("trainer: a final save that fails keeps the adapter as a checkpoint, and --resume writes it", async () => {
+  const dir = await finetuneFixture();
+  try {
+    const parsed = parseFinetuneArgs([...finetuneFlags(dir, "f", 2), "--save-every", "0"]);
+    assert.ok(parsed.kind === "run");
+    // A folder where the adapter file goes: the rename into place fails.
+    const block = () => Deno.mkdirSync(`${dir}/f/adapter_model.safetensors/x`, { recursive: true });
+    await assert.rejects(
+      finetune(gpu, await resolveFinetuneRun(parsed), { sink, onStep: (m) => m.step === 2 && block() }),
+      /final adapter could not be written to .*f \(.*adapter_model\.safetensors.*\); it is kept in .*checkpoint-2: .*--resume/,
+    );
+    await Deno.remove(`${dir}/f/adapter_model.safetensors`, { recursive: true });
+    const resumed = parseFinetuneArgs(["--resume", `${dir}/f`]);
+    assert.ok(resumed.kind === "resume");
+    const r = await finetune(gpu, await resolveFinetuneRun(resumed), { sink });
+    assert.equal(r.steps, 2);
+    assert.equal((await readPeftAdapter(`${dir}/f`)).modules.size, 7);
+    assert.deepEqual((await readMetrics(r.metricsPath)).map((m) => m.step), [1, 2]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -42,8 +42,10 @@ export interface TokenizedData {
   examples: Example[];
   /** Examples cut to `maxSeqLen` tokens. */
   truncated: number;
-  /** Tokens cut off by truncation, all examples. */
+  /** Tokens cut off by truncation, all examples (of a text too long to tokenize whole, those of its prefix). */
   truncatedTokens: number;
+  /** Truncated examples whose text was tokenized only as far as `maxSeqLen` needs, so `truncatedTokens` is a floor. */
+  truncatedUncounted?: number;
   /** Lines of examples skipped because no target was left (after truncation, or an empty completion). */
   skippedLines: number[];
   /** Targets in all examples. */
@@ -74,32 +76,53 @@ export interface TokenizedData {
  * ```
  */
 export function tokenizeRecord(tok: TextTokenizer, record: DataRecord): Example {
+  return _tokenize(tok, record, Infinity).example;
+}
+
+/** Extra tokens tokenized past `maxSeqLen`: a cut text changes only its last few tokens, never the kept ones. */
+const _CUT_MARGIN_TOKENS = 16;
+
+/**
+ * Tokenizes a record's text up to `maxChars` characters (its rendered text, for chat records); `cut` says that
+ * the text was longer, so the ids are those of a prefix (no EOS appended) and the example is to be truncated.
+ */
+function _tokenize(tok: TextTokenizer, record: DataRecord, maxChars: number): { example: Example; cut: boolean } {
   let ids: number[];
   let spans: [number, number][]; // trained token ranges
+  let cut: boolean;
   if (record.kind === "text") {
-    ids = _withEos(tok, tok.encode(record.text));
+    cut = record.text.length > maxChars;
+    ids = tok.encode(cut ? record.text.slice(0, maxChars) : record.text);
+    if (!cut) _withEos(tok, ids);
     spans = [[0, ids.length]];
   } else if (record.kind === "prompt") {
     const full = record.prompt + record.completion;
-    ids = _withEos(tok, tok.encode(full));
-    spans = [[_startToken(tok, full.slice(0, record.prompt.length), ids, true), ids.length]];
+    cut = full.length > maxChars;
+    ids = tok.encode(cut ? full.slice(0, maxChars) : full);
+    if (!cut) _withEos(tok, ids);
+    spans = [[_startToken(tok, full.slice(0, Math.min(record.prompt.length, maxChars)), ids, true), ids.length]];
   } else {
     const where = record.file === undefined ? `line ${record.line}` : `${record.file}:${record.line}`;
     const text = tok.applyChatTemplate(record.messages, false, where);
-    ids = tok.encode(text, { addSpecialTokens: false });
-    spans = assistantSpans(text, record.messages, tok.specialTokens, where).map(([s, e]) => [
-      _startToken(tok, text.slice(0, s), ids, false),
-      _endToken(tok, text.slice(0, e), ids),
-    ]);
+    cut = text.length > maxChars;
+    ids = tok.encode(cut ? text.slice(0, maxChars) : text, { addSpecialTokens: false });
+    spans = assistantSpans(text, record.messages, tok.specialTokens, where).map(([s, e]) =>
+      s >= maxChars ? [ids.length, ids.length] : [
+        _startToken(tok, text.slice(0, s), ids, false),
+        _endToken(tok, text.slice(0, Math.min(e, maxChars)), ids),
+      ]
+    );
   }
   const labels = new Int32Array(ids.length).fill(IGNORE_INDEX);
   for (const [s, e] of spans) for (let t = s; t < e; t++) labels[t] = ids[t];
-  return { inputIds: Int32Array.from(ids), labels, targets: _targets(labels), line: record.line };
+  return { example: { inputIds: Int32Array.from(ids), labels, targets: _targets(labels), line: record.line }, cut };
 }
 
 /**
  * Tokenizes records, truncating each example to `maxSeqLen` tokens (counted, not silent) and skipping examples
- * left with no target.
+ * left with no target. The work per record is bounded by `maxSeqLen`: a text longer than `maxSeqLen` (plus a
+ * margin) tokens could fill is tokenized only that far (no token covers more than `tok.maxTokenChars` characters),
+ * so one huge line costs no more than a long example.
  *
  * @param tok The tokenizer.
  * @param records The records.
@@ -121,8 +144,13 @@ export function tokenizeRecord(tok: TextTokenizer, record: DataRecord): Example 
  */
 export function tokenizeData(tok: TextTokenizer, records: readonly DataRecord[], maxSeqLen = Infinity): TokenizedData {
   const out: TokenizedData = { examples: [], truncated: 0, truncatedTokens: 0, skippedLines: [], targets: 0 };
+  const maxChars = (maxSeqLen + _CUT_MARGIN_TOKENS) * tok.maxTokenChars;
   for (const record of records) {
-    let ex = tokenizeRecord(tok, record);
+    let r = _tokenize(tok, record, maxChars);
+    // A normalizer that merges characters could leave the prefix short of the margin: then the whole text.
+    if (r.cut && r.example.inputIds.length < maxSeqLen + _CUT_MARGIN_TOKENS / 2) r = _tokenize(tok, record, Infinity);
+    if (r.cut) out.truncatedUncounted = (out.truncatedUncounted ?? 0) + 1;
+    let ex = r.example;
     if (ex.inputIds.length > maxSeqLen) {
       out.truncated++;
       out.truncatedTokens += ex.inputIds.length - maxSeqLen;
@@ -158,7 +186,10 @@ export function tokenizeData(tok: TextTokenizer, records: readonly DataRecord[],
 export function truncationReport(data: TokenizedData, maxSeqLen: number): string {
   const parts: string[] = [];
   if (data.truncated > 0) {
-    parts.push(`${data.truncated} examples truncated to ${maxSeqLen} tokens (${data.truncatedTokens} tokens cut)`);
+    const atLeast = data.truncatedUncounted ? "at least " : "";
+    parts.push(
+      `${data.truncated} examples truncated to ${maxSeqLen} tokens (${atLeast}${data.truncatedTokens} tokens cut)`,
+    );
   }
   if (data.skippedLines.length > 0) {
     const shown = data.skippedLines.slice(0, 10).join(", ") + (data.skippedLines.length > 10 ? ", …" : "");

@@ -16,13 +16,17 @@ export type DataRecord =
     | { kind: "messages"; messages: ChatMessage[] }
   );
 
+/** Longest data line accepted, in characters: beyond any example a model trains on, and well within memory. */
+export const MAX_LINE_CHARS: number = 64 * 2 ** 20;
+
 /**
- * Parses JSON Lines text into records; blank lines are skipped.
+ * Parses JSON Lines text into records; blank lines are skipped, and so is a UTF-8 byte order mark at the start.
  *
  * @param text The file contents.
  * @param source The file name, for errors.
  * @returns The records, in file order.
- * @throws {Error} `FILE:LINE: what is wrong` for the first bad line, or when there is no record at all.
+ * @throws {Error} `FILE:LINE: what is wrong` for the first bad line (one over {@linkcode MAX_LINE_CHARS} included), or
+ *   when there is no record at all.
  *
  * @example
  * ```ts
@@ -31,15 +35,22 @@ export type DataRecord =
  * const records = parseJsonl('{"prompt": "1+1=", "completion": "2"}\n\n{"text": "hi"}\n', "d.jsonl");
  * assert.deepEqual(records.map((r) => [r.kind, r.line]), [["prompt", 1], ["text", 3]]);
  * assert.throws(() => parseJsonl('{"text": 1}', "d.jsonl"), /d\.jsonl:1: "text" must be a string/);
+ * assert.equal(parseJsonl('\uFEFF{"text": "with a BOM"}\n', "d.jsonl")[0].kind, "text");
  * ```
  */
 export function parseJsonl(text: string, source: string): DataRecord[] {
   const records: DataRecord[] = [];
-  const lines = text.split("\n");
+  const lines = text.replace(/^\uFEFF/, "").split("\n");
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i].replace(/\r$/, "");
-    if (raw.trim() === "") continue;
     const line = i + 1;
+    if (raw.length > MAX_LINE_CHARS) {
+      throw new Error(
+        `${source}:${line}: the line is ${raw.length} characters long, over the limit of ${MAX_LINE_CHARS} ` +
+          `(64 Mi) for one data line`,
+      );
+    }
+    if (raw.trim() === "") continue;
     let value: unknown;
     try {
       value = JSON.parse(raw);

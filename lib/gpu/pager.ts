@@ -385,7 +385,7 @@ export class Pager implements Evictor {
         `GPU memory budget too small for pageable "${forBuffer.label}": ${pages - n} more page(s) of ` +
           `${formatBytes(this.pageSize)} are needed with ${pinned} pinned, but the limit is ` +
           `${formatBytes(this.gpu.budget.limit)} and ${formatBytes(this.gpu.budget.report().current)} is held ` +
-          `(${this.#heldByClass()}). Raise the limit or use a smaller page size`,
+          `(${this.#heldByClass()}). Raise the limit or use a smaller page size (--page-size)`,
       );
     }
     await this.#clean(toClean);

@@ -84,6 +84,16 @@ export async function _fillNewFolder<T>(out: string, fill: (dir: string) => Prom
   }
 }
 
+/**
+ * For an error about a missing folder `out`: a note when `out.partial` exists instead (a quantize or merge into
+ * `out` did not finish), else "".
+ */
+export async function _partialNote(out: string): Promise<string> {
+  const final = out.replace(/[\\/]+$/, "");
+  if (await _exists(final) || !(await _exists(`${final}.partial`))) return "";
+  return ` (${final}.partial exists: the quantize or merge that writes ${final} did not finish; run it again)`;
+}
+
 /** Throws unless `out` is missing or an empty folder (checked early by callers with a long run ahead). */
 export async function _checkNewFolder(out: string): Promise<void> {
   try {

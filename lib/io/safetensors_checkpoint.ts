@@ -7,7 +7,7 @@
  */
 
 import { dirname, join } from "node:path";
-import { _exists } from "./_file.ts";
+import { _exists, _partialNote } from "./_file.ts";
 import { readJsonFile } from "./json_file.ts";
 import { SafetensorsFile } from "./safetensors_reader.ts";
 import type { SafetensorsTensorInfo } from "./safetensors_header.ts";
@@ -63,7 +63,7 @@ export class SafetensorsCheckpoint {
     try {
       stat = await Deno.stat(path);
     } catch (e) {
-      throw new Error(`${path}: cannot open checkpoint: ${(e as Error).message}`);
+      throw new Error(`${path}: cannot open checkpoint: ${(e as Error).message}${await _partialNote(path)}`);
     }
     if (stat.isFile && path.endsWith(".json")) return await SafetensorsCheckpoint.#fromIndex(dirname(path), path);
     if (stat.isFile) return await SafetensorsCheckpoint.#fromFiles(path, [path]);

@@ -69,6 +69,8 @@ export class TextTokenizer {
   readonly stopIds: readonly number[];
   /** Number of ids (largest id + 1, added tokens included). */
   readonly vocabSize: number;
+  /** Characters in the longest token string: no token covers more characters of a text (bounds prefixes). */
+  readonly maxTokenChars: number;
   /** The chat template source, or null when `tokenizer_config.json` has none. */
   readonly chatTemplate: string | null;
   /** The strings of the special added tokens (BOS, EOS, turn markers, ...), which encode to one id each. */
@@ -138,8 +140,13 @@ export class TextTokenizer {
     for (const id of Array.isArray(cfgEos) ? cfgEos : [cfgEos]) if (typeof id === "number") stops.add(id);
     this.stopIds = [...stops];
     let maxId = -1;
-    for (const id of this.#tok.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    let maxChars = 1;
+    for (const [str, id] of this.#tok.get_vocab(true)) {
+      maxId = Math.max(maxId, id);
+      maxChars = Math.max(maxChars, str.length);
+    }
     this.vocabSize = maxId + 1;
+    this.maxTokenChars = maxChars;
     const specials = [...this.#tok.get_added_tokens_decoder().entries()].filter(([, t]) => t.special);
     this.#special = new Set(specials.map(([i]) => i));
     this.specialTokens = specials.map(([, t]) => t.content);

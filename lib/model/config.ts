@@ -10,6 +10,8 @@
  * @module
  */
 
+import { _partialNote } from "../io/_file.ts";
+
 /** RoPE frequency scaling (`rope_scaling` in `config.json`). */
 export type RopeScaling =
   | { type: "linear"; factor: number }
@@ -236,7 +238,7 @@ export async function loadLlamaConfig(dir: string): Promise<LlamaConfig> {
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    throw new Error(`${file}: cannot read the model config: ${(e as Error).message}`);
+    throw new Error(`${file}: cannot read the model config: ${(e as Error).message}${await _partialNote(dir)}`);
   }
   let json: unknown;
   try {

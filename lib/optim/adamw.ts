@@ -211,7 +211,7 @@ export class AdamW {
       throw new OutOfBudgetError(
         `GPU memory budget too small for one page of optimizer state: a page is ${formatBytes(this.pageSize)}, ` +
           `the limit ${formatBytes(r.limit)} and ${formatBytes(r.current)} is held by others. ` +
-          `Raise the limit or use a smaller pageSize`,
+          `Raise the limit or use a smaller page size (--page-size)`,
       );
     }
     const stagingPages = pager.stagingSize / this.pageSize;

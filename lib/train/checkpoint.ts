@@ -2,13 +2,15 @@
  * Checkpoint folders of a run: `OUT/checkpoint-N/` holds what the trainer writes into it (PEFT adapter, optimizer
  * state) plus `trainer_state.json` (step, data position, the run's flags). The folder is filled under a
  * temporary name and renamed into place, so a `checkpoint-N` folder is always complete, and a run killed at any
- * moment resumes from the last one.
+ * moment resumes from the last one (a kill between the two renames of a re-save is repaired by
+ * {@linkcode restoreCheckpoints}).
  *
  * @module
  */
 
 import { join } from "node:path";
 import { readJsonFile, writeJsonFile } from "../io/json_file.ts";
+import { _exists, _unlessNotFound } from "../io/_file.ts";
 import type { DataPosition } from "../data/loader.ts";
 
 /** File name of the trainer state inside a checkpoint. */
@@ -22,6 +24,8 @@ export interface TrainerState {
   dataPosition: DataPosition;
   /** The run's flags, as `parseFinetuneArgs` returns them, so `--resume OUT` alone continues the run. */
   args: string[];
+  /** Id of the run that wrote the checkpoint (absent in checkpoints written before run ids). */
+  runId?: string;
 }
 
 /** A checkpoint found on disk. */
@@ -53,7 +57,7 @@ export function checkpointDir(out: string, step: number): string {
 /**
  * Saves a checkpoint: creates a temporary folder, lets `writeFiles` fill it (adapter, optimizer state), writes
  * `trainer_state.json` last, then renames the folder to `OUT/checkpoint-N` (replacing an older one of that step).
- * Leftover temporary folders of killed runs are removed.
+ * What killed saves left is repaired first ({@linkcode restoreCheckpoints}).
  *
  * @param out The run's output folder (created if missing).
  * @param state The trainer state; `state.step` names the folder.
@@ -77,11 +81,7 @@ export async function saveCheckpoint(
   writeFiles: (dir: string) => Promise<void>,
 ): Promise<string> {
   await Deno.mkdir(out, { recursive: true });
-  for await (const e of Deno.readDir(out)) {
-    if (e.isDirectory && /^checkpoint-\d+\.(tmp|old)-/.test(e.name)) {
-      await Deno.remove(join(out, e.name), { recursive: true });
-    }
-  }
+  await restoreCheckpoints(out);
   const final = checkpointDir(out, state.step);
   const tag = `${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   const tmp = `${final}.tmp-${tag}`;
@@ -101,6 +101,102 @@ export async function saveCheckpoint(
 }
 
 /**
+ * Repairs what killed saves left: where `checkpoint-N` is missing (a kill between the two renames of a re-save),
+ * its new copy `checkpoint-N.tmp-…` takes its place when complete (it has `trainer_state.json`, written last),
+ * else the previous one `checkpoint-N.old-…`; every other temporary or old folder is removed.
+ *
+ * @param out The run's output folder (a missing one has nothing to repair).
+ * @returns The names of the `checkpoint-N` folders put back, sorted.
+ *
+ * @example A kill between the renames: the complete new copy is put back
+ * ```ts
+ * import { restoreCheckpoints } from "@qlora/webgpu/train";
+ * import assert from "node:assert/strict";
+ * const out = await Deno.makeTempDir();
+ * await Deno.mkdir(`${out}/checkpoint-4.old-1-0badf00d`);
+ * await Deno.mkdir(`${out}/checkpoint-4.tmp-1-0badf00d`);
+ * await Deno.writeTextFile(`${out}/checkpoint-4.tmp-1-0badf00d/trainer_state.json`, "{}");
+ * assert.deepEqual(await restoreCheckpoints(out), ["checkpoint-4"]);
+ * assert.deepEqual([...Deno.readDirSync(out)].map((e) => e.name), ["checkpoint-4"]);
+ * await Deno.remove(out, { recursive: true });
+ * ```
+ */
+export async function restoreCheckpoints(out: string): Promise<string[]> {
+  const leftovers = new Map<string, { tmp: string[]; old: string[] }>();
+  const present = new Set<string>();
+  try {
+    for await (const e of Deno.readDir(out)) {
+      if (!e.isDirectory) continue;
+      const m = /^(checkpoint-\d+)(?:\.(tmp|old)-.*)?$/.exec(e.name);
+      if (!m) continue;
+      if (!m[2]) present.add(m[1]);
+      else {
+        const entry = leftovers.get(m[1]) ?? { tmp: [], old: [] };
+        entry[m[2] as "tmp" | "old"].push(e.name);
+        leftovers.set(m[1], entry);
+      }
+    }
+  } catch (e) {
+    _unlessNotFound(e);
+    return [];
+  }
+  const restored: string[] = [];
+  for (const [name, { tmp, old }] of leftovers) {
+    if (!present.has(name)) {
+      const complete = await _firstWith(out, tmp, TRAINER_STATE_FILE) ?? await _firstWith(out, old, TRAINER_STATE_FILE);
+      if (complete) {
+        await Deno.rename(join(out, complete), join(out, name));
+        restored.push(name);
+      }
+    }
+    for (const n of [...tmp, ...old]) await Deno.remove(join(out, n), { recursive: true }).catch(_unlessNotFound);
+  }
+  return restored.sort();
+}
+
+/** The first of `dirs` (inside `out`) that holds `file`, or null. */
+async function _firstWith(out: string, dirs: string[], file: string): Promise<string | null> {
+  for (const d of dirs) {
+    if (await _exists(join(out, d, file))) return d;
+  }
+  return null;
+}
+
+/**
+ * Lists the complete checkpoints (folders with `trainer_state.json`) of a run's folder, highest step first.
+ *
+ * @param out The run's output folder.
+ * @returns The checkpoints; none when there is no folder.
+ *
+ * @example
+ * ```ts
+ * import { listCheckpoints, saveCheckpoint } from "@qlora/webgpu/train";
+ * import assert from "node:assert/strict";
+ * const out = await Deno.makeTempDir();
+ * for (const step of [2, 10, 4]) {
+ *   await saveCheckpoint(out, { step, dataPosition: { epoch: 0, index: step, seed: 1 }, args: [] }, async () => {});
+ * }
+ * assert.deepEqual((await listCheckpoints(out)).map((c) => c.step), [10, 4, 2]);
+ * await Deno.remove(out, { recursive: true });
+ * ```
+ */
+export async function listCheckpoints(out: string): Promise<CheckpointRef[]> {
+  const found: CheckpointRef[] = [];
+  try {
+    for await (const e of Deno.readDir(out)) {
+      const m = /^checkpoint-(\d+)$/.exec(e.name);
+      // Without trainer_state.json it was not written by saveCheckpoint.
+      if (e.isDirectory && m && await _exists(join(out, e.name, TRAINER_STATE_FILE))) {
+        found.push({ dir: join(out, e.name), step: Number(m[1]) });
+      }
+    }
+  } catch (e) {
+    _unlessNotFound(e);
+  }
+  return found.sort((a, b) => b.step - a.step);
+}
+
+/**
  * Finds the complete checkpoint with the highest step in a run's folder.
  *
  * @param out The run's output folder.
@@ -114,25 +210,7 @@ export async function saveCheckpoint(
  * ```
  */
 export async function findLastCheckpoint(out: string): Promise<CheckpointRef | null> {
-  let best: CheckpointRef | null = null;
-  try {
-    for await (const e of Deno.readDir(out)) {
-      const m = /^checkpoint-(\d+)$/.exec(e.name);
-      if (!e.isDirectory || !m) continue;
-      const step = Number(m[1]);
-      if (best && step <= best.step) continue;
-      try {
-        await Deno.stat(join(out, e.name, TRAINER_STATE_FILE));
-      } catch {
-        continue; // not written by saveCheckpoint
-      }
-      best = { dir: join(out, e.name), step };
-    }
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  return best;
+  return (await listCheckpoints(out))[0] ?? null;
 }
 
 /**
@@ -159,9 +237,9 @@ export async function readTrainerState(dir: string): Promise<TrainerState> {
   const pos = json.dataPosition as Record<string, unknown> | undefined;
   if (
     typeof json.step !== "number" || !pos || typeof pos.epoch !== "number" || typeof pos.index !== "number" ||
-    typeof pos.seed !== "number" || !Array.isArray(json.args)
+    typeof pos.seed !== "number" || !Array.isArray(json.args) || !["string", "undefined"].includes(typeof json.runId)
   ) {
-    throw new Error(`${path}: expected step, dataPosition {epoch, index, seed} and args`);
+    throw new Error(`${path}: expected step, dataPosition {epoch, index, seed}, args and a string runId if any`);
   }
   return json as unknown as TrainerState;
 }

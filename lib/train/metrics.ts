@@ -1,5 +1,7 @@
 /**
- * `OUT/metrics.jsonl`: exactly one JSON object per optimizer step, numbered from 1.
+ * `OUT/metrics.jsonl`: exactly one JSON object per optimizer step, numbered from 1. Lines written by a fine-tuning
+ * run also carry `"run"`, the id of the run (the one in its checkpoints' `trainer_state.json`), so `--resume`
+ * continues only the run that wrote the folder; files without it (older ones) read as before.
  *
  * @module
  */
@@ -20,6 +22,8 @@ export interface StepMetrics {
   tokens_per_s: number;
   /** Peak accounted GPU bytes during the step. */
   gpu_bytes: number;
+  /** Id of the run that wrote the line (absent when the writer was given none, and in older files). */
+  run?: string;
 }
 
 import { _writeAll } from "../io/_file.ts";
@@ -51,12 +55,14 @@ export class MetricsWriter {
   #file: Deno.FsFile;
   #path: string;
   #last: number;
+  #run: string | undefined;
   #encoder = new TextEncoder();
 
-  private constructor(file: Deno.FsFile, path: string, last: number) {
+  private constructor(file: Deno.FsFile, path: string, last: number, run: string | undefined) {
     this.#file = file;
     this.#path = path;
     this.#last = last;
+    this.#run = run;
   }
 
   /**
@@ -64,27 +70,21 @@ export class MetricsWriter {
    *
    * @param path The metrics file.
    * @param resumeStep The step of the checkpoint being resumed (undefined: a fresh run).
+   * @param run The run's id, written on every line as `"run"` (undefined: no such field).
    * @returns The writer.
    * @throws {Error} When resuming and the kept lines do not number 1..resumeStep.
    */
-  static async open(path: string, resumeStep?: number): Promise<MetricsWriter> {
+  static async open(path: string, resumeStep?: number, run?: string): Promise<MetricsWriter> {
     if (resumeStep === undefined) {
-      return new MetricsWriter(await Deno.open(path, { write: true, create: true, truncate: true }), path, 0);
+      return new MetricsWriter(await Deno.open(path, { write: true, create: true, truncate: true }), path, 0, run);
     }
-    let text = "";
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-    // A line torn by the kill (no newline yet) is dropped.
-    const kept = _parse(text.slice(0, text.lastIndexOf("\n") + 1), path).filter((m) => m.step <= resumeStep);
+    const kept = (await _completeLines(path)).filter((m) => m.step <= resumeStep);
     if (kept.length !== resumeStep || kept.some((m, i) => m.step !== i + 1)) {
       throw new Error(`${path}: expected steps 1..${resumeStep} to resume, found ${kept.length} of them`);
     }
     // Rewritten beside the file and renamed over it: truncating in place, a kill would lose every step.
     await writeFileAtomic(path, kept.map((m) => JSON.stringify(m) + "\n").join(""));
-    return new MetricsWriter(await Deno.open(path, { append: true }), path, resumeStep);
+    return new MetricsWriter(await Deno.open(path, { append: true }), path, resumeStep, run);
   }
 
   /**
@@ -98,12 +98,13 @@ export class MetricsWriter {
     if (metrics.step !== this.#last + 1) {
       throw new Error(`metrics.jsonl: step ${metrics.step} written after step ${this.#last}`);
     }
-    const line: Record<string, number | null> = {};
+    const line: Record<string, number | string | null> = {};
     for (const k of FIELDS) {
       const v = metrics[k];
       if (typeof v !== "number") throw new Error(`metrics.jsonl: step ${metrics.step} has no number "${k}"`);
       line[k] = Number.isFinite(v) ? v : null;
     }
+    if (this.#run !== undefined) line.run = this.#run;
     await _writeAll(this.#file, this.#encoder.encode(JSON.stringify(line) + "\n"), this.#path);
     this.#last = metrics.step;
   }
@@ -132,6 +133,39 @@ export class MetricsWriter {
  */
 export async function readMetrics(path: string): Promise<StepMetrics[]> {
   return _parse(await Deno.readTextFile(path), path);
+}
+
+/**
+ * The run that wrote the last complete line of a metrics file: its `"run"` id.
+ *
+ * @param path The `metrics.jsonl` file.
+ * @returns `{ run }` (run undefined for lines without an id), or null when the file is missing or has no
+ *   complete line.
+ * @throws {Error} Naming the file and line for a line that is not a metrics line.
+ *
+ * @example
+ * ```ts
+ * import { metricsRun } from "@qlora/webgpu/train";
+ * import assert from "node:assert/strict";
+ * const path = await Deno.makeTempFile();
+ * await Deno.writeTextFile(path, '{"step": 1, "loss": 3, "run": "a1"}\n{"step": 2, "lo');
+ * assert.deepEqual(await metricsRun(path), { run: "a1" });
+ * ```
+ */
+export async function metricsRun(path: string): Promise<{ run: string | undefined } | null> {
+  const last = (await _completeLines(path)).at(-1);
+  return last ? { run: typeof last.run === "string" ? last.run : undefined } : null;
+}
+
+/** The complete lines of a metrics file (a line torn by a kill, with no newline yet, is dropped); none if missing. */
+async function _completeLines(path: string): Promise<StepMetrics[]> {
+  let text = "";
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return _parse(text.slice(0, text.lastIndexOf("\n") + 1), path);
 }
 
 function _parse(text: string, path: string): StepMetrics[] {

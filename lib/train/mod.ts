@@ -21,6 +21,7 @@ export * from "./loss_svg.ts";
 export * from "./metrics.ts";
 export * from "./options.ts";
 export * from "./progress.ts";
+export * from "./run_folder.ts";
 export * from "./trainer.ts";
 export * from "../generate/generate.ts";
 export * from "../generate/options.ts";

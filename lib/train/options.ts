@@ -89,6 +89,8 @@ export interface FinetuneOptions {
   f16: boolean;
   /** Profile the steps: per-kernel table on the log, `OUT/profile.json`. */
   profile: boolean;
+  /** Replace what an earlier run left in `out` (without it a fresh run refuses a non-empty `out`). */
+  overwrite: boolean;
 }
 
 const nonNegative = { check: (x: number) => x >= 0, what: "a number ≥ 0" };
@@ -152,6 +154,7 @@ export const FINETUNE_FLAGS: FlagTable<FinetuneOptions & { resume: string | null
   initAdapter: textFlag("DIR", "start from an existing PEFT adapter (its r, alpha, targets)", { path: true }),
   f16: switchFlag("f16 arithmetic in the NF4 products; needs shader-f16 (default f32)"),
   profile: switchFlag("profile the steps: per-kernel GPU time and host counts per step, OUT/profile.json"),
+  overwrite: switchFlag("replace an earlier run's files in OUT (a fresh run refuses a non-empty OUT)"),
   resume: textFlag("OUT", "continue the run in OUT from its last checkpoint, with its saved options"),
 };
 
@@ -207,6 +210,8 @@ const RESUME_OVERRIDES = ["gpuMemory", "pageSize"] as const;
  * assert.equal(o.gradAccum, 16);
  * assert.throws(() => parseFinetuneArgs(["--model", "m", "--data", "d", "--out", "o", "--lr", "fast"]), /--lr "fast"/);
  * assert.throws(() => parseFinetuneArgs(["--model", "m", "--data", "d", "--out", "o", "--lr", "0x10"]), /--lr "0x10"/);
+ * const init = ["--model", "m", "--data", "d", "--out", "o", "--init-adapter", "a"];
+ * assert.throws(() => parseFinetuneArgs([...init, "--lora-r", "8"]), /--init-adapter .* drop --lora-r/);
  * ```
  */
 export function parseFinetuneArgs(args: readonly string[]): FinetuneArgs {
@@ -228,6 +233,15 @@ export function parseFinetuneArgs(args: readonly string[]): FinetuneArgs {
     }
     RESUME_OVERRIDES.forEach((k, i) => FINETUNE_FLAGS[k].value(s(names[i]), names[i]));
     return { kind: "resume", out, overrides: names.flatMap((k) => s(k) ? [`--${k}`, s(k)!] : []) };
+  }
+  // The adapter's own settings win; given explicitly as well, one of them would be silently ignored.
+  const fromAdapter = (["loraR", "loraAlpha", "targetModules"] as const).map((k) => flagName(k, FINETUNE_FLAGS[k]));
+  const conflict = fromAdapter.filter((k) => raw.given.includes(k));
+  if (s("init-adapter") !== undefined && conflict.length > 0) {
+    throw new Error(
+      `--init-adapter takes the adapter's rank, alpha and target modules from its adapter_config.json; ` +
+        `drop --${conflict.join(" and --")}`,
+    );
   }
   const { resume: _, ...options } = flagValues(FINETUNE_FLAGS, raw);
   const saved = givenArgs(FINETUNE_FLAGS, raw, (p) => resolve(p));

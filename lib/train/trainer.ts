@@ -11,6 +11,7 @@ import { join } from "node:path";
 import type { Gpu } from "../gpu/device.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
 import { loraToPeftConfig, writePeftAdapter } from "../io/peft.ts";
+import { readPeftAdapter } from "../io/peft.ts";
 import { readJsonl } from "../data/records.ts";
 import { tokenizeData, truncationReport } from "../data/examples.ts";
 import { DataLoader } from "../data/loader.ts";
@@ -22,7 +23,10 @@ import { clipGradNorm } from "../kernels/clip_grad_norm.ts";
 import { writeProfile } from "../gpu/profiler.ts";
 import { lrAt, type LrSchedule } from "../optim/schedule.ts";
 import { deriveSeed } from "../random.ts";
-import { checkpointDir, findLastCheckpoint, readTrainerState, saveCheckpoint } from "./checkpoint.ts";
+import { loadLlamaConfig } from "../model/config.ts";
+import { readStateFile } from "../optim/state_file.ts";
+import { checkpointDir, readTrainerState, saveCheckpoint } from "./checkpoint.ts";
+import { findResumePoint, LOSS_SVG_FILE, METRICS_FILE, prepareFreshRun } from "./run_folder.ts";
 import { MetricsWriter, readMetrics, type StepMetrics } from "./metrics.ts";
 import { writeLossSvg } from "./loss_svg.ts";
 import { type FinetuneOptions, parseFinetuneArgs, runLength } from "./options.ts";
@@ -65,15 +69,21 @@ export interface ResolvedRun {
   resumeFrom: string | null;
   /** Steps already done (the checkpoint's step, or 0). */
   startStep: number;
+  /** The run's id, in its checkpoints and metrics lines (undefined: a run resumed from before run ids). */
+  runId: string | undefined;
 }
 
 /**
- * Resolves parsed flags to a run: a fresh run as given, or a resumed one with the flags saved in its last
- * complete checkpoint (plus `--gpu-memory`/`--page-size` if given again).
+ * Resolves parsed flags to a run, checking what can be checked before anything loads: a fresh run as given, in a
+ * new or empty `--out` (or one cleared by `--overwrite`), with a new run id; or a resumed one with the flags saved
+ * in the last intact checkpoint of the run that wrote the folder (plus `--gpu-memory`/`--page-size` if given
+ * again). Temporary files of killed writers in the folder are removed.
  *
  * @param parsed A `run` or `resume` result of {@linkcode parseFinetuneArgs}.
+ * @param log Where notes go (a checkpoint skipped as damaged or another run's; default stderr).
  * @returns The run.
- * @throws {Error} If the folder to resume has no complete checkpoint.
+ * @throws {Error} If `--out` is a file or a non-empty folder (fresh run), the folder to resume has no intact
+ *   checkpoint of its run, or `--max-seq-len` is above the model's context.
  *
  * @example
  * ```ts
@@ -81,7 +91,11 @@ export interface ResolvedRun {
  * import assert from "node:assert/strict";
  * const out = await Deno.makeTempDir();
  * await assert.rejects(resolveFinetuneRun({ kind: "resume", out, overrides: [] }), /no complete checkpoint/);
- * await Deno.remove(out);
+ * await Deno.writeTextFile(`${out}/notes.txt`, "mine");
+ * const fresh = parseFinetuneArgs(["--model", "m", "--data", "d.jsonl", "--out", out]);
+ * assert.ok(fresh.kind === "run");
+ * await assert.rejects(resolveFinetuneRun(fresh), /already holds notes\.txt/);
+ * await Deno.remove(out, { recursive: true });
  * ```
  */
 export async function resolveFinetuneRun(
@@ -90,14 +104,41 @@ export async function resolveFinetuneRun(
     out: string;
     overrides: string[];
   },
+  log: (message: string) => void = console.error,
 ): Promise<ResolvedRun> {
-  if (parsed.kind === "run") return { options: parsed.options, args: parsed.args, resumeFrom: null, startStep: 0 };
-  const last = await findLastCheckpoint(parsed.out);
-  if (!last) throw new Error(`--resume ${parsed.out}: no complete checkpoint-N folder to resume from`);
-  const state = await readTrainerState(last.dir);
+  if (parsed.kind === "run") {
+    await prepareFreshRun(parsed.options.out, parsed.options.overwrite);
+    await _checkMaxSeqLen(parsed.options);
+    return { options: parsed.options, args: parsed.args, resumeFrom: null, startStep: 0, runId: crypto.randomUUID() };
+  }
+  const { checkpoint, state } = await findResumePoint(parsed.out, _checkCheckpointFiles, log);
   const again = parseFinetuneArgs([...state.args, ...parsed.overrides]);
-  if (again.kind !== "run") throw new Error(`${last.dir}: the saved flags do not describe a run`);
-  return { options: again.options, args: again.args, resumeFrom: last.dir, startStep: state.step };
+  if (again.kind !== "run") throw new Error(`${checkpoint.dir}: the saved flags do not describe a run`);
+  await _checkMaxSeqLen(again.options);
+  return {
+    options: again.options,
+    args: again.args,
+    resumeFrom: checkpoint.dir,
+    startStep: state.step,
+    runId: state.runId,
+  };
+}
+
+/** Throws if a checkpoint's adapter or optimizer state cannot be read whole (truncated, corrupt, missing). */
+async function _checkCheckpointFiles(dir: string): Promise<void> {
+  await readPeftAdapter(dir);
+  await readStateFile(join(dir, OPTIMIZER_STATE_FILE));
+}
+
+/** Refuses `--max-seq-len` above the model's context now, not at the first step (reads only config.json). */
+async function _checkMaxSeqLen(options: FinetuneOptions): Promise<void> {
+  const config = await loadLlamaConfig(options.model);
+  if (options.maxSeqLen !== null && options.maxSeqLen > config.maxPositionEmbeddings) {
+    throw new Error(
+      `--max-seq-len ${options.maxSeqLen} is above the model's context: max_position_embeddings is ` +
+        `${config.maxPositionEmbeddings} in ${join(options.model, "config.json")}`,
+    );
+  }
 }
 
 /**
@@ -128,7 +169,7 @@ export async function resolveFinetuneRun(
  * ```
  */
 export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
-  const { options, args, resumeFrom, startStep } = run;
+  const { options, args, resumeFrom, startStep, runId } = run;
   const log = (msg: string) => (hooks.sink ?? Deno.stderr).writeSync(new TextEncoder().encode(msg + "\n"));
 
   // 1. Model: the adapter's settings come from --init-adapter (or the checkpoint) when there is one.
@@ -193,11 +234,15 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
 
     // 4. The loop.
     await Deno.mkdir(options.out, { recursive: true });
-    const metricsPath = join(options.out, "metrics.jsonl");
-    const metrics = await MetricsWriter.open(metricsPath, resumeFrom ? startStep : undefined);
+    const metricsPath = join(options.out, METRICS_FILE);
+    const metrics = await MetricsWriter.open(metricsPath, resumeFrom ? startStep : undefined, runId);
     const peft = loraToPeftConfig(model.lora!, options.model);
     const saveAdapter = async (dir: string) =>
       writePeftAdapter(dir, { config: peft, modules: await model.loraWeights() });
+    const saveAll = async (dir: string) => {
+      await saveAdapter(dir);
+      await opt.save(join(dir, OPTIMIZER_STATE_FILE));
+    };
     const progress = new ProgressBar(totalSteps, { sink: hooks.sink });
     let lastLoss = NaN;
     if (options.profile) gpu.startProfile();
@@ -236,11 +281,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
         hooks.onStep?.(m);
         progress.update({ step, loss: m.loss, tokensPerS: m.tokens_per_s, gpuBytes: m.gpu_bytes });
         if (options.saveEvery > 0 && step % options.saveEvery === 0 && step < totalSteps) {
-          const state = { step, dataPosition: loader.position, args };
-          await saveCheckpoint(options.out, state, async (dir) => {
-            await saveAdapter(dir);
-            await opt.save(join(dir, OPTIMIZER_STATE_FILE));
-          });
+          await saveCheckpoint(options.out, { step, dataPosition: loader.position, args, runId }, saveAll);
           progress.log(`Saved ${checkpointDir(options.out, step)}`);
         }
         if (hooks.stopAfter === step) {
@@ -254,8 +295,23 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
     }
 
     // 5. The final adapter in OUT itself, and the loss curve of the whole run.
-    await saveAdapter(options.out);
-    const lossSvgPath = join(options.out, "loss.svg");
+    try {
+      await saveAdapter(options.out);
+    } catch (e) {
+      // The trained adapter is still in memory: keep it as the last checkpoint, so --resume redoes this write.
+      const state = { step: totalSteps, dataPosition: loader.position, args, runId };
+      const kept = await saveCheckpoint(options.out, state, saveAll).catch((e2) => {
+        throw new Error(
+          `The final adapter could not be written to ${options.out} (${(e as Error).message}), nor kept as ` +
+            `${checkpointDir(options.out, totalSteps)} (${(e2 as Error).message})`,
+        );
+      });
+      throw new Error(
+        `The final adapter could not be written to ${options.out} (${(e as Error).message}); it is kept in ` +
+          `${kept}: fix the cause and run --resume ${options.out} to write it`,
+      );
+    }
+    const lossSvgPath = join(options.out, LOSS_SVG_FILE);
     await writeLossSvg(lossSvgPath, await readMetrics(metricsPath));
     return { options, steps: totalSteps, lastLoss, metricsPath, lossSvgPath };
   } finally {
