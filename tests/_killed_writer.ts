@@ -1,7 +1,9 @@
 // One write that the kill tests SIGKILL midway:
-//   deno run -A tests/_killed_writer.ts PATTERN SCENARIO ARGS...
+//   [KILL_SKIP=N] [KILL_TEAR=1] deno run -A tests/_killed_writer.ts PATTERN SCENARIO ARGS...
 // The first write to a file whose path matches PATTERN (a RegExp), or rename onto such a path, prints "stalled PATH"
-// and never returns, so the test kills the process at exactly that moment. The seam lives in this script only: it
+// and never returns, so the test kills the process at exactly that moment. KILL_SKIP lets that many matching
+// writes through first (to kill in a later training step); KILL_TEAR writes the first half of the stalled write,
+// as a kill in the middle of a write leaves it. The seam lives in this script only: it
 // wraps Deno.open (to know each file's path), FsFile.write and Deno.rename in this process; the library has no test
 // hook.
 
@@ -13,9 +15,17 @@ import { requestGpu } from "../lib/gpu/device.ts";
 import { saveCheckpoint } from "../lib/train/checkpoint.ts";
 import { parseFinetuneArgs } from "../lib/train/options.ts";
 import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
+import { parseQatArgs } from "../lib/qat/options.ts";
+import { resolveQatRun, trainQat } from "../lib/qat/train.ts";
+import { generateQatData } from "../lib/qat/data.ts";
+import { LlamaModel } from "../lib/model/llama.ts";
+import { loadTokenizer } from "../lib/io/tokenizer.ts";
+import { FULL_PRECISION } from "../lib/qat/bits.ts";
 
 const [pattern, scenario, ...args] = Deno.args;
 const stallAt = new RegExp(pattern);
+let skip = Number(Deno.env.get("KILL_SKIP") ?? 0);
+const tear = Deno.env.get("KILL_TEAR") === "1";
 const paths = new WeakMap<Deno.FsFile, string>();
 const open = Deno.open;
 Deno.open = async (path: string | URL, options?: Deno.OpenOptions): Promise<Deno.FsFile> => {
@@ -29,9 +39,12 @@ function stall(path: string): Promise<never> {
   return new Promise(() => {});
 }
 const write = Deno.FsFile.prototype.write;
-Deno.FsFile.prototype.write = function (p: Uint8Array): Promise<number> {
+Deno.FsFile.prototype.write = async function (p: Uint8Array): Promise<number> {
   const path = paths.get(this);
-  return path === undefined || !stallAt.test(path) ? write.call(this, p) : stall(path);
+  if (path === undefined || !stallAt.test(path) || skip-- > 0) return await write.call(this, p);
+  // Half, and never ending at a line break, so a line is torn.
+  if (tear) await write.call(this, p.subarray(0, (p.length >> 1) + (p[(p.length >> 1) - 1] === 10 ? 1 : 0)));
+  return stall(path);
 };
 const rename = Deno.rename;
 Deno.rename = (from: string | URL, to: string | URL): Promise<void> =>
@@ -48,5 +61,13 @@ else if (scenario === "checkpoint-resave") {
 } else if (scenario === "finetune") {
   const sink = { writeSync: (b: Uint8Array) => b.length, isTerminal: () => false };
   await finetune(await requestGpu(), await resolveFinetuneRun(parseFinetuneArgs(args) as never), { sink });
+} else if (scenario === "qat") {
+  const sink = { writeSync: (b: Uint8Array) => b.length, isTerminal: () => false };
+  await trainQat(await requestGpu(), await resolveQatRun(parseQatArgs(args) as never), { sink });
+} else if (scenario === "qat-data") {
+  const [model, out, samples, maxLen, batchSize] = args;
+  const m = await LlamaModel.load(await requestGpu(), model, { lora: null, qat: { bits: FULL_PRECISION } });
+  const opts = { out, samples: Number(samples), maxLen: Number(maxLen), batchSize: Number(batchSize) };
+  await generateQatData(m, await loadTokenizer(model), opts);
 } else throw new Error(`unknown scenario ${scenario}`);
 console.log("finished without stalling");

@@ -16,13 +16,28 @@ import { readTrainerState, saveCheckpoint } from "../lib/train/checkpoint.ts";
 import { parseFinetuneArgs } from "../lib/train/options.ts";
 import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
 import { finetuneFixture, finetuneFlags } from "./_finetune_fixture.ts";
+import { LlamaModel } from "../lib/model/llama.ts";
+import { loadTokenizer } from "../lib/io/tokenizer.ts";
+import { FULL_PRECISION } from "../lib/qat/bits.ts";
+import { generateQatData } from "../lib/qat/data.ts";
+import { parseQatArgs } from "../lib/qat/options.ts";
+import { resolveQatRun, trainQat } from "../lib/qat/train.ts";
 
 const SCRIPT = new URL("./_killed_writer.ts", import.meta.url).pathname;
 
-/** Runs the script's scenario, SIGKILLs it at its first write to a path matching `pattern`; returns that path. */
-async function killAtWrite(pattern: string, scenario: string, ...args: string[]): Promise<string> {
+/**
+ * Runs the script's scenario, SIGKILLs it at its first write to a path matching `pattern` (after `skip` such
+ * writes; with `tear`, half of that write done); returns that path.
+ */
+async function killAtWrite(
+  pattern: string | { pattern: string; skip: number; tear: boolean },
+  scenario: string,
+  ...args: string[]
+): Promise<string> {
+  const at = typeof pattern === "string" ? { pattern, skip: 0, tear: false } : pattern;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", SCRIPT, pattern, scenario, ...args],
+    args: ["run", "-A", SCRIPT, at.pattern, scenario, ...args],
+    env: { KILL_SKIP: String(at.skip), KILL_TEAR: at.tear ? "1" : "0" },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -37,7 +52,7 @@ async function killAtWrite(pattern: string, scenario: string, ...args: string[])
   if (out.startsWith("stalled ")) child.kill("SIGKILL");
   await reader.cancel();
   const [status, err] = [await child.status, await stderr];
-  assert.ok(out.startsWith("stalled "), `${scenario} did not stall at /${pattern}/: ${out}${err}`);
+  assert.ok(out.startsWith("stalled "), `${scenario} did not stall at /${at.pattern}/: ${out}${err}`);
   assert.equal(status.signal, "SIGKILL");
   return out.slice("stalled ".length).trim();
 }
@@ -162,6 +177,76 @@ Deno.test("finetune: killed in the final save, --resume skips another run's and 
     const left = (await names(out)).filter((n) => n.includes(".tmp-") || n.includes(".old-"));
     assert.deepEqual(left, []);
     assert.ok((await names(out)).includes("loss.svg"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The tiny model (one layer) in `dir/m` and `samples` generated sequences of `maxLen` tokens in `out`. */
+async function qatFixture(dir: string, out: string, samples: number, maxLen: number): Promise<void> {
+  await writeTinyLlama(join(dir, "m"), { layers: 1 });
+  const m = await LlamaModel.load(await requestGpu(), join(dir, "m"), { lora: null, qat: { bits: FULL_PRECISION } });
+  await generateQatData(m, await loadTokenizer(join(dir, "m")), { out, samples, maxLen, batchSize: 2 });
+  m.destroy();
+}
+
+Deno.test("qat-data: killed mid-write of a batch, the rerun cuts the torn line and writes the same file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const whole = join(dir, "whole.jsonl");
+    await qatFixture(dir, whole, 6, 8);
+    const out = join(dir, "gen.jsonl");
+    // The second batch's append, half written.
+    const at = { pattern: "gen\\.jsonl$", skip: 1, tear: true };
+    assert.equal(await killAtWrite(at, "qat-data", join(dir, "m"), out, "6", "8", "2"), out);
+    const [torn, expected] = [await Deno.readTextFile(out), await Deno.readTextFile(whole)];
+    assert.ok(torn.startsWith(expected.split("\n").slice(0, 2).join("\n") + "\n"), "the first batch is whole");
+    assert.ok(!torn.endsWith("\n") && torn.length < expected.length, "the second batch is torn");
+    const m = await LlamaModel.load(await requestGpu(), join(dir, "m"), { lora: null, qat: { bits: FULL_PRECISION } });
+    const opts = { out, samples: 6, maxLen: 8, batchSize: 2 };
+    assert.equal(await generateQatData(m, await loadTokenizer(join(dir, "m")), opts), 6);
+    m.destroy();
+    assert.equal(await Deno.readTextFile(out), expected);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("qat: killed in a step after a checkpoint, --resume ends with the weights and metrics of a run through", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const data = join(dir, "gen.jsonl");
+    await qatFixture(dir, data, 6, 12);
+    const flags = (out: string) => [
+      ...["--model", join(dir, "m"), "--data", data, "--out", join(dir, out), "--bits", "w4a8kv4"],
+      ...["--steps", "5", "--save-every", "2", "--lr", "1e-3", "--batch-size", "2"],
+    ];
+    const sink = { writeSync: (b: Uint8Array) => b.length, isTerminal: () => false };
+    const through = parseQatArgs(flags("a"));
+    assert.ok(through.kind === "run");
+    await trainQat(await requestGpu(), await resolveQatRun(through), { sink });
+    // Step 4's metrics line half written: step 4 is trained, its checkpoint not yet saved.
+    const at = { pattern: "/b/metrics\\.jsonl$", skip: 3, tear: true };
+    assert.equal(await killAtWrite(at, "qat", ...flags("b")), join(dir, "b", "metrics.jsonl"));
+    assert.deepEqual(await names(join(dir, "b")), ["checkpoint-2", "metrics.jsonl"]);
+    const resumed = parseQatArgs(["--resume", join(dir, "b")]);
+    assert.ok(resumed.kind === "resume");
+    const run = await resolveQatRun(resumed, () => {});
+    assert.equal(run.startStep, 2);
+    await trainQat(await requestGpu(), run, { sink });
+    const [a, b] = [join(dir, "a"), join(dir, "b")];
+    assert.deepEqual(await names(b), await names(a));
+    for (const f of ["model/model.safetensors", "checkpoint-4/qat_weights.safetensors"]) {
+      assert.deepEqual(await Deno.readFile(join(b, f)), await Deno.readFile(join(a, f)), f);
+    }
+    const lines = async (out: string) =>
+      (await readMetrics(join(out, "metrics.jsonl"))).map((m) => {
+        const { tokens_per_s: _, gpu_bytes: _b, run: _r, ...rest } = m as typeof m & { run?: string };
+        return rest; // timings, peak memory and the run id differ between the two runs
+      });
+    assert.deepEqual(await lines(b), await lines(a));
+    const runs = (await Deno.readTextFile(join(b, "metrics.jsonl"))).trim().split("\n").map((l) => JSON.parse(l).run);
+    assert.deepEqual(new Set(runs).size, 1, "the resumed steps carry the killed run's id");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

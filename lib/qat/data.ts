@@ -8,6 +8,7 @@
  */
 
 import type { Example } from "../data/examples.ts";
+import { _writeAll } from "../io/_file.ts";
 import type { TextTokenizer } from "../io/tokenizer.ts";
 import type { LlamaModel } from "../model/llama.ts";
 import { deriveSeed, Rng } from "../random.ts";
@@ -117,7 +118,9 @@ export async function generateQatData(model: LlamaModel, tok: TextTokenizer, opt
       cache.destroy();
     }
     const lines = seqs.map((ids, b) => JSON.stringify({ sample: done + b, ids, text: tok.decode(ids) }) + "\n");
-    await Deno.writeTextFile(options.out, lines.join(""), { append: true });
+    // One write per batch through an open file: a kill tears at most the last line, cut off by the next run.
+    using f = await Deno.open(options.out, { append: true, create: true });
+    await _writeAll(f, new TextEncoder().encode(lines.join("")), options.out);
     done += B;
     options.onProgress?.(done);
   }

@@ -64,8 +64,10 @@ export class QatLinear {
   readonly inFeatures: number;
   /** Output features `N`. */
   readonly outFeatures: number;
-  /** The fake-quantized weight of the last forward (the weight itself at 16 bits). */
+  /** The fake-quantized weight (the weight itself at 16 bits). */
   #wq: Tensor;
+  /** Whether `#wq` holds the current weight's quantization (see {@linkcode QatLinear.weightChanged}). */
+  #wqFresh = false;
 
   /**
    * Wraps an f32 weight, with a zero gradient when trainable.
@@ -104,7 +106,32 @@ export class QatLinear {
   }
 
   /**
-   * `y = fq_a(x) · fq_w(W)ᵀ`. Quantizes the current weight first (it may have changed since the last call).
+   * Marks the cached fake-quantized weight stale, so the next forward quantizes `weight` again: call it after
+   * writing `weight` (an optimizer step, loading a checkpoint). Until then every forward, recompute and backward
+   * (of all micro-batches, and every decoding step) reuses one quantization.
+   *
+   * @example
+   * ```ts
+   * import { requestGpu, Tensor } from "@qlora/webgpu";
+   * import { QatLinear } from "@qlora/webgpu/qat";
+   * import assert from "node:assert/strict";
+   * const gpu = await requestGpu();
+   * const layer = new QatLinear(Tensor.fromArray(gpu, new Float32Array([7, 1.4]), [1, 2]), { weightBits: 4 });
+   * const x = Tensor.fromArray(gpu, new Float32Array([1, 1]), [1, 2]);
+   * assert.deepEqual([...await layer.forward(x).y.toFloat32()], [8]);
+   * layer.weight.write(new Float32Array([-7, 0]));
+   * assert.deepEqual([...await layer.forward(x).y.toFloat32()], [8]); // still the cached quantization
+   * layer.weightChanged();
+   * assert.deepEqual([...await layer.forward(x).y.toFloat32()], [-7]);
+   * ```
+   */
+  weightChanged(): void {
+    this.#wqFresh = false;
+  }
+
+  /**
+   * `y = fq_a(x) · fq_w(W)ᵀ`. Quantizes the weight first unless its quantization is cached (it is until
+   * {@linkcode QatLinear.weightChanged}).
    *
    * @param x Input `[M, K]` f32.
    * @param options `save`: return the context the backward needs; `seed` is ignored (no dropout).
@@ -114,9 +141,10 @@ export class QatLinear {
     y: Tensor;
     saved: QLoRASaved | null;
   } {
-    if (this.#wq !== this.weight) {
+    if (this.#wq !== this.weight && !this.#wqFresh) {
       this.weight.gpu.copy(this.weight.buffer, 0, this.#wq.buffer, 0, this.weight.byteLength);
       fakeQuantRows(this.weight.gpu, this.#wq, this.inFeatures, this.weightBits);
+      this.#wqFresh = true;
     }
     const xq = this.#quantInput(x);
     const y = matmul(xq ?? x, this.#wq, { transB: true, label: `${this.path} out` });
@@ -137,7 +165,7 @@ export class QatLinear {
 
   /**
    * Adds `dYᵀ · fq_a(x)` into `grad` and returns `dY · fq_w(W)` when asked (straight-through). Consumes the
-   * context (frees its quantized input; `x` stays the caller's). Uses the weight of the last forward.
+   * context (frees its quantized input; `x` stays the caller's). Uses the quantized weight of the forward.
    *
    * @param dy Output gradient `[M, N]`.
    * @param saved The forward's context.

@@ -60,6 +60,8 @@ export interface QatOptions {
   gpuMemory: number | null;
   /** Checkpoint every N steps; 0 = final only. */
   saveEvery: number;
+  /** Replace an earlier run's files in `out`. */
+  overwrite: boolean;
 }
 
 /** The flags of `deno task qat`, checked by the compiler against {@linkcode QatOptions}. */
@@ -94,6 +96,7 @@ export const QAT_FLAGS: FlagTable<QatOptions & { resume: string | null }> = {
   checkpointing: switchFlag("keep all activations instead of recomputing layers", { negated: true }),
   gpuMemory: bytesFlag("BYTES", "cap accounted GPU memory: 512MiB, 6GiB", "adapter limit"),
   saveEvery: intFlag("N", "checkpoint every N steps into OUT/checkpoint-N; 0 = final only", { min: 0, default: 250 }),
+  overwrite: switchFlag("replace an earlier run's files in OUT (a fresh run refuses a non-empty OUT)"),
   resume: textFlag("OUT", "continue the run in OUT from its last checkpoint, with its saved options"),
 };
 

@@ -18,7 +18,10 @@ import { lrAt } from "../optim/schedule.ts";
 import { SafetensorsFile } from "../io/safetensors_reader.ts";
 import { writeSafetensors } from "../io/safetensors_writer.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
-import { checkpointDir, findLastCheckpoint, readTrainerState, saveCheckpoint } from "../train/checkpoint.ts";
+import { _unlessNotFound } from "../io/_file.ts";
+import { readStateFile } from "../optim/state_file.ts";
+import { checkpointDir, readTrainerState, saveCheckpoint } from "../train/checkpoint.ts";
+import { findResumePoint, LOSS_SVG_FILE, METRICS_FILE, prepareFreshRun } from "../train/run_folder.ts";
 import { writeLossSvg } from "../train/loss_svg.ts";
 import { MetricsWriter, readMetrics, type StepMetrics } from "../train/metrics.ts";
 import { ProgressBar, type ProgressSink } from "../train/progress.ts";
@@ -32,6 +35,8 @@ import { parseQatArgs, type QatArgs, type QatOptions } from "./options.ts";
 
 /** File of the trained projection weights (f32) inside a checkpoint. */
 export const QAT_WEIGHTS_FILE = "qat_weights.safetensors";
+/** Folder of the trained model inside a run's folder. */
+export const QAT_MODEL_DIR = "model";
 
 /** Hooks of {@linkcode trainQat}. */
 export interface QatHooks {
@@ -49,25 +54,65 @@ export interface QatResult {
   lastLoss: number;
 }
 
+/** A QAT run ready to start: its options and flags, and where it resumes from (null: a fresh run). */
+export interface QatRun {
+  /** The run's options. */
+  options: QatOptions;
+  /** Its flags, saved in checkpoints. */
+  args: string[];
+  /** Checkpoint folder to continue from, or null. */
+  resumeFrom: string | null;
+  /** Steps already done (the checkpoint's step, or 0). */
+  startStep: number;
+  /** The run's id, in its checkpoints and metrics lines (undefined: a run resumed from before run ids). */
+  runId: string | undefined;
+}
+
 /**
- * A run's options: as parsed, or for `--resume` the flags saved in the last checkpoint.
+ * Resolves parsed flags to a run as the finetune trainer does (`lib/train/run_folder.ts`): a fresh run in a new or
+ * empty `--out` (or one cleared by `--overwrite`) with a new run id, or a resumed one with the flags saved in the
+ * last intact checkpoint of the run that wrote the folder.
  *
  * @param parsed From {@linkcode parseQatArgs} (not help).
- * @returns Options, flags and the checkpoint to resume from (or null).
- * @throws {Error} If the folder to resume has no complete checkpoint.
+ * @param log Where notes go (a checkpoint skipped as damaged or another run's; default stderr).
+ * @returns The run.
+ * @throws {Error} If `--out` is a file or a non-empty folder (fresh run), or the folder to resume has no intact
+ *   checkpoint of its run.
+ *
+ * @example
+ * ```ts
+ * import { parseQatArgs, resolveQatRun } from "@qlora/webgpu/qat";
+ * import assert from "node:assert/strict";
+ * const out = await Deno.makeTempDir();
+ * await assert.rejects(resolveQatRun({ kind: "resume", out, overrides: [] }), /no complete checkpoint/);
+ * await Deno.mkdir(`${out}/model`);
+ * const fresh = parseQatArgs(["--model", "m", "--data", "d.jsonl", "--out", out]);
+ * assert.ok(fresh.kind === "run");
+ * await assert.rejects(resolveQatRun(fresh), /already holds model/);
+ * await Deno.remove(out, { recursive: true });
+ * ```
  */
 export async function resolveQatRun(
   parsed: Exclude<QatArgs, { kind: "help" }>,
-): Promise<{ options: QatOptions; args: string[]; resumeFrom: string | null; startStep: number }> {
-  if (parsed.kind === "run") return { ...parsed, resumeFrom: null, startStep: 0 };
-  const last = await findLastCheckpoint(parsed.out);
-  if (!last) throw new Error(`--resume ${parsed.out}: no complete checkpoint-N folder to resume from`);
-  const state = await readTrainerState(last.dir);
+  log: (message: string) => void = console.error,
+): Promise<QatRun> {
+  if (parsed.kind === "run") {
+    await prepareFreshRun(parsed.options.out, parsed.options.overwrite, [QAT_MODEL_DIR]);
+    return { ...parsed, resumeFrom: null, startStep: 0, runId: crypto.randomUUID() };
+  }
+  const { checkpoint, state } = await findResumePoint(parsed.out, _checkCheckpointFiles, log);
   const again = parseQatArgs([...state.args, ...parsed.overrides]);
-  if (again.kind !== "run") throw new Error(`${last.dir}: the saved flags do not describe a run`);
+  if (again.kind !== "run") throw new Error(`${checkpoint.dir}: the saved flags do not describe a run`);
   // The run continues in the folder it was resumed from, wherever it was first written.
   const options = { ...again.options, out: parsed.out };
-  return { options, args: again.args, resumeFrom: last.dir, startStep: state.step };
+  return { options, args: again.args, resumeFrom: checkpoint.dir, startStep: state.step, runId: state.runId };
+}
+
+/** Throws if a checkpoint's weights or optimizer state cannot be read whole (truncated, corrupt, missing). */
+async function _checkCheckpointFiles(dir: string): Promise<void> {
+  using f = await SafetensorsFile.open(join(dir, QAT_WEIGHTS_FILE));
+  for (const name of f.names()) await f.read(name);
+  await readStateFile(join(dir, OPTIMIZER_STATE_FILE));
 }
 
 /**
@@ -81,10 +126,10 @@ export async function resolveQatRun(
  */
 export async function trainQat(
   gpu: Gpu,
-  run: Awaited<ReturnType<typeof resolveQatRun>>,
+  run: QatRun,
   hooks: QatHooks = {},
 ): Promise<QatResult> {
-  const { options: o, args, resumeFrom, startStep } = run;
+  const { options: o, args, resumeFrom, startStep, runId } = run;
   const bits = parseQatBits(o.bits);
   const load = { lora: null, gradientCheckpointing: o.checkpointing } as const;
   const student = await LlamaModel.load(gpu, o.model, { ...load, qat: { bits, train: true } });
@@ -107,12 +152,13 @@ export async function trainQat(
     if (resumeFrom) {
       using f = await SafetensorsFile.open(join(resumeFrom, QAT_WEIGHTS_FILE));
       for (const p of params) p.param.write(await f.readF32(p.name));
+      for (const l of layers) l.weightChanged();
       await opt.load(join(resumeFrom, OPTIMIZER_STATE_FILE));
       loader.restore((await readTrainerState(resumeFrom)).dataPosition);
     }
     await Deno.mkdir(o.out, { recursive: true });
-    const metricsPath = join(o.out, "metrics.jsonl");
-    const metrics = await MetricsWriter.open(metricsPath, resumeFrom ? startStep : undefined);
+    const metricsPath = join(o.out, METRICS_FILE);
+    const metrics = await MetricsWriter.open(metricsPath, resumeFrom ? startStep : undefined, runId);
     const progress = new ProgressBar(totalSteps, { sink: hooks.sink });
     let lastLoss = NaN;
     try {
@@ -131,6 +177,7 @@ export async function trainQat(
         const gradNorm = await clipGradNorm(gpu, grads, o.maxGradNorm > 0 ? o.maxGradNorm : Infinity);
         if (!Number.isFinite(gradNorm)) throw new Error(`Step ${step}: the gradient norm is ${gradNorm}`);
         await opt.step({ lr });
+        for (const l of layers) l.weightChanged();
         await gpu.sync();
         const seconds = (performance.now() - t0) / 1000;
         lastLoss = lossSum / tokens;
@@ -148,7 +195,7 @@ export async function trainQat(
         hooks.onStep?.(m);
         progress.update({ step, loss: m.loss, tokensPerS: m.tokens_per_s, gpuBytes: m.gpu_bytes });
         if (o.saveEvery > 0 && step % o.saveEvery === 0 && step < totalSteps) {
-          await saveCheckpoint(o.out, { step, dataPosition: loader.position, args }, async (dir) => {
+          await saveCheckpoint(o.out, { step, dataPosition: loader.position, args, runId }, async (dir) => {
             const tensors = [];
             for (const p of params) {
               const data = new Uint8Array((await p.param.toFloat32()).buffer);
@@ -166,8 +213,11 @@ export async function trainQat(
     }
     const trained = new Map<string, Float32Array>();
     for (const p of params) trained.set(p.name, await p.param.toFloat32());
-    await writeQatModel(o.model, join(o.out, "model"), trained, bits);
-    await writeLossSvg(join(o.out, "loss.svg"), await readMetrics(metricsPath));
+    const modelDir = join(o.out, QAT_MODEL_DIR);
+    // A resumed run may have written its model before the kill (e.g. in the loss curve's write): this one replaces it.
+    if (resumeFrom) await Deno.remove(modelDir, { recursive: true }).catch(_unlessNotFound);
+    await writeQatModel(o.model, modelDir, trained, bits);
+    await writeLossSvg(join(o.out, LOSS_SVG_FILE), await readMetrics(metricsPath));
     return { steps: totalSteps, lastLoss };
   } finally {
     student.destroy();

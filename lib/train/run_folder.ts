@@ -24,9 +24,9 @@ export const METRICS_FILE = "metrics.jsonl";
 /** File name of the loss curve inside a run's folder. */
 export const LOSS_SVG_FILE = "loss.svg";
 
-/** Whether `name` is something a fine-tuning run writes into its folder (so `--overwrite` may remove it). */
-function _runEntry(name: string): boolean {
-  return [METRICS_FILE, LOSS_SVG_FILE, PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE].includes(name) ||
+/** Whether `name` is something a training run writes into its folder (so `--overwrite` may remove it). */
+function _runEntry(name: string, more: readonly string[]): boolean {
+  return [METRICS_FILE, LOSS_SVG_FILE, PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE, ...more].includes(name) ||
     /^checkpoint-\d+(\.(tmp|old)-.+)?$/.test(name);
 }
 
@@ -37,6 +37,7 @@ function _runEntry(name: string): boolean {
  *
  * @param out The `--out` folder.
  * @param overwrite `--overwrite` was given.
+ * @param more Other names the run writes (LLM-QAT's `model` folder; its `.partial` counts too).
  * @throws {Error} If `out` is a file, or holds files (of another run without `overwrite`; not a run's at all).
  *
  * @example
@@ -51,7 +52,7 @@ function _runEntry(name: string): boolean {
  * await Deno.remove(out);
  * ```
  */
-export async function prepareFreshRun(out: string, overwrite: boolean): Promise<void> {
+export async function prepareFreshRun(out: string, overwrite: boolean, more: readonly string[] = []): Promise<void> {
   try {
     if (!(await Deno.stat(out)).isDirectory) throw new Error(`--out ${out} is a file, not a folder`);
   } catch (e) {
@@ -68,7 +69,7 @@ export async function prepareFreshRun(out: string, overwrite: boolean): Promise<
         `or choose a new folder`,
     );
   }
-  const foreign = names.filter((n) => !_runEntry(n));
+  const foreign = names.filter((n) => !_runEntry(n, [...more, ...more.map((m) => `${m}.partial`)]));
   if (foreign.length > 0) {
     throw new Error(`--overwrite removes only a run's files; ${out} also holds ${foreign.join(", ")}: move them`);
   }
