@@ -1,13 +1,16 @@
-// LLM-QAT: the dense fake-quantized layer against float64 (its STE gradients by finite differences), the
-// fake-quantized forward equal between evaluation, KV-cached decoding and the training forward, and a resumed run
-// bit-identical to an uninterrupted one.
+// LLM-QAT: the dense fake-quantized layer against float64 (its STE gradients by finite differences, its frozen
+// bias), the fake-quantized forward equal between evaluation, KV-cached decoding and the training forward, a resumed
+// run bit-identical to an uninterrupted one, and a Qwen2-style f16 model (q/k/v biases) trained and exported.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LlamaModel, requestGpu, Rng, Tensor } from "../mod.ts";
 import { fakeQuantRowsRef, parseQatArgs, parseQatBits, QatLinear, resolveQatRun, trainQat } from "../lib/qat/mod.ts";
 import { writeTinyLlama } from "../lib/testing/mod.ts";
 import { generateQatData } from "../lib/qat/data.ts";
+import { writeQatModel } from "../lib/qat/export.ts";
 import { loadTokenizer } from "../lib/io/tokenizer.ts";
+import { SafetensorsFile } from "../lib/io/safetensors_reader.ts";
+import { type SafetensorsTensorData, writeSafetensors } from "../lib/io/safetensors_writer.ts";
 import { assertClose, finiteDifference } from "./_assert.ts";
 
 const quiet = { writeSync: (b: Uint8Array) => b.length, isTerminal: () => false };
@@ -98,6 +101,94 @@ Deno.test("qat: a run resumed from its checkpoint writes the same weights and me
       assert.deepEqual(strip(y), strip(x));
     } else assert.deepEqual(y, x, f);
   }
+  gpu.destroy();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("QatLinear: a frozen bias is added in full precision and changes neither gradient", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(22);
+  const [M, N, K] = [3, 5, 16];
+  const [w, x, b, dy] = [rng.normalArray(N * K), rng.normalArray(M * K), rng.normalArray(N), rng.normalArray(M * N)];
+  const plain = new QatLinear(Tensor.fromArray(gpu, w, [N, K]), { weightBits: 4, inputBits: 8 });
+  const bias = Tensor.fromArray(gpu, b, [N], { label: "b" });
+  const biased = new QatLinear(Tensor.fromArray(gpu, w, [N, K]), { weightBits: 4, inputBits: 8, bias });
+  const xt = Tensor.fromArray(gpu, x, [M, K]);
+  const [p, q] = [plain.forward(xt, { save: true }), biased.forward(xt, { save: true })];
+  const y0 = await p.y.toFloat32();
+  assert.deepEqual(await q.y.toFloat32(), y0.map((v, i) => Math.fround(v + b[i % N])));
+  const dyt = Tensor.fromArray(gpu, dy, [M, N]);
+  const [dx0, dx1] = [plain.backward(dyt, p.saved!)!, biased.backward(dyt, q.saved!)!];
+  assert.deepEqual(await dx1.toFloat32(), await dx0.toFloat32());
+  assert.deepEqual(await biased.grad!.toFloat32(), await plain.grad!.toFloat32());
+  assert.throws(
+    () => new QatLinear(Tensor.fromArray(gpu, w, [N, K]), { bias: Tensor.fromArray(gpu, b, [1, N], { label: "b2" }) }),
+    /bias "b2" is \[1,5\] f32, expected \[5\] f32/,
+  );
+  plain.destroy();
+  biased.destroy();
+  gpu.destroy();
+});
+
+Deno.test("qat: a Qwen2-style f16 model trains with its q/k/v biases frozen and exports f16 weights", async () => {
+  const dir = await Deno.makeTempDir();
+  const gpu = await requestGpu();
+  const m = join(dir, "m");
+  await writeTinyLlama(m, { layers: 1, dtype: "f16" });
+  const config = JSON.parse(await Deno.readTextFile(join(m, "config.json")));
+  await Deno.writeTextFile(
+    join(m, "config.json"),
+    JSON.stringify({ ...config, architectures: ["Qwen2ForCausalLM"], model_type: "qwen2" }),
+  );
+  const file = join(m, "model.safetensors");
+  const tensors: SafetensorsTensorData[] = [];
+  {
+    using f = await SafetensorsFile.open(file);
+    for (const name of f.names()) tensors.push({ ...f.info(name), name, data: await f.read(name) });
+  }
+  const rng = new Rng(5);
+  for (const t of tensors.filter((t) => /[qkv]_proj\.weight$/.test(t.name))) {
+    const b = Float16Array.from(rng.normalArray(t.shape[0]));
+    tensors.push({
+      name: t.name.replace("weight", "bias"),
+      dtype: "F16",
+      shape: [t.shape[0]],
+      data: new Uint8Array(b.buffer),
+    });
+  }
+  await writeSafetensors(file, tensors);
+  const fp = await LlamaModel.load(gpu, m, { lora: null, qat: { bits: parseQatBits("w16a16kv16") } });
+  const data = join(dir, "gen.jsonl");
+  await generateQatData(fp, await loadTokenizer(m), { out: data, samples: 4, maxLen: 8, batchSize: 2 });
+  fp.destroy();
+  const parsed = parseQatArgs([
+    "--model",
+    m,
+    "--data",
+    data,
+    "--out",
+    join(dir, "out"),
+    "--steps",
+    "2",
+    "--lr",
+    "1e-3",
+  ]);
+  assert.ok(parsed.kind === "run");
+  await trainQat(gpu, await resolveQatRun(parsed), { sink: quiet });
+  using src = await SafetensorsFile.open(file);
+  using out = await SafetensorsFile.open(join(dir, "out", "model", "model.safetensors"));
+  for (const name of ["q", "k", "v"].map((p) => `model.layers.0.self_attn.${p}_proj.bias`)) {
+    assert.deepEqual(await out.read(name), await src.read(name), `${name} stays frozen`);
+  }
+  const q = "model.layers.0.self_attn.q_proj.weight";
+  assert.equal(out.info(q).dtype, "F16");
+  assert.notDeepEqual(await out.read(q), await src.read(q), "the weight trained");
+  // Trained values are rounded to F16 on export; one out of its range is refused, naming the tensor.
+  const big = new Map([[q, new Float32Array(out.info(q).shape[0] * out.info(q).shape[1]).fill(1e6)]]);
+  await assert.rejects(
+    writeQatModel(m, join(dir, "big"), big, parseQatBits("w4a8kv4")),
+    /trained "model\.layers\.0\.self_attn\.q_proj\.weight": \[0\] = 1000000 is out of F16's range/,
+  );
   gpu.destroy();
   await Deno.remove(dir, { recursive: true });
 });

@@ -111,15 +111,11 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
         const path = loraModulePath(l, target);
         const [N, K] = shapes[i];
         if (qat) {
-          if (c.qkvBias && i < 3) throw new Error(`${path}: QAT layers have no bias (q/k/v biases are unsupported)`);
           const { w, a } = qat.bits;
-          const p = new QatLinear(await plain(`${path}.weight`, [N, K]), {
-            path,
-            weightBits: w,
-            inputBits: a,
-            trainable: qat.train ?? false,
-          });
-          made.splice(made.length - 1, 1, p); // the layer owns its weight now
+          const weight = await plain(`${path}.weight`, [N, K]);
+          const bias = c.qkvBias && i < 3 ? await plain(`${path}.bias`, [N]) : null;
+          const p = new QatLinear(weight, { path, weightBits: w, inputBits: a, trainable: qat.train ?? false, bias });
+          made.splice(made.length - (bias ? 2 : 1), bias ? 2 : 1, p); // the layer owns its weight and bias now
           proj.push(p);
           continue;
         }

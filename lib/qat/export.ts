@@ -16,6 +16,19 @@ import { SafetensorsFile } from "../io/safetensors_reader.ts";
 import { writeSafetensors } from "../io/safetensors_writer.ts";
 import { formatQatBits, type QatBits } from "./bits.ts";
 
+/** The trained values in the stored dtype; `what` names them in errors (another dtype, F16 overflow). */
+function _encode(values: Float32Array, dtype: string, what: string): Uint8Array {
+  let v: Float32Array | Uint16Array | Float16Array;
+  if (dtype === "F32") v = values;
+  else if (dtype === "BF16") v = f32ToBf16(values);
+  else if (dtype === "F16") {
+    v = Float16Array.from(values); // round to nearest even; the trained values are finite, so Inf is an overflow
+    const i = v.findIndex((x) => !Number.isFinite(x));
+    if (i >= 0) throw new Error(`${what}: [${i}] = ${values[i]} is out of F16's range`);
+  } else throw new Error(`${what} is stored as ${dtype}; trained weights are written as F32, F16 or BF16 only`);
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
 /** The file naming the bits a QAT model was trained for. */
 export const QAT_CONFIG_FILE = "qat_config.json";
 
@@ -26,7 +39,8 @@ export const QAT_CONFIG_FILE = "qat_config.json";
  * @param out New output folder.
  * @param trained f32 values by tensor name (each must be in the folder).
  * @param bits The bits they were trained for.
- * @throws {Error} If a trained tensor is missing from the folder, or stored in a dtype other than F32/BF16.
+ * @throws {Error} If a trained tensor is missing from the folder, stored in a dtype other than F32/F16/BF16, or
+ *   out of F16's range.
  *
  * @example
  * ```ts
@@ -57,14 +71,7 @@ export async function writeQatModel(
         const info = f.info(name);
         const values = trained.get(name);
         left.delete(name);
-        let data = await f.read(name);
-        if (values) {
-          if (info.dtype !== "F32" && info.dtype !== "BF16") {
-            throw new Error(`${path}: "${name}" is ${info.dtype}; trained weights are written as F32 or BF16 only`);
-          }
-          const v = info.dtype === "F32" ? values : f32ToBf16(values);
-          data = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-        }
+        const data = values ? _encode(values, info.dtype, `${path}: trained "${name}"`) : await f.read(name);
         tensors.push({ name, dtype: info.dtype, shape: info.shape, data });
       }
       await writeSafetensors(join(dir, basename(path)), tensors, { format: "pt" });

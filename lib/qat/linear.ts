@@ -1,7 +1,7 @@
 /**
- * `QatLinear`: the dense layer of LLM-QAT, `y = fq_a(x) · fq_w(W)ᵀ`, with an f32 master weight `W` `[N, K]` that
- * trains, fake-quantized per output channel (`fq_w`), and its input fake-quantized per token (`fq_a`), both by
- * symmetric MinMax (`fakeQuantRows`). It has the forward/recompute/backward interface of `QLoRALinear`, so a
+ * `QatLinear`: the dense layer of LLM-QAT, `y = fq_a(x) · fq_w(W)ᵀ (+ b)`, with an f32 master weight `W` `[N, K]`
+ * that trains, fake-quantized per output channel (`fq_w`), and its input fake-quantized per token (`fq_a`), both by
+ * symmetric MinMax (`fakeQuantRows`); an optional bias (Qwen2's q/k/v) stays frozen and in full precision. It has the forward/recompute/backward interface of `QLoRALinear`, so a
  * decoder layer holds either.
  *
  * Gradients: straight-through. The paper's code zeroes the gradient of values outside a clip range; with MinMax
@@ -26,6 +26,8 @@ export interface QatLinearOptions {
   inputBits?: number;
   /** Form `grad` and accept backward calls (default true; false: an inference or teacher layer). */
   trainable?: boolean;
+  /** Frozen bias `[N]` f32, added unquantized (the layer takes ownership). */
+  bias?: Tensor | null;
 }
 
 /**
@@ -64,6 +66,8 @@ export class QatLinear {
   readonly inFeatures: number;
   /** Output features `N`. */
   readonly outFeatures: number;
+  /** Frozen bias `[N]`, or null. */
+  readonly bias: Tensor | null;
   /** The fake-quantized weight (the weight itself at 16 bits). */
   #wq: Tensor;
   /** Whether `#wq` holds the current weight's quantization (see {@linkcode QatLinear.weightChanged}). */
@@ -74,7 +78,7 @@ export class QatLinear {
    *
    * @param weight f32 `[N, K]` (the layer takes ownership).
    * @param options Path, bits, whether it trains.
-   * @throws {Error} If the weight is not a 2-D f32 matrix, naming it.
+   * @throws {Error} If the weight is not a 2-D f32 matrix, or the bias not `[N]` f32, naming it.
    */
   constructor(weight: Tensor, options: QatLinearOptions = {}) {
     if (weight.shape.length !== 2 || weight.dtype !== "f32") {
@@ -83,6 +87,12 @@ export class QatLinear {
     this.path = options.path ?? weight.label;
     this.weight = weight;
     [this.outFeatures, this.inFeatures] = weight.shape;
+    this.bias = options.bias ?? null;
+    if (this.bias && (this.bias.shape.join() !== String(this.outFeatures) || this.bias.dtype !== "f32")) {
+      throw new Error(
+        `QatLinear: bias "${this.bias.label}" is [${this.bias.shape}] ${this.bias.dtype}, expected [${this.outFeatures}] f32`,
+      );
+    }
     this.weightBits = options.weightBits ?? 16;
     this.inputBits = options.inputBits ?? 16;
     const trainable = options.trainable ?? true;
@@ -148,9 +158,19 @@ export class QatLinear {
     }
     const xq = this.#quantInput(x);
     const y = matmul(xq ?? x, this.#wq, { transB: true, label: `${this.path} out` });
+    if (this.bias) this.#addBias(y);
     if (options.save) return { y, saved: { x, xa: xq, seed: null } };
     xq?.destroy();
     return { y, saved: null };
+  }
+
+  /** `y += b` on every row, as the rank-1 product `1 · b` (exact: one addition per element). */
+  #addBias(y: Tensor): void {
+    const gpu = y.gpu;
+    const ones = Tensor.fromArray(gpu, new Float32Array(y.shape[0]).fill(1), [y.shape[0], 1], { class: "scratch" });
+    const row = new Tensor(gpu, this.bias!.buffer, [1, this.outFeatures], "f32", `${this.path} bias`);
+    matmul(ones, row, { out: y, accumulate: true });
+    ones.destroy();
   }
 
   /**
@@ -185,10 +205,11 @@ export class QatLinear {
     if (this.grad) this.grad.gpu.write(this.grad.buffer, new Float32Array(this.grad.size));
   }
 
-  /** Frees the weight, its quantized copy and the gradient. */
+  /** Frees the weight, its quantized copy, the bias and the gradient. */
   destroy(): void {
     if (this.#wq !== this.weight) this.#wq.destroy();
     this.weight.destroy();
+    this.bias?.destroy();
     this.grad?.destroy();
   }
 }
