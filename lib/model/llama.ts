@@ -16,8 +16,6 @@ import type { LlamaConfig } from "./config.ts";
 import type { DecoderLayer, LayerActivations, LayerContext, Projection } from "./decoder_layer.ts";
 import { KvCache } from "./kv_cache.ts";
 import { headLogits, type HeadWeights, type HiddenLoss, lossHead } from "./lm_head.ts";
-export type { HeadWeights, HiddenLoss } from "./lm_head.ts";
-export type { Projection } from "./decoder_layer.ts";
 import type { LoraConfig, ResolvedLoraConfig } from "../qlinear/lora_config.ts";
 import type { QatBits } from "../qat/bits.ts";
 import { loadModelWeights } from "./model_weights.ts";

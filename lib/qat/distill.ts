@@ -11,8 +11,8 @@ import { Tensor } from "../gpu/tensor.ts";
 import { klDivergence } from "../kernels/kl_divergence.ts";
 import { rmsNormForward } from "../kernels/rms_norm.ts";
 import type { Batch } from "../model/batch.ts";
-import { chunkedHeadLoss, chunkLogits } from "../model/lm_head.ts";
-import { type HiddenLoss, type LlamaModel, NonFiniteLossError } from "../model/llama.ts";
+import { chunkedHeadLoss, chunkLogits, type HiddenLoss } from "../model/lm_head.ts";
+import { type LlamaModel, NonFiniteLossError } from "../model/llama.ts";
 
 /**
  * Summed KL of the student's final hidden state `h` against the teacher's on the same batch, and with `backward`
