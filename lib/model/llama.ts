@@ -19,7 +19,7 @@ import { headLogits, type HeadWeights, type HiddenLoss, lossHead } from "./lm_he
 export type { HeadWeights, HiddenLoss } from "./lm_head.ts";
 export type { Projection } from "./decoder_layer.ts";
 import type { LoraConfig, ResolvedLoraConfig } from "../qlinear/lora_config.ts";
-import type { QatBits } from "../qat/bits.ts";
+import type { QatBits } from "../qlinear/qat_bits.ts";
 import { loadModelWeights } from "./model_weights.ts";
 import { readCrossEntropy } from "../kernels/cross_entropy.ts";
 import { embeddingForward } from "../kernels/embedding.ts";

@@ -14,7 +14,7 @@ import { writeJsonFile } from "../io/json_file.ts";
 import { listSafetensorsFiles } from "../io/safetensors_checkpoint.ts";
 import { SafetensorsFile } from "../io/safetensors_reader.ts";
 import { writeSafetensors } from "../io/safetensors_writer.ts";
-import { formatQatBits, type QatBits } from "./bits.ts";
+import { formatQatBits, type QatBits } from "../qlinear/qat_bits.ts";
 
 /** The file naming the bits a QAT model was trained for. */
 export const QAT_CONFIG_FILE = "qat_config.json";

@@ -36,7 +36,7 @@ export interface QatLinearOptions {
  * @example Four-bit weights: the forward uses the quantized weight, the gradient flows straight through
  * ```ts
  * import { requestGpu, Tensor } from "@qlora/webgpu";
- * import { QatLinear } from "@qlora/webgpu/qat";
+ * import { QatLinear } from "@qlora/webgpu/qlinear";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const w = Tensor.fromArray(gpu, new Float32Array([7, 1.4, -3.2, 0]), [1, 4], { label: "w" });
