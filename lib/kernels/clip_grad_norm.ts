@@ -127,14 +127,15 @@ const PARTIALS_AT = 256;
  * @param out At least {@linkcode gradNormBytes} bytes: the result, then the partial sums (overwritten).
  * @throws {Error} For a bad `maxNorm`.
  *
- * @example The sum of squares of two ranges, clip scale 1 under the limit
+ * @example The sum of squares of two gradients, clip scale 1 under the limit
  * ```ts
  * import { gradNorm, gradNormBytes, requestGpu } from "@qlora/webgpu";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
- * const g = gpu.createBuffer(16, "scratch", "g");
- * gpu.write(g, new Float32Array([3, 4, 1, 2]));
- * const chunks = [{ buffer: g, offset: 0, size: 8 }, { buffer: g, offset: 8, size: 8 }];
+ * const [g, h] = [gpu.createBuffer(8, "scratch", "g"), gpu.createBuffer(8, "scratch", "h")];
+ * gpu.write(g, new Float32Array([3, 4]));
+ * gpu.write(h, new Float32Array([1, 2]));
+ * const chunks = [{ buffer: g, offset: 0, size: 8 }, { buffer: h, offset: 0, size: 8 }];
  * const out = gpu.createBuffer(gradNormBytes(chunks), "scratch", "norm");
  * gradNorm(gpu, chunks, 100, out);
  * assert.deepEqual([...await gpu.readF32(out, 0, 2)], [30, 1]);

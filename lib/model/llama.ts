@@ -65,14 +65,22 @@ export interface BackwardOptions {
   gradScale?: number;
   /** Dropout seed of this micro-batch (default 0; use e.g. the step and micro-batch index). */
   seed?: number;
+  /**
+   * Do not read the loss (no host wait): return its cross-entropy stats tensors instead, for the caller to read
+   * later with other results (`checkCrossEntropy`) and free. The loss is then not checked before the backward: a
+   * non-finite loss gives non-finite gradients, which the optimizer's step skips.
+   */
+  deferLoss?: boolean;
 }
 
 /** Loss of a micro-batch, from {@linkcode LlamaModel.forwardBackward}. */
 export interface LossResult {
-  /** Summed cross-entropy over the counted targets. */
+  /** Summed cross-entropy over the counted targets (NaN when deferred). */
   lossSum: number;
   /** Targets counted. */
   tokens: number;
+  /** With `deferLoss`: the cross-entropy stats tensors (the caller frees them). */
+  stats?: Tensor[];
 }
 
 /** Thrown when the loss (the logits) holds NaN or Inf; LoRA gradients are left untouched by that micro-batch. */
@@ -321,9 +329,9 @@ export class LlamaModel {
     const gradScale = options.gradScale ?? 1 / Math.max(tokens, 1);
     const head = lossHead(this.gpu, h, this.#norm, this.#lmHead, targets, c.rmsNormEps, true, gradScale);
     h.destroy();
-    let lossSum: number;
+    let lossSum = NaN;
     try {
-      lossSum = await this.#readLoss(head.stats);
+      if (!options.deferLoss) lossSum = await this.#readLoss(head.stats);
     } catch (e) {
       head.dh?.destroy();
       for (const t of inputs) t.destroy();
@@ -340,7 +348,7 @@ export class LlamaModel {
       if (dx) dh = dx;
     }
     ctx.seqLens?.destroy();
-    return { lossSum, tokens };
+    return options.deferLoss ? { lossSum, tokens, stats: head.stats } : { lossSum, tokens };
   }
 
   async #readLoss(stats: Tensor[]): Promise<number> {
