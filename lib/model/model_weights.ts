@@ -18,7 +18,7 @@ import { deriveSeed } from "../random.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
 import { DecoderLayer, type LayerProjections, type Projection } from "./decoder_layer.ts";
-import type { LlamaLoadOptions } from "./llama.ts";
+import type { LlamaLoadOptions } from "./llama_options.ts";
 import { vocabChunks } from "./lm_head.ts";
 import { LORA_TARGETS, loraModulePath, type ResolvedLoraConfig, resolveLoraConfig } from "../qlinear/lora_config.ts";
 
