@@ -11,12 +11,11 @@
 
 import { join } from "node:path";
 import { LlamaModel, loadTokenizer, requestGpu } from "../mod.ts";
+import { FULL_PRECISION, parseQatBits } from "../lib/qlinear/mod.ts";
 import {
   evaluate,
-  FULL_PRECISION,
   generateQatData,
   parseQatArgs,
-  parseQatBits,
   readGeneratedExamples,
   resolveQatRun,
   trainQat,

@@ -8,7 +8,7 @@
 import { flagHelp, type FlagTable, intFlag, parseFlags, switchFlag, textFlag } from "../lib/flags.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
-import { FULL_PRECISION, parseQatBits } from "../lib/qat/bits.ts";
+import { FULL_PRECISION, parseQatBits } from "../lib/qlinear/qat_bits.ts";
 import { evaluate, readEvalExamples } from "../lib/qat/eval.ts";
 
 interface EvalCliOptions {

@@ -6,7 +6,7 @@
  */
 
 import { GENERATE_HELP, parseGenerateArgs } from "../lib/generate/options.ts";
-import { parseQatBits } from "../lib/qat/bits.ts";
+import { parseQatBits } from "../lib/qlinear/qat_bits.ts";
 import { TextGenerator } from "../lib/generate/text_generator.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
 

@@ -9,7 +9,7 @@ import { flagHelp, type FlagTable, intFlag, parseFlags, textFlag } from "../lib/
 import { requestGpu } from "../lib/gpu/device.ts";
 import { loadTokenizer } from "../lib/io/tokenizer.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
-import { FULL_PRECISION } from "../lib/qat/bits.ts";
+import { FULL_PRECISION } from "../lib/qlinear/qat_bits.ts";
 import { generateQatData } from "../lib/qat/data.ts";
 import { ProgressBar } from "../lib/train/progress.ts";
 

@@ -20,7 +20,7 @@ import { resolveQatRun, trainQat } from "../lib/qat/train.ts";
 import { generateQatData } from "../lib/qat/data.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { loadTokenizer } from "../lib/io/tokenizer.ts";
-import { FULL_PRECISION } from "../lib/qat/bits.ts";
+import { FULL_PRECISION } from "../lib/qlinear/qat_bits.ts";
 
 const [pattern, scenario, ...args] = Deno.args;
 const stallAt = new RegExp(pattern);

@@ -20,6 +20,7 @@ Deno.test("adamw8bit: from zero states, the step is the f32 one; moments stored 
     state: { buffer: state.buffer },
     n,
     cap,
+    clip: { buffer: Tensor.fromArray(gpu, new Float32Array([1, 1]), [2]).buffer }, // finite norm, scale 1
   };
   const h: Hyper = { lr: 1e-2, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.1 };
   const codes = adamw8bitCodes(gpu);

@@ -19,6 +19,7 @@ Deno.test("adamwF32: two steps on a segment inside larger buffers match the refe
     state: { buffer: page.buffer, offset: stateAt, size: 2 * cap * 4 },
     n,
     cap,
+    clip: { buffer: Tensor.fromArray(gpu, new Float32Array([1, 1]), [2]).buffer }, // finite norm, scale 1
   };
   const p = p0.slice(start, start + n);
   const [m, v] = [new Float32Array(n), new Float32Array(n)];

@@ -11,6 +11,7 @@ import {
   Rng,
   Tensor,
 } from "../mod.ts";
+import { gradNormBytes } from "../lib/kernels/mod.ts";
 import { createDynamicMap } from "../lib/quant/mod.ts";
 import { type Hyper, refStep } from "./_adamw_ref.ts";
 import { assertClose, relError } from "./_assert.ts";
@@ -90,10 +91,12 @@ async function pagedVsResident(
     runR.params,
     { pageSize: PAGE },
   );
-  // The paged side: the limit is what the tensors and uniform ring hold plus `residentPages` pages.
+  // The paged side: the limit is what the tensors, the uniform ring and the optimizer's other buffers (8-bit code
+  // tables, the gradient-norm buffer) hold plus `residentPages` pages.
   const probe = await requestGpu();
   const probeRun = makeRun(probe, SIZES);
-  const others = probe.budget.report().current + (stateBits === 8 ? 2048 : 0);
+  const others = probe.budget.report().current + (stateBits === 8 ? 2048 : 0) +
+    gradNormBytes(SIZES.map((n) => ({ size: 4 * n })));
   probeRun.params.forEach((p) => (p.param.destroy(), p.grad.destroy()));
   probe.destroy();
   const limit = others + residentPages * PAGE;

@@ -18,7 +18,7 @@ import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
 import { finetuneFixture, finetuneFlags } from "./_finetune_fixture.ts";
 import { LlamaModel } from "../lib/model/llama.ts";
 import { loadTokenizer } from "../lib/io/tokenizer.ts";
-import { FULL_PRECISION } from "../lib/qat/bits.ts";
+import { FULL_PRECISION } from "../lib/qlinear/qat_bits.ts";
 import { generateQatData } from "../lib/qat/data.ts";
 import { parseQatArgs } from "../lib/qat/options.ts";
 import { resolveQatRun, trainQat } from "../lib/qat/train.ts";

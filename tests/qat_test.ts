@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LlamaModel, requestGpu, Rng, Tensor } from "../mod.ts";
-import { fakeQuantRowsRef, parseQatArgs, parseQatBits, QatLinear, resolveQatRun, trainQat } from "../lib/qat/mod.ts";
+import { fakeQuantRowsRef, parseQatArgs, resolveQatRun, trainQat } from "../lib/qat/mod.ts";
+import { parseQatBits, QatLinear } from "../lib/qlinear/mod.ts";
 import { writeTinyLlama } from "../lib/testing/mod.ts";
 import { generateQatData } from "../lib/qat/data.ts";
 import { writeQatModel } from "../lib/qat/export.ts";

@@ -7,9 +7,10 @@
 //   grad:  [n] f32 (storage, read)
 //   state: u32 words (storage, read_write): m codes [cap] u8 | v codes [cap] u8 | m absmax [cap/256] f32 |
 //          v absmax [cap/256] f32   (codes packed four to a word, little-endian; cap a multiple of 256)
-//   qmap:  [512] f32 (storage, read): signed dynamic code [256] then unsigned dynamic code [256], both sorted
+//   clip:  [2] f32 (storage, read)  (sum of squares, clip scale): see _adamw_params.wgsl
 //   u:     uniform Params, as adamw_f32
-// Per element: dequantize m, v; update them in f32 (as adamw_f32); update the parameter with the f32 values;
+//   qmap:  [512] f32 (storage, read): signed dynamic code [256] then unsigned dynamic code [256], both sorted
+// Per element, with g = grad * clip scale: dequantize m, v; update them in f32 (as adamw_f32); update the parameter with the f32 values;
 // requantize each to the nearest code of value/absmax, with the block's new absmax.
 
 const BLOCK: u32 = 256u;
@@ -21,8 +22,9 @@ override WG: u32 = 64;
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> state: array<u32>;
-@group(0) @binding(3) var<storage, read> qmap: array<f32>;
+@group(0) @binding(3) var<storage, read> clip: array<f32>;
 @group(0) @binding(4) var<uniform> u: Params;
+@group(0) @binding(5) var<storage, read> qmap: array<f32>;
 
 // Index of the code nearest x in the sorted table qmap[base .. base+256) (ties: the lower one).
 fn nearest(base: u32, x: f32) -> u32 {
@@ -49,7 +51,7 @@ fn nearest(base: u32, x: f32) -> u32 {
 fn moments(i: u32, wm: u32, wv: u32, k: u32, am_old: f32, av_old: f32) -> vec2<f32> {
   var g = 0.0;
   if (i < u.n) {
-    g = grad[i];
+    g = clipped_grad(i);
   }
   let m = u.beta1 * (qmap[(wm >> (8u * k)) & 0xffu] * am_old) + u.one_minus_beta1 * g;
   let v = u.beta2 * (qmap[256u + ((wv >> (8u * k)) & 0xffu)] * av_old) + u.one_minus_beta2 * (g * g);
@@ -59,7 +61,7 @@ fn moments(i: u32, wm: u32, wv: u32, k: u32, am_old: f32, av_old: f32) -> vec2<f
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let b = gid.x + gid.y * nwg.x * WG;
-  if (b * BLOCK >= u.n) {
+  if (b * BLOCK >= u.n || !adamw_enabled()) {
     return;
   }
   let words = u.cap / 4u;

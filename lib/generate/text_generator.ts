@@ -7,7 +7,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import { loadTokenizer, type TextTokenizer } from "../io/tokenizer.ts";
-import type { QatBits } from "../qat/bits.ts";
+import type { QatBits } from "../qlinear/qat_bits.ts";
 import { LlamaModel } from "../model/llama.ts";
 import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";

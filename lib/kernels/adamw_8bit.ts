@@ -36,8 +36,8 @@ export function adamw8bitCodes(gpu: Gpu): GPUBuffer {
 
 /**
  * Records one AdamW step on a segment with 8-bit states (`state`: m codes `[cap]` u8, v codes `[cap]` u8, m
- * absmax `[cap/256]` f32, v absmax `[cap/256]` f32; zeros are zero moments), one invocation per 256-element
- * block: the moments are dequantized, updated in f32, used for the parameter and requantized with the block's new
+ * absmax `[cap/256]` f32, v absmax `[cap/256]` f32; zeros are zero moments), gradients clipped by `seg.clip`, one
+ * invocation per 256-element block: the moments are dequantized, updated in f32, used for the parameter and requantized with the block's new
  * absmax.
  *
  * @param gpu The device.
@@ -54,7 +54,9 @@ export function adamw8bitCodes(gpu: Gpu): GPUBuffer {
  * const p = Tensor.fromArray(gpu, new Float32Array([1, 1]), [2]);
  * const g = Tensor.fromArray(gpu, new Float32Array([2, -3]), [2]);
  * const state = Tensor.empty(gpu, [256 / 2 + 2]); // two u8 codes per element, two f32 absmax per block
- * const seg = { param: { buffer: p.buffer }, grad: { buffer: g.buffer }, state: { buffer: state.buffer }, n: 2, cap: 256 };
+ * const clip = Tensor.fromArray(gpu, new Float32Array([13, 1]), [2]); // sum of squares, scale 1
+ * const seg = { param: { buffer: p.buffer }, grad: { buffer: g.buffer }, state: { buffer: state.buffer }, n: 2, cap: 256,
+ *   clip: { buffer: clip.buffer } };
  * adamw8bit(gpu, seg, adamw8bitCodes(gpu), { lr: 0.1, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, t: 1 });
  * const [a, b] = await p.toFloat32();
  * assert.ok(Math.abs(a - 0.9) < 1e-6 && Math.abs(b - 1.1) < 1e-6);
@@ -63,7 +65,7 @@ export function adamw8bitCodes(gpu: Gpu): GPUBuffer {
 export function adamw8bit(gpu: Gpu, seg: AdamWSegment, codes: GPUBuffer, step: AdamWStep): void {
   gpu.dispatch({
     kernel: "adamw_8bit",
-    bindings: [seg.param, seg.grad, seg.state, codes, adamwParams(step, seg.n, seg.cap)],
+    bindings: [seg.param, seg.grad, seg.state, seg.clip, adamwParams(step, seg.n, seg.cap), codes],
     // One invocation per 256-element block, 64 to a workgroup.
     workgroups: elementGrid(gpu, seg.n, 256 * 64),
   });

@@ -1,7 +1,8 @@
 /**
  * One AdamW step with f32 states on a segment of a parameter, on the GPU (`wgsl/adamw_f32.wgsl`): the kernel of
  * {@linkcode AdamW} (`lib/optim/adamw.ts` lays out the states and pages them). Also the step's scalars, which
- * `adamw_8bit.ts` shares (`wgsl/_adamw_params.wgsl`).
+ * `adamw_8bit.ts` shares (`wgsl/_adamw_params.wgsl`), and the gradient clipping both apply on the way in (the scale
+ * `gradNorm` leaves on the GPU, so no host wait sits between the norm and the update).
  *
  * @module
  */
@@ -35,6 +36,11 @@ export interface AdamWSegment {
   n: number;
   /** Elements the state has room for (8-bit: a multiple of 256). */
   cap: number;
+  /**
+   * f32 `[2]`: (sum of squares of all gradients, clip scale), as `gradNorm` writes it. The gradient is multiplied by
+   * the scale; a sum that is not finite skips the step (nothing is written).
+   */
+  clip: GPUBufferBinding;
 }
 
 /**
@@ -63,7 +69,7 @@ export function adamwParams(step: AdamWStep, n: number, cap: number): Uint32Arra
 
 /**
  * Records one AdamW step on a segment with f32 states (`state`: `m[0..cap)` then `v[0..cap)`), one invocation per
- * element: elementwise, so segment and page boundaries never change the result.
+ * element, gradients clipped by `seg.clip`: elementwise, so segment and page boundaries never change the result.
  *
  * @param gpu The device.
  * @param seg The parameter, gradient and state ranges.
@@ -78,7 +84,9 @@ export function adamwParams(step: AdamWStep, n: number, cap: number): Uint32Arra
  * const p = Tensor.fromArray(gpu, new Float32Array([1, 1]), [2]);
  * const g = Tensor.fromArray(gpu, new Float32Array([2, -3]), [2]);
  * const state = Tensor.empty(gpu, [4]);
- * const seg = { param: { buffer: p.buffer }, grad: { buffer: g.buffer }, state: { buffer: state.buffer }, n: 2, cap: 2 };
+ * const clip = Tensor.fromArray(gpu, new Float32Array([13, 1]), [2]); // sum of squares, scale 1
+ * const seg = { param: { buffer: p.buffer }, grad: { buffer: g.buffer }, state: { buffer: state.buffer }, n: 2, cap: 2,
+ *   clip: { buffer: clip.buffer } };
  * adamwF32(gpu, seg, { lr: 0.1, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, t: 1 });
  * const [a, b] = await p.toFloat32();
  * assert.ok(Math.abs(a - 0.9) < 1e-6 && Math.abs(b - 1.1) < 1e-6);
@@ -87,7 +95,7 @@ export function adamwParams(step: AdamWStep, n: number, cap: number): Uint32Arra
 export function adamwF32(gpu: Gpu, seg: AdamWSegment, step: AdamWStep): void {
   gpu.dispatch({
     kernel: "adamw_f32",
-    bindings: [seg.param, seg.grad, seg.state, adamwParams(step, seg.n, seg.cap)],
+    bindings: [seg.param, seg.grad, seg.state, seg.clip, adamwParams(step, seg.n, seg.cap)],
     workgroups: elementGrid(gpu, seg.n, 256),
   });
 }

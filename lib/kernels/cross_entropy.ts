@@ -146,7 +146,27 @@ export function crossEntropy(
  * ```
  */
 export async function readCrossEntropy(stats: Tensor): Promise<CrossEntropyStats> {
-  const [loss, sum, count, nonFinite, firstNonFinite, badLabels, firstBadLabel] = await stats.toFloat32();
+  return checkCrossEntropy(await stats.toFloat32());
+}
+
+/**
+ * Checks the values of a {@linkcode crossEntropy} `stats` tensor read to the host (e.g. copied with other results
+ * into one buffer, to read them all in one wait), as {@linkcode readCrossEntropy} does.
+ *
+ * @param values The stats' 8 f32.
+ * @returns Mean, sum and count.
+ * @throws {Error} As {@linkcode readCrossEntropy}.
+ *
+ * @example
+ * ```ts
+ * import { checkCrossEntropy } from "@qlora/webgpu/kernels";
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(checkCrossEntropy(new Float32Array([2, 4, 2, 0, -1, 0, -1, 0])), { loss: 2, sum: 4, count: 2 });
+ * assert.throws(() => checkCrossEntropy(new Float32Array([0, 0, 1, 1, 3, 0, -1, 0])), /first: row 3/);
+ * ```
+ */
+export function checkCrossEntropy(values: Float32Array): CrossEntropyStats {
+  const [loss, sum, count, nonFinite, firstNonFinite, badLabels, firstBadLabel] = values;
   const rows = (n: number) => n === 1 ? "1 row" : `${n} rows`;
   if (nonFinite > 0) {
     throw new Error(

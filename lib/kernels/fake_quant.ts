@@ -2,7 +2,7 @@
  * Symmetric MinMax fake quantization of rows on the GPU (`wgsl/fake_quant.wgsl`), the quantizer of LLM-QAT: per
  * output channel for weights, per token for activations and the KV cache. The backward is the straight-through
  * estimator: with MinMax scaling no value falls outside the range, so nothing is clipped and the gradient passes
- * unchanged (see `lib/qat/linear.ts`).
+ * unchanged (see `lib/qlinear/qat_linear.ts`).
  *
  * @module
  */

@@ -9,92 +9,30 @@
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { LoraWeights } from "../io/peft.ts";
-import type { Nf4Precision } from "../kernels/qlinear_nf4.ts";
 import { type LoraLayer, QLoRALinear } from "../qlinear/layer.ts";
 import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
 import type { LlamaConfig } from "./config.ts";
 import type { DecoderLayer, LayerActivations, LayerContext, Projection } from "./decoder_layer.ts";
 import { KvCache } from "./kv_cache.ts";
-import { headLogits, type HeadWeights, type HiddenLoss, lossHead } from "./lm_head.ts";
-import type { LoraConfig, ResolvedLoraConfig } from "../qlinear/lora_config.ts";
-import type { QatBits } from "../qat/bits.ts";
+import { headLogits, type HeadWeights, lossHead } from "./lm_head.ts";
+export type { HeadWeights, HiddenLoss } from "./lm_head.ts";
+export type { Projection } from "./decoder_layer.ts";
+export * from "./llama_options.ts";
+import {
+  type BackwardOptions,
+  type ForwardOptions,
+  type ForwardResult,
+  type LlamaLoadOptions,
+  type LossResult,
+  NonFiniteLossError,
+} from "./llama_options.ts";
+import type { ResolvedLoraConfig } from "../qlinear/lora_config.ts";
+import type { QatBits } from "../qlinear/qat_bits.ts";
 import { loadModelWeights } from "./model_weights.ts";
 import { readCrossEntropy } from "../kernels/cross_entropy.ts";
 import { embeddingForward } from "../kernels/embedding.ts";
 import { ropeInvFreq, ropeTable } from "./rope.ts";
 export { KvCache } from "./kv_cache.ts";
-
-/** Options of {@linkcode LlamaModel.load}. */
-export interface LlamaLoadOptions {
-  /** The configuration; default: the folder's `config.json`. */
-  config?: LlamaConfig;
-  /** LoRA settings (default {@linkcode resolveLoraConfig}'s); `null`: no adapters (inference only). */
-  lora?: LoraConfig | null;
-  /** Recompute each decoder layer in the backward instead of keeping its activations (default true). */
-  gradientCheckpointing?: boolean;
-  /** NF4 block size when quantizing on load (default 64). */
-  blocksize?: number;
-  /** Double-quantize the NF4 scales when quantizing on load (default true). */
-  doubleQuant?: boolean;
-  /**
-   * Arithmetic of the NF4 products (default `f32`); `f16` (f16 tiles, f32 accumulation) needs the adapter's
-   * `shader-f16` feature. Everything else stays f32.
-   */
-  precision?: Nf4Precision;
-  /**
-   * LLM-QAT: dense f32 projections (`QatLinear`) fake-quantized to these bits instead of NF4 with LoRA (needs
-   * `lora: null`); `train` forms their weight gradients (default false: a teacher or evaluation model).
-   */
-  qat?: { bits: QatBits; train?: boolean } | null;
-}
-
-/** Options of {@linkcode LlamaModel.forward}. */
-export interface ForwardOptions {
-  /** Also return the logits of every position (default false). */
-  logits?: boolean;
-}
-
-/** What {@linkcode LlamaModel.forward} returns. */
-export interface ForwardResult {
-  /** Summed cross-entropy over the counted targets (0 without labels). */
-  lossSum: number;
-  /** Targets counted in the loss (0 without labels). */
-  tokens: number;
-  /** `[B·T, V]` f32 logits when asked for (the caller destroys them), else null. */
-  logits: Tensor | null;
-}
-
-/** Options of {@linkcode LlamaModel.forwardBackward}. */
-export interface BackwardOptions {
-  /** The gradient is that of `gradScale · lossSum` (default `1 / tokens`, the batch mean); pass `1 / total
-   * tokens of the optimizer step` to weight micro-batches by their token counts. */
-  gradScale?: number;
-  /** Dropout seed of this micro-batch (default 0; use e.g. the step and micro-batch index). */
-  seed?: number;
-  /** A loss in place of the cross-entropy (e.g. LLM-QAT's distillation; see {@linkcode HiddenLoss}). */
-  loss?: HiddenLoss;
-}
-
-/** Loss of a micro-batch, from {@linkcode LlamaModel.forwardBackward}. */
-export interface LossResult {
-  /** Summed cross-entropy over the counted targets. */
-  lossSum: number;
-  /** Targets counted. */
-  tokens: number;
-}
-
-/** Thrown when the loss (the logits) holds NaN or Inf; LoRA gradients are left untouched by that micro-batch. */
-export class NonFiniteLossError extends Error {
-  /**
-   * Creates the error.
-   *
-   * @param message What was non-finite, and where.
-   */
-  constructor(message: string) {
-    super(message);
-    this.name = "NonFiniteLossError";
-  }
-}
 
 /**
  * A Llama-family causal LM with frozen NF4 linear weights, frozen f32 embeddings/norms/`lm_head`, and trainable
@@ -356,18 +294,22 @@ export class LlamaModel {
       h = r.out;
     }
     const gradScale = options.gradScale ?? 1 / Math.max(tokens, 1);
-    let lossSum: number;
+    let lossSum = NaN;
     let dh: Tensor;
+    let stats: Tensor[] | undefined;
     try {
       if (options.loss) ({ lossSum, dh } = await options.loss(h, targets, gradScale));
       else {
         const head = lossHead(this.gpu, h, this.#norm, this.#lmHead, targets, c.rmsNormEps, true, gradScale);
         h.destroy();
         dh = head.dh!;
-        lossSum = await this.#readLoss(head.stats).catch((e) => {
-          dh.destroy();
-          throw e;
-        });
+        stats = head.stats;
+        if (!options.deferLoss) {
+          lossSum = await this.#readLoss(head.stats).catch((e) => {
+            dh.destroy();
+            throw e;
+          });
+        }
       }
     } catch (e) {
       for (const t of inputs) t.destroy();
@@ -383,7 +325,7 @@ export class LlamaModel {
       if (dx) dh = dx;
     }
     ctx.seqLens?.destroy();
-    return { lossSum, tokens };
+    return options.deferLoss && stats ? { lossSum, tokens, stats } : { lossSum, tokens };
   }
 
   async #readLoss(stats: Tensor[]): Promise<number> {

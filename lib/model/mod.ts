@@ -16,8 +16,5 @@
 export * from "./batch.ts";
 export * from "./config.ts";
 export * from "./llama.ts";
-// Types of LlamaModel's signatures, from the internal modules that define them.
-export type { Projection } from "./decoder_layer.ts";
-export type { HeadWeights, HiddenLoss } from "./lm_head.ts";
 export * from "./load_adapter.ts";
 export * from "./rope.ts";

@@ -10,15 +10,15 @@ import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
 import { QLoRALinear } from "../qlinear/layer.ts";
-import { QatLinear } from "../qat/linear.ts";
-import type { QatBits } from "../qat/bits.ts";
+import { QatLinear } from "../qlinear/qat_linear.ts";
+import type { QatBits } from "../qlinear/qat_bits.ts";
 import { fakeQuantRows } from "../kernels/fake_quant.ts";
 import { quantizeNF4 } from "../kernels/nf4_quantize.ts";
 import { deriveSeed } from "../random.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
 import { DecoderLayer, type LayerProjections, type Projection } from "./decoder_layer.ts";
-import type { LlamaLoadOptions } from "./llama.ts";
+import type { LlamaLoadOptions } from "./llama_options.ts";
 import { vocabChunks } from "./lm_head.ts";
 import { LORA_TARGETS, loraModulePath, type ResolvedLoraConfig, resolveLoraConfig } from "../qlinear/lora_config.ts";
 

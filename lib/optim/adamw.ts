@@ -8,6 +8,11 @@
  * page; paged states live in a {@linkcode Pager}. The kernels are elementwise (8-bit: per 256-element block), so
  * paged and resident runs give bit-identical results.
  *
+ * A step records the global gradient norm and clip scale on the GPU (`gradNorm`: one dispatch per gradient, then
+ * one for the total), then one AdamW dispatch per segment, which reads the clip scale itself: no host wait sits
+ * between norm and update. (One dispatch per page would need the parameters in one buffer; they are separate
+ * tensors, and flat copies of them would cost their size again in GPU memory.)
+ *
  * @module
  */
 
@@ -18,7 +23,8 @@ import { OutOfBudgetError } from "../gpu/budget.ts";
 import { type PagedBuffer, Pager } from "../gpu/pager.ts";
 import { createDynamicMap } from "../quant/code_tables.ts";
 import { adamw8bit, adamw8bitCodes } from "../kernels/adamw_8bit.ts";
-import { adamwF32, type AdamWStep } from "../kernels/adamw_f32.ts";
+import { adamwF32, type AdamWSegment, type AdamWStep } from "../kernels/adamw_f32.ts";
+import { gradNorm, gradNormBytes, gradNormChunk } from "../kernels/clip_grad_norm.ts";
 import { layoutState, type StateLayout } from "./_state_layout.ts";
 import { readStateFile, writeStateFile } from "./state_file.ts";
 
@@ -65,6 +71,11 @@ export interface AdamWOptions {
 export interface StepOptions {
   /** Learning rate for this step (e.g. from {@linkcode lrAt}); default the optimizer's. */
   lr?: number;
+  /**
+   * Clip the global gradient norm to this (as `torch.nn.utils.clip_grad_norm_`: gradients scaled by
+   * `maxGradNorm / (norm + 1e-6)` when above); default Infinity (no clipping). The gradients are not modified.
+   */
+  maxGradNorm?: number;
 }
 
 /** Decoded moments of one parameter, from {@linkcode AdamW.state}. */
@@ -117,6 +128,9 @@ export class AdamW {
   #resident: GPUBuffer[] = [];
   #paged: PagedBuffer | null = null;
   #qmap: GPUBuffer | null = null;
+  /** The gradient ranges of the norm, and its buffer: (sum of squares, clip scale), then partial sums. */
+  #normChunks: GPUBufferBinding[] = [];
+  #clip: GPUBuffer;
   #prefetch: boolean;
   #eager: boolean;
   #step = 0;
@@ -166,6 +180,31 @@ export class AdamW {
     if (this.stateBits === 8) {
       this.#qmap = adamw8bitCodes(gpu);
     }
+    const chunk = gradNormChunk(gpu);
+    for (const { grad } of params) {
+      for (let e = 0; e < grad.size; e += chunk) {
+        this.#normChunks.push({ buffer: grad.buffer, offset: e * 4, size: Math.min(chunk, grad.size - e) * 4 });
+      }
+    }
+    this.#clip = gpu.createBuffer(gradNormBytes(this.#normChunks), "scratch", `${label} gradient norm`);
+  }
+
+  /**
+   * The buffer whose first two f32 are the last step's (sum of squares of all gradients, clip scale), for reading
+   * along with other results in one host wait (`Math.sqrt` of the first is the norm).
+   */
+  get gradNormBuffer(): GPUBuffer {
+    return this.#clip;
+  }
+
+  /**
+   * The global L2 norm of the gradients at the last step, before clipping (NaN or Infinity when a gradient was not
+   * finite: that step changed nothing). Reading it waits for the GPU.
+   *
+   * @returns The norm (0 before any step).
+   */
+  async gradNorm(): Promise<number> {
+    return Math.sqrt((await this.gpu.readF32(this.#clip, 0, 1))[0]);
   }
 
   /** Steps taken so far. */
@@ -179,10 +218,13 @@ export class AdamW {
   }
 
   /**
-   * One AdamW step over every parameter, with its current gradient. Paged: pages travel in batches through
-   * the staging ring; with prefetch the next batch is uploaded while the current one is updated.
+   * One AdamW step over every parameter, with its current gradient, clipped to `maxGradNorm` on the GPU (the norm
+   * is left in {@linkcode AdamW.gradNormBuffer}; nothing is read back). When a gradient is not finite the step
+   * changes no parameter or state (the kernels read the norm), and {@linkcode AdamW.gradNorm} says so. Paged: pages
+   * travel in batches through the staging ring; with prefetch the next batch is uploaded while the current one is
+   * updated.
    *
-   * @param options This step's learning rate.
+   * @param options This step's learning rate and clipping.
    * @throws {OutOfBudgetError} If the budget cannot hold even one page of state.
    */
   async step(options: StepOptions = {}): Promise<void> {
@@ -197,7 +239,11 @@ export class AdamW {
     // needed next; a back-and-forth scan finds the most recently used pages still resident.
     const order = Array.from({ length: this.pageCount }, (_, i) => this.#step % 2 ? this.pageCount - 1 - i : i);
     this.#step++;
-    if (this.pageCount === 0) return;
+    if (this.pageCount === 0) {
+      this.gpu.clear(this.#clip, 0, 4);
+      return;
+    }
+    gradNorm(this.gpu, this.#normChunks, options.maxGradNorm ?? Infinity, this.#clip);
     if (!this.pager) {
       for (const p of order) this.#update(p, this.#resident[p], hyper);
       this.gpu.flush();
@@ -347,6 +393,7 @@ export class AdamW {
     this.pager?.destroy();
     if (this.#qmap) this.gpu.free(this.#qmap);
     this.#qmap = null;
+    this.gpu.free(this.#clip);
   }
 
   #kind(): string {
@@ -357,12 +404,13 @@ export class AdamW {
     for (const s of this.#layout.byPage[page]) {
       const { param, grad } = this.params[s.param];
       const range = (t: Tensor) => ({ buffer: t.buffer, offset: s.elemOffset * 4, size: s.n * 4 });
-      const seg = {
+      const seg: AdamWSegment = {
         param: range(param),
         grad: range(grad),
         state: { buffer: slot, offset: s.byteOffset, size: s.bytes },
         n: s.n,
         cap: s.cap,
+        clip: { buffer: this.#clip, offset: 0, size: 8 },
       };
       if (this.stateBits === 32) adamwF32(this.gpu, seg, hyper);
       else adamw8bit(this.gpu, seg, this.#qmap!, hyper);

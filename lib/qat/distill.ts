@@ -82,7 +82,8 @@ export async function distillation(
  * @example One distillation step of a 4-bit student against its own full-precision weights
  * ```ts
  * import { LlamaModel, requestGpu } from "@qlora/webgpu";
- * import { distillationLoss, parseQatBits } from "@qlora/webgpu/qat";
+ * import { distillationLoss } from "@qlora/webgpu/qat";
+ * import { parseQatBits } from "@qlora/webgpu/qlinear";
  * import { writeTinyLlama } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();

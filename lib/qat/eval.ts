@@ -49,7 +49,8 @@ export async function readEvalExamples(path: string, modelDir: string, maxSeqLen
  * @example The model is its own teacher: zero KL
  * ```ts
  * import { LlamaModel, requestGpu } from "@qlora/webgpu";
- * import { evaluate, parseQatBits } from "@qlora/webgpu/qat";
+ * import { evaluate } from "@qlora/webgpu/qat";
+ * import { parseQatBits } from "@qlora/webgpu/qlinear";
  * import { writeTinyLlama } from "@qlora/webgpu/testing";
  * import assert from "node:assert/strict";
  * const dir = await Deno.makeTempDir();

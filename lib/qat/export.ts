@@ -14,7 +14,7 @@ import { writeJsonFile } from "../io/json_file.ts";
 import { listSafetensorsFiles } from "../io/safetensors_checkpoint.ts";
 import { SafetensorsFile } from "../io/safetensors_reader.ts";
 import { writeSafetensors } from "../io/safetensors_writer.ts";
-import { formatQatBits, type QatBits } from "./bits.ts";
+import { formatQatBits, type QatBits } from "../qlinear/qat_bits.ts";
 
 /** The trained values in the stored dtype; `what` names them in errors (another dtype, F16 overflow). */
 function _encode(values: Float32Array, dtype: string, what: string): Uint8Array {

@@ -20,7 +20,7 @@ import {
 } from "../flags.ts";
 import { choiceFlag } from "../flags.ts";
 import { SCHEDULE_NAMES, type ScheduleName } from "../train/options.ts";
-import { parseQatBits } from "./bits.ts";
+import { parseQatBits } from "../qlinear/qat_bits.ts";
 
 /** Options of a `deno task qat` run. */
 export interface QatOptions {

@@ -26,11 +26,11 @@ import { writeLossSvg } from "../train/loss_svg.ts";
 import { MetricsWriter, readMetrics, type StepMetrics } from "../train/metrics.ts";
 import { ProgressBar, type ProgressSink } from "../train/progress.ts";
 import { OPTIMIZER_STATE_FILE } from "../train/trainer.ts";
-import { FULL_PRECISION, parseQatBits } from "./bits.ts";
+import { FULL_PRECISION, parseQatBits } from "../qlinear/qat_bits.ts";
 import { readGeneratedExamples } from "./data.ts";
 import { distillationLoss } from "./distill.ts";
 import { writeQatModel } from "./export.ts";
-import { QatLinear } from "./linear.ts";
+import { QatLinear } from "../qlinear/qat_linear.ts";
 import { parseQatArgs, type QatArgs, type QatOptions } from "./options.ts";
 
 /** File of the trained projection weights (f32) inside a checkpoint. */

@@ -17,3 +17,5 @@
 export * from "./functional.ts";
 export * from "./layer.ts";
 export * from "./lora_config.ts";
+export * from "./qat_bits.ts";
+export * from "./qat_linear.ts";

@@ -19,8 +19,9 @@ import { LlamaModel } from "../model/llama.ts";
 import type { LoraConfig } from "../qlinear/lora_config.ts";
 import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts";
 import { AdamW, type AdamWOptions, PagedAdamW, PagedAdamW8bit } from "../optim/adamw.ts";
-import { clipGradNorm } from "../kernels/clip_grad_norm.ts";
 import { writeProfile } from "../gpu/profiler.ts";
+import { checkCrossEntropy } from "../kernels/cross_entropy.ts";
+import type { Tensor } from "../gpu/tensor.ts";
 import { lrAt, type LrSchedule } from "../optim/schedule.ts";
 import { deriveSeed } from "../random.ts";
 import { loadLlamaConfig } from "../model/config.ts";
@@ -253,19 +254,18 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
         gpu.budget.resetPeak();
         const t0 = performance.now();
         model.zeroGrad();
-        let lossSum = 0;
         let inputTokens = 0;
+        // The loss is read once per step, with the gradient norm: no host wait per micro-batch.
+        const stats: Tensor[][] = [];
         for (const [i, b] of batches.entries()) {
           // Dropout masks are a pure function of this seed: a resumed run draws the same ones.
           const seed = deriveSeed(options.seed, step, i);
-          lossSum += (await model.forwardBackward(b, { gradScale: 1 / tokens, seed })).lossSum;
+          stats.push((await model.forwardBackward(b, { gradScale: 1 / tokens, seed, deferLoss: true })).stats!);
           inputTokens += b.lengths.reduce((x, y) => x + y, 0);
         }
-        const grads = params.map((p) => p.grad);
-        const gradNorm = await clipGradNorm(gpu, grads, options.maxGradNorm > 0 ? options.maxGradNorm : Infinity);
-        if (!Number.isFinite(gradNorm)) throw new Error(`Step ${step}: the gradient norm is ${gradNorm}`);
-        await opt.step({ lr });
-        await gpu.sync();
+        // A non-finite gradient makes the step change nothing (the kernels read the norm); it is reported below.
+        await opt.step({ lr, maxGradNorm: options.maxGradNorm > 0 ? options.maxGradNorm : Infinity });
+        const { lossSum, gradNorm } = await readStepResults(gpu, stats, opt.gradNormBuffer, step);
         const seconds = (performance.now() - t0) / 1000;
         lastLoss = lossSum / tokens;
         const m: StepMetrics = {
@@ -317,4 +317,44 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
   } finally {
     model.destroy();
   }
+}
+
+/**
+ * Reads the step's loss stats (per micro-batch) and the optimizer's gradient norm in one host wait (copied into one
+ * buffer), frees the stats, and checks both, naming the step. Sums as `forwardBackward` would have: per micro-batch
+ * first.
+ */
+async function readStepResults(
+  gpu: Gpu,
+  perBatch: Tensor[][],
+  norm: GPUBuffer,
+  step: number,
+): Promise<{ lossSum: number; gradNorm: number }> {
+  const stats = perBatch.flat();
+  const all = gpu.createBuffer(stats.length * 32 + 8, "scratch", "step results");
+  let values: Float32Array;
+  try {
+    stats.forEach((s, i) => gpu.copy(s.buffer, 0, all, i * 32, 32));
+    gpu.copy(norm, 0, all, stats.length * 32, 8);
+    values = await gpu.readF32(all);
+  } finally {
+    for (const s of stats) s.destroy();
+    gpu.free(all);
+  }
+  let lossSum = 0;
+  let i = 0;
+  for (const batch of perBatch) {
+    let sum = 0;
+    for (const _ of batch) {
+      try {
+        sum += checkCrossEntropy(values.subarray(i * 8, ++i * 8)).sum;
+      } catch (e) {
+        throw new Error(`Step ${step}: the loss is not finite: ${(e as Error).message}`);
+      }
+    }
+    lossSum += sum;
+  }
+  const gradNorm = Math.sqrt(values[stats.length * 8]);
+  if (!Number.isFinite(gradNorm)) throw new Error(`Step ${step}: the gradient norm is ${gradNorm}`);
+  return { lossSum, gradNorm };
 }

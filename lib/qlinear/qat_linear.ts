@@ -38,7 +38,7 @@ export interface QatLinearOptions {
  * @example Four-bit weights: the forward uses the quantized weight, the gradient flows straight through
  * ```ts
  * import { requestGpu, Tensor } from "@qlora/webgpu";
- * import { QatLinear } from "@qlora/webgpu/qat";
+ * import { QatLinear } from "@qlora/webgpu/qlinear";
  * import assert from "node:assert/strict";
  * const gpu = await requestGpu();
  * const w = Tensor.fromArray(gpu, new Float32Array([7, 1.4, -3.2, 0]), [1, 4], { label: "w" });
@@ -123,7 +123,7 @@ export class QatLinear {
    * @example
    * ```ts
    * import { requestGpu, Tensor } from "@qlora/webgpu";
-   * import { QatLinear } from "@qlora/webgpu/qat";
+   * import { QatLinear } from "@qlora/webgpu/qlinear";
    * import assert from "node:assert/strict";
    * const gpu = await requestGpu();
    * const layer = new QatLinear(Tensor.fromArray(gpu, new Float32Array([7, 1.4]), [1, 2]), { weightBits: 4 });

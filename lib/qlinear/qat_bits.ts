@@ -27,7 +27,7 @@ export const FULL_PRECISION: Readonly<QatBits> = { w: 16, a: 16, kv: 16 };
  *
  * @example
  * ```ts
- * import { parseQatBits } from "@qlora/webgpu/qat";
+ * import { parseQatBits } from "@qlora/webgpu/qlinear";
  * import assert from "node:assert/strict";
  * assert.deepEqual(parseQatBits("w4a8kv4"), { w: 4, a: 8, kv: 4 });
  * assert.throws(() => parseQatBits("w4a8"), /w4a8kv4/);
@@ -50,7 +50,7 @@ export function parseQatBits(text: string): QatBits {
  *
  * @example
  * ```ts
- * import { formatQatBits } from "@qlora/webgpu/qat";
+ * import { formatQatBits } from "@qlora/webgpu/qlinear";
  * import assert from "node:assert/strict";
  * assert.equal(formatQatBits({ w: 8, a: 8, kv: 8 }), "w8a8kv8");
  * ```
