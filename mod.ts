@@ -46,6 +46,8 @@ export {
   type StagingBufferDescriptor,
 } from "./lib/gpu/budget.ts";
 export { PagedBuffer, Pager } from "./lib/gpu/pager.ts";
+export type { GpuStats } from "./lib/gpu/stats.ts";
+export type { KernelProfile, Profile } from "./lib/gpu/profiler.ts";
 
 // NF4 quantization
 export type { QuantType } from "./lib/quant/code_tables.ts";
@@ -90,11 +92,15 @@ export {
   type BackwardOptions,
   type ForwardOptions,
   type ForwardResult,
+  type HeadWeights,
+  type HiddenLoss,
   type LlamaLoadOptions,
   LlamaModel,
   type LossResult,
   NonFiniteLossError,
+  type Projection,
 } from "./lib/model/llama.ts";
+export type { QatBits } from "./lib/qlinear/qat_bits.ts";
 export { loadAdapterWeights } from "./lib/model/load_adapter.ts";
 export { KvCache } from "./lib/model/kv_cache.ts";
 
