@@ -279,7 +279,7 @@ export class LlamaModel {
    * @throws {NonFiniteLossError} If the loss is NaN/Inf (checked before the backward: gradients stay untouched).
    */
   async forwardBackward(batch: Batch, options: BackwardOptions = {}): Promise<LossResult> {
-    if (!this.lora && !this.qat) throw new Error("forwardBackward: the model has no LoRA adapters nor QAT layers");
+    if (!this.lora && !this.qat) throw new Error("forwardBackward: the model was loaded without LoRA nor QAT layers");
     const c = this.config;
     const { targets, tokens, lengths } = prepareTargets(batch, c.vocabSize);
     const ctx = this.#context(batch, lengths, options.seed ?? 0);
