@@ -23,3 +23,4 @@ export * from "./device.ts";
 export * from "./tensor.ts";
 export * from "./budget.ts";
 export * from "./pager.ts";
+export * from "./accounting.ts";

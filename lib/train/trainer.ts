@@ -17,7 +17,7 @@ import { DataLoader } from "../data/loader.ts";
 import { LlamaModel } from "../model/llama.ts";
 import type { LoraConfig } from "../qlinear/lora_config.ts";
 import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts";
-import { AdamW, type AdamWOptions, PagedAdamW, PagedAdamW8bit } from "../optim/adamw.ts";
+import { createOptimizer } from "./_optimizer.ts";
 import { clipGradNorm } from "../kernels/clip_grad_norm.ts";
 import { lrAt, type LrSchedule } from "../optim/schedule.ts";
 import { deriveSeed } from "../random.ts";
@@ -174,16 +174,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
     };
 
     // 3. Optimizer over every A and B.
-    const params = layers.flatMap((l) => [
-      { name: `${l.path}.lora_A`, param: l.a, grad: l.gradA },
-      { name: `${l.path}.lora_B`, param: l.b, grad: l.gradB },
-    ]);
-    const optOptions: AdamWOptions = { lr: options.lr, weightDecay: options.weightDecay };
-    if (options.pageSize !== null) optOptions.pageSize = options.pageSize;
-    const Optimizer = { adamw: AdamW, paged_adamw_32bit: PagedAdamW, paged_adamw_8bit: PagedAdamW8bit }[
-      options.optimizer
-    ];
-    const opt = new Optimizer(gpu, params, optOptions);
+    const { opt, grads } = createOptimizer(gpu, layers, options);
     if (resumeFrom) {
       await opt.load(join(resumeFrom, OPTIMIZER_STATE_FILE));
       loader.restore((await readTrainerState(resumeFrom)).dataPosition);
@@ -214,7 +205,6 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
           lossSum += (await model.forwardBackward(b, { gradScale: 1 / tokens, seed })).lossSum;
           inputTokens += b.lengths.reduce((x, y) => x + y, 0);
         }
-        const grads = params.map((p) => p.grad);
         const gradNorm = await clipGradNorm(gpu, grads, options.maxGradNorm > 0 ? options.maxGradNorm : Infinity);
         if (!Number.isFinite(gradNorm)) throw new Error(`Step ${step}: the gradient norm is ${gradNorm}`);
         await opt.step({ lr });
