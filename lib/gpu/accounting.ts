@@ -59,6 +59,7 @@ export interface AccountingGpuOptions {
 export class AccountingLedger {
   #now = new Map<string, number>();
   #atPeak = new Map<string, number>();
+  #maxOf = new Map<string, number>();
   #total = 0;
   #peak = 0;
   #hostPeak = 0;
@@ -67,6 +68,11 @@ export class AccountingLedger {
   /** Bytes by key when the accounted total (all keys but `staging`) was highest since the last reset. */
   atPeak(): Record<string, number> {
     return Object.fromEntries(this.#atPeak);
+  }
+
+  /** The highest bytes of each key since the last reset (each at its own moment). */
+  maxByKey(): Record<string, number> {
+    return Object.fromEntries(this.#maxOf);
   }
 
   /** Bytes by key now. */
@@ -83,12 +89,15 @@ export class AccountingLedger {
   resetPeak(): void {
     this.#peak = this.#total;
     this.#atPeak = new Map(this.#now);
+    this.#maxOf = new Map(this.#now);
     this.#hostPeak = this.#host;
   }
 
   /** @internal Records `bytes` (negative: freed) under `key`. */
   add(key: string, bytes: number): void {
-    this.#now.set(key, (this.#now.get(key) ?? 0) + bytes);
+    const now = (this.#now.get(key) ?? 0) + bytes;
+    this.#now.set(key, now);
+    if (now > (this.#maxOf.get(key) ?? 0)) this.#maxOf.set(key, now);
     if (key === "staging") {
       this.#host += bytes;
       this.#hostPeak = Math.max(this.#hostPeak, this.#host);
@@ -236,6 +245,7 @@ function standInBuffer(
   keptOf: (b: GPUBuffer) => Uint8Array | undefined,
 ): GPUBuffer {
   let live = true;
+  let zeros: ArrayBuffer | null = null; // one per buffer: the pager maps staging buffers again and again
   const buffer: GPUBuffer = {
     size: desc.size,
     usage: desc.usage,
@@ -245,7 +255,10 @@ function standInBuffer(
     // A mapped range holds what was copied in, else zeros (what the pager moves through it is never looked at).
     getMappedRange: (offset = 0, size?: number) => {
       const end = offset + (size ?? desc.size - offset);
-      return keptOf(buffer)?.slice(offset, end).buffer ?? new ArrayBuffer(end - offset);
+      const kept = keptOf(buffer);
+      if (kept) return kept.slice(offset, end).buffer;
+      zeros ??= new ArrayBuffer(desc.size);
+      return end - offset === desc.size ? zeros : zeros.slice(0, end - offset);
     },
     unmap: () => {},
     destroy: () => {
