@@ -27,3 +27,4 @@ export * from "./dispatch.ts";
 export * from "./stats.ts";
 export * from "./bind_cache.ts";
 export * from "./profiler.ts";
+export * from "./accounting.ts";

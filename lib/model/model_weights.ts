@@ -49,6 +49,16 @@ function _projShapes(c: LlamaConfig): [number, number][] {
   return [[q, H], [kv, H], [kv, H], [H, q], [I, H], [I, H], [H, I]];
 }
 
+/** Where {@linkcode _buildWeights} gets tensors: a checkpoint, or nothing but shapes. */
+interface _WeightSource {
+  /** Whether the source holds the tensor. */
+  has(name: string): boolean;
+  /** A frozen tensor of `shape` (checked against the source), filled from it. */
+  plain(name: string, shape: number[]): Promise<Tensor>;
+  /** The tensor as stored quantized, or null when it is to be quantized on load. */
+  quantized(name: string, shape: number[]): Promise<QuantizedTensor | null>;
+}
+
 /**
  * Reads, checks and uploads a model's weights (see `LlamaModel.load`). On an error everything made so far is
  * freed.
@@ -61,32 +71,78 @@ function _projShapes(c: LlamaConfig): [number, number][] {
  */
 export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoadOptions): Promise<ModelWeights> {
   const ckpt = await QuantizedCheckpoint.open(path);
-  const made: { destroy(): void }[] = [];
   try {
     const config = options.config ??
       (ckpt.config ? parseLlamaConfig(ckpt.config, `${path}/config.json`) : await loadLlamaConfig(path));
-    const qat = options.qat ?? null;
-    if (qat && options.lora !== null) throw new Error(`${path}: QAT layers take no LoRA adapters (pass lora: null)`);
-    const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
-    const c = config;
-    const plain = async (name: string, shape: number[]): Promise<Tensor> => {
-      if (!ckpt.checkpoint.has(name)) throw new Error(`${path}: tensor "${name}" is missing`);
-      const info = ckpt.checkpoint.info(name);
-      if (info.shape.join() !== shape.join()) {
-        throw new Error(`${path}: tensor "${name}" has shape [${info.shape}], expected [${shape}]`);
-      }
-      const t = Tensor.fromArray(gpu, await ckpt.checkpoint.readF32(name), shape, { class: "weights", label: name });
-      made.push(t);
-      return t;
-    };
-    const quantized = async (name: string, shape: number[]): Promise<QuantizedTensor> => {
-      if (ckpt.isQuantized(name)) {
+    const source: _WeightSource = {
+      has: (name) => ckpt.checkpoint.has(name),
+      plain: async (name, shape) => {
+        if (!ckpt.checkpoint.has(name)) throw new Error(`${path}: tensor "${name}" is missing`);
+        const info = ckpt.checkpoint.info(name);
+        if (info.shape.join() !== shape.join()) {
+          throw new Error(`${path}: tensor "${name}" has shape [${info.shape}], expected [${shape}]`);
+        }
+        return Tensor.fromArray(gpu, await ckpt.checkpoint.readF32(name), shape, { class: "weights", label: name });
+      },
+      quantized: async (name, shape) => {
+        if (!ckpt.isQuantized(name)) return null;
         const q = await ckpt.loadQuantized(gpu, name);
         if (q.shape.join() !== shape.join()) {
           throw new Error(`${path}: quantized "${name}" has shape [${q.shape}], expected [${shape}]`);
         }
         return q;
-      }
+      },
+    };
+    return await _buildWeights(gpu, config, source, options);
+  } finally {
+    ckpt.close();
+  }
+}
+
+/**
+ * Makes every tensor {@linkcode loadModelWeights} makes for a checkpoint of `config`, zero-filled, without
+ * reading one (e.g. on an accounting-only device, to size a run before downloading its weights).
+ *
+ * @param gpu The device.
+ * @param config The configuration.
+ * @param options LoRA settings, quantization, precision (`config` is ignored).
+ * @returns The configuration, LoRA settings and (zero) weights.
+ */
+export async function shapeOnlyWeights(
+  gpu: Gpu,
+  config: LlamaConfig,
+  options: LlamaLoadOptions,
+): Promise<ModelWeights> {
+  const source: _WeightSource = {
+    has: (name) => name !== "lm_head.weight" || !config.tieWordEmbeddings,
+    plain: (name, shape) => Promise.resolve(Tensor.empty(gpu, shape, { class: "weights", label: name })),
+    quantized: () => Promise.resolve(null),
+  };
+  return await _buildWeights(gpu, config, source, options);
+}
+
+async function _buildWeights(
+  gpu: Gpu,
+  config: LlamaConfig,
+  source: _WeightSource,
+  options: LlamaLoadOptions,
+): Promise<ModelWeights> {
+  const made: { destroy(): void }[] = [];
+  try {
+    const qat = options.qat ?? null;
+    if (qat && options.lora !== null) {
+      throw new Error(`Model "${config.architecture}": QAT layers take no LoRA adapters (pass lora: null)`);
+    }
+    const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
+    const c = config;
+    const plain = async (name: string, shape: number[]): Promise<Tensor> => {
+      const t = await source.plain(name, shape);
+      made.push(t);
+      return t;
+    };
+    const quantized = async (name: string, shape: number[]): Promise<QuantizedTensor> => {
+      const stored = await source.quantized(name, shape);
+      if (stored) return stored;
       const w = await plain(name, shape);
       const q = await quantizeNF4(gpu, w, {
         blocksize: options.blocksize ?? 64,
@@ -96,7 +152,6 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
       w.destroy();
       return q;
     };
-
     const embed = await plain("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
     const layers: DecoderLayer[] = [];
     const shapes = _projShapes(c);
@@ -140,7 +195,7 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
       layers.push(layer);
     }
     const norm = await plain("model.norm.weight", [c.hiddenSize]);
-    const tied = c.tieWordEmbeddings || !ckpt.checkpoint.has("lm_head.weight");
+    const tied = c.tieWordEmbeddings || !source.has("lm_head.weight");
     const head = tied ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
     const lmHead = vocabChunks(gpu, head, gpu.maxBindingBytes);
     made.push(...lmHead);
@@ -150,7 +205,5 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
   } catch (e) {
     for (const t of made) t.destroy();
     throw e;
-  } finally {
-    ckpt.close();
   }
 }

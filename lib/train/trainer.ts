@@ -18,7 +18,7 @@ import { DataLoader } from "../data/loader.ts";
 import { LlamaModel } from "../model/llama.ts";
 import type { LoraConfig } from "../qlinear/lora_config.ts";
 import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts";
-import { AdamW, type AdamWOptions, PagedAdamW, PagedAdamW8bit } from "../optim/adamw.ts";
+import { createOptimizer } from "./_optimizer.ts";
 import { writeProfile } from "../gpu/profiler.ts";
 import { checkCrossEntropy } from "../kernels/cross_entropy.ts";
 import type { Tensor } from "../gpu/tensor.ts";
@@ -217,16 +217,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
     };
 
     // 3. Optimizer over every A and B.
-    const params = layers.flatMap((l) => [
-      { name: `${l.path}.lora_A`, param: l.a, grad: l.gradA },
-      { name: `${l.path}.lora_B`, param: l.b, grad: l.gradB },
-    ]);
-    const optOptions: AdamWOptions = { lr: options.lr, weightDecay: options.weightDecay };
-    if (options.pageSize !== null) optOptions.pageSize = options.pageSize;
-    const Optimizer = { adamw: AdamW, paged_adamw_32bit: PagedAdamW, paged_adamw_8bit: PagedAdamW8bit }[
-      options.optimizer
-    ];
-    const opt = new Optimizer(gpu, params, optOptions);
+    const opt = createOptimizer(gpu, layers, options);
     if (resumeFrom) {
       await opt.load(join(resumeFrom, OPTIMIZER_STATE_FILE));
       loader.restore((await readTrainerState(resumeFrom)).dataPosition);
