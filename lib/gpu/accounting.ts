@@ -218,8 +218,23 @@ function standInDevice(
     clearBuffer: (b: GPUBuffer, offset = 0, size?: number) => kept.get(b)?.fill(0, offset, size && offset + size),
     finish: () => ({}),
   };
-  const writeBuffer = (b: GPUBuffer, offset: number, data: ArrayBuffer, dataOffset = 0, size?: number) => {
-    keep(b)?.set(new Uint8Array(data, dataOffset, size ?? data.byteLength - dataOffset), offset);
+  // As WebGPU's: `dataOffset` and `size` count elements of a typed array, bytes of an ArrayBuffer.
+  const writeBuffer = (
+    b: GPUBuffer,
+    offset: number,
+    data: ArrayBuffer | ArrayBufferView,
+    dataOffset = 0,
+    size?: number,
+  ) => {
+    const unit = ArrayBuffer.isView(data)
+      ? ((data as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1)
+      : 1;
+    const buf = ArrayBuffer.isView(data) ? data.buffer : data;
+    const start = (ArrayBuffer.isView(data) ? data.byteOffset : 0) + dataOffset * unit;
+    const bytes = size === undefined
+      ? (ArrayBuffer.isView(data) ? data.byteLength : data.byteLength) - dataOffset * unit
+      : size * unit;
+    keep(b)?.set(new Uint8Array(buf, start, bytes), offset);
   };
   const device = {
     limits,
