@@ -19,6 +19,8 @@ export class NotFoundError extends Error {
   /** The missing path. */
   readonly path: string;
   /**
+   * The error for `path`.
+   *
    * @param path The missing path.
    * @param op What was tried (`open`, `stat`, `readdir`, ...).
    */
