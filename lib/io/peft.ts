@@ -9,11 +9,12 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../platform/path.ts";
 import { readJsonFile, writeJsonFile } from "./json_file.ts";
 import { SafetensorsFile } from "./safetensors_reader.ts";
 import { type SafetensorsTensorData, writeSafetensors } from "./safetensors_writer.ts";
 import { LORA_TARGETS, type LoraConfig, type LoraTarget, type ResolvedLoraConfig } from "../qlinear/lora_config.ts";
+import { storage } from "../platform/storage.ts";
 
 /** File name of the adapter weights. */
 export const PEFT_WEIGHTS_FILE = "adapter_model.safetensors";
@@ -282,7 +283,7 @@ export async function writePeftAdapter(dir: string, adapter: PeftAdapter): Promi
     tensors.push({ name: peftTensorName(module, "A"), dtype: "F32", shape: [r, w.inFeatures], data: bytes(w.a) });
     tensors.push({ name: peftTensorName(module, "B"), dtype: "F32", shape: [w.outFeatures, r], data: bytes(w.b) });
   }
-  await Deno.mkdir(dir, { recursive: true });
+  await storage().mkdir(dir, { recursive: true });
   await writeSafetensors(join(dir, PEFT_WEIGHTS_FILE), tensors);
   await writeJsonFile(join(dir, PEFT_CONFIG_FILE), peftConfigJson(adapter.config));
 }

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { basename, join, resolve } from "node:path";
+import { basename, join, resolve } from "../platform/path.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { downloadQuantized, freeQuantized, quantizeNF4 } from "../kernels/nf4_quantize.ts";
@@ -21,6 +21,7 @@ import { readJsonFile, writeJsonFile } from "./json_file.ts";
 import { SAFETENSORS_INDEX_FILE, SafetensorsCheckpoint } from "./safetensors_checkpoint.ts";
 import type { SafetensorsTensorInfo, SafetensorsTensorSpec } from "./safetensors_header.ts";
 import { SafetensorsWriter } from "./safetensors_writer.ts";
+import { type FileInfo, storage } from "../platform/storage.ts";
 
 /** Options of {@linkcode quantizeFolder}. */
 export interface QuantizeFolderOptions {
@@ -246,9 +247,9 @@ function _skippedModules(ckpt: SafetensorsCheckpoint, targets: Set<string>): str
 }
 
 async function _checkFolders(input: string, output: string): Promise<void> {
-  let stat: Deno.FileInfo;
+  let stat: FileInfo;
   try {
-    stat = await Deno.stat(input);
+    stat = await storage().stat(input);
   } catch {
     throw new Error(`Input folder ${input} does not exist`);
   }

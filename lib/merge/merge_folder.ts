@@ -13,7 +13,7 @@
  * @module
  */
 
-import { basename, join, resolve } from "node:path";
+import { basename, join, resolve } from "../platform/path.ts";
 import { bytesToF32, f32ToBf16 } from "../dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
@@ -30,6 +30,7 @@ import { resolveLoraConfig } from "../qlinear/lora_config.ts";
 import { freeQuantized, quantizeNF4 } from "../kernels/nf4_quantize.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type LoraDelta, mergeLoraWeight } from "./merge_lora.ts";
+import { storage } from "../platform/storage.ts";
 
 /** Options of {@linkcode mergeAdapterFolder}. */
 export interface MergeFolderOptions {
@@ -104,19 +105,21 @@ const _OUT_DTYPE = { bf16: { st: "BF16", torch: "bfloat16" }, f32: { st: "F32", 
 export async function mergeAdapterFolder(gpu: Gpu, opts: MergeFolderOptions): Promise<MergeFolderReport> {
   const t0 = performance.now();
   for (const [flag, dir] of [["Model", opts.model], ["Adapter", opts.adapter]]) {
-    if (!(await Deno.stat(dir).catch(() => null))?.isDirectory) throw new Error(`${flag} folder ${dir} does not exist`);
+    if (!(await storage().stat(dir).catch(() => null))?.isDirectory) {
+      throw new Error(`${flag} folder ${dir} does not exist`);
+    }
   }
   if (resolve(opts.out) === resolve(opts.model)) throw new Error(`Output folder ${opts.out} is the model folder`);
   await _checkNewFolder(opts.out);
   if (!opts.quantize) return await _fillNewFolder(opts.out, (out) => _merge(gpu, opts, out, t0));
   const tmp = `${opts.out.replace(/\/+$/, "")}.merging`;
-  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  await storage().remove(tmp, { recursive: true }).catch(() => {});
   try {
     const report = await _merge(gpu, opts, tmp, t0);
     await quantizeFolder(gpu, { input: tmp, output: opts.out });
     return { ...report, seconds: (performance.now() - t0) / 1000 };
   } finally {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    await storage().remove(tmp, { recursive: true }).catch(() => {});
   }
 }
 
@@ -150,7 +153,7 @@ async function _merge(gpu: Gpu, opts: MergeFolderOptions, out: string, t0: numbe
     }
   }
 
-  await Deno.mkdir(out, { recursive: true });
+  await storage().mkdir(out, { recursive: true });
   const report: MergeFolderReport = { merged: [], dequantized: [], other: [], files: [], seconds: 0 };
   const weightMap: Record<string, string> = {};
   let totalSize = 0;

@@ -11,6 +11,7 @@
  */
 
 import { _partialNote } from "../io/_file.ts";
+import { storage } from "../platform/storage.ts";
 
 /** RoPE frequency scaling (`rope_scaling` in `config.json`). */
 export type RopeScaling =
@@ -236,7 +237,7 @@ export async function loadLlamaConfig(dir: string): Promise<LlamaConfig> {
   const file = `${dir}/config.json`;
   let text: string;
   try {
-    text = await Deno.readTextFile(file);
+    text = await storage().readTextFile(file);
   } catch (e) {
     throw new Error(`${file}: cannot read the model config: ${(e as Error).message}${await _partialNote(dir)}`);
   }

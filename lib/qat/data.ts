@@ -12,6 +12,7 @@ import type { TextTokenizer } from "../io/tokenizer.ts";
 import type { LlamaModel } from "../model/llama.ts";
 import { deriveSeed, Rng } from "../random.ts";
 import { argmax, sampleToken } from "../generate/sampling.ts";
+import { storage } from "../platform/storage.ts";
 
 /** Options of {@linkcode generateQatData}. */
 export interface QatDataOptions {
@@ -45,13 +46,13 @@ interface _Line {
 async function _readLines(path: string, repair: boolean): Promise<_Line[]> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await storage().readTextFile(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return [];
+    if (storage().isNotFound(e)) return [];
     throw e;
   }
   const end = text.lastIndexOf("\n") + 1;
-  if (repair && end < text.length) await Deno.truncate(path, new TextEncoder().encode(text.slice(0, end)).length);
+  if (repair && end < text.length) await storage().truncate(path, new TextEncoder().encode(text.slice(0, end)).length);
   return text.slice(0, end).split("\n").filter((l) => l.trim()).map((l, i) => {
     const v = JSON.parse(l);
     if (!Array.isArray(v.ids)) throw new Error(`${path}:${i + 1}: no "ids" array of token ids`);
@@ -117,7 +118,7 @@ export async function generateQatData(model: LlamaModel, tok: TextTokenizer, opt
       cache.destroy();
     }
     const lines = seqs.map((ids, b) => JSON.stringify({ sample: done + b, ids, text: tok.decode(ids) }) + "\n");
-    await Deno.writeTextFile(options.out, lines.join(""), { append: true });
+    await storage().writeFile(options.out, lines.join(""), { append: true });
     done += B;
     options.onProgress?.(done);
   }

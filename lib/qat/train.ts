@@ -8,7 +8,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../platform/path.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { clipGradNorm } from "../kernels/clip_grad_norm.ts";
 import { DataLoader } from "../data/loader.ts";
@@ -29,6 +29,7 @@ import { distillationLoss } from "./distill.ts";
 import { writeQatModel } from "./export.ts";
 import { QatLinear } from "../qlinear/qat_linear.ts";
 import { parseQatArgs, type QatArgs, type QatOptions } from "./options.ts";
+import { storage } from "../platform/storage.ts";
 
 /** File of the trained projection weights (f32) inside a checkpoint. */
 export const QAT_WEIGHTS_FILE = "qat_weights.safetensors";
@@ -110,7 +111,7 @@ export async function trainQat(
       await opt.load(join(resumeFrom, OPTIMIZER_STATE_FILE));
       loader.restore((await readTrainerState(resumeFrom)).dataPosition);
     }
-    await Deno.mkdir(o.out, { recursive: true });
+    await storage().mkdir(o.out, { recursive: true });
     const metricsPath = join(o.out, "metrics.jsonl");
     const metrics = await MetricsWriter.open(metricsPath, resumeFrom ? startStep : undefined);
     const progress = new ProgressBar(totalSteps, { sink: hooks.sink });
