@@ -307,7 +307,11 @@ export class LlamaModel {
    * @throws {NonFiniteLossError} If the loss is NaN/Inf (checked before the backward: gradients stay untouched).
    */
   async forwardBackward(batch: Batch, options: BackwardOptions = {}): Promise<LossResult> {
-    if (!this.lora && !this.qat) throw new Error("forwardBackward: the model has no LoRA adapters nor QAT layers");
+    if (!this.lora && !this.qat) {
+      throw new Error(
+        "forwardBackward: the model was loaded without LoRA adapters (lora: null) and without QAT layers",
+      );
+    }
     const c = this.config;
     const { targets, tokens, lengths } = prepareTargets(batch, c.vocabSize);
     const ctx = this.#context(batch, lengths, options.seed ?? 0);
