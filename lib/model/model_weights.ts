@@ -6,6 +6,7 @@
  * @module
  */
 
+import { assertFinite } from "../dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
@@ -40,6 +41,26 @@ export interface ModelWeights {
   qat: QatBits | null;
 }
 
+/**
+ * Refuses what the model would otherwise get wrong silently: tensors of layers past `num_hidden_layers` (left
+ * out) and an untied model without `lm_head.weight` (not to be replaced by the embeddings).
+ */
+function _checkTensorNames(ckpt: QuantizedCheckpoint, c: LlamaConfig, path: string): void {
+  const extra = [...ckpt.quantizedNames(), ...ckpt.plainNames()].find((n) => {
+    const m = /^model\.layers\.(\d+)\./.exec(n);
+    return m !== null && Number(m[1]) >= c.numLayers;
+  });
+  if (extra !== undefined) {
+    throw new Error(`${path}: tensor "${extra}" is past num_hidden_layers = ${c.numLayers} in config.json`);
+  }
+  if (!c.tieWordEmbeddings && !ckpt.checkpoint.has("lm_head.weight")) {
+    throw new Error(
+      `${path}: tensor "lm_head.weight" is missing and tie_word_embeddings is false in config.json (false when ` +
+        "absent, as in transformers)",
+    );
+  }
+}
+
 /** The seven projection shapes `[N, K]` of a layer, in {@linkcode LORA_TARGETS} order. */
 function _projShapes(c: LlamaConfig): [number, number][] {
   const q = c.numHeads * c.headDim;
@@ -69,13 +90,17 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
     if (qat && options.lora !== null) throw new Error(`${path}: QAT layers take no LoRA adapters (pass lora: null)`);
     const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
     const c = config;
-    const plain = async (name: string, shape: number[]): Promise<Tensor> => {
+    _checkTensorNames(ckpt, c, path);
+    // `quantizing`: the NF4 quantizer checks the values on the GPU, so the host pass is skipped.
+    const plain = async (name: string, shape: number[], quantizing = false): Promise<Tensor> => {
       if (!ckpt.checkpoint.has(name)) throw new Error(`${path}: tensor "${name}" is missing`);
       const info = ckpt.checkpoint.info(name);
       if (info.shape.join() !== shape.join()) {
         throw new Error(`${path}: tensor "${name}" has shape [${info.shape}], expected [${shape}]`);
       }
-      const t = Tensor.fromArray(gpu, await ckpt.checkpoint.readF32(name), shape, { class: "weights", label: name });
+      const values = await ckpt.checkpoint.readF32(name);
+      if (!quantizing) assertFinite(values, `${path}: tensor "${name}"`);
+      const t = Tensor.fromArray(gpu, values, shape, { class: "weights", label: name });
       made.push(t);
       return t;
     };
@@ -87,7 +112,7 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
         }
         return q;
       }
-      const w = await plain(name, shape);
+      const w = await plain(name, shape, true);
       const q = await quantizeNF4(gpu, w, {
         blocksize: options.blocksize ?? 64,
         doubleQuant: options.doubleQuant ?? true,
@@ -140,8 +165,7 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
       layers.push(layer);
     }
     const norm = await plain("model.norm.weight", [c.hiddenSize]);
-    const tied = c.tieWordEmbeddings || !ckpt.checkpoint.has("lm_head.weight");
-    const head = tied ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+    const head = c.tieWordEmbeddings ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
     const lmHead = vocabChunks(gpu, head, gpu.maxBindingBytes);
     made.push(...lmHead);
     if (lmHead[0] !== head && head !== embed) head.destroy();
