@@ -24,6 +24,8 @@
 // GPU runtime, tensors, memory
 export { formatBytes, parseBytes } from "./lib/bytes.ts";
 export type { DType } from "./lib/dtype.ts";
+export type { GpuStats } from "./lib/gpu/stats.ts";
+export type { KernelProfile, Profile } from "./lib/gpu/profiler.ts";
 export { Rng } from "./lib/random.ts";
 export {
   type Binding,
@@ -85,6 +87,9 @@ export type { Nf4LinearPath, Nf4Precision } from "./lib/kernels/qlinear_nf4.ts";
 
 // The Llama model
 export type { Batch } from "./lib/model/batch.ts";
+export type { HeadWeights, HiddenLoss } from "./lib/model/lm_head.ts";
+export type { Projection } from "./lib/model/decoder_layer.ts";
+export type { QatBits } from "./lib/qlinear/qat_bits.ts";
 export { type LlamaConfig, loadLlamaConfig, parseLlamaConfig, type RopeScaling } from "./lib/model/config.ts";
 export {
   type BackwardOptions,

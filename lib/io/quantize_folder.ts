@@ -10,6 +10,7 @@
  */
 
 import { basename, join, resolve } from "../platform/path.ts";
+import { assertFinite } from "../dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { downloadQuantized, freeQuantized, quantizeNF4 } from "../kernels/nf4_quantize.ts";
@@ -89,8 +90,9 @@ const _TORCH_NAMES: Record<string, "float32" | "float16" | "bfloat16"> = {
  * @param opts Input, output, block size, double quantization, modules, progress callback.
  * @returns What was quantized, copied and written.
  * @throws {Error} If the input folder is missing or has no safetensors files, the output is the input or a
- * folder that is not empty, the checkpoint is already quantized, no module matches a tensor, or a module given in
- * `modules` matches none.
+ * folder that is not empty, the checkpoint is already quantized, no module matches a tensor, a module given in
+ * `modules` matches none, or a tensor holds NaN/Inf (naming it and the first bad index; the quantized ones are
+ * checked on the GPU, the float ones copied through on the host).
  *
  * @example Quantize the tiny model
  * ```ts
@@ -188,6 +190,8 @@ async function _write(
           }
           report.quantized.push(name);
         } else {
+          const dtype = _FLOAT_DTYPES[info.dtype];
+          if (dtype) assertFinite(bytes, `${file.path}: tensor "${name}"`, dtype);
           await w.write(name, bytes);
           report.copied.push(name);
         }

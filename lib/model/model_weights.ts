@@ -6,6 +6,7 @@
  * @module
  */
 
+import { assertFinite } from "../dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
@@ -40,6 +41,26 @@ export interface ModelWeights {
   qat: QatBits | null;
 }
 
+/**
+ * Refuses what the model would otherwise get wrong silently: tensors of layers past `num_hidden_layers` (left
+ * out) and an untied model without `lm_head.weight` (not to be replaced by the embeddings).
+ */
+function _checkTensorNames(ckpt: QuantizedCheckpoint, c: LlamaConfig, path: string): void {
+  const extra = [...ckpt.quantizedNames(), ...ckpt.plainNames()].find((n) => {
+    const m = /^model\.layers\.(\d+)\./.exec(n);
+    return m !== null && Number(m[1]) >= c.numLayers;
+  });
+  if (extra !== undefined) {
+    throw new Error(`${path}: tensor "${extra}" is past num_hidden_layers = ${c.numLayers} in config.json`);
+  }
+  if (!c.tieWordEmbeddings && !ckpt.checkpoint.has("lm_head.weight")) {
+    throw new Error(
+      `${path}: tensor "lm_head.weight" is missing and tie_word_embeddings is false in config.json (false when ` +
+        "absent, as in transformers)",
+    );
+  }
+}
+
 /** The seven projection shapes `[N, K]` of a layer, in {@linkcode LORA_TARGETS} order. */
 function _projShapes(c: LlamaConfig): [number, number][] {
   const q = c.numHeads * c.headDim;
@@ -51,10 +72,11 @@ function _projShapes(c: LlamaConfig): [number, number][] {
 
 /** Where {@linkcode _buildWeights} gets tensors: a checkpoint, or nothing but shapes. */
 interface _WeightSource {
-  /** Whether the source holds the tensor. */
-  has(name: string): boolean;
-  /** A frozen tensor of `shape` (checked against the source), filled from it. */
-  plain(name: string, shape: number[]): Promise<Tensor>;
+  /**
+   * A frozen tensor of `shape` (checked against the source), filled from it; its values are checked finite
+   * unless `quantizing` (the NF4 quantizer checks them on the GPU).
+   */
+  plain(name: string, shape: number[], quantizing?: boolean): Promise<Tensor>;
   /** The tensor as stored quantized, or null when it is to be quantized on load. */
   quantized(name: string, shape: number[]): Promise<QuantizedTensor | null>;
 }
@@ -74,15 +96,17 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
   try {
     const config = options.config ??
       (ckpt.config ? parseLlamaConfig(ckpt.config, `${path}/config.json`) : await loadLlamaConfig(path));
+    _checkTensorNames(ckpt, config, path);
     const source: _WeightSource = {
-      has: (name) => ckpt.checkpoint.has(name),
-      plain: async (name, shape) => {
+      plain: async (name, shape, quantizing) => {
         if (!ckpt.checkpoint.has(name)) throw new Error(`${path}: tensor "${name}" is missing`);
         const info = ckpt.checkpoint.info(name);
         if (info.shape.join() !== shape.join()) {
           throw new Error(`${path}: tensor "${name}" has shape [${info.shape}], expected [${shape}]`);
         }
-        return Tensor.fromArray(gpu, await ckpt.checkpoint.readF32(name), shape, { class: "weights", label: name });
+        const values = await ckpt.checkpoint.readF32(name);
+        if (!quantizing) assertFinite(values, `${path}: tensor "${name}"`);
+        return Tensor.fromArray(gpu, values, shape, { class: "weights", label: name });
       },
       quantized: async (name, shape) => {
         if (!ckpt.isQuantized(name)) return null;
@@ -114,7 +138,6 @@ export async function shapeOnlyWeights(
   options: LlamaLoadOptions,
 ): Promise<ModelWeights> {
   const source: _WeightSource = {
-    has: (name) => name !== "lm_head.weight" || !config.tieWordEmbeddings,
     plain: (name, shape) => Promise.resolve(Tensor.empty(gpu, shape, { class: "weights", label: name })),
     quantized: () => Promise.resolve(null),
   };
@@ -135,15 +158,15 @@ async function _buildWeights(
     }
     const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
     const c = config;
-    const plain = async (name: string, shape: number[]): Promise<Tensor> => {
-      const t = await source.plain(name, shape);
+    const plain = async (name: string, shape: number[], quantizing = false): Promise<Tensor> => {
+      const t = await source.plain(name, shape, quantizing);
       made.push(t);
       return t;
     };
     const quantized = async (name: string, shape: number[]): Promise<QuantizedTensor> => {
       const stored = await source.quantized(name, shape);
       if (stored) return stored;
-      const w = await plain(name, shape);
+      const w = await plain(name, shape, true);
       const q = await quantizeNF4(gpu, w, {
         blocksize: options.blocksize ?? 64,
         doubleQuant: options.doubleQuant ?? true,
@@ -195,8 +218,7 @@ async function _buildWeights(
       layers.push(layer);
     }
     const norm = await plain("model.norm.weight", [c.hiddenSize]);
-    const tied = c.tieWordEmbeddings || !source.has("lm_head.weight");
-    const head = tied ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+    const head = c.tieWordEmbeddings ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
     const lmHead = vocabChunks(gpu, head, gpu.maxBindingBytes);
     made.push(...lmHead);
     if (lmHead[0] !== head && head !== embed) head.destroy();
