@@ -33,8 +33,11 @@ interface _Idle {
  * ```
  */
 export class BufferPool {
-  // Ready buffers by key, each list in the order they were freed (the last freed is taken first).
+  // Ready buffers by key, each list by descending id: take() pops the oldest buffer. Taking by a fixed order, not
+  // the order of frees, gives a repeated step the very buffers of the step before, so its bind groups repeat.
   #ready = new Map<string, GPUBuffer[]>();
+  #ids = new WeakMap<GPUBuffer, number>();
+  #nextId = 0;
   // Every ready buffer, least recently freed first: the release order.
   #lru = new Map<GPUBuffer, _Idle>();
   #inFlight = new Map<GPUBuffer, _Idle>();
@@ -62,7 +65,7 @@ export class BufferPool {
   }
 
   /**
-   * Takes a ready buffer with `key` (the most recently freed, so a repeated step gets the same buffers back).
+   * Takes a ready buffer with `key`: the first pooled of those ready, so a repeated step gets the same buffers.
    *
    * @returns The buffer, or undefined when none is ready.
    */
@@ -125,8 +128,15 @@ export class BufferPool {
 
   #makeReady(buffer: GPUBuffer, idle: _Idle): void {
     this.#lru.set(buffer, idle);
+    let id = this.#ids.get(buffer);
+    if (id === undefined) this.#ids.set(buffer, id = this.#nextId++);
     const list = this.#ready.get(idle.key);
-    if (list) list.push(buffer);
-    else this.#ready.set(idle.key, [buffer]);
+    if (!list) {
+      this.#ready.set(idle.key, [buffer]);
+      return;
+    }
+    let i = list.length;
+    while (i > 0 && this.#ids.get(list[i - 1])! < id) i--;
+    list.splice(i, 0, buffer);
   }
 }
