@@ -56,6 +56,8 @@ export interface BudgetReport {
   current: number;
   /** Highest `current` ever seen (or since {@linkcode MemoryBudget.resetPeak}); pooled bytes included. */
   peak: number;
+  /** Highest bytes held by buffers in use (`current` less `pooled`), over the same span as `peak`. */
+  peakInUse: number;
   /** Bytes held now, per class (buffers in use; the pool's idle bytes are `pooled`). */
   byClass: Record<MemoryClass, number>;
   /** Highest bytes held, per class. */
@@ -159,6 +161,7 @@ export class MemoryBudget {
   #peakByClass = zeroByClass();
   #current = 0;
   #peak = 0;
+  #peakInUse = 0;
   #evictors: Evictor[] = [];
   #staging = new Map<GPUBuffer, number>();
   #stagingBytes = 0;
@@ -425,6 +428,7 @@ export class MemoryBudget {
   /** Restarts peak tracking from the current use (e.g. at the start of a training step). */
   resetPeak(): void {
     this.#peak = this.#current;
+    this.#peakInUse = this.#current - this.#pool.bytes;
     this.#peakByClass = { ...this.#byClass };
   }
 
@@ -443,6 +447,7 @@ export class MemoryBudget {
       limit: this.#limit,
       current: this.#current,
       peak: this.#peak,
+      peakInUse: this.#peakInUse,
       byClass: { ...this.#byClass },
       peakByClass: { ...this.#peakByClass },
       buffers: this.#held.size,
@@ -480,6 +485,7 @@ export class MemoryBudget {
     this.#current += bytes;
     if (this.#byClass[cls] > this.#peakByClass[cls]) this.#peakByClass[cls] = this.#byClass[cls];
     if (this.#current > this.#peak) this.#peak = this.#current;
+    this.#peakInUse = Math.max(this.#peakInUse, this.#current - this.#pool.bytes);
   }
 }
 
