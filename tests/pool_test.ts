@@ -5,7 +5,13 @@ import { clipGradNorm } from "../lib/kernels/mod.ts";
 import { writeTinyLlama } from "../lib/testing/mod.ts";
 
 const STORAGE = GPUBufferUsage.STORAGE;
-const act = (size: number, label = "a") => ({ size, usage: STORAGE, class: "activations" as const, label, pooled: true });
+const act = (size: number, label = "a") => ({
+  size,
+  usage: STORAGE,
+  class: "activations" as const,
+  label,
+  pooled: true,
+});
 
 Deno.test("pool: in-flight buffers wait for the submit; the oldest ready buffer is taken; release is least recently freed first", async () => {
   const device = await (await navigator.gpu.requestAdapter())!.requestDevice();
