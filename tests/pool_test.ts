@@ -35,6 +35,14 @@ Deno.test("pool: in-flight buffers wait for the submit; the oldest ready buffer 
   assert.deepEqual(pool.release(100).map((r) => [r.buffer, r.inFlight]), [[a, false], [b, false]]);
   assert.deepEqual(pool.release(Infinity).map((r) => [r.buffer, r.inFlight]), [[c, true]]);
   assert.deepEqual([pool.bytes, pool.count], [0, 0]);
+  // Trimming for a new key keeps the pool within the cap; a trimmed key asked for again widens the cap by its size.
+  const kb = BufferPool.key(64, STORAGE | GPUBufferUsage.COPY_SRC);
+  pool.put(a, k, 64, false);
+  pool.put(b, kb, 64, false);
+  assert.deepEqual(pool.trimFor(BufferPool.key(32, STORAGE), 32, 64).map((r) => [r.buffer, r.key]), [[a, k]]);
+  pool.put(c, BufferPool.key(32, STORAGE), 32, false);
+  assert.deepEqual(pool.trimFor(k, 64, 64), [], "the slack now covers one more 64-byte buffer");
+  assert.deepEqual(pool.release(Infinity).map((r) => r.buffer), [b, c]);
   device.destroy();
 });
 

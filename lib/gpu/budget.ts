@@ -5,7 +5,7 @@
  */
 
 import { formatBytes, parseBytes } from "../bytes.ts";
-import { BufferPool } from "./pool.ts";
+import { BufferPool, type Released } from "./pool.ts";
 
 /** What a GPU allocation is for. Only `optimizer` memory is pageable. */
 export type MemoryClass = "weights" | "activations" | "optimizer" | "scratch";
@@ -135,8 +135,8 @@ export interface BudgetBufferDescriptor {
  * Buffers created `pooled` (activations and scratch) go to a pool when freed and are handed out again by
  * {@linkcode MemoryBudget.reuse}, so a repeated step allocates nothing. The pool's idle bytes count in `current`
  * and against the limit (reported as `pooled`); they are released, least recently freed first, before any evictor
- * is asked and before an allocation fails. A new pooled buffer also trims the pool to at most the high-water mark of
- * pooled buffers in use, so changing shapes cannot make the pool grow without bound.
+ * is asked and before an allocation fails. A new pooled buffer also trims the pool to about the high-water mark of
+ * pooled buffers in use ({@linkcode BufferPool.trimFor}), so changing shapes cannot make the pool grow without bound.
  *
  * @example Accounting two buffers
  * ```ts
@@ -296,7 +296,7 @@ export class MemoryBudget {
     if (desc.pooled) {
       // A new shape: keep the pool within the high-water mark of pooled buffers in use.
       const cap = Math.max(this.#livePooledPeak, this.#livePooled + size);
-      if (this.#pool.bytes > cap) this.releasePool(this.#pool.bytes - cap);
+      this.#release(this.#pool.trimFor(BufferPool.key(size, desc.usage), size, cap));
     }
     this.reserve(size, `"${desc.label}" (${desc.class})`);
     const buffer = this.device.createBuffer({
@@ -351,9 +351,12 @@ export class MemoryBudget {
    * @returns The bytes released.
    */
   releasePool(bytes = Infinity): number {
-    if (bytes <= 0) return 0;
+    return this.#release(this.#pool.release(bytes));
+  }
+
+  #release(buffers: Released[]): number {
     let freed = 0;
-    for (const r of this.#pool.release(bytes)) {
+    for (const r of buffers) {
       this.onDestroy?.(r.buffer);
       this.#destroy(r.buffer, r.inFlight);
       freed += r.size;

@@ -14,6 +14,18 @@ interface _Idle {
   size: number;
 }
 
+/** A buffer removed from the pool: the caller destroys it (after the next submit when `inFlight`). */
+export interface Released {
+  /** The buffer. */
+  buffer: GPUBuffer;
+  /** Its {@linkcode BufferPool.key}. */
+  key: string;
+  /** Its bytes. */
+  size: number;
+  /** Recorded, not yet submitted work may use it. */
+  inFlight: boolean;
+}
+
 /**
  * Idle buffers by size and usage, least recently freed first. Pure bookkeeping: the budget accounts the bytes and
  * destroys what it releases.
@@ -42,6 +54,9 @@ export class BufferPool {
   #lru = new Map<GPUBuffer, _Idle>();
   #inFlight = new Map<GPUBuffer, _Idle>();
   #bytes = 0;
+  // Keys trimmed away, and the bytes the cap grew by because such a key was asked for again.
+  #trimmed = new Set<string>();
+  #slack = 0;
 
   /**
    * The pool key of a buffer: its exact size and usage flags.
@@ -104,25 +119,44 @@ export class BufferPool {
    * @param bytes Bytes wanted (`Infinity`: everything).
    * @returns The removed buffers, each with whether it was in flight (the caller destroys it after the submit).
    */
-  release(bytes: number): { buffer: GPUBuffer; size: number; inFlight: boolean }[] {
-    const out: { buffer: GPUBuffer; size: number; inFlight: boolean }[] = [];
+  release(bytes: number): Released[] {
+    const out: Released[] = [];
     let freed = 0;
+    if (bytes <= 0) return out;
     for (const [b, idle] of this.#lru) {
       if (freed >= bytes) break;
       this.#lru.delete(b);
       const list = this.#ready.get(idle.key)!;
       list.splice(list.indexOf(b), 1);
       if (list.length === 0) this.#ready.delete(idle.key);
-      out.push({ buffer: b, size: idle.size, inFlight: false });
+      out.push({ buffer: b, key: idle.key, size: idle.size, inFlight: false });
       freed += idle.size;
     }
     for (const [b, idle] of this.#inFlight) {
       if (freed >= bytes) break;
       this.#inFlight.delete(b);
-      out.push({ buffer: b, size: idle.size, inFlight: true });
+      out.push({ buffer: b, key: idle.key, size: idle.size, inFlight: true });
       freed += idle.size;
     }
     this.#bytes -= freed;
+    return out;
+  }
+
+  /**
+   * Before a new buffer of `key` is created: removes least recently freed buffers so the pool holds at most `cap`
+   * bytes plus a slack. The slack grows by `size` whenever a key trimmed earlier is asked for again, so a repeated
+   * step whose working set the cap cut short stops missing after a few steps.
+   *
+   * @param key The new buffer's key.
+   * @param size Its bytes.
+   * @param cap Bytes the pool may hold (the budget passes the high-water mark of pooled buffers in use).
+   * @returns The removed buffers (see {@linkcode BufferPool.release}).
+   */
+  trimFor(key: string, size: number, cap: number): Released[] {
+    if (this.#trimmed.delete(key)) this.#slack += size;
+    const out = this.release(this.#bytes - cap - this.#slack);
+    if (this.#trimmed.size > 4096) this.#trimmed.clear(); // shapes that keep changing: start over
+    for (const r of out) this.#trimmed.add(r.key);
     return out;
   }
 
