@@ -20,6 +20,8 @@ export * from "../bytes.ts";
 export * from "../dtype.ts";
 export * from "../random.ts";
 export * from "./device.ts";
+export * from "./adapter.ts";
+export * from "./pool.ts";
 export * from "./tensor.ts";
 export * from "./budget.ts";
 export * from "./pager.ts";

@@ -171,6 +171,7 @@ export class Profiler {
           "scratch",
           "profile timestamps",
           GPUBufferUsage.QUERY_RESOLVE,
+          false, // the resolve below writes it all (and is submitted before any clear would be)
         );
         enc.resolveQuerySet(c.querySet, 0, 2 * c.kernels.length, buffer, 0);
         return buffer;
