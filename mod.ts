@@ -37,8 +37,6 @@ export {
   type RequestGpuOptions,
 } from "./lib/gpu/device.ts";
 export { type HostArray, Tensor, type TensorOptions } from "./lib/gpu/tensor.ts";
-export type { GpuStats } from "./lib/gpu/stats.ts";
-export type { KernelProfile, Profile } from "./lib/gpu/profiler.ts";
 export {
   type BudgetBufferDescriptor,
   type BudgetReport,
