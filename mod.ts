@@ -104,16 +104,8 @@ export { loadAdapterWeights } from "./lib/model/load_adapter.ts";
 export { KvCache } from "./lib/model/kv_cache.ts";
 
 // Optimizers
-export {
-  AdamW,
-  AdamW8bit,
-  type AdamWOptions,
-  type AdamWState,
-  type OptimParam,
-  PagedAdamW,
-  PagedAdamW8bit,
-  type StepOptions,
-} from "./lib/optim/adamw.ts";
+export { AdamW, type AdamWOptions, type AdamWState, type OptimParam, type StepOptions } from "./lib/optim/adamw.ts";
+export { AdamW8bit, PagedAdamW, PagedAdamW8bit } from "./lib/optim/adamw_variants.ts";
 export { lrAt, type LrSchedule, type LrScheduleKind } from "./lib/optim/schedule.ts";
 
 // Files: safetensors, bitsandbytes 4-bit folders, PEFT adapters, tokenizer

@@ -2,7 +2,8 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import type { LoraLayer } from "../qlinear/layer.ts";
-import { AdamW, type AdamWOptions, PagedAdamW, PagedAdamW8bit } from "../optim/adamw.ts";
+import { AdamW, type AdamWOptions } from "../optim/adamw.ts";
+import { PagedAdamW, PagedAdamW8bit } from "../optim/adamw_variants.ts";
 import type { FinetuneOptions } from "./options.ts";
 
 /** The run's optimizer over `layers`' A and B (it clips by the global gradient norm inside its step). */
