@@ -24,6 +24,8 @@
 // GPU runtime, tensors, memory
 export { formatBytes, parseBytes } from "./lib/bytes.ts";
 export type { DType } from "./lib/dtype.ts";
+export type { GpuStats } from "./lib/gpu/stats.ts";
+export type { KernelProfile, Profile } from "./lib/gpu/profiler.ts";
 export { Rng } from "./lib/random.ts";
 export {
   type Binding,
@@ -46,8 +48,6 @@ export {
   type StagingBufferDescriptor,
 } from "./lib/gpu/budget.ts";
 export { PagedBuffer, Pager } from "./lib/gpu/pager.ts";
-export type { GpuStats } from "./lib/gpu/stats.ts";
-export type { KernelProfile, Profile } from "./lib/gpu/profiler.ts";
 
 // NF4 quantization
 export type { QuantType } from "./lib/quant/code_tables.ts";
@@ -87,34 +87,25 @@ export type { Nf4LinearPath, Nf4Precision } from "./lib/kernels/qlinear_nf4.ts";
 
 // The Llama model
 export type { Batch } from "./lib/model/batch.ts";
+export type { HeadWeights, HiddenLoss } from "./lib/model/lm_head.ts";
+export type { Projection } from "./lib/model/decoder_layer.ts";
+export type { QatBits } from "./lib/qlinear/qat_bits.ts";
 export { type LlamaConfig, loadLlamaConfig, parseLlamaConfig, type RopeScaling } from "./lib/model/config.ts";
 export {
   type BackwardOptions,
   type ForwardOptions,
   type ForwardResult,
-  type HeadWeights,
-  type HiddenLoss,
   type LlamaLoadOptions,
   LlamaModel,
   type LossResult,
   NonFiniteLossError,
-  type Projection,
 } from "./lib/model/llama.ts";
-export type { QatBits } from "./lib/qlinear/qat_bits.ts";
 export { loadAdapterWeights } from "./lib/model/load_adapter.ts";
 export { KvCache } from "./lib/model/kv_cache.ts";
 
 // Optimizers
-export {
-  AdamW,
-  AdamW8bit,
-  type AdamWOptions,
-  type AdamWState,
-  type OptimParam,
-  PagedAdamW,
-  PagedAdamW8bit,
-  type StepOptions,
-} from "./lib/optim/adamw.ts";
+export { AdamW, type AdamWOptions, type AdamWState, type OptimParam, type StepOptions } from "./lib/optim/adamw.ts";
+export { AdamW8bit, PagedAdamW, PagedAdamW8bit } from "./lib/optim/adamw_variants.ts";
 export { lrAt, type LrSchedule, type LrScheduleKind } from "./lib/optim/schedule.ts";
 
 // Files: safetensors, bitsandbytes 4-bit folders, PEFT adapters, tokenizer

@@ -94,3 +94,45 @@ export function bytesToF32(bytes: Uint8Array, dtype: DType): Float32Array {
       throw new Error(`Cannot convert ${dtype} to float32`);
   }
 }
+
+/**
+ * Throws if any value is NaN or ±Inf, naming what holds it and the first bad index: one pass over the bit
+ * patterns (no conversion), for host data that is read anyway.
+ *
+ * @param values float32 values, or raw little-endian bytes of `dtype` (length a multiple of the element size).
+ * @param what What they are, for the message, e.g. `model/x.safetensors: tensor "model.norm.weight"`.
+ * @param dtype The element type of raw bytes (ignored for a Float32Array).
+ * @throws {Error} `<what>: <value> at index <i> is not finite` for the first NaN or ±Inf.
+ *
+ * @example
+ * ```ts
+ * import { assertFinite } from "@qlora/webgpu/gpu";
+ * import assert from "node:assert/strict";
+ * assertFinite(new Float32Array([1, -2]), "w");
+ * assert.throws(() => assertFinite(new Float32Array([1, NaN]), "w"), /w: NaN at index 1 is not finite/);
+ * const bf16 = new Uint8Array(new Uint16Array([0x3f80, 0xff80]).buffer);
+ * assert.throws(() => assertFinite(bf16, 'tensor "w"', "bf16"), /tensor "w": -Infinity at index 1 is not finite/);
+ * ```
+ */
+export function assertFinite(
+  values: Float32Array | Uint8Array,
+  what: string,
+  dtype: "f32" | "f16" | "bf16" = "f32",
+): void {
+  if (values instanceof Float32Array) dtype = "f32";
+  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  const size = DTYPE_BYTES[dtype];
+  const n = Math.floor(bytes.byteLength / size);
+  // A typed view needs an aligned offset; data read from a file is usually aligned already.
+  const data = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  // All exponent bits set is NaN or ±Inf in each of the three formats.
+  const [words, exponent] = dtype === "f32"
+    ? [new Uint32Array(data.buffer, data.byteOffset, n), 0x7f800000]
+    : [new Uint16Array(data.buffer, data.byteOffset, n), dtype === "f16" ? 0x7c00 : 0x7f80];
+  for (let i = 0; i < n; i++) {
+    if ((words[i] & exponent) === exponent) {
+      const value = bytesToF32(data.subarray(i * size, (i + 1) * size), dtype)[0];
+      throw new Error(`${what}: ${value} at index ${i} is not finite`);
+    }
+  }
+}

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseStrictArgs } from "./platform/parse_args.ts";
 import { parseBytes } from "./bytes.ts";
 
 /** One flag: how it is spelled in `--help`, and how its value is read. */
@@ -31,7 +31,7 @@ export interface Flag<T> {
 /** A CLI's flag table: one {@linkcode Flag} per option of `O`, of that option's type. */
 export type FlagTable<O> = { readonly [K in keyof O]: Flag<O[K]> };
 
-/** Flags as `node:util`'s `parseArgs` returned them, by flag name. */
+/** Flags as the strict parser returned them, by flag name. */
 export interface RawFlags {
   /** `--help` or `-h` was given. */
   help: boolean;
@@ -327,7 +327,7 @@ export function listFlag<T extends string>(
 }
 
 /**
- * Reads `args` against a table (plus `-h/--help`) with `node:util`'s strict `parseArgs`, without validating values.
+ * Reads `args` against a table (plus `-h/--help`) with a strict parser (`node:util` `parseArgs`'s rules), without validating values.
  *
  * @param table The CLI's flags.
  * @param args The arguments (`Deno.args`).
@@ -349,10 +349,10 @@ export function readFlags<O>(table: FlagTable<O>, args: readonly string[]): RawF
   Object.values<Flag<unknown>>(table).forEach((f, i) => options[names[i]] = { type: f.type });
   options.help = { type: "boolean", short: "h" };
   try {
-    const { values } = parseArgs({ args: [...args], strict: true, allowPositionals: false, options });
+    const values = parseStrictArgs(args, options);
     return { help: values.help === true, given: names.filter((k) => values[k] !== undefined), values };
   } catch (e) {
-    throw new Error(`${(e as Error).message.replace(/\. To specify.*$/s, "")} (see --help)`);
+    throw new Error(`${(e as Error).message} (see --help)`);
   }
 }
 

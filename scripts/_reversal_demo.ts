@@ -6,13 +6,13 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../lib/platform/path.ts";
 import type { Gpu } from "../lib/gpu/device.ts";
 import { readJsonl } from "../lib/data/records.ts";
 import { type EvalPair, type EvalResult, exactMatchAccuracy } from "../lib/data/eval.ts";
 import { type FlagTable, intFlag, switchFlag, textFlag } from "../lib/flags.ts";
 import { TextGenerator } from "../lib/generate/text_generator.ts";
-import { writeTinyLlama } from "../lib/testing/tiny_llama.ts";
+import { type TinyLlamaOptions, writeTinyLlama } from "../lib/testing/tiny_llama.ts";
 import { parseFinetuneArgs } from "../lib/train/options.ts";
 import type { ProgressSink } from "../lib/train/progress.ts";
 import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
@@ -122,8 +122,25 @@ export function reversalDemoFlags(modelDir: string, data: string, out: string, s
 }
 
 /**
- * Runs the demo: writes the tiny model (`lm_head` std `1/√hidden`: with the default 0.02 a frozen `lm_head`
- * caps the logits and LoRA alone barely moves the loss), scores greedy completions of held-out prompts, fine-tunes,
+ * The demo's tiny model: `lm_head` std `1/√hidden` (with the default 0.02 a frozen `lm_head` caps the logits and
+ * LoRA alone barely moves the loss).
+ *
+ * @param hidden Hidden size.
+ * @returns Options of {@linkcode writeTinyLlama}.
+ *
+ * @example
+ * ```ts
+ * import { reversalDemoModel } from "./_reversal_demo.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(reversalDemoModel(64).intermediate, 172);
+ * ```
+ */
+export function reversalDemoModel(hidden = 64): TinyLlamaOptions {
+  return { hidden, intermediate: Math.round(hidden * 2.6875), lmHeadStd: 1 / Math.sqrt(hidden) };
+}
+
+/**
+ * Runs the demo: writes the tiny model ({@linkcode reversalDemoModel}), scores greedy completions of held-out prompts, fine-tunes,
  * scores again.
  *
  * @param gpu The device.
@@ -146,14 +163,9 @@ export function reversalDemoFlags(modelDir: string, data: string, out: string, s
  */
 export async function runReversalDemo(gpu: Gpu, opts: ReversalDemoOptions): Promise<ReversalDemoResult> {
   const steps = opts.steps;
-  const hidden = opts.hidden ?? 64;
   const modelDir = join(opts.out, "tiny-llama");
   const adapterDir = join(opts.out, "adapter");
-  await writeTinyLlama(modelDir, {
-    hidden,
-    intermediate: Math.round(hidden * 2.6875),
-    lmHeadStd: 1 / Math.sqrt(hidden),
-  });
+  await writeTinyLlama(modelDir, reversalDemoModel(opts.hidden));
   const pairs: EvalPair[] = (await readJsonl(opts.testData)).slice(0, opts.evalCount).map((r) => {
     if (r.kind !== "prompt") throw new Error(`${opts.testData}: line ${r.line} is not a prompt/completion pair`);
     return { prompt: r.prompt, completion: r.completion };

@@ -8,6 +8,7 @@
 import { DEMO_FLAGS } from "./_reversal_demo.ts";
 import { INSPECT_DATA_FLAGS } from "./_inspect_data_options.ts";
 import { QUANTIZE_FLAGS } from "./_quantize_options.ts";
+import { PLAN_FLAGS } from "./_plan_options.ts";
 import { FINETUNE_FLAGS, flagHelp, GENERATE_FLAGS, MERGE_FLAGS } from "../mod.ts";
 import type { Flag } from "../lib/train/mod.ts";
 
@@ -19,6 +20,7 @@ export const CLI_FLAGS: Record<string, Record<string, Flag<unknown>>> = {
   "inspect-data": INSPECT_DATA_FLAGS,
   generate: GENERATE_FLAGS,
   merge: MERGE_FLAGS,
+  plan: PLAN_FLAGS,
 };
 
 const SECTION = /(<!-- flags: ([\w-]+) -->\n)[\s\S]*?(<!-- \/flags -->)/g;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { f32ToBf16 } from "../lib/dtype.ts";
 import { QuantizedCheckpoint } from "../lib/io/bnb_loader.ts";
-import { readPeftAdapter } from "../lib/io/peft.ts";
+import { readPeftAdapter, writePeftAdapter } from "../lib/io/peft.ts";
 import { quantizeFolder } from "../lib/io/quantize_folder.ts";
 import { readJsonFile } from "../lib/io/json_file.ts";
 import { SafetensorsCheckpoint } from "../lib/io/safetensors_checkpoint.ts";
@@ -14,7 +14,9 @@ import { uploadQuantized } from "../lib/kernels/nf4_quantize.ts";
 import { quantize4bitRef } from "../lib/quant/reference.ts";
 import { Rng } from "../lib/random.ts";
 import { assertClose, relError } from "./_assert.ts";
-import { loraFixture, QWEN3_TINY } from "./_lora_fixture.ts";
+import { loraFixture, QWEN3_TINY, TINY } from "./_lora_fixture.ts";
+import { writeTinyWith } from "./_tiny_poisoned.ts";
+import { writeTinyLlama } from "../lib/testing/tiny_llama.ts";
 
 const gpu = await requestGpu();
 // Forces row chunks of 5 rows of K = 128 floats in mergeLoraWeight.
@@ -140,7 +142,6 @@ Deno.test("merge folder: errors name the adapter module and the folders", async 
   );
   await assert.rejects(mergeAdapterFolder(gpu, { ...args, out: `${dir}/model` }), /is the model folder/);
   await Deno.mkdir(`${dir}/small`);
-  const { writeTinyLlama } = await import("../lib/testing/tiny_llama.ts");
   await writeTinyLlama(`${dir}/small`, { layers: 1, hidden: 16, intermediate: 64, heads: 2, kvHeads: 1 });
   await assert.rejects(
     mergeAdapterFolder(gpu, { ...args, model: `${dir}/small` }),
@@ -168,4 +169,58 @@ Deno.test("merge CLI: --quantize writes a bitsandbytes 4-bit folder that loads",
   const bad = await run(["--model", `${dir}/model`, "--adapter", `${dir}/nope`, "--out", `${dir}/m5`]);
   assert.equal(bad.code, 1);
   assert.match(new TextDecoder().decode(bad.stderr), /Error: Adapter folder .*nope does not exist/);
+});
+
+Deno.test("merge folder: an adapter covering only some layers and a missing or unsupported config are refused", async () => {
+  const args = { model: `${dir}/model`, adapter: `${dir}/adapter`, out: `${dir}/x` };
+  await writeTinyLlama(`${dir}/two`, { ...TINY, layers: 2 }); // the adapter has layer 0 only
+  await assert.rejects(
+    mergeAdapterFolder(gpu, { ...args, model: `${dir}/two` }),
+    /adapter_model\.safetensors: no LoRA weights for model\.layers\.1\.mlp\.down_proj, which adapter_config\.json targets/,
+  );
+  const config = await readJsonFile(`${dir}/two/config.json`);
+  await Deno.writeTextFile(`${dir}/two/config.json`, JSON.stringify({ ...config, hidden_act: "gelu" }));
+  await assert.rejects(
+    mergeAdapterFolder(gpu, { ...args, model: `${dir}/two` }),
+    /two\/config\.json: hidden_act = "gelu"/,
+  );
+  await Deno.remove(`${dir}/two/config.json`);
+  await assert.rejects(
+    mergeAdapterFolder(gpu, { ...args, model: `${dir}/two` }),
+    /two\/config\.json: cannot read the model config/,
+  );
+  assert.equal(await Deno.stat(args.out).catch(() => null), null);
+});
+
+Deno.test("merge folder: NaN/Inf in the base or the adapter, or in a merged or converted output, is named", async () => {
+  const args = { model: `${dir}/model`, adapter: `${dir}/adapter`, out: `${dir}/x` };
+  const rejects = async (opts: Partial<typeof args> & { dtype?: "f32" }, re: RegExp) => {
+    await assert.rejects(mergeAdapterFolder(gpu, { ...args, ...opts }), re);
+    assert.equal(await Deno.stat(args.out).catch(() => null), null);
+  };
+  await writeTinyWith(`${dir}/nan`, TINY, "model.norm.weight", 2, NaN);
+  await rejects({ model: `${dir}/nan` }, /nan: tensor "model\.norm\.weight" \(converted\): NaN at index 2/);
+  await writeTinyWith(`${dir}/nan`, TINY, "model.layers.0.self_attn.v_proj.weight", 40, Infinity);
+  await rejects({ model: `${dir}/nan` }, /v_proj\.weight.*Infinity at index 40/);
+  // f32's largest value is finite, but rounds to Inf in bf16: the written values are checked.
+  await writeTinyWith(`${dir}/nan`, TINY, "model.layers.0.input_layernorm.weight", 7, 3.4028234663852886e38);
+  await rejects({ model: `${dir}/nan` }, /input_layernorm\.weight" \(converted\): Infinity at index 7/);
+  await mergeAdapterFolder(gpu, { ...args, model: `${dir}/nan`, out: `${dir}/nan32`, dtype: "f32" });
+
+  const adapter = await readPeftAdapter(`${dir}/adapter`);
+  const q = "model.layers.0.self_attn.q_proj";
+  const modules = new Map(adapter.modules);
+  modules.set(q, { ...modules.get(q)!, a: modules.get(q)!.a.map((x, i) => (i === 5 ? NaN : x)) });
+  await writePeftAdapter(`${dir}/nan-adapter`, { config: adapter.config, modules });
+  await rejects(
+    { adapter: `${dir}/nan-adapter` },
+    /adapter_model\.safetensors: tensor "base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight": NaN at index 5/,
+  );
+  // Finite A and B whose product overflows f32.
+  modules.set(q, { ...modules.get(q)!, a: modules.get(q)!.a.fill(1e20), b: modules.get(q)!.b.fill(1e20) });
+  await writePeftAdapter(`${dir}/nan-adapter`, { config: adapter.config, modules });
+  await rejects(
+    { adapter: `${dir}/nan-adapter` },
+    /tensor "model\.layers\.0\.self_attn\.q_proj\.weight" \(merged\): Infinity at index 0/,
+  );
 });

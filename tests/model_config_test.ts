@@ -169,3 +169,17 @@ Deno.test("lora config: defaults, rsLoRA scale, bad values", () => {
   // deno-lint-ignore no-explicit-any
   assert.throws(() => resolveLoraConfig({ targetModules: ["qkv" as any] }), /target module "qkv"/);
 });
+
+Deno.test("config: tie_word_embeddings follows transformers' default (false) for each architecture when absent", () => {
+  for (const arch of ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"]) {
+    assert.equal(parseLlamaConfig({ ...BASE, architectures: [arch] }).tieWordEmbeddings, false, arch);
+    assert.equal(
+      parseLlamaConfig({ ...BASE, architectures: [arch], tie_word_embeddings: true }).tieWordEmbeddings,
+      true,
+    );
+  }
+  assert.throws(
+    () => parseLlamaConfig({ ...BASE, tie_word_embeddings: "true" }, "m/config.json"),
+    /m\/config.json: tie_word_embeddings = "true": expected true or false/,
+  );
+});

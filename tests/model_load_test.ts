@@ -3,8 +3,9 @@
 import assert from "node:assert/strict";
 import { LlamaModel, quantizeFolder, readPeftAdapter, requestGpu, writePeftAdapter } from "../mod.ts";
 import { loraToPeftConfig, peftToLoraConfig } from "../lib/io/mod.ts";
-import { writeTinyLlama } from "../lib/testing/mod.ts";
+import { type TinyLlamaOptions, writeTinyLlama } from "../lib/testing/mod.ts";
 import { relError } from "./_assert.ts";
+import { writeTinyWith } from "./_tiny_poisoned.ts";
 
 const gpu = await requestGpu();
 
@@ -144,4 +145,61 @@ Deno.test("model load: a PEFT adapter saved from loraWeights and set with setLor
   m2.destroy();
   await Deno.remove(dir, { recursive: true });
   await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("model load: an untied model without lm_head and layers past num_hidden_layers are refused", async () => {
+  const dir = await tinyDir({ layers: 2, tied: true });
+  const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+  const missing = /tensor "lm_head\.weight" is missing and tie_word_embeddings is false/;
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify({ ...config, tie_word_embeddings: false }));
+  await assert.rejects(LlamaModel.load(gpu, dir, { lora: null }), missing);
+  delete config.tie_word_embeddings; // transformers' LlamaConfig default: false
+  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
+  await assert.rejects(LlamaModel.load(gpu, dir, { lora: null }), missing);
+  await Deno.writeTextFile(
+    `${dir}/config.json`,
+    JSON.stringify({ ...config, tie_word_embeddings: true, num_hidden_layers: 1 }),
+  );
+  await assert.rejects(
+    LlamaModel.load(gpu, dir, { lora: null }),
+    /tensor "model\.layers\.1\.input_layernorm\.weight" is past num_hidden_layers = 1/,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("model load: NaN/Inf in a norm, the embeddings or lm_head is named with its first bad index", async () => {
+  const dir = await Deno.makeTempDir();
+  const cases: [TinyLlamaOptions, string, number, number, RegExp][] = [
+    [{ layers: 1 }, "model.norm.weight", 5, NaN, /model\.norm\.weight": NaN at index 5 is not finite/],
+    [
+      { layers: 1 },
+      "model.layers.0.post_attention_layernorm.weight",
+      0,
+      Infinity,
+      /post_attention_layernorm.*Infinity at index 0/,
+    ],
+    [
+      { layers: 1, dtype: "bf16", tied: true },
+      "model.embed_tokens.weight",
+      300,
+      -Infinity,
+      /embed_tokens\.weight": -Infinity at index 300/,
+    ],
+    [{ layers: 1, dtype: "f16" }, "lm_head.weight", 64 * 7 + 3, NaN, /lm_head\.weight": NaN at index 451/],
+    [
+      { layers: 1, qkNorm: true, headDim: 32, tied: true },
+      "model.layers.0.self_attn.k_norm.weight",
+      31,
+      NaN,
+      /k_norm.*NaN at index 31/,
+    ],
+  ];
+  for (const [opts, name, index, value, re] of cases) {
+    await writeTinyWith(dir, opts, name, index, value);
+    await assert.rejects(LlamaModel.load(gpu, dir, { lora: null }), re, name);
+  }
+  // Projections are checked by the NF4 quantizer on the GPU.
+  await writeTinyWith(dir, { layers: 1 }, "model.layers.0.mlp.up_proj.weight", 77, NaN);
+  await assert.rejects(LlamaModel.load(gpu, dir, { lora: null }), /up_proj\.weight.*NaN at index 77/);
+  await Deno.remove(dir, { recursive: true });
 });

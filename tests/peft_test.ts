@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  checkAdapterCoverage,
   loraToPeftConfig,
   parsePeftConfig,
   peftConfigJson,
@@ -142,4 +143,16 @@ Deno.test("peft: loading checks names, halves, shapes and the model's layers; F1
       /LoRA m: A has 8 values and B 12, expected \[2, 5\] and \[6, 2\]/,
     );
   });
+});
+
+Deno.test("peft: an all-linear adapter must cover every projection of the model (checkAdapterCoverage)", () => {
+  const w = { a: new Float32Array(8), b: new Float32Array(12), inFeatures: 4, outFeatures: 6 };
+  const all = { ...config, targetModules: ["all-linear"] };
+  const adapter = { config: all, modules: new Map([["model.layers.0.self_attn.q_proj", w]]) };
+  const layer0 = ["model.layers.0.self_attn.q_proj"];
+  checkAdapterCoverage(adapter, layer0, "a.safetensors");
+  assert.throws(
+    () => checkAdapterCoverage(adapter, [...layer0, "model.layers.1.mlp.up_proj"], "a.safetensors"),
+    /a\.safetensors: no LoRA weights for model\.layers\.1\.mlp\.up_proj, which adapter_config\.json targets \(up_proj\)/,
+  );
 });

@@ -17,6 +17,7 @@ import { readJsonFile } from "../lib/io/mod.ts";
 import { downloadQuantized } from "../lib/kernels/mod.ts";
 import { dequantize4bitRef, DYNAMIC_CODE_SIGNED, NF4_CODE, quantize4bitRef } from "../lib/quant/mod.ts";
 import { writeTinyLlama } from "../lib/testing/mod.ts";
+import { writeTinyWith } from "./_tiny_poisoned.ts";
 
 const gpu = await requestGpu();
 
@@ -317,4 +318,27 @@ Deno.test("quantize folder: odd sizes, partial blocks, >256 blocks; 1-D and inte
   for (const name of ["enc.k_proj.weight", "enc.v_proj.weight"]) {
     assert.deepEqual(await c.read(name), await input.read(name), name);
   }
+});
+
+Deno.test("quantize folder: NaN/Inf in a copied float tensor or a quantized weight is named; no output is left", async () => {
+  const dir = await Deno.makeTempDir();
+  const input = join(dir, "in");
+  const cases: [Parameters<typeof writeTinyWith>[1], string, number, number, RegExp][] = [
+    [{ layers: 1 }, "model.norm.weight", 3, NaN, /model\.safetensors: tensor "model\.norm\.weight": NaN at index 3/],
+    [
+      { layers: 1, dtype: "bf16" },
+      "model.embed_tokens.weight",
+      640,
+      Infinity,
+      /embed_tokens\.weight": Infinity at index 640/,
+    ],
+    [{ layers: 1, dtype: "f16" }, "lm_head.weight", 9, -Infinity, /lm_head\.weight": -Infinity at index 9/],
+    [{ layers: 1 }, "model.layers.0.self_attn.o_proj.weight", 12, NaN, /o_proj\.weight.*NaN at index 12/],
+  ];
+  for (const [opts, name, index, value, re] of cases) {
+    await writeTinyWith(input, opts, name, index, value);
+    await assert.rejects(quantizeFolder(gpu, { input, output: join(dir, "q") }), re, name);
+    assert.equal(await Deno.stat(join(dir, "q")).catch(() => null), null, name);
+  }
+  await Deno.remove(dir, { recursive: true });
 });

@@ -41,7 +41,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
   let base = rh * 2u * p.half + i;
   if (pos >= p.maxPos) {
-    let nan = bitcast<f32>(0x7fc00000u);
+    // A var, not a constant: Chrome's compiler refuses a NaN constant expression.
+    var nan_bits = 0x7fc00000u;
+    let nan = bitcast<f32>(nan_bits);
     x[base] = nan;
     x[base + p.half] = nan;
     return;

@@ -6,6 +6,7 @@
  */
 
 import type { ChatMessage } from "../io/tokenizer.ts";
+import { storage } from "../platform/storage.ts";
 
 /** One parsed data line; `line` is its 1-based line number in `file` (set by {@linkcode parseJsonl}). */
 export type DataRecord =
@@ -82,7 +83,7 @@ export function parseJsonl(text: string, source: string): DataRecord[] {
 export async function readJsonl(path: string): Promise<DataRecord[]> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await storage().readTextFile(path);
   } catch (e) {
     throw new Error(`Cannot read data file ${path}: ${(e as Error).message}`);
   }

@@ -12,6 +12,7 @@ import { LlamaModel } from "../model/llama.ts";
 import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";
 import { TextStreamer } from "./text_streamer.ts";
+import { storage } from "../platform/storage.ts";
 
 /** Options of {@linkcode TextGenerator.complete}. */
 export interface CompleteOptions extends Omit<GenerateOptions, "onToken" | "stopIds" | "cache"> {
@@ -73,9 +74,9 @@ export class TextGenerator {
     adapterDir: string | null = null,
     fakeQuant: QatBits | null = null,
   ): Promise<TextGenerator> {
-    const stat = await Deno.stat(modelDir).catch(() => null);
+    const stat = await storage().stat(modelDir).catch(() => null);
     if (!stat?.isDirectory) throw new Error(`Model folder ${modelDir} does not exist`);
-    if (adapterDir !== null && !(await Deno.stat(adapterDir).catch(() => null))?.isDirectory) {
+    if (adapterDir !== null && !(await storage().stat(adapterDir).catch(() => null))?.isDirectory) {
       throw new Error(`Adapter folder ${adapterDir} does not exist`);
     }
     const tokenizer = await loadTokenizer(modelDir);

@@ -82,10 +82,11 @@ export class BindCache {
         const offset = this.#slot(b);
         if (offset < 0) return null;
         resource = { buffer: this.#uniforms, offset, size: Math.ceil(b.byteLength / 16) * 16 };
-      } else if (b instanceof GPUBuffer) {
-        resource = { buffer: b };
-      } else {
+      } else if ("buffer" in b) {
         resource = b;
+      } else {
+        // Not `instanceof GPUBuffer`: the accounting-only device's buffers are plain objects.
+        resource = { buffer: b };
       }
       key += `|${this.#id(resource.buffer)}:${resource.offset ?? 0}:${resource.size ?? -1}`;
       entries.push({ binding, resource });

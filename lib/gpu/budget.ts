@@ -5,6 +5,7 @@
  */
 
 import { formatBytes, parseBytes } from "../bytes.ts";
+import { BufferPool, type Released } from "./pool.ts";
 
 /** What a GPU allocation is for. Only `optimizer` memory is pageable. */
 export type MemoryClass = "weights" | "activations" | "optimizer" | "scratch";
@@ -51,16 +52,23 @@ export interface Evictor {
 export interface BudgetReport {
   /** The limit in bytes (`Infinity` when unset). */
   limit: number;
-  /** Bytes held now, all classes. */
+  /** Bytes held now: all classes and the pool. */
   current: number;
-  /** Highest `current` ever seen (or since {@linkcode MemoryBudget.resetPeak}). */
+  /** Highest `current` ever seen (or since {@linkcode MemoryBudget.resetPeak}); pooled bytes included. */
   peak: number;
-  /** Bytes held now, per class. */
+  /** Highest bytes held by buffers in use (`current` less `pooled`), over the same span as `peak`. */
+  peakInUse: number;
+  /** Bytes held now, per class (buffers in use; the pool's idle bytes are `pooled`). */
   byClass: Record<MemoryClass, number>;
   /** Highest bytes held, per class. */
   peakByClass: Record<MemoryClass, number>;
-  /** Live buffers. */
+  /** Live buffers (the pool's excluded). */
   buffers: number;
+  /**
+   * Bytes of idle buffers kept for reuse (see {@linkcode MemoryBudget.reuse}): part of `current` and of the
+   * limit, released before any page is evicted or an allocation fails.
+   */
+  pooled: number;
   /** Bytes of host-mapped staging buffers (host memory: not counted in `current` nor against the limit). */
   staging: number;
   /** Paging counters summed over the evictors (pagers); all zero without any. */
@@ -108,6 +116,8 @@ export interface BudgetBufferDescriptor {
   label: string;
   /** Create it mapped (for an initial upload). */
   mappedAtCreation?: boolean;
+  /** When freed, keep it for a later {@linkcode MemoryBudget.reuse} of the same size and usage. */
+  pooled?: boolean;
 }
 
 /**
@@ -121,6 +131,12 @@ export interface BudgetBufferDescriptor {
  *
  * Mapping (staging) buffers are host memory: {@linkcode MemoryBudget.createStagingBuffer} accounts them
  * apart, as the report's `staging` figure.
+ *
+ * Buffers created `pooled` (activations and scratch) go to a pool when freed and are handed out again by
+ * {@linkcode MemoryBudget.reuse}, so a repeated step allocates nothing. The pool's idle bytes count in `current`
+ * and against the limit (reported as `pooled`); they are released, least recently freed first, before any evictor
+ * is asked and before an allocation fails. A new pooled buffer also trims the pool to about the high-water mark of
+ * pooled buffers in use ({@linkcode BufferPool.trimFor}), so changing shapes cannot make the pool grow without bound.
  *
  * @example Accounting two buffers
  * ```ts
@@ -140,14 +156,27 @@ export class MemoryBudget {
   /** The device buffers are created on. */
   readonly device: GPUDevice;
   #limit: number;
-  #held = new Map<GPUBuffer, { size: number; cls: MemoryClass }>();
+  #held = new Map<GPUBuffer, { size: number; cls: MemoryClass; key?: string }>();
   #byClass = zeroByClass();
   #peakByClass = zeroByClass();
   #current = 0;
   #peak = 0;
+  #peakInUse = 0;
   #evictors: Evictor[] = [];
   #staging = new Map<GPUBuffer, number>();
   #stagingBytes = 0;
+  #pool = new BufferPool();
+  // Bytes of pooled-kind buffers in use now, and their high-water mark (the pool's size cap).
+  #livePooled = 0;
+  #livePooledPeak = 0;
+  // Buffers that leave while recorded work may use them: destroyed at the next submitted().
+  #doomed: GPUBuffer[] = [];
+
+  /**
+   * Called with each accounted buffer as it leaves for good (freed without pooling, or released from the pool),
+   * before it is destroyed: `Gpu` drops the bind groups that use it.
+   */
+  onDestroy: ((buffer: GPUBuffer) => void) | null = null;
 
   /**
    * Creates a budget.
@@ -204,9 +233,9 @@ export class MemoryBudget {
     this.#evictors = this.#evictors.filter((e) => e !== evictor);
   }
 
-  /** Bytes that are free under the limit right now (without evicting). */
+  /** Bytes that are free under the limit right now without evicting (the pool's idle bytes count as free). */
   available(): number {
-    return this.#limit - this.#current;
+    return this.#limit - this.#current + this.#pool.bytes;
   }
 
   /**
@@ -218,6 +247,7 @@ export class MemoryBudget {
    */
   reserve(bytes: number, what: string): void {
     if (this.#current + bytes <= this.#limit) return;
+    this.releasePool(this.#current + bytes - this.#limit);
     for (const e of this.#evictors) {
       const need = this.#current + bytes - this.#limit;
       if (need <= 0) break;
@@ -245,6 +275,7 @@ export class MemoryBudget {
    * ```
    */
   async reserveAsync(bytes: number, what: string): Promise<void> {
+    this.releasePool(this.#current + bytes - this.#limit);
     for (const e of this.#evictors) {
       const need = this.#current + bytes - this.#limit;
       if (need <= 0) break;
@@ -261,7 +292,12 @@ export class MemoryBudget {
    * @throws {OutOfBudgetError} If it does not fit.
    */
   createBuffer(desc: BudgetBufferDescriptor): GPUBuffer {
-    const size = Math.max(4, Math.ceil(desc.size / 4) * 4);
+    const size = _size(desc.size);
+    if (desc.pooled) {
+      // A new shape: keep the pool within the high-water mark of pooled buffers in use.
+      const cap = Math.max(this.#livePooledPeak, this.#livePooled + size);
+      this.#release(this.#pool.trimFor(BufferPool.key(size, desc.usage), size, cap));
+    }
     this.reserve(size, `"${desc.label}" (${desc.class})`);
     const buffer = this.device.createBuffer({
       size,
@@ -269,9 +305,74 @@ export class MemoryBudget {
       label: desc.label,
       mappedAtCreation: desc.mappedAtCreation ?? false,
     });
-    this.#held.set(buffer, { size, cls: desc.class });
-    this.#add(desc.class, size);
+    this.#hold(buffer, size, desc.class, desc.pooled ? BufferPool.key(size, desc.usage) : undefined);
     return buffer;
+  }
+
+  /**
+   * An idle pooled buffer of `desc`'s size and usage, now accounted under `desc.class`, or null if the pool has
+   * none ready. Its contents are whatever its last user left (`Gpu` clears it unless told it will be overwritten).
+   *
+   * @param desc Size, usage, class and label (`pooled` is implied).
+   * @returns The buffer, or null: create one with {@linkcode MemoryBudget.createBuffer}.
+   *
+   * @example A freed pooled buffer comes back
+   * ```ts
+   * import { MemoryBudget } from "@qlora/webgpu";
+   * import assert from "node:assert/strict";
+   * const device = await (await navigator.gpu.requestAdapter())!.requestDevice();
+   * const budget = new MemoryBudget(device);
+   * const desc = { size: 256, usage: GPUBufferUsage.STORAGE, class: "activations" as const, label: "x", pooled: true };
+   * const a = budget.createBuffer(desc);
+   * budget.free(a);
+   * assert.equal(budget.report().pooled, 256);
+   * assert.equal(budget.reuse(desc), a);
+   * assert.equal(budget.reuse(desc), null);
+   * assert.deepEqual([budget.report().pooled, budget.report().current], [0, 256]);
+   * ```
+   */
+  reuse(desc: BudgetBufferDescriptor): GPUBuffer | null {
+    const size = _size(desc.size);
+    const key = BufferPool.key(size, desc.usage);
+    const buffer = this.#pool.take(key);
+    if (!buffer) return null;
+    this.#current -= size;
+    buffer.label = desc.label;
+    this.#hold(buffer, size, desc.class, key);
+    return buffer;
+  }
+
+  /**
+   * Releases idle pooled buffers, least recently freed first, until at least `bytes` are out of the budget or the
+   * pool is empty. In-flight ones leave the budget now and are destroyed at the next
+   * {@linkcode MemoryBudget.submitted}.
+   *
+   * @param bytes Bytes wanted (default: the whole pool).
+   * @returns The bytes released.
+   */
+  releasePool(bytes = Infinity): number {
+    return this.#release(this.#pool.release(bytes));
+  }
+
+  #release(buffers: Released[]): number {
+    let freed = 0;
+    for (const r of buffers) {
+      this.onDestroy?.(r.buffer);
+      this.#destroy(r.buffer, r.inFlight);
+      freed += r.size;
+    }
+    this.#current -= freed;
+    return freed;
+  }
+
+  /**
+   * Tells the budget that all recorded work was submitted: buffers freed meanwhile become reusable, and those
+   * released meanwhile are destroyed (`Gpu` calls it after each submit).
+   */
+  submitted(): void {
+    this.#pool.submitted();
+    for (const b of this.#doomed) b.destroy();
+    this.#doomed = [];
   }
 
   /**
@@ -282,7 +383,7 @@ export class MemoryBudget {
    * @returns The buffer.
    */
   createStagingBuffer(desc: StagingBufferDescriptor): GPUBuffer {
-    const size = Math.max(4, Math.ceil(desc.size / 4) * 4);
+    const size = _size(desc.size);
     const buffer = this.device.createBuffer({ ...desc, size, mappedAtCreation: desc.mappedAtCreation ?? false });
     this.#staging.set(buffer, size);
     this.#stagingBytes += size;
@@ -290,26 +391,35 @@ export class MemoryBudget {
   }
 
   /**
-   * Destroys a buffer made by {@linkcode MemoryBudget.createBuffer} (or a staging buffer) and returns its bytes
-   * to the budget. Freeing a buffer twice is a no-op.
+   * Gives back a buffer made by {@linkcode MemoryBudget.createBuffer} or {@linkcode MemoryBudget.reuse} (or a
+   * staging buffer): a pooled one goes to the pool, any other is destroyed and its bytes leave the budget. Freeing
+   * a buffer twice is a no-op.
    *
    * @param buffer The buffer.
-   * @param destroy False: only return the bytes; the caller destroys the buffer soon (once recorded work that
-   *   uses it is submitted).
+   * @param inFlight True when recorded work that is not submitted yet may use it: it is destroyed, or becomes
+   *   reusable, at the next {@linkcode MemoryBudget.submitted}.
    * @returns Whether the budget held the buffer.
    */
-  free(buffer: GPUBuffer, destroy = true): boolean {
+  free(buffer: GPUBuffer, inFlight = false): boolean {
     const staged = this.#staging.get(buffer);
     if (staged !== undefined) {
       this.#staging.delete(buffer);
       this.#stagingBytes -= staged;
-    } else {
-      const rec = this.#held.get(buffer);
-      if (!rec) return false;
-      this.#held.delete(buffer);
-      this.#add(rec.cls, -rec.size);
+      this.#destroy(buffer, inFlight);
+      return true;
     }
-    if (destroy) buffer.destroy();
+    const rec = this.#held.get(buffer);
+    if (!rec) return false;
+    this.#held.delete(buffer);
+    this.#add(rec.cls, -rec.size);
+    if (rec.key === undefined) {
+      this.onDestroy?.(buffer);
+      this.#destroy(buffer, inFlight);
+      return true;
+    }
+    this.#livePooled -= rec.size;
+    this.#pool.put(buffer, rec.key, rec.size, inFlight);
+    this.#current += rec.size; // still held, by the pool
     return true;
   }
 
@@ -321,6 +431,7 @@ export class MemoryBudget {
   /** Restarts peak tracking from the current use (e.g. at the start of a training step). */
   resetPeak(): void {
     this.#peak = this.#current;
+    this.#peakInUse = this.#current - this.#pool.bytes;
     this.#peakByClass = { ...this.#byClass };
   }
 
@@ -339,9 +450,11 @@ export class MemoryBudget {
       limit: this.#limit,
       current: this.#current,
       peak: this.#peak,
+      peakInUse: this.#peakInUse,
       byClass: { ...this.#byClass },
       peakByClass: { ...this.#peakByClass },
       buffers: this.#held.size,
+      pooled: this.#pool.bytes,
       staging: this.#stagingBytes,
       paging,
     };
@@ -357,10 +470,29 @@ export class MemoryBudget {
     );
   }
 
+  #hold(buffer: GPUBuffer, size: number, cls: MemoryClass, key: string | undefined): void {
+    this.#held.set(buffer, { size, cls, key });
+    this.#add(cls, size);
+    if (key === undefined) return;
+    this.#livePooled += size;
+    this.#livePooledPeak = Math.max(this.#livePooledPeak, this.#livePooled);
+  }
+
+  #destroy(buffer: GPUBuffer, inFlight: boolean): void {
+    if (inFlight) this.#doomed.push(buffer);
+    else buffer.destroy();
+  }
+
   #add(cls: MemoryClass, bytes: number): void {
     this.#byClass[cls] += bytes;
     this.#current += bytes;
     if (this.#byClass[cls] > this.#peakByClass[cls]) this.#peakByClass[cls] = this.#byClass[cls];
     if (this.#current > this.#peak) this.#peak = this.#current;
+    this.#peakInUse = Math.max(this.#peakInUse, this.#current - this.#pool.bytes);
   }
+}
+
+/** A buffer's created size: at least 4 bytes, a multiple of 4. */
+function _size(bytes: number): number {
+  return Math.max(4, Math.ceil(bytes / 4) * 4);
 }

@@ -1,6 +1,6 @@
 /**
- * The one place that talks to `navigator.gpu`: adapter and device acquisition, feature detection,
- * the pipeline cache, batched dispatch, uploads/readback, and error reporting that names the kernel.
+ * The device: the pipeline cache, batched dispatch, pooled buffers, uploads/readback, and error reporting that names
+ * the kernel (adapter and device acquisition are in `adapter.ts`).
  *
  * @module
  */
@@ -11,33 +11,12 @@ import { BindCache, UNIFORM_ARENA_BYTES } from "./bind_cache.ts";
 import { type Profile, Profiler } from "./profiler.ts";
 import { WGSL } from "./_wgsl.ts";
 import { type Dispatch, GpuError } from "./dispatch.ts";
+import { acquireDevice, type GpuFeatures, type RequestGpuOptions } from "./adapter.ts";
 
 export { type Binding, type Dispatch, GpuError, grid2d } from "./dispatch.ts";
+export type { GpuFeatures, RequestGpuOptions } from "./adapter.ts";
 
 const SUBMIT_EVERY = 64; // recorded commands after which a dispatch submits them
-
-/** Optional adapter features the kernels can use; each has a fallback. */
-export interface GpuFeatures {
-  /** `shader-f16`: f16 arithmetic and storage in WGSL. */
-  shaderF16: boolean;
-  /** `timestamp-query`: GPU-side timing for benches. */
-  timestampQuery: boolean;
-}
-
-/** Options for {@linkcode requestGpu}. */
-export interface RequestGpuOptions {
-  /** GPU memory budget (bytes or a string such as `"6GiB"`); unset: only the device's own limits. */
-  gpuMemory?: number | string;
-  /** Passed to `requestAdapter`. */
-  powerPreference?: GPUPowerPreference;
-  /** Turn off optional features (e.g. to test the f32 fallback on an adapter that has f16). */
-  disableFeatures?: (keyof GpuFeatures)[];
-  /**
-   * Largest storage binding the kernels make, in bytes (default and cap: the adapter's
-   * `maxStorageBufferBindingSize`); a smaller value makes them split tensors into more ranges (tests use it).
-   */
-  maxBindingBytes?: number;
-}
 
 /**
  * A WebGPU device with the toolkit's plumbing. Get one with {@linkcode requestGpu}.
@@ -68,8 +47,9 @@ export class Gpu {
   // Consecutive dispatches share a pass (each is still its own usage scope); a copy, clear or submit ends it.
   #pass: GPUComputePassEncoder | null = null;
   #passPipeline: GPUComputePipeline | null = null;
-  // Buffers freed while recorded work may still use them: destroyed right after the next submit.
-  #doomed: GPUBuffer[] = [];
+  // Clears of reused buffers: a command buffer submitted just before #encoder's, so they split no pass (nothing
+  // recorded since the buffer's last submit uses it).
+  #clears: GPUCommandEncoder | null = null;
   #kernelsPending: string[] = [];
   #errors: string[] = [];
   #pendingChecks: Promise<void>[] = [];
@@ -107,6 +87,7 @@ export class Gpu {
       label: "uniform arena",
     });
     this.#bindCache = new BindCache(device, uniforms, Math.max(256, device.limits.minUniformBufferOffsetAlignment));
+    budget.onDestroy = (b) => this.#bindCache.forget(b);
   }
 
   /** The WGSL source of a kernel in `wgsl/` (embedded, so no file access is needed). */
@@ -146,21 +127,47 @@ export class Gpu {
   }
 
   /**
-   * Creates an accounted buffer (zero-filled, as WebGPU guarantees).
+   * An accounted, zero-filled buffer. Activations and scratch come from the budget's pool when it has a freed
+   * buffer of the same size and usage (cleared on the GPU before any recorded work, unless `zero` is false), and
+   * go back to it when freed; other classes are created new.
    *
    * @param size Bytes (rounded up to a multiple of 4).
    * @param cls Memory class.
    * @param label Names the buffer in errors.
    * @param usage Extra usage flags beyond `STORAGE | COPY_SRC | COPY_DST`.
+   * @param zero False: the caller overwrites every byte before reading any, so a reused buffer is not cleared.
+   *
+   * @example A freed activation buffer is reused, cleared
+   * ```ts
+   * import { requestGpu } from "@qlora/webgpu";
+   * import assert from "node:assert/strict";
+   * const gpu = await requestGpu();
+   * const a = gpu.createBuffer(8, "activations", "a");
+   * gpu.write(a, new Float32Array([1, 2]));
+   * gpu.free(a);
+   * const b = gpu.createBuffer(8, "activations", "b");
+   * assert.equal(b, a);
+   * assert.deepEqual([...await gpu.readF32(b)], [0, 0]);
+   * ```
    */
-  createBuffer(size: number, cls: MemoryClass, label: string, usage = 0): GPUBuffer {
-    this.device.pushErrorScope("out-of-memory");
-    const b = this.budget.createBuffer({
+  createBuffer(size: number, cls: MemoryClass, label: string, usage = 0, zero = true): GPUBuffer {
+    const desc = {
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | usage,
       class: cls,
       label,
-    });
+      pooled: cls === "activations" || cls === "scratch",
+    };
+    const reused = desc.pooled ? this.budget.reuse(desc) : null;
+    if (reused) {
+      if (zero) {
+        (this.#clears ??= this.device.createCommandEncoder({ label: "clears" })).clearBuffer(reused);
+        this.#pending();
+      }
+      return reused;
+    }
+    this.device.pushErrorScope("out-of-memory");
+    const b = this.budget.createBuffer(desc);
     this.#check(this.device.popErrorScope(), `allocating ${size} bytes for "${label}"`);
     return b;
   }
@@ -343,12 +350,12 @@ export class Gpu {
     this.device.pushErrorScope("out-of-memory");
     this.device.pushErrorScope("validation");
     this.#bindCache.upload();
-    this.device.queue.submit([enc.finish()]);
+    this.device.queue.submit(this.#clears ? [this.#clears.finish(), enc.finish()] : [enc.finish()]);
+    this.#clears = null;
     this.#check(this.device.popErrorScope(), `running kernels [${kernels}]`);
     this.#check(this.device.popErrorScope(), `running kernels [${kernels}]`);
-    // WebGPU lets a buffer used by submitted work be destroyed (the work still completes).
-    for (const b of this.#doomed) b.destroy();
-    this.#doomed = [];
+    // WebGPU lets a buffer used by submitted work be destroyed (the work still completes) or reused (after it).
+    this.budget.submitted();
     this.#counters.now.submitMs += performance.now() - t0;
   }
 
@@ -388,16 +395,12 @@ export class Gpu {
   }
 
   /**
-   * Frees a buffer made by {@linkcode Gpu.createBuffer}: its bytes leave the budget now; the buffer itself is
-   * destroyed at once when no work is pending, else right after the next submit (recorded work may use it).
+   * Frees a buffer made by {@linkcode Gpu.createBuffer}: an activation or scratch buffer goes to the budget's pool,
+   * any other's bytes leave the budget. While recorded work may still use it, it is reused or destroyed only
+   * after the next submit.
    */
   free(buffer: GPUBuffer): void {
-    this.#bindCache.forget(buffer);
-    if (!this.#encoder) {
-      this.budget.free(buffer);
-    } else if (this.budget.free(buffer, false)) {
-      this.#doomed.push(buffer);
-    }
+    this.budget.free(buffer, this.#encoder !== null);
   }
 
   /** Releases the device and every cached object. */
@@ -446,7 +449,7 @@ export class Gpu {
 
 /**
  * Acquires the adapter and a device with the limits the kernels need (largest storage bindings and buffers the
- * adapter allows), and detects optional features.
+ * adapter allows), detects optional features, and sets up the memory budget.
  *
  * @param options Memory budget, power preference, features to leave off, binding limit.
  * @returns A ready {@linkcode Gpu}.
@@ -463,39 +466,6 @@ export class Gpu {
  * ```
  */
 export async function requestGpu(options: RequestGpuOptions = {}): Promise<Gpu> {
-  if (typeof navigator === "undefined" || !navigator.gpu) {
-    throw new GpuError("WebGPU is not available in this runtime: run under Deno 2 (`deno run`)");
-  }
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: options.powerPreference });
-  if (!adapter) {
-    throw new GpuError(
-      "No WebGPU adapter found. Install a GPU driver with Vulkan support, or Mesa's software rasterizer " +
-        "(Debian/Ubuntu: `apt-get install mesa-vulkan-drivers`); Deno also falls back to OpenGL with " +
-        "DENO_WEBGPU_BACKEND=gl",
-    );
-  }
-  const off = new Set(options.disableFeatures ?? []);
-  const has = (f: string, k: keyof GpuFeatures) => adapter.features.has(f as GPUFeatureName) && !off.has(k);
-  const features: GpuFeatures = {
-    shaderF16: has("shader-f16", "shaderF16"),
-    timestampQuery: has("timestamp-query", "timestampQuery"),
-  };
-  const requiredFeatures: GPUFeatureName[] = [];
-  if (features.shaderF16) requiredFeatures.push("shader-f16");
-  if (features.timestampQuery) requiredFeatures.push("timestamp-query");
-  const l = adapter.limits;
-  const device = await adapter.requestDevice({
-    requiredFeatures,
-    requiredLimits: {
-      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-      maxBufferSize: l.maxBufferSize,
-      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
-      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
-      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
-    },
-  });
-  const name = adapter.info.description || adapter.info.device || adapter.info.vendor || "unknown adapter";
-  const budget = new MemoryBudget(device, options.gpuMemory);
-  return new Gpu(device, name, features, budget, options.maxBindingBytes);
+  const { device, name, features } = await acquireDevice(options);
+  return new Gpu(device, name, features, new MemoryBudget(device, options.gpuMemory), options.maxBindingBytes);
 }

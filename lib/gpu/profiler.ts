@@ -6,9 +6,10 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../platform/path.ts";
 import type { Gpu } from "./device.ts";
 import type { GpuStats } from "./stats.ts";
+import { storage } from "../platform/storage.ts";
 
 /** One kernel's line of a {@linkcode Profile}. */
 export interface KernelProfile {
@@ -170,6 +171,7 @@ export class Profiler {
           "scratch",
           "profile timestamps",
           GPUBufferUsage.QUERY_RESOLVE,
+          false, // the resolve below writes it all (and is submitted before any clear would be)
         );
         enc.resolveQuerySet(c.querySet, 0, 2 * c.kernels.length, buffer, 0);
         return buffer;
@@ -270,7 +272,7 @@ export async function writeProfile(
   log: (line: string) => void,
 ): Promise<Profile> {
   const p = await gpu.stopProfile(Math.max(1, steps));
-  await Deno.writeTextFile(join(dir, "profile.json"), JSON.stringify(p, null, 2) + "\n");
+  await storage().writeFile(join(dir, "profile.json"), JSON.stringify(p, null, 2) + "\n");
   log(formatProfile(p));
   return p;
 }

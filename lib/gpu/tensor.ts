@@ -19,6 +19,11 @@ export interface TensorOptions {
   class?: MemoryClass;
   /** Names the tensor in errors (default `"tensor"`). */
   label?: string;
+  /**
+   * {@linkcode Tensor.empty}: false when a kernel writes every element before anything reads one, so a buffer
+   * reused from the pool need not be cleared (default true: zeros).
+   */
+  zero?: boolean;
 }
 
 /**
@@ -72,12 +77,25 @@ export class Tensor {
     this.label = label;
   }
 
-  /** A zero-filled tensor. */
+  /**
+   * A zero-filled tensor (with `zero: false`, of unspecified contents: for outputs a kernel writes in full).
+   * Activations and scratch reuse the buffers of freed tensors of the same byte size.
+   *
+   * @example
+   * ```ts
+   * import { requestGpu, Tensor } from "@qlora/webgpu";
+   * import assert from "node:assert/strict";
+   * const gpu = await requestGpu();
+   * Tensor.fromArray(gpu, new Float32Array([1, 2]), [2]).destroy();
+   * const t = Tensor.empty(gpu, [2], { label: "zeros" });
+   * assert.deepEqual([...await t.toFloat32()], [0, 0]);
+   * ```
+   */
   static empty(gpu: Gpu, shape: readonly number[], opts: TensorOptions = {}): Tensor {
     const dtype = opts.dtype ?? "f32";
     const label = opts.label ?? "tensor";
     const bytes = numel(shape) * DTYPE_BYTES[dtype];
-    const buffer = gpu.createBuffer(bytes, opts.class ?? "activations", label);
+    const buffer = gpu.createBuffer(bytes, opts.class ?? "activations", label, 0, opts.zero ?? true);
     return new Tensor(gpu, buffer, shape, dtype, label);
   }
 
@@ -92,8 +110,8 @@ export class Tensor {
           `${dtype} (${expected} bytes)`,
       );
     }
-    const t = Tensor.empty(gpu, shape, { ...opts, dtype });
-    t.write(data);
+    const t = Tensor.empty(gpu, shape, { ...opts, dtype, zero: data.byteLength === 0 });
+    t.write(data); // every byte of the buffer (the padding too)
     return t;
   }
 

@@ -1,14 +1,15 @@
-// Private file helpers: whole writes and exact positioned reads on a Deno.FsFile, temporary names, new output
+// Private file helpers: whole writes and exact positioned reads on an open file, temporary names, new output
 // folders filled under a `.partial` name, copying a folder's other files.
 
-import { join, resolve } from "node:path";
+import { join, resolve } from "../platform/path.ts";
+import { type ReadableFile, storage, type WritableFile } from "../platform/storage.ts";
 
-/** Temporary names made by {@linkcode _tempName}: the target's name, `.tmp-`, the writer's pid, 8 hex digits. */
+/** Temporary names made by {@linkcode _tempName}: the target's name, `.tmp-`, the writer's id (pid), 8 hex digits. */
 export const _TEMP_NAME: RegExp = /\.tmp-(\d+)-[0-9a-f]{8}$/;
 
 /** A fresh temporary name beside `path` (see {@linkcode _TEMP_NAME}). */
 export function _tempName(path: string): string {
-  return `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  return `${path}.tmp-${storage().writerId}-${crypto.randomUUID().slice(0, 8)}`;
 }
 
 /**
@@ -23,7 +24,7 @@ export function _namingPath(e: unknown, path: string): unknown {
 }
 
 /** Writes every byte (a single `write` may write fewer); an error names `path`, the file being written. */
-export async function _writeAll(file: Deno.FsFile, bytes: Uint8Array, path: string): Promise<void> {
+export async function _writeAll(file: WritableFile, bytes: Uint8Array, path: string): Promise<void> {
   try {
     let done = 0;
     while (done < bytes.byteLength) done += await file.write(bytes.subarray(done));
@@ -36,12 +37,11 @@ export async function _writeAll(file: Deno.FsFile, bytes: Uint8Array, path: stri
  * Reads exactly `length` bytes at `offset`; `what` names the file and item in the error when the file ends early
  * (it shrank after its header was checked).
  */
-export async function _readAt(file: Deno.FsFile, offset: number, length: number, what: string): Promise<Uint8Array> {
+export async function _readAt(file: ReadableFile, offset: number, length: number, what: string): Promise<Uint8Array> {
   const out = new Uint8Array(length);
-  await file.seek(offset, Deno.SeekMode.Start);
   let done = 0;
   while (done < length) {
-    const n = await file.read(out.subarray(done));
+    const n = await file.read(offset + done, out.subarray(done));
     if (n === null) throw new Error(`${what}: file ends after ${offset + done} bytes, expected ${offset + length}`);
     done += n;
   }
@@ -51,7 +51,7 @@ export async function _readAt(file: Deno.FsFile, offset: number, length: number,
 /** Whether a path exists (file or folder). */
 export async function _exists(path: string): Promise<boolean> {
   try {
-    await Deno.stat(path);
+    await storage().stat(path);
     return true;
   } catch {
     return false;
@@ -70,16 +70,17 @@ export async function _fillNewFolder<T>(out: string, fill: (dir: string) => Prom
   await _checkNewFolder(out);
   const final = out.replace(/[\\/]+$/, "");
   const partial = `${final}.partial`;
-  await Deno.remove(partial, { recursive: true }).catch(_unlessNotFound);
-  await Deno.mkdir(partial, { recursive: true });
+  const fs = storage();
+  await fs.remove(partial, { recursive: true }).catch(_unlessNotFound);
+  await fs.mkdir(partial, { recursive: true });
   try {
     const result = await fill(partial);
     await _checkNewFolder(final);
-    await Deno.remove(final).catch(_unlessNotFound);
-    await Deno.rename(partial, final);
+    await fs.remove(final).catch(_unlessNotFound);
+    await fs.rename(partial, final);
     return result;
   } catch (e) {
-    await Deno.remove(partial, { recursive: true }).catch(() => {});
+    await fs.remove(partial, { recursive: true }).catch(() => {});
     throw e;
   }
 }
@@ -97,7 +98,7 @@ export async function _partialNote(out: string): Promise<string> {
 /** Throws unless `out` is missing or an empty folder (checked early by callers with a long run ahead). */
 export async function _checkNewFolder(out: string): Promise<void> {
   try {
-    for await (const _ of Deno.readDir(out)) {
+    for await (const _ of storage().readDir(out)) {
       throw new Error(`Output folder ${out} already exists and is not empty: choose a new folder or remove it`);
     }
   } catch (e) {
@@ -107,7 +108,7 @@ export async function _checkNewFolder(out: string): Promise<void> {
 
 /** Rethrows anything but "not found" (for removing what may not be there). */
 export function _unlessNotFound(e: unknown): void {
-  if (!(e instanceof Deno.errors.NotFound)) throw e;
+  if (!storage().isNotFound(e)) throw e;
 }
 
 /**
@@ -121,14 +122,15 @@ export async function _copyOtherFiles(
   rel = "",
 ): Promise<string[]> {
   const copied: string[] = [];
-  for await (const e of Deno.readDir(join(from, rel))) {
+  const fs = storage();
+  for await (const e of fs.readDir(join(from, rel))) {
     const src = join(from, rel, e.name);
     if (skip.has(resolve(src)) || resolve(src) === resolve(to)) continue;
     if (e.isDirectory) {
-      await Deno.mkdir(join(to, rel, e.name), { recursive: true });
+      await fs.mkdir(join(to, rel, e.name), { recursive: true });
       copied.push(...await _copyOtherFiles(from, to, skip, join(rel, e.name)));
     } else if (e.isFile) {
-      await Deno.copyFile(src, join(to, rel, e.name));
+      await fs.copyFile(src, join(to, rel, e.name));
       copied.push(join(rel, e.name));
     }
   }

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { join } from "node:path";
-import process from "node:process";
+import { join } from "../platform/path.ts";
+import { storage, type WritableFile } from "../platform/storage.ts";
 import { _namingPath, _TEMP_NAME, _tempName, _unlessNotFound, _writeAll } from "./_file.ts";
 
 /**
@@ -29,20 +29,21 @@ import { _namingPath, _TEMP_NAME, _tempName, _unlessNotFound, _writeAll } from "
  * assert.equal(await Deno.readTextFile(path), "hello");
  * ```
  */
-export async function withAtomicFile<T>(path: string, write: (file: Deno.FsFile) => Promise<T>): Promise<T> {
+export async function withAtomicFile<T>(path: string, write: (file: WritableFile) => Promise<T>): Promise<T> {
+  const fs = storage();
   const tmp = _tempName(path);
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  const file = await fs.openWrite(tmp);
   let closed = false;
   try {
     const result = await write(file);
-    await file.syncData();
-    file.close();
+    await file.sync();
     closed = true;
-    await Deno.rename(tmp, path);
+    file.close();
+    await fs.rename(tmp, path);
     return result;
   } catch (e) {
     if (!closed) file.close();
-    await Deno.remove(tmp).catch(() => {});
+    await fs.remove(tmp).catch(() => {});
     throw _namingPath(e, path);
   }
 }
@@ -92,27 +93,16 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
  */
 export async function sweepTempFiles(dir: string): Promise<string[]> {
   const removed: string[] = [];
+  const fs = storage();
   try {
-    for await (const e of Deno.readDir(dir)) {
+    for await (const e of fs.readDir(dir)) {
       const m = _TEMP_NAME.exec(e.name);
-      if (!m || _alive(Number(m[1]))) continue;
-      await Deno.remove(join(dir, e.name), { recursive: true }).catch(_unlessNotFound);
+      if (!m || fs.alive(Number(m[1]))) continue;
+      await fs.remove(join(dir, e.name), { recursive: true }).catch(_unlessNotFound);
       removed.push(e.name);
     }
   } catch (e) {
     _unlessNotFound(e);
   }
   return removed.sort();
-}
-
-/** Whether process `pid` runs (this one always does); false when that cannot be asked (no `--allow-run`). */
-function _alive(pid: number): boolean {
-  if (pid === Deno.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: it runs, as another user.
-    return (e as { code?: string }).code === "EPERM";
-  }
 }

@@ -6,6 +6,7 @@
  */
 
 import { writeFileAtomic } from "./atomic_write.ts";
+import { storage } from "../platform/storage.ts";
 
 /**
  * Reads a file holding a JSON object.
@@ -28,7 +29,7 @@ import { writeFileAtomic } from "./atomic_write.ts";
 export async function readJsonFile(path: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await storage().readTextFile(path);
   } catch (e) {
     throw new Error(`${path}: cannot read: ${(e as Error).message}`);
   }

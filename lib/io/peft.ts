@@ -9,11 +9,12 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../platform/path.ts";
 import { readJsonFile, writeJsonFile } from "./json_file.ts";
 import { SafetensorsFile } from "./safetensors_reader.ts";
 import { type SafetensorsTensorData, writeSafetensors } from "./safetensors_writer.ts";
 import { LORA_TARGETS, type LoraConfig, type LoraTarget, type ResolvedLoraConfig } from "../qlinear/lora_config.ts";
+import { storage } from "../platform/storage.ts";
 
 /** File name of the adapter weights. */
 export const PEFT_WEIGHTS_FILE = "adapter_model.safetensors";
@@ -282,7 +283,7 @@ export async function writePeftAdapter(dir: string, adapter: PeftAdapter): Promi
     tensors.push({ name: peftTensorName(module, "A"), dtype: "F32", shape: [r, w.inFeatures], data: bytes(w.a) });
     tensors.push({ name: peftTensorName(module, "B"), dtype: "F32", shape: [w.outFeatures, r], data: bytes(w.b) });
   }
-  await Deno.mkdir(dir, { recursive: true });
+  await storage().mkdir(dir, { recursive: true });
   await writeSafetensors(join(dir, PEFT_WEIGHTS_FILE), tensors);
   await writeJsonFile(join(dir, PEFT_CONFIG_FILE), peftConfigJson(adapter.config));
 }
@@ -346,11 +347,42 @@ export async function readPeftAdapter(dir: string, linears?: ReadonlyMap<string,
     }
     modules.set(module, { a: await file.readF32(A), b: await file.readF32(B), inFeatures: sa[1], outFeatures: sb[0] });
   }
-  for (const module of linears?.keys() ?? []) {
+  const adapter = { config, modules };
+  if (linears) checkAdapterCoverage(adapter, linears.keys(), path);
+  return adapter;
+}
+
+/**
+ * Checks that an adapter has weights for every module of the model that its `target_modules` names
+ * (`all-linear`: every decoder projection), so an adapter covering only some layers is refused rather than
+ * applied to part of the model.
+ *
+ * @param adapter The adapter.
+ * @param modules The model's linear module paths, e.g. `model.layers.0.self_attn.q_proj`.
+ * @param source The adapter's weights file, for the message.
+ * @throws {Error} Naming the file and the first targeted module without weights.
+ *
+ * @example
+ * ```ts
+ * import { checkAdapterCoverage } from "@qlora/webgpu/io";
+ * import assert from "node:assert/strict";
+ * const config = { r: 1, loraAlpha: 2, loraDropout: 0, targetModules: ["q_proj"], useRslora: false, baseModelNameOrPath: null };
+ * const w = { a: new Float32Array(2), b: new Float32Array(2), inFeatures: 2, outFeatures: 2 };
+ * const adapter = { config, modules: new Map([["model.layers.0.self_attn.q_proj", w]]) };
+ * const layers = ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj"];
+ * checkAdapterCoverage(adapter, layers, "a.safetensors");
+ * assert.throws(
+ *   () => checkAdapterCoverage(adapter, [...layers, "model.layers.1.self_attn.q_proj"], "a.safetensors"),
+ *   /a\.safetensors: no LoRA weights for model\.layers\.1\.self_attn\.q_proj/,
+ * );
+ * ```
+ */
+export function checkAdapterCoverage(adapter: PeftAdapter, modules: Iterable<string>, source: string): void {
+  const targets = peftToLoraConfig(adapter.config).targetModules as readonly string[];
+  for (const module of modules) {
     const name = module.slice(module.lastIndexOf(".") + 1);
-    if (config.targetModules.includes(name) && !modules.has(module)) {
-      throw new Error(`${path}: no LoRA weights for ${module}, which ${PEFT_CONFIG_FILE} targets (${name})`);
+    if (targets.includes(name) && !adapter.modules.has(module)) {
+      throw new Error(`${source}: no LoRA weights for ${module}, which ${PEFT_CONFIG_FILE} targets (${name})`);
     }
   }
-  return { config, modules };
 }

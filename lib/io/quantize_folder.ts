@@ -9,7 +9,8 @@
  * @module
  */
 
-import { basename, join, resolve } from "node:path";
+import { basename, join, resolve } from "../platform/path.ts";
+import { assertFinite } from "../dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { downloadQuantized, freeQuantized, quantizeNF4 } from "../kernels/nf4_quantize.ts";
@@ -21,6 +22,7 @@ import { readJsonFile, writeJsonFile } from "./json_file.ts";
 import { SAFETENSORS_INDEX_FILE, SafetensorsCheckpoint } from "./safetensors_checkpoint.ts";
 import type { SafetensorsTensorInfo, SafetensorsTensorSpec } from "./safetensors_header.ts";
 import { SafetensorsWriter } from "./safetensors_writer.ts";
+import { type FileInfo, storage } from "../platform/storage.ts";
 
 /** Options of {@linkcode quantizeFolder}. */
 export interface QuantizeFolderOptions {
@@ -88,8 +90,9 @@ const _TORCH_NAMES: Record<string, "float32" | "float16" | "bfloat16"> = {
  * @param opts Input, output, block size, double quantization, modules, progress callback.
  * @returns What was quantized, copied and written.
  * @throws {Error} If the input folder is missing or has no safetensors files, the output is the input or a
- * folder that is not empty, the checkpoint is already quantized, no module matches a tensor, or a module given in
- * `modules` matches none.
+ * folder that is not empty, the checkpoint is already quantized, no module matches a tensor, a module given in
+ * `modules` matches none, or a tensor holds NaN/Inf (naming it and the first bad index; the quantized ones are
+ * checked on the GPU, the float ones copied through on the host).
  *
  * @example Quantize the tiny model
  * ```ts
@@ -187,6 +190,8 @@ async function _write(
           }
           report.quantized.push(name);
         } else {
+          const dtype = _FLOAT_DTYPES[info.dtype];
+          if (dtype) assertFinite(bytes, `${file.path}: tensor "${name}"`, dtype);
           await w.write(name, bytes);
           report.copied.push(name);
         }
@@ -246,9 +251,9 @@ function _skippedModules(ckpt: SafetensorsCheckpoint, targets: Set<string>): str
 }
 
 async function _checkFolders(input: string, output: string): Promise<void> {
-  let stat: Deno.FileInfo;
+  let stat: FileInfo;
   try {
-    stat = await Deno.stat(input);
+    stat = await storage().stat(input);
   } catch {
     throw new Error(`Input folder ${input} does not exist`);
   }

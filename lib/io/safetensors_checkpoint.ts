@@ -6,11 +6,12 @@
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { dirname, join } from "../platform/path.ts";
 import { _exists, _partialNote } from "./_file.ts";
 import { readJsonFile } from "./json_file.ts";
 import { SafetensorsFile } from "./safetensors_reader.ts";
 import type { SafetensorsTensorInfo } from "./safetensors_header.ts";
+import { type FileInfo, storage } from "../platform/storage.ts";
 
 /** File name of a sharded checkpoint's index, as transformers writes it. */
 export const SAFETENSORS_INDEX_FILE = "model.safetensors.index.json";
@@ -59,9 +60,9 @@ export class SafetensorsCheckpoint {
    * missing file or a tensor its shard does not hold.
    */
   static async open(path: string): Promise<SafetensorsCheckpoint> {
-    let stat: Deno.FileInfo;
+    let stat: FileInfo;
     try {
-      stat = await Deno.stat(path);
+      stat = await storage().stat(path);
     } catch (e) {
       throw new Error(`${path}: cannot open checkpoint: ${(e as Error).message}${await _partialNote(path)}`);
     }
@@ -180,7 +181,7 @@ export class SafetensorsCheckpoint {
  */
 export async function listSafetensorsFiles(dir: string): Promise<string[]> {
   const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) {
+  for await (const e of storage().readDir(dir)) {
     if (e.isFile && e.name.endsWith(".safetensors")) names.push(e.name);
   }
   return names.sort();

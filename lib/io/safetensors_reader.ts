@@ -6,6 +6,7 @@
  */
 
 import { bytesToF32 } from "../dtype.ts";
+import { type ReadableFile, storage } from "../platform/storage.ts";
 import { _readAt } from "./_file.ts";
 import {
   parseSafetensorsHeader,
@@ -37,10 +38,10 @@ export class SafetensorsFile {
   readonly header: SafetensorsHeader;
   /** File size in bytes. */
   readonly size: number;
-  #file: Deno.FsFile;
+  #file: ReadableFile;
   #byName: Map<string, SafetensorsTensorInfo>;
 
-  private constructor(path: string, file: Deno.FsFile, header: SafetensorsHeader, size: number) {
+  private constructor(path: string, file: ReadableFile, header: SafetensorsHeader, size: number) {
     this.path = path;
     this.header = header;
     this.size = size;
@@ -56,14 +57,14 @@ export class SafetensorsFile {
    * @throws {Error} Naming the file (and the tensor) when it is missing, truncated or malformed.
    */
   static async open(path: string): Promise<SafetensorsFile> {
-    let file: Deno.FsFile;
+    let file: ReadableFile;
     try {
-      file = await Deno.open(path, { read: true });
+      file = await storage().openRead(path);
     } catch (e) {
       throw new Error(`${path}: cannot open safetensors file: ${(e as Error).message}`);
     }
     try {
-      const size = (await file.stat()).size;
+      const size = file.size;
       const prefix = size >= 8 ? await _readAt(file, 0, 8, path) : new Uint8Array(0);
       const n = parseSafetensorsHeaderLength(prefix, size, path);
       const json = await _readAt(file, 8, n, `${path}: header`);

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { storage, type WritableFile } from "../platform/storage.ts";
 import { _namingPath, _tempName, _writeAll } from "./_file.ts";
 import {
   encodeSafetensorsHeader,
@@ -63,14 +64,14 @@ export class SafetensorsWriter {
   #metadata: Readonly<Record<string, string>>;
   #jsonBytes: number;
   #tmp: string;
-  #file: Deno.FsFile | null;
+  #file: WritableFile | null;
   #index = 0;
   #filled = 0;
 
   private constructor(
     path: string,
     tmp: string,
-    file: Deno.FsFile,
+    file: WritableFile,
     header: { tensors: SafetensorsTensorInfo[]; metadata: Readonly<Record<string, string>>; jsonBytes: number },
   ) {
     this.path = path;
@@ -104,7 +105,7 @@ export class SafetensorsWriter {
       plain.bytes.byteLength - 8 + (options.reserveHeaderBytes ?? 0),
     );
     const tmp = _tempName(path);
-    const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+    const file = await storage().openWrite(tmp);
     const w = new SafetensorsWriter(path, tmp, file, { tensors, metadata, jsonBytes: bytes.byteLength - 8 });
     await w.#orAbort(() => _writeAll(file, bytes, path));
     return w;
@@ -176,10 +177,10 @@ export class SafetensorsWriter {
     }
     if (this.#tensors.length > this.#declared) await this.#rewriteHeader(file);
     await this.#orAbort(async () => {
-      await file.syncData();
+      await file.sync();
       file.close();
       this.#file = null;
-      await Deno.rename(this.#tmp, this.path);
+      await storage().rename(this.#tmp, this.path);
     });
   }
 
@@ -187,7 +188,7 @@ export class SafetensorsWriter {
   async abort(): Promise<void> {
     this.#file?.close();
     this.#file = null;
-    await Deno.remove(this.#tmp).catch(() => {});
+    await storage().remove(this.#tmp).catch(() => {});
   }
 
   /** Moves past fully written tensors (zero-byte ones need no write), stopping at one named `name`. */
@@ -199,7 +200,7 @@ export class SafetensorsWriter {
     }
   }
 
-  async #rewriteHeader(file: Deno.FsFile): Promise<void> {
+  async #rewriteHeader(file: WritableFile): Promise<void> {
     const { bytes } = encodeSafetensorsHeader(this.#tensors, this.#metadata, this.#jsonBytes);
     if (bytes.byteLength - 8 !== this.#jsonBytes) {
       await this.abort();
@@ -209,7 +210,7 @@ export class SafetensorsWriter {
       );
     }
     await this.#orAbort(async () => {
-      await file.seek(0, Deno.SeekMode.Start);
+      await file.seek(0);
       await _writeAll(file, bytes, this.path);
     });
   }
@@ -224,7 +225,7 @@ export class SafetensorsWriter {
     }
   }
 
-  #open(): Deno.FsFile {
+  #open(): WritableFile {
     if (!this.#file) throw new Error(`${this.path}: writer is closed`);
     return this.#file;
   }

@@ -9,6 +9,7 @@
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { ChatTemplate } from "./chat_template.ts";
 import { readJsonFile } from "./json_file.ts";
+import { storage } from "../platform/storage.ts";
 
 /** One chat turn, as in a `{"messages": [...]}` data line. */
 export interface ChatMessage {
@@ -221,9 +222,9 @@ function _tokenString(value: unknown): string | null {
 
 async function _readOptional(path: string): Promise<Record<string, unknown> | undefined> {
   try {
-    await Deno.stat(path);
+    await storage().stat(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
+    if (storage().isNotFound(e)) return undefined;
     throw e;
   }
   return await readJsonFile(path);

@@ -84,7 +84,8 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   }
   if (accumulate && !options.out) throw new Error("matmul: accumulate needs an out tensor");
   const gpu = a.gpu;
-  const out = options.out ?? Tensor.empty(gpu, [M, N], { label: options.label ?? "matmul out" });
+  // A new out is written in full (the first range does not accumulate), unless there is nothing to sum over.
+  const out = options.out ?? Tensor.empty(gpu, [M, N], { label: options.label ?? "matmul out", zero: K === 0 });
   const [or, oc] = _shape2(out, "out");
   if (or !== M || oc !== N) {
     throw new Error(`matmul: out "${out.label}" is [${out.shape}], expected [${M},${N}]`);

@@ -125,7 +125,7 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
   const kernel = _gemmKernel(gpu, options.precision, "nf4Linear");
   _checkWeight(gpu, "nf4Linear", w);
   const ranges = rowRanges(gpu, M, [K * 4, N * 4], "nf4Linear");
-  const out = options.out ?? Tensor.empty(gpu, [M, N], { label: `${w.label} out` });
+  const out = options.out ?? Tensor.empty(gpu, [M, N], { label: `${w.label} out`, zero: false }); // written in full
   expectF32(out, [M, N], "nf4Linear: out");
   if (M === 0) return out;
   for (const range of ranges) {
@@ -185,7 +185,7 @@ export function nf4LinearGradInput(
   const kernel = _gemmKernel(gpu, options.precision, "nf4LinearGradInput");
   _checkWeight(gpu, "nf4LinearGradInput", w);
   const ranges = rowRanges(gpu, M, [N * 4, K * 4], "nf4LinearGradInput");
-  const dx = options.out ?? Tensor.empty(gpu, [M, K], { label: `${w.label} dx` });
+  const dx = options.out ?? Tensor.empty(gpu, [M, K], { label: `${w.label} dx`, zero: false }); // written in full
   expectF32(dx, [M, K], "nf4LinearGradInput: out");
   if (M === 0) return dx;
   for (const range of ranges) {

@@ -13,23 +13,31 @@
  * @module
  */
 
-import { basename, join, resolve } from "node:path";
-import { bytesToF32, f32ToBf16 } from "../dtype.ts";
+import { basename, join, resolve } from "../platform/path.ts";
+import { assertFinite, bytesToF32, f32ToBf16 } from "../dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { _checkNewFolder, _copyOtherFiles, _exists, _fillNewFolder } from "../io/_file.ts";
+import { _checkNewFolder, _copyOtherFiles, _fillNewFolder } from "../io/_file.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
 import { DEFAULT_QUANTIZED_MODULES, moduleNameOf } from "../io/bnb_format.ts";
 import { readJsonFile, writeJsonFile } from "../io/json_file.ts";
-import { peftToLoraConfig, readPeftAdapter } from "../io/peft.ts";
+import {
+  checkAdapterCoverage,
+  PEFT_WEIGHTS_FILE,
+  peftTensorName,
+  peftToLoraConfig,
+  readPeftAdapter,
+} from "../io/peft.ts";
 import { quantizeFolder } from "../io/quantize_folder.ts";
 import { SAFETENSORS_INDEX_FILE } from "../io/safetensors_checkpoint.ts";
 import { type SafetensorsTensorSpec, safetensorsToDType } from "../io/safetensors_header.ts";
 import { SafetensorsWriter } from "../io/safetensors_writer.ts";
+import { loadLlamaConfig } from "../model/config.ts";
 import { resolveLoraConfig } from "../qlinear/lora_config.ts";
 import { freeQuantized, quantizeNF4 } from "../kernels/nf4_quantize.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { type LoraDelta, mergeLoraWeight } from "./merge_lora.ts";
+import { storage } from "../platform/storage.ts";
 
 /** Options of {@linkcode mergeAdapterFolder}. */
 export interface MergeFolderOptions {
@@ -82,8 +90,10 @@ const _OUT_DTYPE = { bf16: { st: "BF16", torch: "bfloat16" }, f32: { st: "F32", 
  * @param gpu The device (dequantization and the `s·B·A` products run there).
  * @param opts Model, adapter, output folder, dtype, re-quantization, progress callback.
  * @returns What was merged, dequantized and copied.
- * @throws {Error} Naming the folder, file or module: a missing folder, the output being the model folder or a
- *   folder that is not empty, an adapter module the model lacks or whose shape differs.
+ * @throws {Error} Naming the folder, file or module: a missing folder, a missing or unsupported `config.json` (as
+ *   `loadLlamaConfig` names it), the output being the model folder or a folder that is not empty, an adapter module
+ *   the model lacks or whose shape differs, a targeted module the adapter has no weights for (as `finetune` and
+ *   `generate` refuse it), or NaN/Inf in an input or merged tensor (naming it and the first bad index).
  *
  * @example Merge a zero adapter into the tiny model
  * ```ts
@@ -104,25 +114,29 @@ const _OUT_DTYPE = { bf16: { st: "BF16", torch: "bfloat16" }, f32: { st: "F32", 
 export async function mergeAdapterFolder(gpu: Gpu, opts: MergeFolderOptions): Promise<MergeFolderReport> {
   const t0 = performance.now();
   for (const [flag, dir] of [["Model", opts.model], ["Adapter", opts.adapter]]) {
-    if (!(await Deno.stat(dir).catch(() => null))?.isDirectory) throw new Error(`${flag} folder ${dir} does not exist`);
+    if (!(await storage().stat(dir).catch(() => null))?.isDirectory) {
+      throw new Error(`${flag} folder ${dir} does not exist`);
+    }
   }
   if (resolve(opts.out) === resolve(opts.model)) throw new Error(`Output folder ${opts.out} is the model folder`);
+  await loadLlamaConfig(opts.model); // only a model the toolkit can load and train is merged
   await _checkNewFolder(opts.out);
   if (!opts.quantize) return await _fillNewFolder(opts.out, (out) => _merge(gpu, opts, out, t0));
   const tmp = `${opts.out.replace(/\/+$/, "")}.merging`;
-  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  await storage().remove(tmp, { recursive: true }).catch(() => {});
   try {
     const report = await _merge(gpu, opts, tmp, t0);
     await quantizeFolder(gpu, { input: tmp, output: opts.out });
     return { ...report, seconds: (performance.now() - t0) / 1000 };
   } finally {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    await storage().remove(tmp, { recursive: true }).catch(() => {});
   }
 }
 
 async function _merge(gpu: Gpu, opts: MergeFolderOptions, out: string, t0: number): Promise<MergeFolderReport> {
   const dtype = _OUT_DTYPE[opts.dtype ?? "bf16"];
   const adapter = await readPeftAdapter(opts.adapter);
+  const adapterFile = join(opts.adapter, PEFT_WEIGHTS_FILE);
   const scale = resolveLoraConfig(peftToLoraConfig(adapter.config)).scale;
   using ckpt = await QuantizedCheckpoint.open(opts.model);
   const st = ckpt.checkpoint;
@@ -148,9 +162,13 @@ async function _merge(gpu: Gpu, opts: MergeFolderOptions, out: string, t0: numbe
         `${opts.adapter}: ${module} is [${w.outFeatures}, ${w.inFeatures}]; the model's weight is [${shape}]`,
       );
     }
+    assertFinite(w.a, `${adapterFile}: tensor "${peftTensorName(module, "A")}"`);
+    assertFinite(w.b, `${adapterFile}: tensor "${peftTensorName(module, "B")}"`);
   }
+  const modules = names.filter(isProjection).map((n) => n.slice(0, -".weight".length));
+  checkAdapterCoverage(adapter, modules, adapterFile);
 
-  await Deno.mkdir(out, { recursive: true });
+  await storage().mkdir(out, { recursive: true });
   const report: MergeFolderReport = { merged: [], dequantized: [], other: [], files: [], seconds: 0 };
   const weightMap: Record<string, string> = {};
   let totalSize = 0;
@@ -185,7 +203,10 @@ async function _merge(gpu: Gpu, opts: MergeFolderOptions, out: string, t0: numbe
           report.other.push(n);
         }
         if (values) {
-          await w.write(n, dtype.st === "F32" ? _bytes(values) : _bytes(f32ToBf16(values)));
+          // The written values: NaN/Inf in the input, or an f32 that rounds past the bf16 range.
+          const bytes = dtype.st === "F32" ? _bytes(values) : _bytes(f32ToBf16(values));
+          assertFinite(bytes, `${opts.model}: tensor "${n}" (${action})`, opts.dtype ?? "bf16");
+          await w.write(n, bytes);
         } else {
           await w.write(n, await st.read(n));
         }
@@ -206,12 +227,10 @@ async function _merge(gpu: Gpu, opts: MergeFolderOptions, out: string, t0: numbe
     await writeJsonFile(join(out, SAFETENSORS_INDEX_FILE), { metadata, weight_map: weightMap });
   }
   const configPath = join(opts.model, "config.json");
-  if (await _exists(configPath)) {
-    const config = await readJsonFile(configPath);
-    delete config.quantization_config;
-    config.torch_dtype = dtype.torch;
-    await writeJsonFile(join(out, "config.json"), config);
-  }
+  const config = await readJsonFile(configPath);
+  delete config.quantization_config;
+  config.torch_dtype = dtype.torch;
+  await writeJsonFile(join(out, "config.json"), config);
   const skip = new Set([
     ...st.files.map((f) => resolve(f.path)),
     resolve(configPath),

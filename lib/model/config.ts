@@ -11,6 +11,7 @@
  */
 
 import { _partialNote } from "../io/_file.ts";
+import { storage } from "../platform/storage.ts";
 
 /** RoPE frequency scaling (`rope_scaling` in `config.json`). */
 export type RopeScaling =
@@ -51,7 +52,11 @@ export interface LlamaConfig {
   ropeScaling: RopeScaling | null;
   /** `max_position_embeddings`. */
   maxPositionEmbeddings: number;
-  /** `tie_word_embeddings`: `lm_head` reuses `embed_tokens`. */
+  /**
+   * `tie_word_embeddings`: `lm_head` reuses `embed_tokens`. When the key is absent, transformers' default for the
+   * architecture (`false` for all four: `LlamaConfig`, `MistralConfig`, `Qwen2Config` and `Qwen3Config` override
+   * `PretrainedConfig`'s `true`), so a checkpoint without `lm_head.weight` needs the key set to `true`.
+   */
   tieWordEmbeddings: boolean;
   /** Whether q/k/v projections have a bias (Qwen2). */
   qkvBias: boolean;
@@ -63,13 +68,16 @@ export interface LlamaConfig {
   eosTokenIds: number[];
 }
 
+/** Transformers' default `tie_word_embeddings` of each supported architecture's config class. */
+const _TIE_DEFAULT: Readonly<Record<string, boolean>> = {
+  LlamaForCausalLM: false,
+  MistralForCausalLM: false,
+  Qwen2ForCausalLM: false,
+  Qwen3ForCausalLM: false,
+};
+
 /** Architectures the model code implements. */
-export const SUPPORTED_ARCHITECTURES: readonly string[] = [
-  "LlamaForCausalLM",
-  "MistralForCausalLM",
-  "Qwen2ForCausalLM",
-  "Qwen3ForCausalLM",
-];
+export const SUPPORTED_ARCHITECTURES: readonly string[] = Object.keys(_TIE_DEFAULT);
 
 /**
  * Parses and validates a Hugging Face `config.json` object.
@@ -154,6 +162,8 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
   const eos = c.eos_token_id;
   const eosTokenIds = eos === undefined || eos === null ? [] : Array.isArray(eos) ? eos : [eos];
   if (!eosTokenIds.every((e) => Number.isInteger(e) && e >= 0)) throw bad("eos_token_id", "expected token ids");
+  const tie = c.tie_word_embeddings ?? _TIE_DEFAULT[architecture];
+  if (typeof tie !== "boolean") throw bad("tie_word_embeddings", "expected true or false");
   const bos = c.bos_token_id;
   if (bos !== undefined && bos !== null && !(Number.isInteger(bos) && (bos as number) >= 0)) {
     throw bad("bos_token_id", "expected a token id");
@@ -173,7 +183,7 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
     ropeTheta: num("rope_theta", 10000),
     ropeScaling: _ropeScaling(c.rope_scaling, file),
     maxPositionEmbeddings,
-    tieWordEmbeddings: c.tie_word_embeddings === true,
+    tieWordEmbeddings: tie,
     qkvBias: qwen2,
     qkNorm: qwen3,
     bosTokenId: typeof bos === "number" ? bos : null,
@@ -236,7 +246,7 @@ export async function loadLlamaConfig(dir: string): Promise<LlamaConfig> {
   const file = `${dir}/config.json`;
   let text: string;
   try {
-    text = await Deno.readTextFile(file);
+    text = await storage().readTextFile(file);
   } catch (e) {
     throw new Error(`${file}: cannot read the model config: ${(e as Error).message}${await _partialNote(dir)}`);
   }

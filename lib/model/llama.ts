@@ -28,7 +28,7 @@ import {
 } from "./llama_options.ts";
 import type { ResolvedLoraConfig } from "../qlinear/lora_config.ts";
 import type { QatBits } from "../qlinear/qat_bits.ts";
-import { loadModelWeights } from "./model_weights.ts";
+import { loadModelWeights, type ModelWeights, shapeOnlyWeights } from "./model_weights.ts";
 import { readCrossEntropy } from "../kernels/cross_entropy.ts";
 import { embeddingForward } from "../kernels/embedding.ts";
 import { ropeInvFreq, ropeTable } from "./rope.ts";
@@ -110,10 +110,38 @@ export class LlamaModel {
    * @throws {Error} For an unsupported config, or a missing or mis-shaped tensor (naming it and the file).
    */
   static async load(gpu: Gpu, path: string, options: LlamaLoadOptions = {}): Promise<LlamaModel> {
-    if (options.precision === "f16" && !gpu.features.shaderF16) {
-      throw new Error(`Precision f16 needs the shader-f16 feature, absent on ${gpu.adapterName}`);
-    }
-    const w = await loadModelWeights(gpu, path, options);
+    _checkPrecision(gpu, options);
+    return LlamaModel.#from(gpu, await loadModelWeights(gpu, path, options), options);
+  }
+
+  /**
+   * A model of `config` with zero weights, made by the same path as {@linkcode LlamaModel.load} (the same
+   * tensors, quantized on the GPU) without reading a checkpoint: on an accounting-only device it sizes a run
+   * before its weights are downloaded.
+   *
+   * @param gpu The device.
+   * @param config The configuration.
+   * @param options LoRA settings, checkpointing, quantization.
+   * @returns The model.
+   *
+   * @example
+   * ```ts
+   * import { accountingGpu } from "@qlora/webgpu/gpu";
+   * import { LlamaModel, parseLlamaConfig } from "@qlora/webgpu/model";
+   * import assert from "node:assert/strict";
+   * const config = parseLlamaConfig(JSON.parse(await Deno.readTextFile("tests/fixtures/configs/SmolLM2-135M.json")));
+   * const { gpu } = accountingGpu({ limits: { maxBufferSize: 2 ** 32, maxStorageBufferBindingSize: 2 ** 31 } });
+   * const model = await LlamaModel.fromConfig(gpu, config, { lora: { r: 8 } });
+   * assert.equal(model.loraLayers().length, 7 * 30);
+   * assert.ok(gpu.budget.report().byClass.weights > 100e6);
+   * ```
+   */
+  static async fromConfig(gpu: Gpu, config: LlamaConfig, options: LlamaLoadOptions = {}): Promise<LlamaModel> {
+    _checkPrecision(gpu, options);
+    return LlamaModel.#from(gpu, await shapeOnlyWeights(gpu, config, options), options);
+  }
+
+  static #from(gpu: Gpu, w: ModelWeights, options: LlamaLoadOptions): LlamaModel {
     return new LlamaModel(gpu, w.config, w.lora, w, options.gradientCheckpointing ?? true);
   }
 
@@ -279,7 +307,11 @@ export class LlamaModel {
    * @throws {NonFiniteLossError} If the loss is NaN/Inf (checked before the backward: gradients stay untouched).
    */
   async forwardBackward(batch: Batch, options: BackwardOptions = {}): Promise<LossResult> {
-    if (!this.lora && !this.qat) throw new Error("forwardBackward: the model was loaded without LoRA nor QAT layers");
+    if (!this.lora && !this.qat) {
+      throw new Error(
+        "forwardBackward: the model was loaded without LoRA adapters (lora: null) and without QAT layers",
+      );
+    }
     const c = this.config;
     const { targets, tokens, lengths } = prepareTargets(batch, c.vocabSize);
     const ctx = this.#context(batch, lengths, options.seed ?? 0);
@@ -430,6 +462,12 @@ export class LlamaModel {
     this.#norm.destroy();
     this.#rope?.destroy();
     this.#rope = null;
+  }
+}
+
+function _checkPrecision(gpu: Gpu, options: LlamaLoadOptions): void {
+  if (options.precision === "f16" && !gpu.features.shaderF16) {
+    throw new Error(`Precision f16 needs the shader-f16 feature, absent on ${gpu.adapterName}`);
   }
 }
 

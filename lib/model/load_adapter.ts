@@ -5,7 +5,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../platform/path.ts";
 import { readJsonFile } from "../io/json_file.ts";
 import { type LinearShape, parsePeftConfig, PEFT_CONFIG_FILE, peftToLoraConfig, readPeftAdapter } from "../io/peft.ts";
 import type { LlamaModel } from "./llama.ts";

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { assertFinite } from "../dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
@@ -40,6 +41,26 @@ export interface ModelWeights {
   qat: QatBits | null;
 }
 
+/**
+ * Refuses what the model would otherwise get wrong silently: tensors of layers past `num_hidden_layers` (left
+ * out) and an untied model without `lm_head.weight` (not to be replaced by the embeddings).
+ */
+function _checkTensorNames(ckpt: QuantizedCheckpoint, c: LlamaConfig, path: string): void {
+  const extra = [...ckpt.quantizedNames(), ...ckpt.plainNames()].find((n) => {
+    const m = /^model\.layers\.(\d+)\./.exec(n);
+    return m !== null && Number(m[1]) >= c.numLayers;
+  });
+  if (extra !== undefined) {
+    throw new Error(`${path}: tensor "${extra}" is past num_hidden_layers = ${c.numLayers} in config.json`);
+  }
+  if (!c.tieWordEmbeddings && !ckpt.checkpoint.has("lm_head.weight")) {
+    throw new Error(
+      `${path}: tensor "lm_head.weight" is missing and tie_word_embeddings is false in config.json (false when ` +
+        "absent, as in transformers)",
+    );
+  }
+}
+
 /** The seven projection shapes `[N, K]` of a layer, in {@linkcode LORA_TARGETS} order. */
 function _projShapes(c: LlamaConfig): [number, number][] {
   const q = c.numHeads * c.headDim;
@@ -47,6 +68,17 @@ function _projShapes(c: LlamaConfig): [number, number][] {
   const H = c.hiddenSize;
   const I = c.intermediateSize;
   return [[q, H], [kv, H], [kv, H], [H, q], [I, H], [I, H], [H, I]];
+}
+
+/** Where {@linkcode _buildWeights} gets tensors: a checkpoint, or nothing but shapes. */
+interface _WeightSource {
+  /**
+   * A frozen tensor of `shape` (checked against the source), filled from it; its values are checked finite
+   * unless `quantizing` (the NF4 quantizer checks them on the GPU).
+   */
+  plain(name: string, shape: number[], quantizing?: boolean): Promise<Tensor>;
+  /** The tensor as stored quantized, or null when it is to be quantized on load. */
+  quantized(name: string, shape: number[]): Promise<QuantizedTensor | null>;
 }
 
 /**
@@ -61,33 +93,80 @@ function _projShapes(c: LlamaConfig): [number, number][] {
  */
 export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoadOptions): Promise<ModelWeights> {
   const ckpt = await QuantizedCheckpoint.open(path);
-  const made: { destroy(): void }[] = [];
   try {
     const config = options.config ??
       (ckpt.config ? parseLlamaConfig(ckpt.config, `${path}/config.json`) : await loadLlamaConfig(path));
-    const qat = options.qat ?? null;
-    if (qat && options.lora !== null) throw new Error(`${path}: QAT layers take no LoRA adapters (pass lora: null)`);
-    const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
-    const c = config;
-    const plain = async (name: string, shape: number[]): Promise<Tensor> => {
-      if (!ckpt.checkpoint.has(name)) throw new Error(`${path}: tensor "${name}" is missing`);
-      const info = ckpt.checkpoint.info(name);
-      if (info.shape.join() !== shape.join()) {
-        throw new Error(`${path}: tensor "${name}" has shape [${info.shape}], expected [${shape}]`);
-      }
-      const t = Tensor.fromArray(gpu, await ckpt.checkpoint.readF32(name), shape, { class: "weights", label: name });
-      made.push(t);
-      return t;
-    };
-    const quantized = async (name: string, shape: number[]): Promise<QuantizedTensor> => {
-      if (ckpt.isQuantized(name)) {
+    _checkTensorNames(ckpt, config, path);
+    const source: _WeightSource = {
+      plain: async (name, shape, quantizing) => {
+        if (!ckpt.checkpoint.has(name)) throw new Error(`${path}: tensor "${name}" is missing`);
+        const info = ckpt.checkpoint.info(name);
+        if (info.shape.join() !== shape.join()) {
+          throw new Error(`${path}: tensor "${name}" has shape [${info.shape}], expected [${shape}]`);
+        }
+        const values = await ckpt.checkpoint.readF32(name);
+        if (!quantizing) assertFinite(values, `${path}: tensor "${name}"`);
+        return Tensor.fromArray(gpu, values, shape, { class: "weights", label: name });
+      },
+      quantized: async (name, shape) => {
+        if (!ckpt.isQuantized(name)) return null;
         const q = await ckpt.loadQuantized(gpu, name);
         if (q.shape.join() !== shape.join()) {
           throw new Error(`${path}: quantized "${name}" has shape [${q.shape}], expected [${shape}]`);
         }
         return q;
-      }
-      const w = await plain(name, shape);
+      },
+    };
+    return await _buildWeights(gpu, config, source, options);
+  } finally {
+    ckpt.close();
+  }
+}
+
+/**
+ * Makes every tensor {@linkcode loadModelWeights} makes for a checkpoint of `config`, zero-filled, without
+ * reading one (e.g. on an accounting-only device, to size a run before downloading its weights).
+ *
+ * @param gpu The device.
+ * @param config The configuration.
+ * @param options LoRA settings, quantization, precision (`config` is ignored).
+ * @returns The configuration, LoRA settings and (zero) weights.
+ */
+export async function shapeOnlyWeights(
+  gpu: Gpu,
+  config: LlamaConfig,
+  options: LlamaLoadOptions,
+): Promise<ModelWeights> {
+  const source: _WeightSource = {
+    plain: (name, shape) => Promise.resolve(Tensor.empty(gpu, shape, { class: "weights", label: name })),
+    quantized: () => Promise.resolve(null),
+  };
+  return await _buildWeights(gpu, config, source, options);
+}
+
+async function _buildWeights(
+  gpu: Gpu,
+  config: LlamaConfig,
+  source: _WeightSource,
+  options: LlamaLoadOptions,
+): Promise<ModelWeights> {
+  const made: { destroy(): void }[] = [];
+  try {
+    const qat = options.qat ?? null;
+    if (qat && options.lora !== null) {
+      throw new Error(`Model "${config.architecture}": QAT layers take no LoRA adapters (pass lora: null)`);
+    }
+    const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
+    const c = config;
+    const plain = async (name: string, shape: number[], quantizing = false): Promise<Tensor> => {
+      const t = await source.plain(name, shape, quantizing);
+      made.push(t);
+      return t;
+    };
+    const quantized = async (name: string, shape: number[]): Promise<QuantizedTensor> => {
+      const stored = await source.quantized(name, shape);
+      if (stored) return stored;
+      const w = await plain(name, shape, true);
       const q = await quantizeNF4(gpu, w, {
         blocksize: options.blocksize ?? 64,
         doubleQuant: options.doubleQuant ?? true,
@@ -96,7 +175,6 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
       w.destroy();
       return q;
     };
-
     const embed = await plain("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
     const layers: DecoderLayer[] = [];
     const shapes = _projShapes(c);
@@ -136,8 +214,7 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
       layers.push(layer);
     }
     const norm = await plain("model.norm.weight", [c.hiddenSize]);
-    const tied = c.tieWordEmbeddings || !ckpt.checkpoint.has("lm_head.weight");
-    const head = tied ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+    const head = c.tieWordEmbeddings ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
     const lmHead = vocabChunks(gpu, head, gpu.maxBindingBytes);
     made.push(...lmHead);
     if (lmHead[0] !== head && head !== embed) head.destroy();
@@ -146,7 +223,5 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
   } catch (e) {
     for (const t of made) t.destroy();
     throw e;
-  } finally {
-    ckpt.close();
   }
 }

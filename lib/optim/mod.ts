@@ -14,5 +14,6 @@
  */
 
 export * from "./adamw.ts";
+export * from "./adamw_variants.ts";
 export * from "./schedule.ts";
 export * from "./state_file.ts";

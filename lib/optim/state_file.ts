@@ -7,9 +7,10 @@
  * @module
  */
 
-import { crc32 } from "node:zlib";
+import { crc32 } from "../platform/crc32.ts";
 import { _writeAll } from "../io/_file.ts";
 import { withAtomicFile } from "../io/atomic_write.ts";
+import { storage } from "../platform/storage.ts";
 
 const MAGIC = new TextEncoder().encode("QLWOPT1\n");
 
@@ -71,7 +72,7 @@ export async function writeStateFile(
  * @throws {Error} Naming the file, if it is not a state file, is truncated, or fails its checksum.
  */
 export async function readStateFile(path: string): Promise<{ header: StateFileHeader; payload: Uint8Array }> {
-  const bytes = await Deno.readFile(path);
+  const bytes = await storage().readFile(path);
   const bad = (why: string) => new Error(`Optimizer state file ${path}: ${why}`);
   if (bytes.byteLength < 12 || MAGIC.some((b, i) => bytes[i] !== b)) {
     throw bad("not an optimizer state file (bad magic)");

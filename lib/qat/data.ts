@@ -13,6 +13,7 @@ import type { TextTokenizer } from "../io/tokenizer.ts";
 import type { LlamaModel } from "../model/llama.ts";
 import { deriveSeed, Rng } from "../random.ts";
 import { argmax, sampleToken } from "../generate/sampling.ts";
+import { storage } from "../platform/storage.ts";
 
 /** Options of {@linkcode generateQatData}. */
 export interface QatDataOptions {
@@ -46,13 +47,13 @@ interface _Line {
 async function _readLines(path: string, repair: boolean): Promise<_Line[]> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await storage().readTextFile(path);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return [];
+    if (storage().isNotFound(e)) return [];
     throw e;
   }
   const end = text.lastIndexOf("\n") + 1;
-  if (repair && end < text.length) await Deno.truncate(path, new TextEncoder().encode(text.slice(0, end)).length);
+  if (repair && end < text.length) await storage().truncate(path, new TextEncoder().encode(text.slice(0, end)).length);
   return text.slice(0, end).split("\n").filter((l) => l.trim()).map((l, i) => {
     const v = JSON.parse(l);
     if (!Array.isArray(v.ids)) throw new Error(`${path}:${i + 1}: no "ids" array of token ids`);
@@ -118,9 +119,14 @@ export async function generateQatData(model: LlamaModel, tok: TextTokenizer, opt
       cache.destroy();
     }
     const lines = seqs.map((ids, b) => JSON.stringify({ sample: done + b, ids, text: tok.decode(ids) }) + "\n");
-    // One write per batch through an open file: a kill tears at most the last line, cut off by the next run.
-    using f = await Deno.open(options.out, { append: true, create: true });
-    await _writeAll(f, new TextEncoder().encode(lines.join("")), options.out);
+    // One write per batch through an open file: a kill tears at most the last line, cut off by the next run. With
+    // no complete line yet the file is empty (or missing), so it is created afresh.
+    const f = await storage().openWrite(options.out, { append: done > 0 });
+    try {
+      await _writeAll(f, new TextEncoder().encode(lines.join("")), options.out);
+    } finally {
+      f.close();
+    }
     done += B;
     options.onProgress?.(done);
   }

@@ -12,6 +12,7 @@ import { prepareTargets } from "../model/batch.ts";
 import type { LlamaModel } from "../model/llama.ts";
 import { readGeneratedExamples } from "./data.ts";
 import { distillation } from "./distill.ts";
+import { storage } from "../platform/storage.ts";
 
 /** What {@linkcode evaluate} returns. */
 export interface EvalReport {
@@ -33,7 +34,7 @@ export interface EvalReport {
  * @returns The examples.
  */
 export async function readEvalExamples(path: string, modelDir: string, maxSeqLen: number): Promise<Example[]> {
-  const first = (await Deno.readTextFile(path)).split("\n").find((l) => l.trim()) ?? "{}";
+  const first = (await storage().readTextFile(path)).split("\n").find((l) => l.trim()) ?? "{}";
   if (Array.isArray(JSON.parse(first).ids)) return await readGeneratedExamples(path, maxSeqLen);
   return tokenizeData(await loadTokenizer(modelDir), await readJsonl(path), maxSeqLen).examples;
 }

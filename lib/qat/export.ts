@@ -7,7 +7,7 @@
  * @module
  */
 
-import { basename, join, resolve } from "node:path";
+import { basename, join, resolve } from "../platform/path.ts";
 import { f32ToBf16 } from "../dtype.ts";
 import { _copyOtherFiles, _fillNewFolder } from "../io/_file.ts";
 import { writeJsonFile } from "../io/json_file.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { resolve } from "node:path";
+import { resolve } from "../platform/path.ts";
 import {
   bytesFlag,
   flagHelp,

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../platform/path.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { clipGradNorm } from "../kernels/clip_grad_norm.ts";
 import { DataLoader } from "../data/loader.ts";
@@ -32,6 +32,7 @@ import { distillationLoss } from "./distill.ts";
 import { writeQatModel } from "./export.ts";
 import { QatLinear } from "../qlinear/qat_linear.ts";
 import { parseQatArgs, type QatArgs, type QatOptions } from "./options.ts";
+import { storage } from "../platform/storage.ts";
 
 /** File of the trained projection weights (f32) inside a checkpoint. */
 export const QAT_WEIGHTS_FILE = "qat_weights.safetensors";
@@ -156,7 +157,7 @@ export async function trainQat(
       await opt.load(join(resumeFrom, OPTIMIZER_STATE_FILE));
       loader.restore((await readTrainerState(resumeFrom)).dataPosition);
     }
-    await Deno.mkdir(o.out, { recursive: true });
+    await storage().mkdir(o.out, { recursive: true });
     const metricsPath = join(o.out, METRICS_FILE);
     const metrics = await MetricsWriter.open(metricsPath, resumeFrom ? startStep : undefined, runId);
     const progress = new ProgressBar(totalSteps, { sink: hooks.sink });
@@ -215,7 +216,7 @@ export async function trainQat(
     for (const p of params) trained.set(p.name, await p.param.toFloat32());
     const modelDir = join(o.out, QAT_MODEL_DIR);
     // A resumed run may have written its model before the kill (e.g. in the loss curve's write): this one replaces it.
-    if (resumeFrom) await Deno.remove(modelDir, { recursive: true }).catch(_unlessNotFound);
+    if (resumeFrom) await storage().remove(modelDir, { recursive: true }).catch(_unlessNotFound);
     await writeQatModel(o.model, modelDir, trained, bits);
     await writeLossSvg(join(o.out, LOSS_SVG_FILE), await readMetrics(metricsPath));
     return { steps: totalSteps, lastLoss };

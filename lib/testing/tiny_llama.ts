@@ -7,13 +7,14 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../platform/path.ts";
 import { f32ToBf16 } from "../dtype.ts";
 import { Rng } from "../random.ts";
 import { writeJsonFile } from "../io/json_file.ts";
 import { SAFETENSORS_INDEX_FILE } from "../io/safetensors_checkpoint.ts";
 import { type SafetensorsTensorData, writeSafetensors } from "../io/safetensors_writer.ts";
 import { TINY_TOKENIZER_SIZE, tinyTokenizerFiles } from "./tiny_tokenizer.ts";
+import { storage } from "../platform/storage.ts";
 
 /** Options of the tiny model; every field has a small default. */
 export interface TinyLlamaOptions {
@@ -182,7 +183,7 @@ export function tinyLlamaTensors(opts: TinyLlamaOptions = {}): SafetensorsTensor
  */
 export async function writeTinyLlama(dir: string, opts: TinyLlamaOptions = {}): Promise<Record<string, unknown>> {
   const o = _resolve(opts);
-  await Deno.mkdir(dir, { recursive: true });
+  await storage().mkdir(dir, { recursive: true });
   const config = tinyLlamaConfig(o);
   await writeJsonFile(join(dir, "config.json"), config);
   await writeJsonFile(join(dir, "generation_config.json"), {

@@ -8,10 +8,11 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../platform/path.ts";
 import { readJsonFile, writeJsonFile } from "../io/json_file.ts";
 import { _exists, _unlessNotFound } from "../io/_file.ts";
 import type { DataPosition } from "../data/loader.ts";
+import { storage } from "../platform/storage.ts";
 
 /** File name of the trainer state inside a checkpoint. */
 export const TRAINER_STATE_FILE = "trainer_state.json";
@@ -80,21 +81,21 @@ export async function saveCheckpoint(
   state: TrainerState,
   writeFiles: (dir: string) => Promise<void>,
 ): Promise<string> {
-  await Deno.mkdir(out, { recursive: true });
+  await storage().mkdir(out, { recursive: true });
   await restoreCheckpoints(out);
   const final = checkpointDir(out, state.step);
-  const tag = `${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const tag = `${storage().writerId}-${crypto.randomUUID().slice(0, 8)}`;
   const tmp = `${final}.tmp-${tag}`;
-  await Deno.mkdir(tmp);
+  await storage().mkdir(tmp);
   try {
     await writeFiles(tmp);
     await writeJsonFile(join(tmp, TRAINER_STATE_FILE), state);
     const old = `${final}.old-${tag}`;
-    const replaced = await Deno.rename(final, old).then(() => true, () => false);
-    await Deno.rename(tmp, final);
-    if (replaced) await Deno.remove(old, { recursive: true });
+    const replaced = await storage().rename(final, old).then(() => true, () => false);
+    await storage().rename(tmp, final);
+    if (replaced) await storage().remove(old, { recursive: true });
   } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    await storage().remove(tmp, { recursive: true }).catch(() => {});
     throw e;
   }
   return final;
@@ -125,7 +126,7 @@ export async function restoreCheckpoints(out: string): Promise<string[]> {
   const leftovers = new Map<string, { tmp: string[]; old: string[] }>();
   const present = new Set<string>();
   try {
-    for await (const e of Deno.readDir(out)) {
+    for await (const e of storage().readDir(out)) {
       if (!e.isDirectory) continue;
       const m = /^(checkpoint-\d+)(?:\.(tmp|old)-.*)?$/.exec(e.name);
       if (!m) continue;
@@ -145,11 +146,11 @@ export async function restoreCheckpoints(out: string): Promise<string[]> {
     if (!present.has(name)) {
       const complete = await _firstWith(out, tmp, TRAINER_STATE_FILE) ?? await _firstWith(out, old, TRAINER_STATE_FILE);
       if (complete) {
-        await Deno.rename(join(out, complete), join(out, name));
+        await storage().rename(join(out, complete), join(out, name));
         restored.push(name);
       }
     }
-    for (const n of [...tmp, ...old]) await Deno.remove(join(out, n), { recursive: true }).catch(_unlessNotFound);
+    for (const n of [...tmp, ...old]) await storage().remove(join(out, n), { recursive: true }).catch(_unlessNotFound);
   }
   return restored.sort();
 }
@@ -183,7 +184,7 @@ async function _firstWith(out: string, dirs: string[], file: string): Promise<st
 export async function listCheckpoints(out: string): Promise<CheckpointRef[]> {
   const found: CheckpointRef[] = [];
   try {
-    for await (const e of Deno.readDir(out)) {
+    for await (const e of storage().readDir(out)) {
       const m = /^checkpoint-(\d+)$/.exec(e.name);
       // Without trainer_state.json it was not written by saveCheckpoint.
       if (e.isDirectory && m && await _exists(join(out, e.name, TRAINER_STATE_FILE))) {

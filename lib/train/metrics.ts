@@ -28,6 +28,7 @@ export interface StepMetrics {
 
 import { _writeAll } from "../io/_file.ts";
 import { writeFileAtomic } from "../io/atomic_write.ts";
+import { storage, type WritableFile } from "../platform/storage.ts";
 
 const FIELDS = ["step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "gpu_bytes"] as const;
 
@@ -52,13 +53,13 @@ const FIELDS = ["step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "gp
  * ```
  */
 export class MetricsWriter {
-  #file: Deno.FsFile;
+  #file: WritableFile;
   #path: string;
   #last: number;
   #run: string | undefined;
   #encoder = new TextEncoder();
 
-  private constructor(file: Deno.FsFile, path: string, last: number, run: string | undefined) {
+  private constructor(file: WritableFile, path: string, last: number, run: string | undefined) {
     this.#file = file;
     this.#path = path;
     this.#last = last;
@@ -76,7 +77,7 @@ export class MetricsWriter {
    */
   static async open(path: string, resumeStep?: number, run?: string): Promise<MetricsWriter> {
     if (resumeStep === undefined) {
-      return new MetricsWriter(await Deno.open(path, { write: true, create: true, truncate: true }), path, 0, run);
+      return new MetricsWriter(await storage().openWrite(path), path, 0, run);
     }
     const kept = (await _completeLines(path)).filter((m) => m.step <= resumeStep);
     if (kept.length !== resumeStep || kept.some((m, i) => m.step !== i + 1)) {
@@ -84,7 +85,7 @@ export class MetricsWriter {
     }
     // Rewritten beside the file and renamed over it: truncating in place, a kill would lose every step.
     await writeFileAtomic(path, kept.map((m) => JSON.stringify(m) + "\n").join(""));
-    return new MetricsWriter(await Deno.open(path, { append: true }), path, resumeStep, run);
+    return new MetricsWriter(await storage().openWrite(path, { append: true }), path, resumeStep, run);
   }
 
   /**
@@ -132,7 +133,7 @@ export class MetricsWriter {
  * ```
  */
 export async function readMetrics(path: string): Promise<StepMetrics[]> {
-  return _parse(await Deno.readTextFile(path), path);
+  return _parse(await storage().readTextFile(path), path);
 }
 
 /**
@@ -161,9 +162,9 @@ export async function metricsRun(path: string): Promise<{ run: string | undefine
 async function _completeLines(path: string): Promise<StepMetrics[]> {
   let text = "";
   try {
-    text = await Deno.readTextFile(path);
+    text = await storage().readTextFile(path);
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    if (!(storage().isNotFound(e))) throw e;
   }
   return _parse(text.slice(0, text.lastIndexOf("\n") + 1), path);
 }

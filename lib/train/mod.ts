@@ -20,6 +20,7 @@ export * from "./checkpoint.ts";
 export * from "./loss_svg.ts";
 export * from "./metrics.ts";
 export * from "./options.ts";
+export * from "./plan.ts";
 export * from "./progress.ts";
 export * from "./run_folder.ts";
 export * from "./trainer.ts";

@@ -6,14 +6,10 @@
  */
 
 import { formatBytes } from "../bytes.ts";
+import { storage, type TextSink } from "../platform/storage.ts";
 
-/** Where the bar writes (Deno.stderr by default). */
-export interface ProgressSink {
-  /** Writes bytes synchronously. */
-  writeSync(bytes: Uint8Array): number;
-  /** Whether this is a terminal (then the bar redraws in place). */
-  isTerminal(): boolean;
-}
+/** Where the bar writes (the storage's stderr by default: Deno's, or a page's console). */
+export type ProgressSink = TextSink;
 
 /** One step's figures. */
 export interface ProgressUpdate {
@@ -29,7 +25,7 @@ export interface ProgressUpdate {
 
 /** Options of {@linkcode ProgressBar}. */
 export interface ProgressOptions {
-  /** Where to write. Default `Deno.stderr`. */
+  /** Where to write. Default the storage's `stderr`. */
   sink?: ProgressSink;
   /** Clock in milliseconds. Default `performance.now`. */
   now?: () => number;
@@ -76,7 +72,7 @@ export class ProgressBar {
    */
   constructor(totalSteps: number, options: ProgressOptions = {}) {
     this.#total = totalSteps;
-    this.#sink = options.sink ?? Deno.stderr;
+    this.#sink = options.sink ?? storage().stderr;
     this.#now = options.now ?? (() => performance.now());
     this.#tty = this.#sink.isTerminal();
     this.#interval = options.plainIntervalMs ?? 10_000;

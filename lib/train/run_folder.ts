@@ -6,7 +6,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../platform/path.ts";
 import { sweepTempFiles } from "../io/atomic_write.ts";
 import { _unlessNotFound } from "../io/_file.ts";
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE } from "../io/peft.ts";
@@ -18,6 +18,7 @@ import {
   type TrainerState,
 } from "./checkpoint.ts";
 import { metricsRun } from "./metrics.ts";
+import { storage } from "../platform/storage.ts";
 
 /** File name of the metrics inside a run's folder. */
 export const METRICS_FILE = "metrics.jsonl";
@@ -54,13 +55,13 @@ function _runEntry(name: string, more: readonly string[]): boolean {
  */
 export async function prepareFreshRun(out: string, overwrite: boolean, more: readonly string[] = []): Promise<void> {
   try {
-    if (!(await Deno.stat(out)).isDirectory) throw new Error(`--out ${out} is a file, not a folder`);
+    if (!(await storage().stat(out)).isDirectory) throw new Error(`--out ${out} is a file, not a folder`);
   } catch (e) {
     _unlessNotFound(e);
     return;
   }
   await sweepTempFiles(out);
-  const names = (await Array.fromAsync(Deno.readDir(out))).map((e) => e.name).sort();
+  const names = (await Array.fromAsync(storage().readDir(out))).map((e) => e.name).sort();
   if (names.length === 0) return;
   const shown = names.slice(0, 5).join(", ") + (names.length > 5 ? `, … (${names.length} entries)` : "");
   if (!overwrite) {
@@ -74,7 +75,7 @@ export async function prepareFreshRun(out: string, overwrite: boolean, more: rea
     throw new Error(`--overwrite removes only a run's files; ${out} also holds ${foreign.join(", ")}: move them`);
   }
   const order = [...names.filter((n) => n === METRICS_FILE), ...names.filter((n) => n !== METRICS_FILE)];
-  for (const n of order) await Deno.remove(join(out, n), { recursive: true }).catch(_unlessNotFound);
+  for (const n of order) await storage().remove(join(out, n), { recursive: true }).catch(_unlessNotFound);
 }
 
 /**

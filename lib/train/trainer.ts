@@ -7,7 +7,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../platform/path.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { loadTokenizer } from "../io/tokenizer.ts";
 import { loraToPeftConfig, writePeftAdapter } from "../io/peft.ts";
@@ -18,7 +18,7 @@ import { DataLoader } from "../data/loader.ts";
 import { LlamaModel } from "../model/llama.ts";
 import type { LoraConfig } from "../qlinear/lora_config.ts";
 import { adapterLoraConfig, loadAdapterWeights } from "../model/load_adapter.ts";
-import { AdamW, type AdamWOptions, PagedAdamW, PagedAdamW8bit } from "../optim/adamw.ts";
+import { createOptimizer } from "./_optimizer.ts";
 import { writeProfile } from "../gpu/profiler.ts";
 import { checkCrossEntropy } from "../kernels/cross_entropy.ts";
 import type { Tensor } from "../gpu/tensor.ts";
@@ -32,6 +32,7 @@ import { MetricsWriter, readMetrics, type StepMetrics } from "./metrics.ts";
 import { writeLossSvg } from "./loss_svg.ts";
 import { type FinetuneOptions, parseFinetuneArgs, runLength } from "./options.ts";
 import { ProgressBar, type ProgressSink } from "./progress.ts";
+import { storage } from "../platform/storage.ts";
 
 /** File name of the optimizer state inside a checkpoint. */
 export const OPTIMIZER_STATE_FILE = "optimizer.bin";
@@ -44,6 +45,8 @@ export interface FinetuneHooks {
   onStep?: (metrics: StepMetrics) => void;
   /** Stop after this step as if killed (for tests of `--resume`); nothing final is written. */
   stopAfter?: number;
+  /** Asked after each step: true stops there as `stopAfter` does (a page's Stop button; resume from a checkpoint). */
+  shouldStop?: () => boolean;
 }
 
 /** What a run leaves behind. */
@@ -171,7 +174,7 @@ async function _checkMaxSeqLen(options: FinetuneOptions): Promise<void> {
  */
 export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks = {}): Promise<FinetuneResult> {
   const { options, args, resumeFrom, startStep, runId } = run;
-  const log = (msg: string) => (hooks.sink ?? Deno.stderr).writeSync(new TextEncoder().encode(msg + "\n"));
+  const log = (msg: string) => (hooks.sink ?? storage().stderr).writeSync(new TextEncoder().encode(msg + "\n"));
 
   // 1. Model: the adapter's settings come from --init-adapter (or the checkpoint) when there is one.
   const adapterDir = resumeFrom ?? options.initAdapter;
@@ -217,16 +220,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
     };
 
     // 3. Optimizer over every A and B.
-    const params = layers.flatMap((l) => [
-      { name: `${l.path}.lora_A`, param: l.a, grad: l.gradA },
-      { name: `${l.path}.lora_B`, param: l.b, grad: l.gradB },
-    ]);
-    const optOptions: AdamWOptions = { lr: options.lr, weightDecay: options.weightDecay };
-    if (options.pageSize !== null) optOptions.pageSize = options.pageSize;
-    const Optimizer = { adamw: AdamW, paged_adamw_32bit: PagedAdamW, paged_adamw_8bit: PagedAdamW8bit }[
-      options.optimizer
-    ];
-    const opt = new Optimizer(gpu, params, optOptions);
+    const opt = createOptimizer(gpu, layers, options);
     if (resumeFrom) {
       await opt.load(join(resumeFrom, OPTIMIZER_STATE_FILE));
       loader.restore((await readTrainerState(resumeFrom)).dataPosition);
@@ -234,7 +228,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
     }
 
     // 4. The loop.
-    await Deno.mkdir(options.out, { recursive: true });
+    await storage().mkdir(options.out, { recursive: true });
     const metricsPath = join(options.out, METRICS_FILE);
     const metrics = await MetricsWriter.open(metricsPath, resumeFrom ? startStep : undefined, runId);
     const peft = loraToPeftConfig(model.lora!, options.model);
@@ -284,7 +278,7 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
           await saveCheckpoint(options.out, { step, dataPosition: loader.position, args, runId }, saveAll);
           progress.log(`Saved ${checkpointDir(options.out, step)}`);
         }
-        if (hooks.stopAfter === step) {
+        if (hooks.stopAfter === step || hooks.shouldStop?.()) {
           return { options, steps: step, lastLoss, metricsPath, lossSvgPath: null };
         }
       }
