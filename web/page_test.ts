@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
 // Browser tests of the page (deno task test:web, after deno task build:web): headless Chromium on SwiftShader
 // runs every kernel through Chrome's WGSL compiler, quantizes the NF4 conformance vectors, fine-tunes the tiny demo
-// model (losses equal to the same run under Deno), and its adapter, loaded back under Deno, generates the same text.
+// model (losses equal to the same run under Deno), its adapter, loaded back under Deno, generates the same text, and a
+// run reloaded mid-step resumes from its OPFS checkpoint with the uninterrupted run's losses.
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -35,7 +36,8 @@ function assertLossesEqual(web: number[], deno: number[]): void {
 }
 
 Deno.test({
-  name: "web page: kernels compile in Chrome, NF4 bytes, in-page training equals Deno, adapter round trip",
+  name:
+    "web page: kernels compile in Chrome, NF4 bytes, in-page training equals Deno, adapter round trip, reload and resume",
   ignore: !ready,
   sanitizeResources: false,
   sanitizeOps: false,
