@@ -119,7 +119,8 @@ function drawLoss(): void {
   g.clearRect(0, 0, c.width, c.height);
   const l = state.losses;
   if (l.length === 0) return;
-  const max = Math.max(...l), min = Math.min(0, ...l);
+  // The losses' own range: from 0 a short run's curve is a flat line at the top.
+  const max = Math.max(...l), min = Math.min(...l);
   g.strokeStyle = "#2a5db0";
   g.lineWidth = 2;
   g.beginPath();

@@ -1,11 +1,11 @@
 /// <reference lib="dom" />
 // Browser tests of the page (deno task test:web, after deno task build:web): headless Chromium on SwiftShader
 // runs every kernel through Chrome's WGSL compiler, quantizes the NF4 conformance vectors, fine-tunes the tiny demo
-// model (losses equal to the same run under Deno), and its adapter, loaded back under Deno, generates the same text.
+// model (losses equal to the same run under Deno), its adapter, loaded back under Deno, generates the same text, and a
+// run reloaded mid-step resumes from its OPFS checkpoint with the uninterrupted run's losses.
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { serveWeb } from "../scripts/serve_web.ts";
 import { reversalDemoFlags, reversalDemoModel } from "../scripts/_reversal_demo.ts";
 import { loadConformance } from "../tests/_nf4_conformance.ts";
@@ -14,52 +14,36 @@ import { writeTinyLlama } from "../lib/testing/tiny_llama.ts";
 import { parseFinetuneArgs } from "../lib/train/options.ts";
 import { finetune, resolveFinetuneRun } from "../lib/train/trainer.ts";
 import { TextGenerator } from "../lib/generate/text_generator.ts";
+import { CHROMIUM, launchChromium, pageErrors } from "./_browser.ts";
 
 /** The library as the page exposes it (`globalThis.qlora`). */
 type Lib = typeof import("./qlora_webgpu.ts");
 
-const CHROMIUM = "/usr/lib/chromium/chromium";
 const root = join(import.meta.dirname!, "..");
 const dist = join(root, "dist", "web");
 const STEPS = 3;
+/** The resume test checkpoints at this step, reloads during the next, and resumes. */
+const CHECKPOINT = STEPS - 1;
 const have = async (p: string) => await Deno.stat(p).then(() => true, () => false);
 const ready = await have(CHROMIUM) && await have(join(dist, "index.html"));
 
-/** Rejects as soon as the page throws, so no wait runs to its timeout after a page error. */
-function pageErrors(page: Page): Promise<never> {
-  return new Promise((_, reject) => {
-    page.on("pageerror", (e) => reject(new Error(`page error: ${(e as Error).message}`)));
-    page.on("console", (m) => m.type() === "error" && console.error(`page console: ${m.text()}`));
-  });
-}
-
-async function launch(): Promise<Browser> {
-  return await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    userDataDir: await Deno.makeTempDir(),
-    protocolTimeout: 600_000,
-    args: [
-      "--headless=new",
-      "--no-sandbox",
-      "--enable-unsafe-webgpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-    ],
-  });
+/** Asserts the page's losses equal Deno's within 1e-4 relative, step by step. */
+function assertLossesEqual(web: number[], deno: number[]): void {
+  assert.equal(web.length, deno.length);
+  web.forEach((l, i) =>
+    assert.ok(Math.abs(l - deno[i]) <= 1e-4 * Math.abs(deno[i]), `step ${i + 1}: ${l} vs ${deno[i]}`)
+  );
 }
 
 Deno.test({
-  name: "web page: kernels compile in Chrome, NF4 bytes, in-page training equals Deno, adapter round trip",
+  name:
+    "web page: kernels compile in Chrome, NF4 bytes, in-page training equals Deno, adapter round trip, reload and resume",
   ignore: !ready,
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async (t) => {
     const server = serveWeb(dist, 0);
-    const browser = await launch();
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       await page.setViewport({ width: 920, height: 1000 });
@@ -150,6 +134,8 @@ Deno.test({
       });
 
       const dir = await Deno.makeTempDir();
+      /** The losses of the same run under Deno, uninterrupted. */
+      const uninterrupted: number[] = [];
       await t.step(`the tiny demo fine-tunes ${STEPS} steps in the page with Deno's losses`, async () => {
         await page.$eval(
           '#settings input[data-flag="steps"]',
@@ -167,16 +153,13 @@ Deno.test({
         ];
         const parsed = parseFinetuneArgs([...args, "--steps", String(STEPS)]);
         assert.ok(parsed.kind === "run");
-        const deno: number[] = [];
         const sink = { writeSync: (b: Uint8Array) => b.length, isTerminal: () => false };
         await finetune(await requestGpu(), await resolveFinetuneRun(parsed), {
           sink,
-          onStep: (m) => deno.push(m.loss),
+          onStep: (m) => uninterrupted.push(m.loss),
         });
         assert.equal(web.length, STEPS);
-        web.forEach((l, i) =>
-          assert.ok(Math.abs(l - deno[i]) <= 1e-4 * Math.abs(deno[i]), `step ${i + 1}: ${l} vs ${deno[i]}`)
-        );
+        assertLossesEqual(web, uninterrupted);
       });
 
       await t.step("the downloaded adapter generates the same text under Deno", async () => {
@@ -209,6 +192,53 @@ Deno.test({
         await Deno.mkdir(join(root, "out", "web"), { recursive: true });
         await page.screenshot({ path: join(root, "out", "web", "page.png"), fullPage: true });
       });
+      await t.step(
+        `a reload during step ${STEPS} resumes from checkpoint-${CHECKPOINT} in OPFS with Deno's losses`,
+        async () => {
+          await page.$eval(
+            '#settings input[data-flag="save-every"]',
+            (e, n) => ((e as HTMLInputElement).value = n),
+            String(CHECKPOINT),
+          );
+          await page.click("#start");
+          // pageState.done is the last run's until the new one starts.
+          await bounded(page.waitForFunction("!pageState.done || pageState.error", { timeout: 30_000, polling: 100 }));
+          // Reload as soon as the checkpoint is in OPFS: the next step is then running, and the reload cuts it off.
+          const saved = () =>
+            page.evaluate(async (name) => {
+              const q = (globalThis as unknown as { qlora: Lib }).qlora;
+              const names = await Array.fromAsync(q.storage().readDir("/runs/web"), (e) => e.name).catch(() =>
+                [] as string[]
+              );
+              return {
+                saved: names.includes(name),
+                done: (globalThis as unknown as { pageState: { done: boolean } }).pageState.done,
+              };
+            }, `checkpoint-${CHECKPOINT}`);
+          const deadline = Date.now() + 480_000;
+          for (let s = await bounded(saved()); !s.saved; s = await bounded(saved())) {
+            assert.ok(!s.done && Date.now() < deadline, `checkpoint-${CHECKPOINT} was not saved`);
+            await new Promise((r) => setTimeout(r, 250));
+          }
+          assert.equal(await page.evaluate("pageState.done"), false, "the run ended before the reload");
+          await bounded(page.reload());
+          await bounded(
+            page.waitForFunction("globalThis.pageState?.ready || globalThis.pageState?.error", { timeout: 60_000 }),
+          );
+          assert.equal(await page.evaluate("pageState.error"), "");
+          await bounded(page.waitForSelector("#resume:not([hidden])", { timeout: 10_000 }));
+          const logged: string[] = [];
+          page.on("console", (m) => void logged.push(m.text()));
+          await page.click("#resume");
+          await bounded(page.waitForFunction("pageState.done || pageState.error", { timeout: 300_000, polling: 500 }));
+          assert.equal(await page.evaluate("pageState.error"), "");
+          assert.ok(
+            logged.some((l) => l.includes(`checkpoint-${CHECKPOINT} (step ${CHECKPOINT} of ${STEPS})`)),
+            `no resume from checkpoint-${CHECKPOINT} in the page's log:\n${logged.join("\n")}`,
+          );
+          assertLossesEqual(await page.evaluate("pageState.losses") as number[], uninterrupted);
+        },
+      );
       await Deno.remove(dir, { recursive: true });
     } finally {
       await browser.close();

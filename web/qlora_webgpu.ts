@@ -15,3 +15,4 @@ export { downloadQuantized } from "../lib/kernels/nf4_quantize.ts";
 export { WGSL } from "../lib/gpu/_wgsl.ts";
 export { reversalDemoFlags, reversalDemoModel } from "../scripts/_reversal_demo.ts";
 export { readMetrics } from "../lib/train/metrics.ts";
+export { exactMatchAccuracy } from "../lib/data/eval.ts";

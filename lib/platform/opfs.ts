@@ -125,7 +125,7 @@ export async function opfsStorage(root?: OpfsDirectory): Promise<Storage> {
     openWrite: async (p, options): Promise<WritableFile> => {
       const h = await file(p, "open", !options?.append);
       let at = options?.append ? (await h.getFile()).size : 0;
-      const w = await h.createWritable({ keepExistingData: options?.append });
+      let w = await h.createWritable({ keepExistingData: options?.append });
       let open = true;
       return {
         write: async (bytes) => {
@@ -135,9 +135,10 @@ export async function opfsStorage(root?: OpfsDirectory): Promise<Storage> {
         },
         seek: (offset) => Promise.resolve(void (at = offset)),
         sync: async () => {
-          // OPFS commits a writable stream only by closing it.
-          if (open) await w.close();
-          open = false;
+          // OPFS commits a writable stream only by closing it; a new one takes the writes after it.
+          if (!open) return;
+          await w.close();
+          w = await h.createWritable({ keepExistingData: true });
         },
         close: () => {
           if (open) w.close().catch(() => {});

@@ -107,6 +107,8 @@ export class MetricsWriter {
     }
     if (this.#run !== undefined) line.run = this.#run;
     await _writeAll(this.#file, this.#encoder.encode(JSON.stringify(line) + "\n"), this.#path);
+    // In place now: --resume reads the run's steps from here, and OPFS (a reloaded tab) keeps only synced writes.
+    await this.#file.sync();
     this.#last = metrics.step;
   }
 
