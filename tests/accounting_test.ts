@@ -20,7 +20,9 @@ Deno.test("accounting: the ledger keys buffers and snapshots the peak; the budge
   const { gpu, ledger } = accountingGpu({ limits, gpuMemory: 4 * 2 ** 20, keyOf: (label) => label.split(".")[0] });
   ledger.resetPeak();
   const a = Tensor.empty(gpu, [2 ** 18], { label: "a.x" });
-  a.destroy();
+  a.destroy(); // to the buffer pool: still held until the pool lets it go
+  assert.equal(ledger.now().a, 2 ** 20);
+  gpu.budget.releasePool();
   Tensor.empty(gpu, [2 ** 17], { label: "b.y" });
   assert.equal(ledger.atPeak().a, 2 ** 20);
   assert.equal(ledger.now().a, 0);
