@@ -1,5 +1,5 @@
 /**
- * Token embedding lookup from a frozen f32 table on the GPU (`wgsl/embedding.wgsl`; no backward: the table is
+ * Token embedding lookup from a frozen f32, bf16 or f16 table on the GPU (`wgsl/embedding.wgsl`; no backward: the table is
  * not trained).
  *
  * @module
@@ -7,14 +7,15 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { elementGrid, fitsBinding, output, params, rowBinding, rowRanges } from "./_kernel.ts";
+import { elementGrid, fitsBinding, output, params, rowBinding, rowRanges, storedFormat } from "./_kernel.ts";
+import { DTYPE_BYTES } from "../dtype.ts";
 
 /**
  * Gathers rows of the embedding table: `out[t, :] = table[ids[t], :]`. A table larger than one storage binding
  * (e.g. 128k × 2048 f32 on llvmpipe) is read range by range.
  *
  * @param gpu The device.
- * @param table Frozen f32 `[V, H]`.
+ * @param table Frozen `[V, H]`, f32 or as the checkpoint stores it (bf16, f16: read as f32, exactly).
  * @param ids Token ids: a host array (checked against `V` here) or a `u32`/`i32` tensor `[n]`, which is not
  *   checked (the row of an out-of-range id is left unwritten).
  * @param out Optional output `[n, H]` to reuse.
@@ -39,8 +40,9 @@ export function embeddingForward(
   ids: Tensor | Int32Array | Uint32Array,
   out?: Tensor,
 ): Tensor {
-  if (table.dtype !== "f32" || table.shape.length !== 2) {
-    throw new Error(`Embedding table "${table.label}" is [${table.shape}] ${table.dtype}, expected [V, H] f32`);
+  const fmt = storedFormat(table, "Embedding table");
+  if (table.shape.length !== 2) {
+    throw new Error(`Embedding table "${table.label}" is [${table.shape}] ${table.dtype}, expected [V, H]`);
   }
   const [vocab, cols] = table.shape;
   let idTensor: Tensor;
@@ -60,12 +62,13 @@ export function embeddingForward(
   const n = idTensor.size;
   const y = output(gpu, out, [n, cols], "embeddings");
   fitsBinding(gpu, y, "Embedding output");
-  const rowBytes = cols * 4;
+  const rowBytes = cols * DTYPE_BYTES[table.dtype];
   const ranges = rowRanges(gpu, vocab, [rowBytes], `Embedding table "${table.label}"`);
   for (const [start, end] of ranges) {
     const count = end - start;
     gpu.dispatch({
       kernel: "embedding",
+      constants: { TABLE_FMT: fmt },
       bindings: [
         rowBinding(table, rowBytes, [start, end]),
         idTensor.buffer,
