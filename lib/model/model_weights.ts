@@ -2,6 +2,8 @@
  * Loading a Llama-family model's weights onto the GPU for `LlamaModel.load`: the configuration, every decoder
  * layer (norms, Qwen3's q/k norms, the seven projections as `QLoRALinear` layers, quantized to NF4 on the GPU
  * unless the folder is bitsandbytes 4-bit, or as LLM-QAT's dense `QatLinear` layers), the final norm and `lm_head` in vocabulary chunks.
+ * The frozen non-quantized tensors (embedding, norms, `lm_head`) are held as the checkpoint stores them (bf16 and
+ * f16 as two values per u32 word, read as f32 by the kernels, as QLoRA keeps them): half the bytes of f32.
  *
  * @module
  */
@@ -16,7 +18,8 @@ import { fakeQuantRows } from "../kernels/fake_quant.ts";
 import { quantizeNF4 } from "../kernels/nf4_quantize.ts";
 import { deriveSeed } from "../random.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
-import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
+import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig, type StoredFloat } from "./config.ts";
+import { safetensorsToDType } from "../io/safetensors_header.ts";
 import { DecoderLayer, type LayerProjections, type Projection } from "./decoder_layer.ts";
 import type { LlamaLoadOptions } from "./llama_options.ts";
 import { vocabChunks } from "./lm_head.ts";
@@ -53,10 +56,18 @@ function _projShapes(c: LlamaConfig): [number, number][] {
 interface _WeightSource {
   /** Whether the source holds the tensor. */
   has(name: string): boolean;
-  /** A frozen tensor of `shape` (checked against the source), filled from it. */
-  plain(name: string, shape: number[]): Promise<Tensor>;
+  /**
+   * A frozen tensor of `shape` (checked against the source), filled from it: f32, or with `asStored` in the
+   * source's float type when {@linkcode _heldAs} allows.
+   */
+  plain(name: string, shape: number[], asStored: boolean): Promise<Tensor>;
   /** The tensor as stored quantized, or null when it is to be quantized on load. */
   quantized(name: string, shape: number[]): Promise<QuantizedTensor | null>;
+}
+
+/** The type a frozen tensor of `shape` stored as `stored` is held in: 16-bit only when every row is whole u32 words. */
+function _heldAs(stored: StoredFloat, shape: number[]): StoredFloat {
+  return shape[shape.length - 1] % 2 === 0 ? stored : "f32";
 }
 
 /**
@@ -76,11 +87,17 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
       (ckpt.config ? parseLlamaConfig(ckpt.config, `${path}/config.json`) : await loadLlamaConfig(path));
     const source: _WeightSource = {
       has: (name) => ckpt.checkpoint.has(name),
-      plain: async (name, shape) => {
+      plain: async (name, shape, asStored) => {
         if (!ckpt.checkpoint.has(name)) throw new Error(`${path}: tensor "${name}" is missing`);
         const info = ckpt.checkpoint.info(name);
         if (info.shape.join() !== shape.join()) {
           throw new Error(`${path}: tensor "${name}" has shape [${info.shape}], expected [${shape}]`);
+        }
+        const dtype = safetensorsToDType(info.dtype);
+        if (asStored && (dtype === "bf16" || dtype === "f16") && _heldAs(dtype, shape) === dtype) {
+          const bytes = await ckpt.checkpoint.read(name);
+          const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+          return Tensor.fromArray(gpu, halves, shape, { dtype, class: "weights", label: name });
         }
         return Tensor.fromArray(gpu, await ckpt.checkpoint.readF32(name), shape, { class: "weights", label: name });
       },
@@ -115,7 +132,10 @@ export async function shapeOnlyWeights(
 ): Promise<ModelWeights> {
   const source: _WeightSource = {
     has: (name) => name !== "lm_head.weight" || !config.tieWordEmbeddings,
-    plain: (name, shape) => Promise.resolve(Tensor.empty(gpu, shape, { class: "weights", label: name })),
+    plain: (name, shape, asStored) => {
+      const dtype = asStored ? _heldAs(config.torchDtype, shape) : "f32";
+      return Promise.resolve(Tensor.empty(gpu, shape, { dtype, class: "weights", label: name }));
+    },
     quantized: () => Promise.resolve(null),
   };
   return await _buildWeights(gpu, config, source, options);
@@ -135,8 +155,8 @@ async function _buildWeights(
     }
     const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
     const c = config;
-    const plain = async (name: string, shape: number[]): Promise<Tensor> => {
-      const t = await source.plain(name, shape);
+    const plain = async (name: string, shape: number[], asStored = false): Promise<Tensor> => {
+      const t = await source.plain(name, shape, asStored);
       made.push(t);
       return t;
     };
@@ -152,15 +172,17 @@ async function _buildWeights(
       w.destroy();
       return q;
     };
-    const embed = await plain("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
+    // The frozen tensors the kernels read as stored; projections, biases and QAT weights are f32.
+    const stored = (name: string, shape: number[]) => plain(name, shape, true);
+    const embed = await stored("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
     const layers: DecoderLayer[] = [];
     const shapes = _projShapes(c);
     for (let l = 0; l < c.numLayers; l++) {
       const pre = `model.layers.${l}`;
-      const inputNorm = await plain(`${pre}.input_layernorm.weight`, [c.hiddenSize]);
-      const postNorm = await plain(`${pre}.post_attention_layernorm.weight`, [c.hiddenSize]);
-      const qNorm = c.qkNorm ? await plain(`${pre}.self_attn.q_norm.weight`, [c.headDim]) : null;
-      const kNorm = c.qkNorm ? await plain(`${pre}.self_attn.k_norm.weight`, [c.headDim]) : null;
+      const inputNorm = await stored(`${pre}.input_layernorm.weight`, [c.hiddenSize]);
+      const postNorm = await stored(`${pre}.post_attention_layernorm.weight`, [c.hiddenSize]);
+      const qNorm = c.qkNorm ? await stored(`${pre}.self_attn.q_norm.weight`, [c.headDim]) : null;
+      const kNorm = c.qkNorm ? await stored(`${pre}.self_attn.k_norm.weight`, [c.headDim]) : null;
       const proj: Projection[] = [];
       for (const [i, target] of LORA_TARGETS.entries()) {
         const path = loraModulePath(l, target);
@@ -194,9 +216,9 @@ async function _buildWeights(
       if (kvBits < 16) layer.kvQuant = (kv) => fakeQuantRows(gpu, kv, c.numKvHeads * c.headDim, kvBits);
       layers.push(layer);
     }
-    const norm = await plain("model.norm.weight", [c.hiddenSize]);
+    const norm = await stored("model.norm.weight", [c.hiddenSize]);
     const tied = c.tieWordEmbeddings || !source.has("lm_head.weight");
-    const head = tied ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
+    const head = tied ? embed : await stored("lm_head.weight", [c.vocabSize, c.hiddenSize]);
     const lmHead = vocabChunks(gpu, head, gpu.maxBindingBytes);
     made.push(...lmHead);
     if (lmHead[0] !== head && head !== embed) head.destroy();
