@@ -12,10 +12,12 @@ import { DTYPE_BYTES } from "../dtype.ts";
 
 /**
  * Gathers rows of the embedding table: `out[t, :] = table[ids[t], :]`. A table larger than one storage binding
- * (e.g. 128k × 2048 f32 on llvmpipe) is read range by range.
+ * (e.g. 128k × 2048 f32 on llvmpipe) is read range by range; one larger than one buffer is held as row chunks
+ * (vocabulary order), gathered chunk by chunk.
  *
  * @param gpu The device.
- * @param table Frozen `[V, H]`, f32 or as the checkpoint stores it (bf16, f16: read as f32, exactly).
+ * @param table Frozen `[V, H]`, f32 or as the checkpoint stores it (bf16, f16: read as f32, exactly), or its row
+ *   chunks `[V_i, H]`.
  * @param ids Token ids: a host array (checked against `V` here) or a `u32`/`i32` tensor `[n]`, which is not
  *   checked (the row of an out-of-range id is left unwritten).
  * @param out Optional output `[n, H]` to reuse.
@@ -36,15 +38,19 @@ import { DTYPE_BYTES } from "../dtype.ts";
  */
 export function embeddingForward(
   gpu: Gpu,
-  table: Tensor,
+  table: Tensor | readonly Tensor[],
   ids: Tensor | Int32Array | Uint32Array,
   out?: Tensor,
 ): Tensor {
-  const fmt = storedFormat(table, "Embedding table");
-  if (table.shape.length !== 2) {
-    throw new Error(`Embedding table "${table.label}" is [${table.shape}] ${table.dtype}, expected [V, H]`);
+  const chunks = table instanceof Tensor ? [table] : table;
+  for (const t of chunks) {
+    storedFormat(t, "Embedding table");
+    if (t.shape.length !== 2 || t.shape[1] !== chunks[0].shape[1]) {
+      throw new Error(`Embedding table "${t.label}" is [${t.shape}] ${t.dtype}, expected [V, H]`);
+    }
   }
-  const [vocab, cols] = table.shape;
+  const cols = chunks[0].shape[1];
+  const vocab = chunks.reduce((s, t) => s + t.shape[0], 0);
   let idTensor: Tensor;
   if (ids instanceof Tensor) {
     if (ids.dtype !== "u32" && ids.dtype !== "i32") {
@@ -62,21 +68,23 @@ export function embeddingForward(
   const n = idTensor.size;
   const y = output(gpu, out, [n, cols], "embeddings");
   fitsBinding(gpu, y, "Embedding output");
-  const rowBytes = cols * DTYPE_BYTES[table.dtype];
-  const ranges = rowRanges(gpu, vocab, [rowBytes], `Embedding table "${table.label}"`);
-  for (const [start, end] of ranges) {
-    const count = end - start;
-    gpu.dispatch({
-      kernel: "embedding",
-      constants: { TABLE_FMT: fmt },
-      bindings: [
-        rowBinding(table, rowBytes, [start, end]),
-        idTensor.buffer,
-        y.buffer,
-        params([n, cols, start, count]),
-      ],
-      workgroups: elementGrid(gpu, n * cols),
-    });
+  let v0 = 0;
+  for (const t of chunks) {
+    const rowBytes = cols * DTYPE_BYTES[t.dtype];
+    for (const [start, end] of rowRanges(gpu, t.shape[0], [rowBytes], `Embedding table "${t.label}"`)) {
+      gpu.dispatch({
+        kernel: "embedding",
+        constants: { TABLE_FMT: storedFormat(t, "Embedding table") },
+        bindings: [
+          rowBinding(t, rowBytes, [start, end]),
+          idTensor.buffer,
+          y.buffer,
+          params([n, cols, v0 + start, end - start]),
+        ],
+        workgroups: elementGrid(gpu, n * cols),
+      });
+    }
+    v0 += t.shape[0];
   }
   if (idTensor !== ids) idTensor.destroy();
   return y;

@@ -71,7 +71,7 @@ export class LlamaModel {
   readonly qat: QatBits | null;
   /** Recompute layers in the backward (default true); false keeps every activation (faster, more memory). */
   gradientCheckpointing: boolean;
-  readonly #embed: Tensor;
+  readonly #embed: Tensor[];
   readonly #norm: Tensor;
   readonly #lmHead: Tensor[];
   readonly #layers: DecoderLayer[];
@@ -82,7 +82,7 @@ export class LlamaModel {
     gpu: Gpu,
     config: LlamaConfig,
     lora: ResolvedLoraConfig | null,
-    weights: { embed: Tensor; norm: Tensor; lmHead: Tensor[]; layers: DecoderLayer[]; qat: QatBits | null },
+    weights: { embed: Tensor[]; norm: Tensor; lmHead: Tensor[]; layers: DecoderLayer[]; qat: QatBits | null },
     gradientCheckpointing: boolean,
   ) {
     this.gpu = gpu;
@@ -453,8 +453,8 @@ export class LlamaModel {
   /** Frees every GPU buffer of the model. */
   destroy(): void {
     for (const l of this.#layers) l.destroy();
-    this.#embed.destroy();
-    for (const w of this.#lmHead) if (w !== this.#embed) w.destroy();
+    for (const w of this.#embed) w.destroy();
+    for (const w of this.#lmHead) if (!this.#embed.includes(w)) w.destroy();
     this.#norm.destroy();
     this.#rope?.destroy();
     this.#rope = null;

@@ -9,7 +9,8 @@
  */
 
 import type { Gpu } from "../gpu/device.ts";
-import { Tensor } from "../gpu/tensor.ts";
+import { type HostArray, Tensor } from "../gpu/tensor.ts";
+import { DTYPE_BYTES } from "../dtype.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
 import { QLoRALinear } from "../qlinear/layer.ts";
 import { QatLinear } from "../qlinear/qat_linear.ts";
@@ -31,8 +32,8 @@ export interface ModelWeights {
   config: LlamaConfig;
   /** LoRA settings, or null without adapters. */
   lora: ResolvedLoraConfig | null;
-  /** `model.embed_tokens.weight` `[V, H]`. */
-  embed: Tensor;
+  /** `model.embed_tokens.weight` `[V, H]`, in row chunks when past the adapter's `maxBufferSize`. */
+  embed: Tensor[];
   /** `model.norm.weight` `[H]`. */
   norm: Tensor;
   /** `lm_head` (or the tied embedding) in vocabulary chunks that fit a storage binding. */
@@ -57,12 +58,18 @@ interface _WeightSource {
   /** Whether the source holds the tensor. */
   has(name: string): boolean;
   /**
-   * A frozen tensor of `shape` (checked against the source), filled from it: f32, or with `asStored` in the
-   * source's float type when {@linkcode _heldAs} allows.
+   * A frozen tensor of `shape` (checked against the source) on the host: f32, or with `asStored` in the source's
+   * float type when {@linkcode _heldAs} allows; `data` null: zeros.
    */
-  plain(name: string, shape: number[], asStored: boolean): Promise<Tensor>;
+  plain(name: string, shape: number[], asStored: boolean): Promise<_Held>;
   /** The tensor as stored quantized, or null when it is to be quantized on load. */
   quantized(name: string, shape: number[]): Promise<QuantizedTensor | null>;
+}
+
+/** A frozen tensor's values on the host, in the type it is held in. */
+interface _Held {
+  dtype: StoredFloat;
+  data: HostArray | null;
 }
 
 /** The type a frozen tensor of `shape` stored as `stored` is held in: 16-bit only when every row is whole u32 words. */
@@ -96,10 +103,9 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
         const dtype = safetensorsToDType(info.dtype);
         if (asStored && (dtype === "bf16" || dtype === "f16") && _heldAs(dtype, shape) === dtype) {
           const bytes = await ckpt.checkpoint.read(name);
-          const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
-          return Tensor.fromArray(gpu, halves, shape, { dtype, class: "weights", label: name });
+          return { dtype, data: new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2) };
         }
-        return Tensor.fromArray(gpu, await ckpt.checkpoint.readF32(name), shape, { class: "weights", label: name });
+        return { dtype: "f32", data: await ckpt.checkpoint.readF32(name) };
       },
       quantized: async (name, shape) => {
         if (!ckpt.isQuantized(name)) return null;
@@ -132,13 +138,34 @@ export async function shapeOnlyWeights(
 ): Promise<ModelWeights> {
   const source: _WeightSource = {
     has: (name) => name !== "lm_head.weight" || !config.tieWordEmbeddings,
-    plain: (name, shape, asStored) => {
-      const dtype = asStored ? _heldAs(config.torchDtype, shape) : "f32";
-      return Promise.resolve(Tensor.empty(gpu, shape, { dtype, class: "weights", label: name }));
-    },
+    plain: (_name, shape, asStored) =>
+      Promise.resolve({ dtype: asStored ? _heldAs(config.torchDtype, shape) : "f32", data: null }),
     quantized: () => Promise.resolve(null),
   };
   return await _buildWeights(gpu, config, source, options);
+}
+
+/**
+ * Uploads `[R, C]` `held` as tensors of whole rows, each within the adapter's `maxBufferSize` (one tensor when it
+ * fits; chunks labelled `name rows a:b`). Rows per chunk are counted as for f32, whatever the held type.
+ */
+function _rowChunks(gpu: Gpu, name: string, shape: number[], held: _Held): Tensor[] {
+  const [R, C] = shape;
+  const max = gpu.limits.maxBufferSize;
+  const per = R * C * 4 <= max ? R : Math.floor(max / (C * 4));
+  if (per === 0) throw new Error(`Tensor "${name}": a row of ${C} f32 is past maxBufferSize (${max} bytes)`);
+  const out: Tensor[] = [];
+  for (let r0 = 0; r0 < R; r0 += per) {
+    const n = Math.min(per, R - r0);
+    const label = per === R ? name : `${name} rows ${r0}:${r0 + n}`;
+    const t = Tensor.empty(gpu, [n, C], { dtype: held.dtype, class: "weights", label });
+    out.push(t);
+    if (held.data) {
+      const b = DTYPE_BYTES[held.dtype];
+      t.write(new Uint8Array(held.data.buffer, held.data.byteOffset + r0 * C * b, n * C * b));
+    }
+  }
+  return out;
 }
 
 async function _buildWeights(
@@ -155,8 +182,16 @@ async function _buildWeights(
     }
     const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
     const c = config;
+    const chunks = async (name: string, shape: number[], asStored = false): Promise<Tensor[]> => {
+      const held = _rowChunks(gpu, name, shape, await source.plain(name, shape, asStored));
+      made.push(...held);
+      return held;
+    };
     const plain = async (name: string, shape: number[], asStored = false): Promise<Tensor> => {
-      const t = await source.plain(name, shape, asStored);
+      const held = await source.plain(name, shape, asStored);
+      const t = held.data
+        ? Tensor.fromArray(gpu, held.data, shape, { dtype: held.dtype, class: "weights", label: name })
+        : Tensor.empty(gpu, shape, { dtype: held.dtype, class: "weights", label: name });
       made.push(t);
       return t;
     };
@@ -174,7 +209,7 @@ async function _buildWeights(
     };
     // The frozen tensors the kernels read as stored; projections, biases and QAT weights are f32.
     const stored = (name: string, shape: number[]) => plain(name, shape, true);
-    const embed = await stored("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
+    const embed = await chunks("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize], true);
     const layers: DecoderLayer[] = [];
     const shapes = _projShapes(c);
     for (let l = 0; l < c.numLayers; l++) {
@@ -218,10 +253,16 @@ async function _buildWeights(
     }
     const norm = await stored("model.norm.weight", [c.hiddenSize]);
     const tied = c.tieWordEmbeddings || !source.has("lm_head.weight");
-    const head = tied ? embed : await stored("lm_head.weight", [c.vocabSize, c.hiddenSize]);
-    const lmHead = vocabChunks(gpu, head, gpu.maxBindingBytes);
-    made.push(...lmHead);
-    if (lmHead[0] !== head && head !== embed) head.destroy();
+    const head = tied ? embed : await chunks("lm_head.weight", [c.vocabSize, c.hiddenSize], true);
+    const lmHead: Tensor[] = [];
+    for (const h of head) {
+      const parts = vocabChunks(gpu, h, gpu.maxBindingBytes);
+      lmHead.push(...parts);
+      if (parts[0] !== h) {
+        made.push(...parts);
+        if (!tied) h.destroy();
+      }
+    }
     await gpu.sync();
     return { config, lora, embed, norm, lmHead, layers, qat: qat?.bits ?? null };
   } catch (e) {
