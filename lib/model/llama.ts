@@ -35,8 +35,8 @@ import { ropeInvFreq, ropeTable } from "./rope.ts";
 export { KvCache } from "./kv_cache.ts";
 
 /**
- * A Llama-family causal LM with frozen NF4 linear weights, frozen f32 embeddings/norms/`lm_head`, and trainable
- * LoRA adapters.
+ * A Llama-family causal LM with frozen NF4 linear weights, frozen embeddings/norms/`lm_head` (held as the
+ * checkpoint stores them: f32, bf16 or f16), and trainable LoRA adapters.
  *
  * @example Train a step and generate on a tiny generated checkpoint
  * ```ts
