@@ -85,7 +85,13 @@ export type { Nf4LinearPath, Nf4Precision } from "./lib/kernels/qlinear_nf4.ts";
 
 // The Llama model
 export type { Batch } from "./lib/model/batch.ts";
-export { type LlamaConfig, loadLlamaConfig, parseLlamaConfig, type RopeScaling } from "./lib/model/config.ts";
+export {
+  type LlamaConfig,
+  loadLlamaConfig,
+  parseLlamaConfig,
+  type RopeScaling,
+  type StoredFloat,
+} from "./lib/model/config.ts";
 export {
   type BackwardOptions,
   type ForwardOptions,
