@@ -90,7 +90,13 @@ export type { Batch } from "./lib/model/batch.ts";
 export type { HeadWeights, HiddenLoss } from "./lib/model/lm_head.ts";
 export type { Projection } from "./lib/model/decoder_layer.ts";
 export type { QatBits } from "./lib/qlinear/qat_bits.ts";
-export { type LlamaConfig, loadLlamaConfig, parseLlamaConfig, type RopeScaling } from "./lib/model/config.ts";
+export {
+  type LlamaConfig,
+  loadLlamaConfig,
+  parseLlamaConfig,
+  type RopeScaling,
+  type StoredFloat,
+} from "./lib/model/config.ts";
 export {
   type BackwardOptions,
   type ForwardOptions,

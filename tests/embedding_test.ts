@@ -30,3 +30,21 @@ Deno.test("embedding: a table larger than one binding is read in ranges", async 
   assert.throws(() => embeddingForward(gpu, table, new Int32Array([1, -1])), /token id -1 at position 1/);
   gpu.destroy();
 });
+
+Deno.test("embedding: a table held as row chunks (past one buffer) gathers as the whole table", async () => {
+  // 4 KiB bindings: the middle chunk is also read in ranges.
+  const gpu = await requestGpu({ maxBindingBytes: 4096 });
+  const cols = 64;
+  const tab = Float32Array.from({ length: 40 * cols }, (_, i) => i);
+  const whole = Tensor.fromArray(gpu, tab, [40, cols]);
+  const chunks = [[0, 7], [7, 35], [35, 40]].map(([a, b]) =>
+    Tensor.fromArray(gpu, tab.subarray(a * cols, b * cols), [b - a, cols], { label: `rows ${a}:${b}` })
+  );
+  const ids = new Int32Array([0, 6, 7, 34, 35, 39, 20]);
+  assert.deepEqual(
+    await embeddingForward(gpu, chunks, ids).toFloat32(),
+    await embeddingForward(gpu, whole, ids).toFloat32(),
+  );
+  assert.throws(() => embeddingForward(gpu, chunks, new Int32Array([40])), /token id 40 at position 0/);
+  gpu.destroy();
+});

@@ -52,7 +52,10 @@ Deno.test("matmul: shape and dtype mismatches are clear errors before dispatch",
     /accumulate needs an out/,
   );
   const half = Tensor.empty(gpu, [3, 4], { dtype: "f16", label: "half" });
-  assert.throws(() => matmul(a, half), /b "half" is \[3,4\] f16, expected a 2-D f32 matrix/);
+  // A 16-bit b is a frozen weight held as stored (see the bf16 test below); a must be f32, b a float type.
+  assert.throws(() => matmul(half, b), /a "half" is \[3,4\] f16, expected a 2-D f32 matrix/);
+  const ids = Tensor.empty(gpu, [3, 4], { dtype: "u32", label: "ids" });
+  assert.throws(() => matmul(a, ids), /b "ids" is \[3,4\] u32, expected f32, or bf16\/f16/);
   const out = Tensor.empty(gpu, [2, 5], { label: "dst" });
   assert.throws(() => matmul(a, Tensor.empty(gpu, [3, 4]), { out }), /out "dst" is \[2,5\], expected \[2,4\]/);
   gpu.destroy();

@@ -48,9 +48,10 @@ async function measureAndPlan(model: keyof typeof MODELS, flags: string[], limit
       assert.ok(parsed.kind === "run");
     }
     const o = parsed.options;
-    // A device of its own: finetune leaves its optimizer state allocated on the device it was given.
+    // A device of its own, for the run's memory limit.
     const runGpu = await requestGpu({ gpuMemory: o.gpuMemory ?? undefined });
     const result = await finetune(runGpu, await resolveFinetuneRun(parsed), { sink });
+    assert.equal(runGpu.budget.report().byClass.optimizer, 0, "finetune frees its optimizer state");
     const measured = Math.max(...(await readMetrics(result.metricsPath)).map((m) => m.gpu_bytes));
     const plan = await planMemory(base(o));
     return { measured, plan };
@@ -97,7 +98,7 @@ Deno.test("plan: a run past the limit does not fit, naming the allocation; searc
   assert.ok(!over.fits && /GPU memory budget exceeded/.test(over.error!));
 });
 
-Deno.test("plan: an RTX 4090 preset; a buffer past maxBufferSize does not fit", async () => {
+Deno.test("plan: an RTX 4090 preset; the embedding past maxBufferSize in row chunks; a buffer past it does not fit", async () => {
   const config = parseLlamaConfig(
     JSON.parse(await Deno.readTextFile(new URL("./fixtures/configs/SmolLM2-135M.json", import.meta.url))),
   );
@@ -106,6 +107,13 @@ Deno.test("plan: an RTX 4090 preset; a buffer past maxBufferSize does not fit", 
   const preset = GPU_LIMIT_PRESETS["rtx4090"];
   const base = { ...o.options, config, maxSeqLen: 64, gpuMemory: preset.memory };
   assert.ok((await planMemory({ ...base, limits: preset })).fits);
-  const small = await planMemory({ ...base, limits: { maxBufferSize: 2 ** 26, maxStorageBufferBindingSize: 2 ** 26 } });
-  assert.ok(!small.fits && /maxBufferSize/.test(small.error!), small.error ?? "");
+  // 16 MiB buffers: the 49152 × 576 bf16 embedding (54 MiB) is held in 4 row chunks, the bytes unchanged.
+  const chunked = await planMemory({
+    ...base,
+    limits: { maxBufferSize: 2 ** 24, maxStorageBufferBindingSize: 2 ** 24 },
+  });
+  assert.ok(chunked.fits, chunked.error ?? "");
+  assert.equal(chunked.classes.embeddings, 49152 * 576 * 2);
+  const small = await planMemory({ ...base, limits: { maxBufferSize: 2 ** 20, maxStorageBufferBindingSize: 2 ** 20 } });
+  assert.ok(!small.fits && /q_proj.weight" of \d+ bytes .*maxBufferSize/.test(small.error!), small.error ?? "");
 });

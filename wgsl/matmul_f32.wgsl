@@ -2,7 +2,8 @@
 // op(A) is [M, K]: A is stored [M, K], or [K, M] when TRANS_A. op(B) is [K, N]: B is stored [K, N], or [N, K]
 // when TRANS_B. Ragged M, N, K: out-of-range tile elements load as zero and are not stored.
 // Bindings:
-//   a: f32[M*K] (storage, read); b: f32[K*N] (storage, read); c: [M, N] f32 (storage, read_write);
+//   a: f32[M*K] (storage, read); b: [K*N] f32, bf16 or f16 as B_FMT says (storage, read as u32 words; a frozen
+//   weight held as stored); c: [M, N] f32 (storage, read_write);
 //   params: uniform Params (below).
 // Dropout (DROP = 1: on A's elements, 2: on B's, 3: on alpha·op(A)·op(B) before accumulating) zeroes the element
 // whose row-major index in that stored matrix is i unless keep_hash(seed, i) >= threshold, and scales kept ones
@@ -25,6 +26,7 @@ struct Params {
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override DROP: u32 = 0u;
+override B_FMT: u32 = 0u;
 override BM: u32 = 64u;
 override BN: u32 = 64u;
 override BK: u32 = 16u;
@@ -32,13 +34,15 @@ override WG_X: u32 = BN / 4u;
 override WG_Y: u32 = BM / 4u;
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<u32>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
 // Tiles stored k-major: as_[kk * BM/4 + mm/4][mm % 4], so each thread reads its 4 rows (4 columns) as one vec4.
 var<workgroup> as_: array<vec4<f32>, BK * BM / 4u>;
 var<workgroup> bs: array<vec4<f32>, BK * BN / 4u>;
+
+#include "_stored_float.wgsl"
 
 fn lowbias32(v: u32) -> u32 {
   var x = v;
@@ -97,7 +101,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       var v = 0.0;
       if (gn < N && gk < K) {
         let i = select(gk * N + gn, gn * K + gk, TRANS_B);
-        v = b[i];
+        v = stored_value(b[stored_word(i, B_FMT)], i, B_FMT);
         if (DROP == 2u) {
           v = dropped(v, i);
         }

@@ -12,6 +12,21 @@ function _mismatch(what: string, t: Tensor, expected: string): Error {
   return new Error(`${what} "${t.label}" is [${t.shape}] ${t.dtype}, expected ${expected}`);
 }
 
+/** Element types of a frozen weight held as its checkpoint stores it, by `_stored_float.wgsl`'s format code. */
+const _STORED_FORMAT: Readonly<Record<string, number>> = { f32: 0, bf16: 1, f16: 2 };
+
+/**
+ * The `_stored_float.wgsl` format code of frozen weight `t` (f32, bf16 or f16); throws naming it otherwise, or when
+ * a 16-bit tensor has an odd element count (it is bound as whole u32 words).
+ */
+export function storedFormat(t: Tensor, what: string): number {
+  const fmt = _STORED_FORMAT[t.dtype];
+  if (fmt === undefined || (fmt > 0 && t.size % 2 !== 0)) {
+    throw _mismatch(what, t, "f32, or bf16/f16 with an even element count");
+  }
+  return fmt;
+}
+
 /** Throws unless `t` is f32 with `shape` (`-1` matches any size). */
 export function expectF32(t: Tensor, shape: readonly number[], what: string): void {
   const ok = t.dtype === "f32" && t.shape.length === shape.length && shape.every((d, i) => d < 0 || d === t.shape[i]);

@@ -1,5 +1,5 @@
 /**
- * Token embedding lookup from a frozen f32 table on the GPU (`wgsl/embedding.wgsl`; no backward: the table is
+ * Token embedding lookup from a frozen f32, bf16 or f16 table on the GPU (`wgsl/embedding.wgsl`; no backward: the table is
  * not trained).
  *
  * @module
@@ -7,14 +7,17 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { elementGrid, fitsBinding, output, params, rowBinding, rowRanges } from "./_kernel.ts";
+import { elementGrid, fitsBinding, output, params, rowBinding, rowRanges, storedFormat } from "./_kernel.ts";
+import { DTYPE_BYTES } from "../dtype.ts";
 
 /**
  * Gathers rows of the embedding table: `out[t, :] = table[ids[t], :]`. A table larger than one storage binding
- * (e.g. 128k × 2048 f32 on llvmpipe) is read range by range.
+ * (e.g. 128k × 2048 f32 on llvmpipe) is read range by range; one larger than one buffer is held as row chunks
+ * (vocabulary order), gathered chunk by chunk.
  *
  * @param gpu The device.
- * @param table Frozen f32 `[V, H]`.
+ * @param table Frozen `[V, H]`, f32 or as the checkpoint stores it (bf16, f16: read as f32, exactly), or its row
+ *   chunks `[V_i, H]`.
  * @param ids Token ids: a host array (checked against `V` here) or a `u32`/`i32` tensor `[n]`, which is not
  *   checked (the row of an out-of-range id is left unwritten).
  * @param out Optional output `[n, H]` to reuse.
@@ -35,14 +38,19 @@ import { elementGrid, fitsBinding, output, params, rowBinding, rowRanges } from 
  */
 export function embeddingForward(
   gpu: Gpu,
-  table: Tensor,
+  table: Tensor | readonly Tensor[],
   ids: Tensor | Int32Array | Uint32Array,
   out?: Tensor,
 ): Tensor {
-  if (table.dtype !== "f32" || table.shape.length !== 2) {
-    throw new Error(`Embedding table "${table.label}" is [${table.shape}] ${table.dtype}, expected [V, H] f32`);
+  const chunks = table instanceof Tensor ? [table] : table;
+  for (const t of chunks) {
+    storedFormat(t, "Embedding table");
+    if (t.shape.length !== 2 || t.shape[1] !== chunks[0].shape[1]) {
+      throw new Error(`Embedding table "${t.label}" is [${t.shape}] ${t.dtype}, expected [V, H]`);
+    }
   }
-  const [vocab, cols] = table.shape;
+  const cols = chunks[0].shape[1];
+  const vocab = chunks.reduce((s, t) => s + t.shape[0], 0);
   let idTensor: Tensor;
   if (ids instanceof Tensor) {
     if (ids.dtype !== "u32" && ids.dtype !== "i32") {
@@ -60,20 +68,23 @@ export function embeddingForward(
   const n = idTensor.size;
   const y = output(gpu, out, [n, cols], "embeddings");
   fitsBinding(gpu, y, "Embedding output");
-  const rowBytes = cols * 4;
-  const ranges = rowRanges(gpu, vocab, [rowBytes], `Embedding table "${table.label}"`);
-  for (const [start, end] of ranges) {
-    const count = end - start;
-    gpu.dispatch({
-      kernel: "embedding",
-      bindings: [
-        rowBinding(table, rowBytes, [start, end]),
-        idTensor.buffer,
-        y.buffer,
-        params([n, cols, start, count]),
-      ],
-      workgroups: elementGrid(gpu, n * cols),
-    });
+  let v0 = 0;
+  for (const t of chunks) {
+    const rowBytes = cols * DTYPE_BYTES[t.dtype];
+    for (const [start, end] of rowRanges(gpu, t.shape[0], [rowBytes], `Embedding table "${t.label}"`)) {
+      gpu.dispatch({
+        kernel: "embedding",
+        constants: { TABLE_FMT: storedFormat(t, "Embedding table") },
+        bindings: [
+          rowBinding(t, rowBytes, [start, end]),
+          idTensor.buffer,
+          y.buffer,
+          params([n, cols, v0 + start, end - start]),
+        ],
+        workgroups: elementGrid(gpu, n * cols),
+      });
+    }
+    v0 += t.shape[0];
   }
   if (idTensor !== ids) idTensor.destroy();
   return y;

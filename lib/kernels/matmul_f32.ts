@@ -9,7 +9,7 @@
 
 import { Tensor } from "../gpu/tensor.ts";
 import { dropoutThreshold } from "./dropout.ts";
-import { checkBindingSize, f32Bits, matrixTile, params, rowBinding, rowRanges } from "./_kernel.ts";
+import { checkBindingSize, f32Bits, matrixTile, params, rowBinding, rowRanges, storedFormat } from "./_kernel.ts";
 
 /** Where {@linkcode matmul} applies a dropout mask (see `lib/kernels/dropout.ts`). */
 export interface MatmulDropout {
@@ -41,8 +41,8 @@ export interface MatmulOptions {
 
 const _DROP_MODE = { a: 1, b: 2, out: 3 } as const;
 
-function _shape2(t: Tensor, name: string): [number, number] {
-  if (t.shape.length !== 2 || t.dtype !== "f32") {
+function _shape2(t: Tensor, name: string, anyFloat = false): [number, number] {
+  if (t.shape.length !== 2 || (t.dtype !== "f32" && !anyFloat)) {
     throw new Error(`matmul: ${name} "${t.label}" is [${t.shape}] ${t.dtype}, expected a 2-D f32 matrix`);
   }
   return [t.shape[0], t.shape[1]];
@@ -53,7 +53,8 @@ function _shape2(t: Tensor, name: string): [number, number] {
  * `a.gpu` (submitted at the next flush/read).
  *
  * @param a `[M, K]` (or `[K, M]` with `transA`).
- * @param b `[K, N]` (or `[N, K]` with `transB`).
+ * @param b `[K, N]` (or `[N, K]` with `transB`); f32, or a frozen weight as its checkpoint stores it (bf16, f16:
+ *   read as f32, exactly; bound whole, so `a` is not transposed).
  * @param options Transposes, scale, accumulation, destination, dropout.
  * @returns `out` (`[M, N]` f32).
  * @throws {Error} On shape or dtype mismatches, naming the tensors and shapes.
@@ -73,7 +74,8 @@ function _shape2(t: Tensor, name: string): [number, number] {
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const { transA = false, transB = false, alpha = 1, accumulate = false, dropout } = options;
   const [ar, ac] = _shape2(a, "a");
-  const [br, bc] = _shape2(b, "b");
+  const [br, bc] = _shape2(b, "b", true);
+  const bFormat = storedFormat(b, "matmul: b");
   const [M, K] = transA ? [ac, ar] : [ar, ac];
   const [K2, N] = transB ? [bc, br] : [br, bc];
   if (K !== K2) {
@@ -92,6 +94,9 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   }
   if (M === 0 || N === 0) return out;
   const split = _split(a, b, out, transA, transB);
+  if (bFormat !== 0 && split === "k") {
+    throw new Error(`matmul: b "${b.label}" is ${b.dtype}: a 16-bit b is bound whole, so aᵀ·b must fit one binding`);
+  }
   const ranges = split === "m"
     ? rowRanges(gpu, M, [K * 4, N * 4], "matmul")
     : rowRanges(gpu, K, [M * 4, N * 4], "matmul");
@@ -99,6 +104,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     TRANS_A: transA ? 1 : 0,
     TRANS_B: transB ? 1 : 0,
     DROP: dropout && dropout.p > 0 ? _DROP_MODE[dropout.on] : 0,
+    B_FMT: bFormat,
   };
   for (const [r0, r1] of ranges) {
     const rows = r1 - r0;

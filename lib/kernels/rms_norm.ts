@@ -17,6 +17,7 @@ import {
   params,
   rowBinding,
   rowRanges,
+  storedFormat,
 } from "./_kernel.ts";
 
 /** Result of {@linkcode rmsNormForward}. */
@@ -32,7 +33,7 @@ export interface RmsNormForward {
  *
  * @param gpu The device.
  * @param x Input f32 `[..., H]` (any leading shape; rows are contiguous).
- * @param weight Frozen f32 `[H]`.
+ * @param weight Frozen `[H]`, f32 or as the checkpoint stores it (bf16, f16: read as f32, exactly).
  * @param eps `rms_norm_eps` from the model config.
  * @param out Optional outputs to reuse: `y` (size of `x`) and/or `rstd` (`[rows]`).
  * @returns `y` and the per-row `rstd`.
@@ -58,7 +59,8 @@ export function rmsNormForward(
   out: Partial<RmsNormForward> = {},
 ): RmsNormForward {
   const [rows, cols] = expectRows(x, "RMSNorm input", weight.size);
-  expectSize(weight, "RMSNorm weight", cols);
+  const fmt = storedFormat(weight, "RMSNorm weight");
+  expectSize(weight, "RMSNorm weight", cols, weight.dtype);
   const y = output(gpu, out.y, x.shape, "rmsnorm y");
   const rstd = output(gpu, out.rstd, [rows], "rmsnorm rstd");
   distinct("rmsNormForward", x, y, rstd);
@@ -69,6 +71,7 @@ export function rmsNormForward(
     gpu.dispatch({
       kernel: "rms_norm",
       entryPoint: "forward",
+      constants: { W_FMT: fmt },
       bindings: [xr, weight.buffer, yr, rowBinding(rstd, 4, range), params([n, cols], [eps])],
       workgroups: grid(gpu, n),
     });
@@ -82,7 +85,7 @@ export function rmsNormForward(
  * @param gpu The device.
  * @param dy Upstream gradient, shaped like `x`.
  * @param x The forward input.
- * @param weight The frozen weight `[H]`.
+ * @param weight The frozen weight `[H]` (f32, bf16 or f16).
  * @param rstd The forward's per-row `rstd`.
  * @param dx Optional output to reuse (size of `x`; must not be `dy` or `x`).
  * @returns `dx`.
@@ -111,7 +114,8 @@ export function rmsNormBackward(
 ): Tensor {
   const [rows, cols] = expectRows(x, "RMSNorm input", weight.size);
   expectSize(dy, "RMSNorm dy", x.size);
-  expectSize(weight, "RMSNorm weight", cols);
+  const fmt = storedFormat(weight, "RMSNorm weight");
+  expectSize(weight, "RMSNorm weight", cols, weight.dtype);
   expectSize(rstd, "RMSNorm rstd", rows);
   const out = output(gpu, dx, x.shape, "rmsnorm dx");
   for (const t of [dy, x, weight, rstd]) distinct("rmsNormBackward", t, out);
@@ -121,6 +125,7 @@ export function rmsNormBackward(
     gpu.dispatch({
       kernel: "rms_norm",
       entryPoint: "backward",
+      constants: { W_FMT: fmt },
       bindings: [dyr, xr, weight.buffer, rowBinding(rstd, 4, range), dxr, params([n, cols])],
       workgroups: grid(gpu, n),
     });

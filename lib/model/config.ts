@@ -66,6 +66,8 @@ export interface LlamaConfig {
   bosTokenId: number | null;
   /** `eos_token_id` (a list when the config has several). */
   eosTokenIds: number[];
+  /** `torch_dtype`: how the checkpoint stores its floats (f32 when absent or `"auto"`). */
+  torchDtype: StoredFloat;
 }
 
 /** Transformers' default `tie_word_embeddings` of each supported architecture's config class. */
@@ -74,6 +76,16 @@ const _TIE_DEFAULT: Readonly<Record<string, boolean>> = {
   MistralForCausalLM: false,
   Qwen2ForCausalLM: false,
   Qwen3ForCausalLM: false,
+};
+
+/** A float type a checkpoint stores its weights in. */
+export type StoredFloat = "f32" | "bf16" | "f16";
+
+const _TORCH_DTYPES: Readonly<Record<string, StoredFloat>> = {
+  float32: "f32",
+  auto: "f32",
+  bfloat16: "bf16",
+  float16: "f16",
 };
 
 /** Architectures the model code implements. */
@@ -188,7 +200,15 @@ export function parseLlamaConfig(json: unknown, file = "config.json"): LlamaConf
     qkNorm: qwen3,
     bosTokenId: typeof bos === "number" ? bos : null,
     eosTokenIds: eosTokenIds as number[],
+    torchDtype: _torchDtype(c.torch_dtype, file),
   };
+}
+
+function _torchDtype(v: unknown, file: string): StoredFloat {
+  if (v === undefined || v === null) return "f32";
+  const t = _TORCH_DTYPES[String(v)];
+  if (!t) throw new Error(`${file}: torch_dtype = ${JSON.stringify(v)}: expected float32, bfloat16 or float16`);
+  return t;
 }
 
 function _ropeScaling(v: unknown, file: string): RopeScaling | null {

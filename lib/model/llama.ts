@@ -35,8 +35,8 @@ import { ropeInvFreq, ropeTable } from "./rope.ts";
 export { KvCache } from "./kv_cache.ts";
 
 /**
- * A Llama-family causal LM with frozen NF4 linear weights, frozen f32 embeddings/norms/`lm_head`, and trainable
- * LoRA adapters.
+ * A Llama-family causal LM with frozen NF4 linear weights, frozen embeddings/norms/`lm_head` (held as the
+ * checkpoint stores them: f32, bf16 or f16), and trainable LoRA adapters.
  *
  * @example Train a step and generate on a tiny generated checkpoint
  * ```ts
@@ -71,7 +71,7 @@ export class LlamaModel {
   readonly qat: QatBits | null;
   /** Recompute layers in the backward (default true); false keeps every activation (faster, more memory). */
   gradientCheckpointing: boolean;
-  readonly #embed: Tensor;
+  readonly #embed: Tensor[];
   readonly #norm: Tensor;
   readonly #lmHead: Tensor[];
   readonly #layers: DecoderLayer[];
@@ -82,7 +82,7 @@ export class LlamaModel {
     gpu: Gpu,
     config: LlamaConfig,
     lora: ResolvedLoraConfig | null,
-    weights: { embed: Tensor; norm: Tensor; lmHead: Tensor[]; layers: DecoderLayer[]; qat: QatBits | null },
+    weights: { embed: Tensor[]; norm: Tensor; lmHead: Tensor[]; layers: DecoderLayer[]; qat: QatBits | null },
     gradientCheckpointing: boolean,
   ) {
     this.gpu = gpu;
@@ -457,8 +457,8 @@ export class LlamaModel {
   /** Frees every GPU buffer of the model. */
   destroy(): void {
     for (const l of this.#layers) l.destroy();
-    this.#embed.destroy();
-    for (const w of this.#lmHead) if (w !== this.#embed) w.destroy();
+    for (const w of this.#embed) w.destroy();
+    for (const w of this.#lmHead) if (!this.#embed.includes(w)) w.destroy();
     this.#norm.destroy();
     this.#rope?.destroy();
     this.#rope = null;

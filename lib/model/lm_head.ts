@@ -11,6 +11,7 @@
 
 import type { Gpu } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
+import { DTYPE_BYTES } from "../dtype.ts";
 import { matmul } from "../kernels/matmul_f32.ts";
 import { crossEntropy } from "../kernels/cross_entropy.ts";
 import { rmsNormBackward, rmsNormForward } from "../kernels/rms_norm.ts";
@@ -47,7 +48,8 @@ export interface LossHeadResult {
 }
 
 /**
- * Splits `lm_head` `[V, H]` into row (vocabulary) chunks that each fit one storage binding of `maxBytes`.
+ * Splits `lm_head` `[V, H]` into row (vocabulary) chunks whose f32 rows would each fit one storage binding of
+ * `maxBytes` (the same chunks whatever the stored type).
  *
  * @param gpu The device.
  * @param w The weight (returned as is when it fits; otherwise copied, and left to the caller).
@@ -55,14 +57,16 @@ export interface LossHeadResult {
  * @returns The chunks, in vocabulary order (`weights` class).
  */
 export function vocabChunks(gpu: Gpu, w: Tensor, maxBytes: number): Tensor[] {
-  if (w.byteLength <= maxBytes) return [w];
+  if (w.size * 4 <= maxBytes) return [w];
   const [V, H] = w.shape;
+  const rowBytes = H * DTYPE_BYTES[w.dtype];
+  // Rows as for f32 whatever the stored type: the chunks, hence the sums over them, do not depend on it.
   const rows = Math.max(1, Math.floor(maxBytes / (H * 4)));
   const out: Tensor[] = [];
   for (let v0 = 0; v0 < V; v0 += rows) {
     const n = Math.min(rows, V - v0);
-    const c = Tensor.empty(gpu, [n, H], { class: "weights", label: `${w.label}[${v0}:${v0 + n}]` });
-    gpu.copy(w.buffer, v0 * H * 4, c.buffer, 0, n * H * 4);
+    const c = Tensor.empty(gpu, [n, H], { dtype: w.dtype, class: "weights", label: `${w.label}[${v0}:${v0 + n}]` });
+    gpu.copy(w.buffer, v0 * rowBytes, c.buffer, 0, n * rowBytes);
     out.push(c);
   }
   return out;

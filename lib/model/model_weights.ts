@@ -2,13 +2,15 @@
  * Loading a Llama-family model's weights onto the GPU for `LlamaModel.load`: the configuration, every decoder
  * layer (norms, Qwen3's q/k norms, the seven projections as `QLoRALinear` layers, quantized to NF4 on the GPU
  * unless the folder is bitsandbytes 4-bit, or as LLM-QAT's dense `QatLinear` layers), the final norm and `lm_head` in vocabulary chunks.
+ * The frozen non-quantized tensors (embedding, norms, `lm_head`) are held as the checkpoint stores them (bf16 and
+ * f16 as two values per u32 word, read as f32 by the kernels, as QLoRA keeps them): half the bytes of f32.
  *
  * @module
  */
 
-import { assertFinite } from "../dtype.ts";
+import { assertFinite, DTYPE_BYTES } from "../dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { Tensor } from "../gpu/tensor.ts";
+import { type HostArray, Tensor } from "../gpu/tensor.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
 import { QLoRALinear } from "../qlinear/layer.ts";
 import { QatLinear } from "../qlinear/qat_linear.ts";
@@ -17,7 +19,8 @@ import { fakeQuantRows } from "../kernels/fake_quant.ts";
 import { quantizeNF4 } from "../kernels/nf4_quantize.ts";
 import { deriveSeed } from "../random.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
-import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig } from "./config.ts";
+import { type LlamaConfig, loadLlamaConfig, parseLlamaConfig, type StoredFloat } from "./config.ts";
+import { safetensorsToDType } from "../io/safetensors_header.ts";
 import { DecoderLayer, type LayerProjections, type Projection } from "./decoder_layer.ts";
 import type { LlamaLoadOptions } from "./llama_options.ts";
 import { vocabChunks } from "./lm_head.ts";
@@ -29,8 +32,8 @@ export interface ModelWeights {
   config: LlamaConfig;
   /** LoRA settings, or null without adapters. */
   lora: ResolvedLoraConfig | null;
-  /** `model.embed_tokens.weight` `[V, H]`. */
-  embed: Tensor;
+  /** `model.embed_tokens.weight` `[V, H]`, in row chunks when past the adapter's `maxBufferSize`. */
+  embed: Tensor[];
   /** `model.norm.weight` `[H]`. */
   norm: Tensor;
   /** `lm_head` (or the tied embedding) in vocabulary chunks that fit a storage binding. */
@@ -73,12 +76,24 @@ function _projShapes(c: LlamaConfig): [number, number][] {
 /** Where {@linkcode _buildWeights} gets tensors: a checkpoint, or nothing but shapes. */
 interface _WeightSource {
   /**
-   * A frozen tensor of `shape` (checked against the source), filled from it; its values are checked finite
-   * unless `quantizing` (the NF4 quantizer checks them on the GPU).
+   * A frozen tensor of `shape` (checked against the source) on the host: f32, or with `asStored` in the source's
+   * float type when {@linkcode _heldAs} allows; `data` null: zeros. Its values are checked finite unless
+   * `quantizing` (the NF4 quantizer checks them on the GPU).
    */
-  plain(name: string, shape: number[], quantizing?: boolean): Promise<Tensor>;
+  plain(name: string, shape: number[], how: { asStored: boolean; quantizing: boolean }): Promise<_Held>;
   /** The tensor as stored quantized, or null when it is to be quantized on load. */
   quantized(name: string, shape: number[]): Promise<QuantizedTensor | null>;
+}
+
+/** A frozen tensor's values on the host, in the type it is held in. */
+interface _Held {
+  dtype: StoredFloat;
+  data: HostArray | null;
+}
+
+/** The type a frozen tensor of `shape` stored as `stored` is held in: 16-bit only when every row is whole u32 words. */
+function _heldAs(stored: StoredFloat, shape: number[]): StoredFloat {
+  return shape[shape.length - 1] % 2 === 0 ? stored : "f32";
 }
 
 /**
@@ -98,15 +113,22 @@ export async function loadModelWeights(gpu: Gpu, path: string, options: LlamaLoa
       (ckpt.config ? parseLlamaConfig(ckpt.config, `${path}/config.json`) : await loadLlamaConfig(path));
     _checkTensorNames(ckpt, config, path);
     const source: _WeightSource = {
-      plain: async (name, shape, quantizing) => {
+      plain: async (name, shape, { asStored, quantizing }) => {
         if (!ckpt.checkpoint.has(name)) throw new Error(`${path}: tensor "${name}" is missing`);
         const info = ckpt.checkpoint.info(name);
         if (info.shape.join() !== shape.join()) {
           throw new Error(`${path}: tensor "${name}" has shape [${info.shape}], expected [${shape}]`);
         }
+        const what = `${path}: tensor "${name}"`;
+        const dtype = safetensorsToDType(info.dtype);
+        if (asStored && (dtype === "bf16" || dtype === "f16") && _heldAs(dtype, shape) === dtype) {
+          const bytes = await ckpt.checkpoint.read(name);
+          assertFinite(bytes, what, dtype);
+          return { dtype, data: new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2) };
+        }
         const values = await ckpt.checkpoint.readF32(name);
-        if (!quantizing) assertFinite(values, `${path}: tensor "${name}"`);
-        return Tensor.fromArray(gpu, values, shape, { class: "weights", label: name });
+        if (!quantizing) assertFinite(values, what);
+        return { dtype: "f32", data: values };
       },
       quantized: async (name, shape) => {
         if (!ckpt.isQuantized(name)) return null;
@@ -138,10 +160,34 @@ export async function shapeOnlyWeights(
   options: LlamaLoadOptions,
 ): Promise<ModelWeights> {
   const source: _WeightSource = {
-    plain: (name, shape) => Promise.resolve(Tensor.empty(gpu, shape, { class: "weights", label: name })),
+    plain: (_name, shape, { asStored }) =>
+      Promise.resolve({ dtype: asStored ? _heldAs(config.torchDtype, shape) : "f32", data: null }),
     quantized: () => Promise.resolve(null),
   };
   return await _buildWeights(gpu, config, source, options);
+}
+
+/**
+ * Uploads `[R, C]` `held` as tensors of whole rows, each within the adapter's `maxBufferSize` (one tensor when it
+ * fits; chunks labelled `name rows a:b`). Rows per chunk are counted as for f32, whatever the held type.
+ */
+function _rowChunks(gpu: Gpu, name: string, shape: number[], held: _Held): Tensor[] {
+  const [R, C] = shape;
+  const max = gpu.limits.maxBufferSize;
+  const per = R * C * 4 <= max ? R : Math.floor(max / (C * 4));
+  if (per === 0) throw new Error(`Tensor "${name}": a row of ${C} f32 is past maxBufferSize (${max} bytes)`);
+  const out: Tensor[] = [];
+  for (let r0 = 0; r0 < R; r0 += per) {
+    const n = Math.min(per, R - r0);
+    const label = per === R ? name : `${name} rows ${r0}:${r0 + n}`;
+    const t = Tensor.empty(gpu, [n, C], { dtype: held.dtype, class: "weights", label });
+    out.push(t);
+    if (held.data) {
+      const b = DTYPE_BYTES[held.dtype];
+      t.write(new Uint8Array(held.data.buffer, held.data.byteOffset + r0 * C * b, n * C * b));
+    }
+  }
+  return out;
 }
 
 async function _buildWeights(
@@ -158,15 +204,23 @@ async function _buildWeights(
     }
     const lora = options.lora === null ? null : resolveLoraConfig(options.lora);
     const c = config;
-    const plain = async (name: string, shape: number[], quantizing = false): Promise<Tensor> => {
-      const t = await source.plain(name, shape, quantizing);
+    const chunks = async (name: string, shape: number[], asStored = false): Promise<Tensor[]> => {
+      const held = _rowChunks(gpu, name, shape, await source.plain(name, shape, { asStored, quantizing: false }));
+      made.push(...held);
+      return held;
+    };
+    const plain = async (name: string, shape: number[], asStored = false, quantizing = false): Promise<Tensor> => {
+      const held = await source.plain(name, shape, { asStored, quantizing });
+      const t = held.data
+        ? Tensor.fromArray(gpu, held.data, shape, { dtype: held.dtype, class: "weights", label: name })
+        : Tensor.empty(gpu, shape, { dtype: held.dtype, class: "weights", label: name });
       made.push(t);
       return t;
     };
     const quantized = async (name: string, shape: number[]): Promise<QuantizedTensor> => {
       const stored = await source.quantized(name, shape);
       if (stored) return stored;
-      const w = await plain(name, shape, true);
+      const w = await plain(name, shape, false, true);
       const q = await quantizeNF4(gpu, w, {
         blocksize: options.blocksize ?? 64,
         doubleQuant: options.doubleQuant ?? true,
@@ -175,15 +229,17 @@ async function _buildWeights(
       w.destroy();
       return q;
     };
-    const embed = await plain("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize]);
+    // The frozen tensors the kernels read as stored; projections, biases and QAT weights are f32.
+    const stored = (name: string, shape: number[]) => plain(name, shape, true);
+    const embed = await chunks("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize], true);
     const layers: DecoderLayer[] = [];
     const shapes = _projShapes(c);
     for (let l = 0; l < c.numLayers; l++) {
       const pre = `model.layers.${l}`;
-      const inputNorm = await plain(`${pre}.input_layernorm.weight`, [c.hiddenSize]);
-      const postNorm = await plain(`${pre}.post_attention_layernorm.weight`, [c.hiddenSize]);
-      const qNorm = c.qkNorm ? await plain(`${pre}.self_attn.q_norm.weight`, [c.headDim]) : null;
-      const kNorm = c.qkNorm ? await plain(`${pre}.self_attn.k_norm.weight`, [c.headDim]) : null;
+      const inputNorm = await stored(`${pre}.input_layernorm.weight`, [c.hiddenSize]);
+      const postNorm = await stored(`${pre}.post_attention_layernorm.weight`, [c.hiddenSize]);
+      const qNorm = c.qkNorm ? await stored(`${pre}.self_attn.q_norm.weight`, [c.headDim]) : null;
+      const kNorm = c.qkNorm ? await stored(`${pre}.self_attn.k_norm.weight`, [c.headDim]) : null;
       const proj: Projection[] = [];
       for (const [i, target] of LORA_TARGETS.entries()) {
         const path = loraModulePath(l, target);
@@ -213,11 +269,18 @@ async function _buildWeights(
       if (kvBits < 16) layer.kvQuant = (kv) => fakeQuantRows(gpu, kv, c.numKvHeads * c.headDim, kvBits);
       layers.push(layer);
     }
-    const norm = await plain("model.norm.weight", [c.hiddenSize]);
-    const head = c.tieWordEmbeddings ? embed : await plain("lm_head.weight", [c.vocabSize, c.hiddenSize]);
-    const lmHead = vocabChunks(gpu, head, gpu.maxBindingBytes);
-    made.push(...lmHead);
-    if (lmHead[0] !== head && head !== embed) head.destroy();
+    const norm = await stored("model.norm.weight", [c.hiddenSize]);
+    const tied = c.tieWordEmbeddings;
+    const head = tied ? embed : await chunks("lm_head.weight", [c.vocabSize, c.hiddenSize], true);
+    const lmHead: Tensor[] = [];
+    for (const h of head) {
+      const parts = vocabChunks(gpu, h, gpu.maxBindingBytes);
+      lmHead.push(...parts);
+      if (parts[0] !== h) {
+        made.push(...parts);
+        if (!tied) h.destroy();
+      }
+    }
     await gpu.sync();
     return { config, lora, embed, norm, lmHead, layers, qat: qat?.bits ?? null };
   } catch (e) {

@@ -91,8 +91,11 @@ export function planClassOf(label: string, cls: MemoryClass): string {
     if (label.endsWith(".absmax codes") || label.endsWith(".absmax")) return "nf4 absmax";
     if (/\.(absmax2|code2|code)( \(unused\))?$/.test(label)) return "nf4 double-quant constants";
     if (/\.lora_[AB]$/.test(label)) return "lora parameters";
-    if (label === "model.embed_tokens.weight") return "embeddings";
-    if (label.startsWith("lm_head.weight") || label.startsWith("model.embed_tokens.weight[")) return "lm_head";
+    // Embedding row chunks are "… rows a:b"; tied lm_head's vocabulary chunks copied from them end in "[a:b]".
+    if (label.startsWith("lm_head.weight") || /^model\.embed_tokens\.weight.*\[\d+:\d+\]$/.test(label)) {
+      return "lm_head";
+    }
+    if (label.startsWith("model.embed_tokens.weight")) return "embeddings";
     if (label.endsWith("norm.weight") || label.endsWith(".bias")) return "norms and biases";
     return "other frozen";
   }

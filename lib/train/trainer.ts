@@ -221,93 +221,97 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
 
     // 3. Optimizer over every A and B.
     const opt = createOptimizer(gpu, layers, options);
-    if (resumeFrom) {
-      await opt.load(join(resumeFrom, OPTIMIZER_STATE_FILE));
-      loader.restore((await readTrainerState(resumeFrom)).dataPosition);
-      log(`Resuming ${options.out} from ${resumeFrom} (step ${startStep} of ${totalSteps})`);
-    }
-
-    // 4. The loop.
-    await storage().mkdir(options.out, { recursive: true });
-    const metricsPath = join(options.out, METRICS_FILE);
-    const metrics = await MetricsWriter.open(metricsPath, resumeFrom ? startStep : undefined, runId);
-    const peft = loraToPeftConfig(model.lora!, options.model);
-    const saveAdapter = async (dir: string) =>
-      writePeftAdapter(dir, { config: peft, modules: await model.loraWeights() });
-    const saveAll = async (dir: string) => {
-      await saveAdapter(dir);
-      await opt.save(join(dir, OPTIMIZER_STATE_FILE));
-    };
-    const progress = new ProgressBar(totalSteps, { sink: hooks.sink });
-    let lastLoss = NaN;
-    if (options.profile) gpu.startProfile();
     try {
-      for (let step = startStep + 1; step <= totalSteps; step++) {
-        const lr = lrAt(schedule, step - 1);
-        const { batches, tokens } = loader.nextStep();
-        gpu.budget.resetPeak();
-        const t0 = performance.now();
-        model.zeroGrad();
-        let inputTokens = 0;
-        // The loss is read once per step, with the gradient norm: no host wait per micro-batch.
-        const stats: Tensor[][] = [];
-        for (const [i, b] of batches.entries()) {
-          // Dropout masks are a pure function of this seed: a resumed run draws the same ones.
-          const seed = deriveSeed(options.seed, step, i);
-          stats.push((await model.forwardBackward(b, { gradScale: 1 / tokens, seed, deferLoss: true })).stats!);
-          inputTokens += b.lengths.reduce((x, y) => x + y, 0);
-        }
-        // A non-finite gradient makes the step change nothing (the kernels read the norm); it is reported below.
-        await opt.step({ lr, maxGradNorm: options.maxGradNorm > 0 ? options.maxGradNorm : Infinity });
-        const { lossSum, gradNorm } = await readStepResults(gpu, stats, opt.gradNormBuffer, step);
-        const seconds = (performance.now() - t0) / 1000;
-        lastLoss = lossSum / tokens;
-        const m: StepMetrics = {
-          step,
-          loss: lastLoss,
-          lr,
-          grad_norm: gradNorm,
-          tokens,
-          tokens_per_s: inputTokens / seconds,
-          gpu_bytes: gpu.budget.report().peak,
-        };
-        await metrics.write(m);
-        hooks.onStep?.(m);
-        progress.update({ step, loss: m.loss, tokensPerS: m.tokens_per_s, gpuBytes: m.gpu_bytes });
-        if (options.saveEvery > 0 && step % options.saveEvery === 0 && step < totalSteps) {
-          await saveCheckpoint(options.out, { step, dataPosition: loader.position, args, runId }, saveAll);
-          progress.log(`Saved ${checkpointDir(options.out, step)}`);
-        }
-        if (hooks.stopAfter === step || hooks.shouldStop?.()) {
-          return { options, steps: step, lastLoss, metricsPath, lossSvgPath: null };
-        }
+      if (resumeFrom) {
+        await opt.load(join(resumeFrom, OPTIMIZER_STATE_FILE));
+        loader.restore((await readTrainerState(resumeFrom)).dataPosition);
+        log(`Resuming ${options.out} from ${resumeFrom} (step ${startStep} of ${totalSteps})`);
       }
-      if (options.profile) await writeProfile(gpu, options.out, totalSteps - startStep, log);
-    } finally {
-      metrics.close();
-      progress.done();
-    }
 
-    // 5. The final adapter in OUT itself, and the loss curve of the whole run.
-    try {
-      await saveAdapter(options.out);
-    } catch (e) {
-      // The trained adapter is still in memory: keep it as the last checkpoint, so --resume redoes this write.
-      const state = { step: totalSteps, dataPosition: loader.position, args, runId };
-      const kept = await saveCheckpoint(options.out, state, saveAll).catch((e2) => {
+      // 4. The loop.
+      await storage().mkdir(options.out, { recursive: true });
+      const metricsPath = join(options.out, METRICS_FILE);
+      const metrics = await MetricsWriter.open(metricsPath, resumeFrom ? startStep : undefined, runId);
+      const peft = loraToPeftConfig(model.lora!, options.model);
+      const saveAdapter = async (dir: string) =>
+        writePeftAdapter(dir, { config: peft, modules: await model.loraWeights() });
+      const saveAll = async (dir: string) => {
+        await saveAdapter(dir);
+        await opt.save(join(dir, OPTIMIZER_STATE_FILE));
+      };
+      const progress = new ProgressBar(totalSteps, { sink: hooks.sink });
+      let lastLoss = NaN;
+      if (options.profile) gpu.startProfile();
+      try {
+        for (let step = startStep + 1; step <= totalSteps; step++) {
+          const lr = lrAt(schedule, step - 1);
+          const { batches, tokens } = loader.nextStep();
+          gpu.budget.resetPeak();
+          const t0 = performance.now();
+          model.zeroGrad();
+          let inputTokens = 0;
+          // The loss is read once per step, with the gradient norm: no host wait per micro-batch.
+          const stats: Tensor[][] = [];
+          for (const [i, b] of batches.entries()) {
+            // Dropout masks are a pure function of this seed: a resumed run draws the same ones.
+            const seed = deriveSeed(options.seed, step, i);
+            stats.push((await model.forwardBackward(b, { gradScale: 1 / tokens, seed, deferLoss: true })).stats!);
+            inputTokens += b.lengths.reduce((x, y) => x + y, 0);
+          }
+          // A non-finite gradient makes the step change nothing (the kernels read the norm); it is reported below.
+          await opt.step({ lr, maxGradNorm: options.maxGradNorm > 0 ? options.maxGradNorm : Infinity });
+          const { lossSum, gradNorm } = await readStepResults(gpu, stats, opt.gradNormBuffer, step);
+          const seconds = (performance.now() - t0) / 1000;
+          lastLoss = lossSum / tokens;
+          const m: StepMetrics = {
+            step,
+            loss: lastLoss,
+            lr,
+            grad_norm: gradNorm,
+            tokens,
+            tokens_per_s: inputTokens / seconds,
+            gpu_bytes: gpu.budget.report().peak,
+          };
+          await metrics.write(m);
+          hooks.onStep?.(m);
+          progress.update({ step, loss: m.loss, tokensPerS: m.tokens_per_s, gpuBytes: m.gpu_bytes });
+          if (options.saveEvery > 0 && step % options.saveEvery === 0 && step < totalSteps) {
+            await saveCheckpoint(options.out, { step, dataPosition: loader.position, args, runId }, saveAll);
+            progress.log(`Saved ${checkpointDir(options.out, step)}`);
+          }
+          if (hooks.stopAfter === step || hooks.shouldStop?.()) {
+            return { options, steps: step, lastLoss, metricsPath, lossSvgPath: null };
+          }
+        }
+        if (options.profile) await writeProfile(gpu, options.out, totalSteps - startStep, log);
+      } finally {
+        metrics.close();
+        progress.done();
+      }
+
+      // 5. The final adapter in OUT itself, and the loss curve of the whole run.
+      try {
+        await saveAdapter(options.out);
+      } catch (e) {
+        // The trained adapter is still in memory: keep it as the last checkpoint, so --resume redoes this write.
+        const state = { step: totalSteps, dataPosition: loader.position, args, runId };
+        const kept = await saveCheckpoint(options.out, state, saveAll).catch((e2) => {
+          throw new Error(
+            `The final adapter could not be written to ${options.out} (${(e as Error).message}), nor kept as ` +
+              `${checkpointDir(options.out, totalSteps)} (${(e2 as Error).message})`,
+          );
+        });
         throw new Error(
-          `The final adapter could not be written to ${options.out} (${(e as Error).message}), nor kept as ` +
-            `${checkpointDir(options.out, totalSteps)} (${(e2 as Error).message})`,
+          `The final adapter could not be written to ${options.out} (${(e as Error).message}); it is kept in ` +
+            `${kept}: fix the cause and run --resume ${options.out} to write it`,
         );
-      });
-      throw new Error(
-        `The final adapter could not be written to ${options.out} (${(e as Error).message}); it is kept in ` +
-          `${kept}: fix the cause and run --resume ${options.out} to write it`,
-      );
+      }
+      const lossSvgPath = join(options.out, LOSS_SVG_FILE);
+      await writeLossSvg(lossSvgPath, await readMetrics(metricsPath));
+      return { options, steps: totalSteps, lastLoss, metricsPath, lossSvgPath };
+    } finally {
+      opt.destroy(); // the state of a finished or failed run
     }
-    const lossSvgPath = join(options.out, LOSS_SVG_FILE);
-    await writeLossSvg(lossSvgPath, await readMetrics(metricsPath));
-    return { options, steps: totalSteps, lastLoss, metricsPath, lossSvgPath };
   } finally {
     model.destroy();
   }
