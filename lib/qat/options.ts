@@ -7,7 +7,7 @@
 
 import { resolve } from "../platform/path.ts";
 import {
-  bytesFlag,
+  choiceFlag,
   flagHelp,
   type FlagTable,
   flagValues,
@@ -15,11 +15,9 @@ import {
   intFlag,
   numberFlag,
   readFlags,
-  switchFlag,
   textFlag,
 } from "../flags.ts";
-import { choiceFlag } from "../flags.ts";
-import { SCHEDULE_NAMES, type ScheduleName } from "../train/options.ts";
+import { FINETUNE_FLAGS, SCHEDULE_NAMES, type ScheduleName } from "../train/options.ts";
 import { parseQatBits } from "../qlinear/qat_bits.ts";
 
 /** Options of a `deno task qat` run. */
@@ -81,23 +79,23 @@ export const QAT_FLAGS: FlagTable<QatOptions & { resume: string | null }> = {
   lr: numberFlag("X", "peak learning rate", { default: 2e-5, check: (x) => x >= 0, what: "a number ≥ 0" }),
   schedule: choiceFlag("S", "learning-rate schedule", SCHEDULE_NAMES, "cosine"),
   warmupSteps: intFlag("N", "linear warmup steps", { min: 0, default: 0 }),
-  weightDecay: numberFlag("X", "AdamW weight decay", { default: 0, check: (x) => x >= 0, what: "a number ≥ 0" }),
+  weightDecay: FINETUNE_FLAGS.weightDecay,
   maxGradNorm: numberFlag("X", "clip the global gradient norm; 0 = off", {
     default: 0,
     check: (x) => x >= 0,
     what: "a number ≥ 0",
   }),
-  batchSize: intFlag("N", "sequences per micro-batch", { min: 1, default: 1 }),
+  batchSize: FINETUNE_FLAGS.batchSize,
   gradAccum: intFlag("N", "micro-batches per optimizer step", { min: 1, default: 1 }),
-  steps: intFlag("N", "optimizer steps", { min: 1, default: null, unset: "--epochs passes over the data" }),
-  epochs: intFlag("N", "passes over the data when --steps is not given", { min: 1, default: 1 }),
+  steps: FINETUNE_FLAGS.steps,
+  epochs: FINETUNE_FLAGS.epochs,
   maxSeqLen: intFlag("N", "truncate longer sequences", { min: 2, default: null, unset: "the model's context" }),
   seed: intFlag("N", "seed of the data order", { min: 0, default: 42 }),
-  checkpointing: switchFlag("keep all activations instead of recomputing layers", { negated: true }),
-  gpuMemory: bytesFlag("BYTES", "cap accounted GPU memory: 512MiB, 6GiB", "adapter limit"),
-  saveEvery: intFlag("N", "checkpoint every N steps into OUT/checkpoint-N; 0 = final only", { min: 0, default: 250 }),
-  overwrite: switchFlag("replace an earlier run's files in OUT (a fresh run refuses a non-empty OUT)"),
-  resume: textFlag("OUT", "continue the run in OUT from its last checkpoint, with its saved options"),
+  checkpointing: FINETUNE_FLAGS.checkpointing,
+  gpuMemory: FINETUNE_FLAGS.gpuMemory,
+  saveEvery: FINETUNE_FLAGS.saveEvery,
+  overwrite: FINETUNE_FLAGS.overwrite,
+  resume: FINETUNE_FLAGS.resume,
 };
 
 /** The text of `deno task qat --help`. */
