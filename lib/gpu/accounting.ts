@@ -152,6 +152,10 @@ export function accountingGpu(options: AccountingGpuOptions): AccountingGpu {
   };
   // The budget creates the buffer before it records the class, so the class travels through this slot.
   let pendingClass: MemoryClass = "scratch";
+  // Each buffer's ledger entry, so that a pooled buffer handed to a tensor of another kind moves to that key.
+  type Entry = { key: string; size: number };
+  const entries = new WeakMap<GPUBuffer, Entry>();
+  let made: Entry | null = null;
   const device = standInDevice(limits, (desc) => {
     if (desc.size > limits.maxBufferSize) {
       throw new GpuError(
@@ -159,14 +163,32 @@ export function accountingGpu(options: AccountingGpuOptions): AccountingGpu {
           `(${limits.maxBufferSize} bytes)`,
       );
     }
-    const key = (desc.usage & MAP_USAGE) ? "staging" : keyOf(desc.label ?? "", pendingClass);
-    ledger.add(key, desc.size);
-    return () => ledger.add(key, -desc.size);
+    const entry = {
+      key: (desc.usage & MAP_USAGE) ? "staging" : keyOf(desc.label ?? "", pendingClass),
+      size: desc.size,
+    };
+    ledger.add(entry.key, entry.size);
+    made = entry;
+    return () => ledger.add(entry.key, -entry.size);
   });
   const budget = new (class extends MemoryBudget {
     override createBuffer(desc: BudgetBufferDescriptor): GPUBuffer {
       pendingClass = desc.class;
-      return super.createBuffer(desc);
+      made = null;
+      const buffer = super.createBuffer(desc);
+      if (made) entries.set(buffer, made);
+      return buffer;
+    }
+    override reuse(desc: BudgetBufferDescriptor): GPUBuffer | null {
+      const buffer = super.reuse(desc);
+      const entry = buffer && entries.get(buffer);
+      const key = keyOf(desc.label ?? "", desc.class);
+      if (entry && entry.key !== key) {
+        ledger.add(entry.key, -entry.size);
+        ledger.add(key, entry.size);
+        entry.key = key;
+      }
+      return buffer;
     }
   })(device, options.gpuMemory);
   const features = { shaderF16: options.shaderF16 ?? true, timestampQuery: false };
