@@ -10,7 +10,6 @@
 
 import { join } from "../platform/path.ts";
 import type { Gpu } from "../gpu/device.ts";
-import { clipGradNorm } from "../kernels/clip_grad_norm.ts";
 import { DataLoader } from "../data/loader.ts";
 import { LlamaModel } from "../model/llama.ts";
 import { AdamW } from "../optim/adamw.ts";
@@ -174,12 +173,11 @@ export async function trainQat(
           const loss = distillationLoss(student, teacher, b);
           lossSum += (await student.forwardBackward(b, { gradScale: 1 / tokens, loss })).lossSum;
         }
-        const grads = params.map((p) => p.grad);
-        const gradNorm = await clipGradNorm(gpu, grads, o.maxGradNorm > 0 ? o.maxGradNorm : Infinity);
+        // As the trainer: the norm and clipping run inside the optimizer's step (a non-finite norm changes nothing).
+        await opt.step({ lr, maxGradNorm: o.maxGradNorm > 0 ? o.maxGradNorm : Infinity });
+        const gradNorm = await opt.gradNorm();
         if (!Number.isFinite(gradNorm)) throw new Error(`Step ${step}: the gradient norm is ${gradNorm}`);
-        await opt.step({ lr });
         for (const l of layers) l.weightChanged();
-        await gpu.sync();
         const seconds = (performance.now() - t0) / 1000;
         lastLoss = lossSum / tokens;
         const inputTokens = batches.reduce((s, b) => s + b.lengths.reduce((x, y) => x + y, 0), 0);
