@@ -34,23 +34,7 @@ struct Params {
 
 #include "_workgroup_sum.wgsl"
 
-fn reduceSum(lid: u32, v: f32) -> f32 {
-  workgroupBarrier(); // red may still be read from the previous reduction
-  return workgroup_sum(lid, v);
-}
-
-fn reduceMax(lid: u32, v: f32) -> f32 {
-  workgroupBarrier();
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) {
-      red[lid] = max(red[lid], red[lid + s]);
-    }
-    workgroupBarrier();
-  }
-  return red[0];
-}
+#include "_workgroup_reduce.wgsl"
 
 // NaN or ±Inf, by bits (WGSL has no isnan and fast-math may fold comparisons).
 fn nonFinite(v: f32) -> bool {

@@ -25,23 +25,7 @@ struct Params {
 
 #include "_workgroup_sum.wgsl"
 
-fn reduceSum(lid: u32, v: f32) -> f32 {
-  workgroupBarrier(); // red may still be read from the previous reduction
-  return workgroup_sum(lid, v);
-}
-
-fn reduceMax(lid: u32, v: f32) -> f32 {
-  workgroupBarrier();
-  red[lid] = v;
-  workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k >>= 1u) {
-    if (lid < k) {
-      red[lid] = max(red[lid], red[lid + k]);
-    }
-    workgroupBarrier();
-  }
-  return red[0];
-}
+#include "_workgroup_reduce.wgsl"
 
 @compute @workgroup_size(WG)
 fn main(
