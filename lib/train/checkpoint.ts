@@ -102,9 +102,10 @@ export async function saveCheckpoint(
 }
 
 /**
- * Repairs what killed saves left: where `checkpoint-N` is missing (a kill between the two renames of a re-save),
- * its new copy `checkpoint-N.tmp-…` takes its place when complete (it has `trainer_state.json`, written last),
- * else the previous one `checkpoint-N.old-…`; every other temporary or old folder is removed.
+ * Repairs what killed saves left: a complete new copy `checkpoint-N.tmp-…` (it has `trainer_state.json`, written
+ * last) becomes `checkpoint-N`, replacing one that may be a folder rename cut short (OPFS renames by copying); where
+ * `checkpoint-N` is missing (a kill between the two renames of a re-save) and no new copy is complete, the previous
+ * one `checkpoint-N.old-…` takes its place; every other temporary or old folder is removed.
  *
  * @param out The run's output folder (a missing one has nothing to repair).
  * @returns The names of the `checkpoint-N` folders put back, sorted.
@@ -143,12 +144,14 @@ export async function restoreCheckpoints(out: string): Promise<string[]> {
   }
   const restored: string[] = [];
   for (const [name, { tmp, old }] of leftovers) {
-    if (!present.has(name)) {
-      const complete = await _firstWith(out, tmp, TRAINER_STATE_FILE) ?? await _firstWith(out, old, TRAINER_STATE_FILE);
-      if (complete) {
-        await storage().rename(join(out, complete), join(out, name));
-        restored.push(name);
-      }
+    // A complete `.tmp-` copy is the newest state of its step even beside `checkpoint-N`: that one may be a folder
+    // rename cut short (OPFS renames a folder by copying it). An `.old-` copy only stands in for a missing one.
+    const fresh = await _firstWith(out, tmp, TRAINER_STATE_FILE);
+    const complete = fresh ?? (present.has(name) ? null : await _firstWith(out, old, TRAINER_STATE_FILE));
+    if (complete) {
+      if (present.has(name)) await storage().remove(join(out, name), { recursive: true });
+      await storage().rename(join(out, complete), join(out, name));
+      restored.push(name);
     }
     for (const n of [...tmp, ...old]) await storage().remove(join(out, n), { recursive: true }).catch(_unlessNotFound);
   }
