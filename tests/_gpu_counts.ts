@@ -7,7 +7,7 @@ export interface GpuCounts {
   dispatches: number;
   submits: number;
   waits: number;
-  /** Dispatches by compute pass label (the kernel, and its entry point when not `main`). */
+  /** Dispatches by the label of the pipeline they ran (the kernel, its entry point and constants). */
   byKernel: Map<string, number>;
 }
 
@@ -26,23 +26,21 @@ function zero(): GpuCounts {
 /** Starts counting calls on every device (wraps the prototypes until `stop`). */
 export function countGpuCalls(): GpuCounter {
   let c = zero();
-  // The pass's label names the kernel (`Gpu.dispatch` labels each pass), read at dispatch time.
+  // The pipeline's label names the kernel (`Gpu` labels each pipeline); a pass runs many, so track the one set last.
   const labels = new WeakMap<GPUComputePassEncoder, string>();
-  const enc = GPUCommandEncoder.prototype;
   const pass = GPUComputePassEncoder.prototype;
   const queue = GPUQueue.prototype;
   const buffer = GPUBuffer.prototype;
   const saved = {
-    begin: enc.beginComputePass,
+    setPipeline: pass.setPipeline,
     dispatch: pass.dispatchWorkgroups,
     submit: queue.submit,
     done: queue.onSubmittedWorkDone,
     map: buffer.mapAsync,
   };
-  enc.beginComputePass = function (this: GPUCommandEncoder, d?: GPUComputePassDescriptor) {
-    const p = saved.begin.call(this, d);
-    labels.set(p, d?.label ?? "?");
-    return p;
+  pass.setPipeline = function (this: GPUComputePassEncoder, p: GPUComputePipeline) {
+    labels.set(this, p.label);
+    return saved.setPipeline.call(this, p);
   };
   pass.dispatchWorkgroups = function (this: GPUComputePassEncoder, x: number, y?: number, z?: number) {
     c.dispatches++;
@@ -69,7 +67,7 @@ export function countGpuCalls(): GpuCounter {
       return out;
     },
     stop() {
-      enc.beginComputePass = saved.begin;
+      pass.setPipeline = saved.setPipeline;
       pass.dispatchWorkgroups = saved.dispatch;
       queue.submit = saved.submit;
       queue.onSubmittedWorkDone = saved.done;

@@ -67,14 +67,58 @@ export class Tensor {
   readonly dtype: DType;
   /** Name used in errors. */
   readonly label: string;
+  /** Where the data starts in `buffer`: 0, or a view's offset (a multiple of 256). */
+  readonly byteOffset: number;
+  /** A view borrows its buffer: `destroy` leaves it to the owner. */
+  readonly isView: boolean;
 
-  /** Wraps an existing accounted buffer; prefer {@linkcode Tensor.empty} or {@linkcode Tensor.fromArray}. */
-  constructor(gpu: Gpu, buffer: GPUBuffer, shape: readonly number[], dtype: DType, label: string) {
+  /**
+   * Wraps an existing accounted buffer; prefer {@linkcode Tensor.empty} or {@linkcode Tensor.fromArray}. With a
+   * `byteOffset`, the tensor is a view of part of a buffer someone else owns (see {@linkcode Tensor.view}).
+   */
+  constructor(gpu: Gpu, buffer: GPUBuffer, shape: readonly number[], dtype: DType, label: string, byteOffset?: number) {
     this.gpu = gpu;
     this.buffer = buffer;
     this.shape = [...shape];
     this.dtype = dtype;
     this.label = label;
+    this.byteOffset = byteOffset ?? 0;
+    this.isView = byteOffset !== undefined;
+  }
+
+  /**
+   * A tensor over `buffer` from `byteOffset` (a multiple of 256, so it can be bound), which stays the caller's:
+   * destroying the view frees nothing. Many tensors packed in one buffer let one dispatch cover all of them.
+   *
+   * @example Two views of one buffer
+   * ```ts
+   * import { requestGpu, Tensor } from "@qlora/webgpu";
+   * import assert from "node:assert/strict";
+   * const gpu = await requestGpu();
+   * const whole = Tensor.fromArray(gpu, new Float32Array(128).map((_, i) => i), [128]);
+   * const second = Tensor.view(gpu, whole.buffer, 256, [2, 2], { label: "second" });
+   * assert.deepEqual([...await second.toFloat32()], [64, 65, 66, 67]);
+   * second.destroy(); // frees nothing
+   * assert.equal((await whole.toFloat32())[64], 64);
+   * ```
+   */
+  static view(
+    gpu: Gpu,
+    buffer: GPUBuffer,
+    byteOffset: number,
+    shape: readonly number[],
+    opts: TensorOptions = {},
+  ): Tensor {
+    const dtype = opts.dtype ?? "f32";
+    const label = opts.label ?? "view";
+    const bytes = Math.ceil(numel(shape) * DTYPE_BYTES[dtype] / 4) * 4;
+    if (byteOffset % 256 !== 0 || byteOffset + bytes > buffer.size) {
+      throw new RangeError(
+        `Tensor view "${label}": ${bytes} bytes at offset ${byteOffset} do not fit a buffer of ${buffer.size} ` +
+          `bytes at a multiple of 256`,
+      );
+    }
+    return new Tensor(gpu, buffer, shape, dtype, label, byteOffset);
   }
 
   /**
@@ -125,20 +169,30 @@ export class Tensor {
     return this.size * DTYPE_BYTES[this.dtype];
   }
 
+  /**
+   * What a kernel binds: the whole buffer when the tensor is all of it, else the tensor's byte range (padded to 4
+   * bytes), so that `arrayLength` in WGSL is the tensor's length either way.
+   */
+  get binding(): GPUBuffer | GPUBufferBinding {
+    const size = Math.ceil(this.byteLength / 4) * 4;
+    if (this.byteOffset === 0 && size === this.buffer.size) return this.buffer;
+    return { buffer: this.buffer, offset: this.byteOffset, size };
+  }
+
   /** Overwrites the contents from the host, ordered after recorded work. */
   write(data: HostArray): void {
     if (data.byteLength % 4 === 0) {
-      this.gpu.write(this.buffer, data);
+      this.gpu.write(this.buffer, data, this.byteOffset);
     } else {
       const padded = new Uint8Array(Math.ceil(data.byteLength / 4) * 4);
       padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      this.gpu.write(this.buffer, padded);
+      this.gpu.write(this.buffer, padded, this.byteOffset);
     }
   }
 
   /** The raw bytes, after all recorded work. */
   async readBytes(): Promise<Uint8Array> {
-    const buf = await this.gpu.read(this.buffer, 0, Math.ceil(this.byteLength / 4) * 4);
+    const buf = await this.gpu.read(this.buffer, this.byteOffset, Math.ceil(this.byteLength / 4) * 4);
     return new Uint8Array(buf, 0, this.byteLength);
   }
 
@@ -157,9 +211,14 @@ export class Tensor {
     }
   }
 
-  /** Frees the buffer (after pending work is submitted). */
+  /** Sets every element to zero, ordered after recorded work. */
+  clear(): void {
+    this.gpu.clear(this.buffer, this.byteOffset, Math.ceil(this.byteLength / 4) * 4);
+  }
+
+  /** Frees the buffer (after pending work is submitted); a view frees nothing. */
   destroy(): void {
-    this.gpu.free(this.buffer);
+    if (!this.isView) this.gpu.free(this.buffer);
   }
 }
 

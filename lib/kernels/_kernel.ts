@@ -169,8 +169,8 @@ export function splitRows(
 /** Binds rows `[r0, r1)` of a row-major tensor with `rowBytes`-byte rows: the whole buffer when that is all of it. */
 export function rowBinding(t: Tensor, rowBytes: number, range: [number, number]): GPUBuffer | GPUBufferBinding {
   const [r0, r1] = range;
-  if (r0 === 0 && r1 * rowBytes === t.byteLength) return t.buffer;
-  return { buffer: t.buffer, offset: r0 * rowBytes, size: (r1 - r0) * rowBytes };
+  if (r0 === 0 && r1 * rowBytes === t.byteLength) return t.binding;
+  return { buffer: t.buffer, offset: t.byteOffset + r0 * rowBytes, size: (r1 - r0) * rowBytes };
 }
 
 /**
