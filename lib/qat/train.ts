@@ -22,7 +22,7 @@ import { readStateFile } from "../optim/state_file.ts";
 import { checkpointDir, readTrainerState, saveCheckpoint } from "../train/checkpoint.ts";
 import { findResumePoint, LOSS_SVG_FILE, METRICS_FILE, prepareFreshRun } from "../train/run_folder.ts";
 import { writeLossSvg } from "../train/loss_svg.ts";
-import { MetricsWriter, readMetrics, type StepMetrics } from "../train/metrics.ts";
+import { MetricsWriter, readMetrics, reportStep, type StepMetrics } from "../train/metrics.ts";
 import { ProgressBar, type ProgressSink } from "../train/progress.ts";
 import { OPTIMIZER_STATE_FILE } from "../train/trainer.ts";
 import { FULL_PRECISION, parseQatBits } from "../qlinear/qat_bits.ts";
@@ -181,18 +181,8 @@ export async function trainQat(
         const seconds = (performance.now() - t0) / 1000;
         lastLoss = lossSum / tokens;
         const inputTokens = batches.reduce((s, b) => s + b.lengths.reduce((x, y) => x + y, 0), 0);
-        const m: StepMetrics = {
-          step,
-          loss: lastLoss,
-          lr,
-          grad_norm: gradNorm,
-          tokens,
-          tokens_per_s: inputTokens / seconds,
-          gpu_bytes: gpu.budget.report().peak,
-        };
-        await metrics.write(m);
-        hooks.onStep?.(m);
-        progress.update({ step, loss: m.loss, tokensPerS: m.tokens_per_s, gpuBytes: m.gpu_bytes });
+        const s = { step, loss: lastLoss, lr, gradNorm, tokens, inputTokens, seconds };
+        await reportStep({ metrics, progress, onStep: hooks.onStep }, s, gpu.budget.report().peak);
         if (o.saveEvery > 0 && step % o.saveEvery === 0 && step < totalSteps) {
           await saveCheckpoint(o.out, { step, dataPosition: loader.position, args, runId }, async (dir) => {
             const tensors = [];

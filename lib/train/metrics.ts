@@ -29,6 +29,7 @@ export interface StepMetrics {
 import { _writeAll } from "../io/_file.ts";
 import { writeFileAtomic } from "../io/atomic_write.ts";
 import { storage, type WritableFile } from "../platform/storage.ts";
+import type { ProgressBar } from "./progress.ts";
 
 const FIELDS = ["step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "gpu_bytes"] as const;
 
@@ -185,4 +186,71 @@ function _parse(text: string, path: string): StepMetrics[] {
     out.push(v as StepMetrics);
   });
   return out;
+}
+
+/** Where a training loop reports each finished step. */
+export interface StepReport {
+  /** The run's `metrics.jsonl`. */
+  metrics: MetricsWriter;
+  /** The terminal's (or page's) progress bar. */
+  progress: ProgressBar;
+  /** The caller's hook, called with each step's metrics. */
+  onStep?: (metrics: StepMetrics) => void;
+}
+
+/** What a training loop measured of one finished optimizer step. */
+export interface StepMeasure {
+  /** Optimizer step, from 1. */
+  step: number;
+  /** Mean loss over the step's label tokens. */
+  loss: number;
+  /** Learning rate used. */
+  lr: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** Label tokens in the loss. */
+  tokens: number;
+  /** Input tokens (padding excluded). */
+  inputTokens: number;
+  /** Wall time of the step. */
+  seconds: number;
+}
+
+/**
+ * Reports one finished step as every training loop does: a `metrics.jsonl` line (with the peak accounted GPU bytes
+ * of the step), the caller's hook, and the progress bar.
+ *
+ * @param to The run's metrics writer, progress bar and hook.
+ * @param s The step's figures.
+ * @param gpuBytes Peak accounted GPU bytes of the step.
+ * @returns The metrics written.
+ *
+ * @example
+ * ```ts
+ * import { MetricsWriter, ProgressBar, readMetrics, reportStep } from "@qlora/webgpu/train";
+ * import assert from "node:assert/strict";
+ * const path = (await Deno.makeTempDir()) + "/metrics.jsonl";
+ * const metrics = await MetricsWriter.open(path);
+ * const progress = new ProgressBar(1, { sink: { writeSync: (b) => b.length, isTerminal: () => false } });
+ * const s = { step: 1, loss: 2, lr: 1e-4, gradNorm: 1, tokens: 10, inputTokens: 12, seconds: 2 };
+ * const m = await reportStep({ metrics, progress }, s, 1024);
+ * metrics.close();
+ * assert.equal(m.tokens_per_s, 6);
+ * assert.deepEqual(await readMetrics(path), [m]);
+ * ```
+ */
+export async function reportStep(to: StepReport, s: StepMeasure, gpuBytes: number): Promise<StepMetrics> {
+  const m: StepMetrics = {
+    step: s.step,
+    loss: s.loss,
+    lr: s.lr,
+    grad_norm: s.gradNorm,
+    tokens: s.tokens,
+    tokens_per_s: s.inputTokens / s.seconds,
+    gpu_bytes: gpuBytes,
+  };
+  await to.metrics.write(m);
+  to.onStep?.(m);
+  to.progress.update({ step: s.step, loss: m.loss, tokensPerS: m.tokens_per_s, gpuBytes });
+  return m;
 }

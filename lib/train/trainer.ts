@@ -28,7 +28,7 @@ import { loadLlamaConfig } from "../model/config.ts";
 import { readStateFile } from "../optim/state_file.ts";
 import { checkpointDir, readTrainerState, saveCheckpoint } from "./checkpoint.ts";
 import { findResumePoint, LOSS_SVG_FILE, METRICS_FILE, prepareFreshRun } from "./run_folder.ts";
-import { MetricsWriter, readMetrics, type StepMetrics } from "./metrics.ts";
+import { MetricsWriter, readMetrics, reportStep, type StepMetrics } from "./metrics.ts";
 import { writeLossSvg } from "./loss_svg.ts";
 import { type FinetuneOptions, parseFinetuneArgs, runLength } from "./options.ts";
 import { ProgressBar, type ProgressSink } from "./progress.ts";
@@ -263,18 +263,8 @@ export async function finetune(gpu: Gpu, run: ResolvedRun, hooks: FinetuneHooks 
           const { lossSum, gradNorm } = await readStepResults(gpu, stats, opt.gradNormBuffer, step);
           const seconds = (performance.now() - t0) / 1000;
           lastLoss = lossSum / tokens;
-          const m: StepMetrics = {
-            step,
-            loss: lastLoss,
-            lr,
-            grad_norm: gradNorm,
-            tokens,
-            tokens_per_s: inputTokens / seconds,
-            gpu_bytes: gpu.budget.report().peak,
-          };
-          await metrics.write(m);
-          hooks.onStep?.(m);
-          progress.update({ step, loss: m.loss, tokensPerS: m.tokens_per_s, gpuBytes: m.gpu_bytes });
+          const s = { step, loss: lastLoss, lr, gradNorm, tokens, inputTokens, seconds };
+          await reportStep({ metrics, progress, onStep: hooks.onStep }, s, gpu.budget.report().peak);
           if (options.saveEvery > 0 && step % options.saveEvery === 0 && step < totalSteps) {
             await saveCheckpoint(options.out, { step, dataPosition: loader.position, args, runId }, saveAll);
             progress.log(`Saved ${checkpointDir(options.out, step)}`);
