@@ -4,8 +4,9 @@
 //   uniform array each call, as kernels pass them; `gpu.stats().recordMs`), beside a raw Deno WebGPU loop recording
 //   the same kernel into one compute pass with one cached bind group (the floor). Submits are not counted on either
 //   side (lavapipe runs the kernels inside them). Ratio: ours / raw.
-// - `host step`: one steady-state optimizer step (zero grads, forward + backward with LoRA r = 16 on all seven
-//   projections, clip grad norm, AdamW, sync), the third after two warm-ups, of the tiny model (4 layers) and of a
+// - `host step`: one steady-state optimizer step of the trainer itself (`finetune`: zero grads, forward + backward
+//   with gradient checkpointing and LoRA r = 16 on all seven projections, AdamW with the norm clipped inside it, the
+//   loss and norm read together), the third after two warm-ups, of the tiny model (4 layers) and of a
 //   SmolLM2-135M-shaped model with random weights (2 layers; vocabulary 4096 at `small`), batch 1. It reports the
 //   counts per step from `gpu.stats()`, model GFLOP/s over the dense matmul of the same run, and the projected
 //   host-bound fraction of the step on a real GPU: host time (wall time of the step less the time blocked in host
@@ -17,9 +18,8 @@
 //   deno run -A bench/host_bench.ts [--size small|full]   (markdown table for bench/RESULTS.md)
 
 import { parseArgs } from "node:util";
-import { AdamW, type Gpu, LlamaModel, requestGpu, Rng, Tensor } from "../mod.ts";
+import { finetune, type Gpu, parseFinetuneArgs, requestGpu, resolveFinetuneRun, Tensor } from "../mod.ts";
 import type { GpuStats } from "../lib/gpu/mod.ts";
-import { clipGradNorm } from "../lib/kernels/mod.ts";
 import { writeTinyLlama } from "../lib/testing/mod.ts";
 import { type BenchCase, type BenchRecord, type BenchSize, benchSize, formatRecord } from "./_cases.ts";
 import { modelFlops, type ModelShape } from "./_model_flops.ts";
@@ -113,39 +113,41 @@ export async function dispatchCost(gpu: Gpu, n = 2000, iters = 5): Promise<{ our
   return out;
 }
 
-/** Counts and times of one steady-state optimizer step of `s` (the third of three). */
+/**
+ * Counts and times of one steady-state optimizer step of `s` (the third of three): the trainer's own step
+ * (`finetune` on a written model folder, batch 1, sequences cut to `s.T` tokens, LoRA dropout 0 as the torch peer).
+ */
 export async function stepCost(gpu: Gpu, s: ModelShape): Promise<{ stats: GpuStats; wallMs: number }> {
   const dir = await Deno.makeTempDir();
-  const { name: _, B, T, ...opts } = s;
-  await writeTinyLlama(dir, { ...opts, maxPositions: Math.max(256, T) });
-  const model = await LlamaModel.load(gpu, dir, { lora: { r: R, alpha: 2 * R } });
-  await Deno.remove(dir, { recursive: true });
-  const params = model.loraLayers().flatMap((l) => [
-    { name: `${l.path}.lora_A`, param: l.a, grad: l.gradA },
-    { name: `${l.path}.lora_B`, param: l.b, grad: l.gradB },
-  ]);
-  const opt = new AdamW(gpu, params, { lr: 1e-3 });
-  const rng = new Rng(2);
-  const ids = Int32Array.from({ length: B * T }, () => rng.int(s.vocab));
-  const batch = { batchSize: B, seqLen: T, inputIds: ids, labels: ids };
-  let out = { stats: gpu.stats(), wallMs: 0 };
   try {
-    for (let i = 0; i < 3; i++) {
-      await gpu.sync();
+    const { name: _, B, T, ...opts } = s;
+    await writeTinyLlama(`${dir}/model`, { ...opts, maxPositions: Math.max(256, T) });
+    const words = Array.from({ length: T }, (_, i) => `w${i}`).join(" ");
+    await Deno.writeTextFile(`${dir}/data.jsonl`, JSON.stringify({ prompt: "say:", completion: words }) + "\n");
+    const parsed = parseFinetuneArgs([
+      ...["--model", `${dir}/model`, "--data", `${dir}/data.jsonl`, "--out", `${dir}/out`, "--steps", "3"],
+      ...["--lora-r", `${R}`, "--lora-alpha", `${2 * R}`, "--lora-dropout", "0", "--batch-size", `${B}`],
+      ...["--grad-accum", "1", "--max-seq-len", `${T}`, "--save-every", "0", "--lr", "1e-3"],
+    ]);
+    if (parsed.kind !== "run") throw new Error("host step: the finetune arguments did not parse to a run");
+    const steps: { stats: GpuStats; wallMs: number }[] = [];
+    let t0 = 0;
+    const start = () => {
       gpu.resetStats();
-      const t0 = performance.now();
-      model.zeroGrad();
-      await model.forwardBackward(batch, { gradScale: 1 / (B * T) });
-      await clipGradNorm(gpu, params.map((p) => p.grad), 1);
-      await opt.step({ lr: 1e-3 });
-      await gpu.sync();
-      out = { stats: gpu.stats(), wallMs: performance.now() - t0 };
-    }
+      t0 = performance.now();
+    };
+    start();
+    await finetune(gpu, await resolveFinetuneRun(parsed), {
+      sink: { writeSync: (b: Uint8Array) => b.length, isTerminal: () => false },
+      onStep: () => {
+        steps.push({ stats: gpu.stats(), wallMs: performance.now() - t0 });
+        start();
+      },
+    });
+    return steps[2];
   } finally {
-    opt.destroy();
-    model.destroy();
+    await Deno.remove(dir, { recursive: true });
   }
-  return out;
 }
 
 /** Milliseconds of the same LoRA step in torch on the CPU, or a reason it was skipped. */
