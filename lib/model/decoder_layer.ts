@@ -215,8 +215,7 @@ export class DecoderLayer {
     // The norms' inputs are kept only for their backward.
     if (!keep && qn) _free(q.y, k.y, qn.rstd, kn?.rstd);
     const [qr, kr] = [qn?.y ?? q.y, kn?.y ?? k.y];
-    ropeApply(gpu, qr, ctx.rope, { T: ctx.T, nHeads: this.#heads });
-    ropeApply(gpu, kr, ctx.rope, { T: ctx.T, nHeads: this.#kvHeads });
+    ropeApply(gpu, qr, kr, ctx.rope, { T: ctx.T, nHeads: this.#heads, nKvHeads: this.#kvHeads });
     const { out: att, lse } = attentionForward(gpu, qr, kr, v.y, this.#attnShape(ctx));
     if (!keep) _free(qr, kr, v.y, lse);
     const o = fwd(po, att, 3);
@@ -291,8 +290,7 @@ export class DecoderLayer {
     const fwd = { out: s.att, lse: s.lse };
     const { dq, dk, dv } = attentionBackward(gpu, s.q, s.k, s.v, fwd, dAtt, this.#attnShape(ctx));
     _free(dAtt, s.att, s.lse, s.q, s.k, s.v);
-    ropeApply(gpu, dq, ctx.rope, { T: ctx.T, nHeads: this.#heads, inverse: true });
-    ropeApply(gpu, dk, ctx.rope, { T: ctx.T, nHeads: this.#kvHeads, inverse: true });
+    ropeApply(gpu, dq, dk, ctx.rope, { T: ctx.T, nHeads: this.#heads, nKvHeads: this.#kvHeads, inverse: true });
     const dqIn = this.#headNormBackward(dq, s.qIn, this.qNorm, s.qRstd);
     const dkIn = this.#headNormBackward(dk, s.kIn, this.kNorm, s.kRstd);
 
@@ -331,8 +329,8 @@ export class DecoderLayer {
     const [qn, kn] = [this.#headNorm(q0, this.qNorm), this.#headNorm(k0, this.kNorm)];
     if (qn) _free(q0, k0, qn.rstd, kn?.rstd);
     const [q, k] = [qn?.y ?? q0, kn?.y ?? k0];
-    ropeApply(gpu, q, ctx.rope, { T: ctx.Tq, nHeads: this.#heads, offsets: ctx.offsets });
-    ropeApply(gpu, k, ctx.rope, { T: ctx.Tq, nHeads: this.#kvHeads, offsets: ctx.offsets });
+    const heads = { nHeads: this.#heads, nKvHeads: this.#kvHeads };
+    ropeApply(gpu, q, k, ctx.rope, { T: ctx.Tq, ...heads, offsets: ctx.offsets });
     const rowBytes = this.#kvHeads * this.#headDim * 4;
     for (let b = 0; b < ctx.B; b++) {
       const dst = (b * ctx.capacity + ctx.writeAt[b]) * rowBytes;
