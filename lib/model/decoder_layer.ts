@@ -282,9 +282,9 @@ export class DecoderLayer {
     const dXn2u = pu.backward(dUp, s.proj[5])!;
     residualAdd(gpu, dXn2, dXn2u);
     _free(dGate, dUp, dXn2u, s.xn2);
-    const dH = rmsNormBackward(gpu, dXn2, s.h, this.postNorm, s.rstd2);
-    residualAdd(gpu, dH, dOut);
-    _free(dXn2, dOut, s.h, s.rstd2);
+    // dH: the norm's gradient added to the residual's, dOut, in place.
+    const dH = rmsNormBackward(gpu, dXn2, s.h, this.postNorm, s.rstd2, dOut, { accumulate: true });
+    _free(dXn2, s.h, s.rstd2);
 
     const dAtt = po.backward(dH, s.proj[3])!;
     const fwd = { out: s.att, lse: s.lse };
@@ -302,10 +302,9 @@ export class DecoderLayer {
     if (dXn1 && dXk && dXv) {
       residualAdd(gpu, dXn1, dXk);
       residualAdd(gpu, dXn1, dXv);
-      dx = rmsNormBackward(gpu, dXn1, x, this.inputNorm, s.rstd1);
-      residualAdd(gpu, dx, dH);
-    }
-    _free(dXn1, dXk, dXv, dH, s.xn1, s.rstd1);
+      dx = rmsNormBackward(gpu, dXn1, x, this.inputNorm, s.rstd1, dH, { accumulate: true });
+    } else dH.destroy();
+    _free(dXn1, dXk, dXv, s.xn1, s.rstd1);
     return dx;
   }
 
