@@ -14,6 +14,7 @@
  */
 
 import type { Tensor } from "../gpu/tensor.ts";
+import { loraUpBackward } from "../kernels/lora_up_backward.ts";
 import { matmul } from "../kernels/matmul_f32.ts";
 import { expectF32, quantizedMatrixShape } from "../kernels/_kernel.ts";
 import { nf4Linear, nf4LinearGradInput, type Nf4LinearPath, type Nf4Precision } from "../kernels/qlinear_nf4.ts";
@@ -239,15 +240,8 @@ export function qlinearBackward(
   const { precision } = options;
   const s = lora.scale;
   const label = `${w.label} lora`;
-  const dyb = matmul(dy, lora.b, { label: `${label} dY·B` }); // [M, r]
-  // dB and dA reduce over the M rows: split, they are summed range by range (matmul accumulates).
-  const dB = matmul(dy, xa, {
-    transA: true,
-    alpha: s,
-    accumulate,
-    out: options.dB,
-    label: `${label} dB`,
-  });
+  // dY·B [M, r] and dB in one dispatch. dB and dA reduce over the M rows: split, they are summed range by range.
+  const { dyb, dB } = loraUpBackward(dy, lora.b, xa, { scale: s, accumulate, dB: options.dB, label });
   const dA = matmul(dyb, x, {
     transA: true,
     alpha: s,
