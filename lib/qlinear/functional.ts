@@ -44,6 +44,11 @@ export interface QLinearForwardOptions {
   precision?: Nf4Precision;
   /** Destination `[M, N]`. */
   out?: Tensor;
+  /**
+   * The adapter input `drop(X)·Aᵀ` `[M, r]` already formed for this X and seed (kept by a gradient checkpoint):
+   * used, and returned as `xa`, instead of formed again.
+   */
+  xa?: Tensor;
 }
 
 /** Options of {@linkcode loraDown}. */
@@ -166,7 +171,7 @@ export function loraDown(x: Tensor, lora: LoraAdapter, options: LoraDownOptions 
  * @param x Input `[M, K]` f32.
  * @param w Frozen quantized weight `[N, K]`.
  * @param lora Adapter `A [r, K]`, `B [N, r]`, scale, dropout.
- * @param options Bias, dropout seed, kernel path, destination.
+ * @param options Bias, dropout seed, kernel path, destination, an already formed `XA`.
  * @returns `y` `[M, N]` and `xa = drop(X)·Aᵀ` `[M, r]` for the backward.
  * @throws {Error} On mismatched shapes/dtypes, or a rank above `min(N, K)`, before any dispatch.
  *
@@ -187,10 +192,11 @@ export function qlinearForward(
   lora: LoraAdapter,
   options: QLinearForwardOptions = {},
 ): QLinearForwardResult {
-  _validate(x, w, lora, options.bias);
+  const { M, r } = _validate(x, w, lora, options.bias);
   const label = `${w.label} lora`;
   const { bias, path, out, precision } = options;
-  const xa = _down(x, lora, { seed: options.seed, label: `${label} XA` });
+  if (options.xa) expectF32(options.xa, [M, r], `qlinear "${w.label}": kept XA`);
+  const xa = options.xa ?? _down(x, lora, { seed: options.seed, label: `${label} XA` });
   const y = nf4Linear(x, w, { bias, path, out, precision });
   matmul(xa, lora.b, { transB: true, alpha: lora.scale, accumulate: true, out: y });
   return { y, xa };
