@@ -1,9 +1,10 @@
 // QLoRALinear, the layer the model is built of: PEFT init, forward/backward against the float64 reference, the
-// saved context (kept, dropped, recomputed), the frozen-only mode, and errors.
+// saved context (kept, dropped, recomputed, from a checkpoint), the frozen-only mode, and errors.
 import assert from "node:assert/strict";
 import { QLoRALinear, requestGpu, Rng, Tensor } from "../mod.ts";
 import type { QLoRASaved } from "../lib/qlinear/mod.ts";
 import { assertClose } from "./_assert.ts";
+import { countGpuCalls } from "./_gpu_counts.ts";
 import { type LayerRef, maxAbs, randomQuantized, refBackward, refForward } from "./_qlinear_ref.ts";
 
 const tol = (want: Float64Array) => ({ rtol: 1e-4, atol: 2e-5 * maxAbs(want) });
@@ -106,6 +107,44 @@ Deno.test("QLoRALinear: a recomputed context gives the saved one's xa and gradie
   await gpu.sync();
   assert.equal(gpu.budget.report().byClass.activations, held);
   layer.destroy();
+  gpu.destroy();
+});
+
+Deno.test("QLoRALinear: a kept checkpoint (XA) serves the recompute bit for bit, with no down product", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(5);
+  const [M, N, K, r] = [20, 16, 48, 3];
+  const layer = new QLoRALinear(randomQuantized(gpu, rng, N, K).w, { lora: { r, dropout: 0.3, seed: 2 } });
+  assert.ok(layer.hasAdapter());
+  layer.b.write(rng.normalArray(N * r));
+  const tx = Tensor.fromArray(gpu, rng.normalArray(M * K), [M, K]);
+  const full = layer.forward(tx, { seed: 7, save: true });
+  const ck = layer.forward(tx, { seed: 7, keepCheckpoint: true });
+  assert.equal(ck.saved, null);
+  assert.deepEqual(await ck.y.toFloat32(), await full.y.toFloat32());
+  assert.deepEqual(await ck.checkpoint!.toFloat32(), await full.saved!.xa!.toFloat32());
+  // A forward given the checkpoint: the same y, its context owns the checkpoint, and no dropout product ran.
+  const counter = countGpuCalls();
+  const again = layer.forward(tx, { seed: 7, save: true, checkpoint: ck.checkpoint });
+  const fwdCounts = counter.take();
+  assert.equal(again.saved!.xa, ck.checkpoint);
+  assert.deepEqual(await again.y.toFloat32(), await full.y.toFloat32());
+  assert.ok(![...fwdCounts.byKernel.keys()].some((k) => k.includes('"DROP":1')), "the down product with dropout");
+  // The recompute given a checkpoint does no GPU work.
+  const kept = layer.forward(tx, { seed: 7, keepCheckpoint: true }).checkpoint!;
+  counter.take();
+  const saved = layer.recompute(tx, 7, kept);
+  assert.equal(counter.take().dispatches, 0);
+  counter.stop();
+  assert.deepEqual(saved, { x: tx, xa: kept, seed: 7 });
+  assert.throws(
+    () => layer.forward(tx, { seed: 7, checkpoint: tx }),
+    /qlinear ".*": kept XA "tensor" is \[20,48\] f32, expected \[20,3\] f32/,
+  );
+  // Frozen-only: nothing to keep.
+  const frozen = new QLoRALinear(randomQuantized(gpu, rng, N, K).w);
+  assert.equal(frozen.forward(tx, { seed: 7, keepCheckpoint: true }).checkpoint, null);
+  [frozen, layer].forEach((l) => l.destroy());
   gpu.destroy();
 });
 

@@ -37,6 +37,36 @@ Deno.test("rmsNorm: backward matches finite differences of the reference", async
   gpu.destroy();
 });
 
+Deno.test("rmsNorm: backward adds into a residual gradient in the same pass (whole and in row ranges)", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(4);
+  // 300 rows of 33 floats: under a 16896-byte limit the rows go in ranges of 128, 128 and 44 (see below).
+  const rows = 300, cols = 33, eps = 1e-5;
+  const small = await requestGpu({ maxBindingBytes: 16_896 });
+  const [xs, ws, dys, rs] = [
+    rng.normalArray(rows * cols),
+    rng.normalArray(cols, 1, 0.2),
+    rng.normalArray(rows * cols),
+    rng.normalArray(rows * cols),
+  ];
+  const want = rmsNormBackwardRef(dys, xs, ws, cols, eps).map((v, i) => v + rs[i]);
+  for (const g of [gpu, small]) {
+    const x = Tensor.fromArray(g, xs, [rows, cols]);
+    const w = Tensor.fromArray(g, ws, [cols]);
+    const dy = Tensor.fromArray(g, dys, [rows, cols]);
+    const { rstd } = rmsNormForward(g, x, w, eps);
+    const plain = await rmsNormBackward(g, dy, x, w, rstd).toFloat32();
+    const res = Tensor.fromArray(g, rs, [rows, cols], { label: "residual" });
+    const got = await rmsNormBackward(g, dy, x, w, rstd, res, { accumulate: true }).toFloat32();
+    // The same norm gradient, then one f32 addition: the bits of the separate add.
+    assertClose(got, plain.map((v, i) => v + rs[i]), { atol: 0 }, "accumulate = backward + residual");
+    assertClose(got, want, { rtol: 1e-4, atol: 1e-5 }, "accumulate vs the reference");
+    throws(() => rmsNormBackward(g, dy, x, w, rstd, undefined, { accumulate: true }), /accumulate needs a dx/);
+  }
+  small.destroy();
+  gpu.destroy();
+});
+
 Deno.test("rmsNorm: wrong weight size and aliasing are clear errors", async () => {
   const gpu = await requestGpu();
   const x = Tensor.empty(gpu, [2, 4], { label: "h" });

@@ -44,28 +44,40 @@ Deno.test("ropeInvFreq: within 2 ulp of transformers' float32 default and llama3
   assert.throws(() => ropeInvFreq({ headDim: 7, ropeTheta: 1, ropeScaling: null }), /head dimension 7/);
 });
 
-Deno.test("ropeApply: matches the reference; inverse undoes it; offsets per sequence", async () => {
+Deno.test("ropeApply: q and k in one dispatch match the reference; inverse undoes it; offsets per sequence", async () => {
   const gpu = await requestGpu();
   const rng = new Rng(10);
   for (const D of [16, 64]) {
-    const B = 2, T = 7, nHeads = 3, offset = 5;
+    const B = 2, T = 7, offset = 5;
     const inv = ropeInvFreq({ headDim: D, ropeTheta: 10000, ropeScaling: null });
     const table = ropeTable(gpu, inv, 40);
-    const xs = rng.normalArray(B * T * nHeads * D);
-    const x = Tensor.fromArray(gpu, xs, [B * T, nHeads * D]);
-    ropeApply(gpu, x, table, { T, nHeads, offset });
-    // The table rounds angles to f32 (positions < 40: angle error < 3e-6).
-    assertClose(await x.toFloat32(), ropeRef(xs, inv, { T, nHeads, headDim: D, offset }), { atol: 2e-5 }, `D=${D}`);
-    ropeApply(gpu, x, table, { T, nHeads, offset, inverse: true });
-    assertClose(await x.toFloat32(), xs, { atol: 2e-6 }, `round trip D=${D}`);
+    // q with 3 heads, k with 2 (grouped-query attention): each rotated by its own layout.
+    const parts = [3, 2].map((nHeads) => {
+      const xs = rng.normalArray(B * T * nHeads * D);
+      return { nHeads, xs, x: Tensor.fromArray(gpu, xs, [B * T, nHeads * D]) };
+    });
+    const [q, k] = parts;
+    const heads = { nHeads: q.nHeads, nKvHeads: k.nHeads };
+    ropeApply(gpu, q.x, k.x, table, { T, ...heads, offset });
+    for (const { nHeads, xs, x } of parts) {
+      // The table rounds angles to f32 (positions < 40: angle error < 3e-6).
+      const want = ropeRef(xs, inv, { T, nHeads, headDim: D, offset });
+      assertClose(await x.toFloat32(), want, { atol: 2e-5 }, `D=${D} heads=${nHeads}`);
+    }
+    ropeApply(gpu, q.x, k.x, table, { T, ...heads, offset, inverse: true });
+    for (const { nHeads, xs, x } of parts) {
+      assertClose(await x.toFloat32(), xs, { atol: 2e-6 }, `round trip D=${D} heads=${nHeads}`);
+    }
     // Per-sequence offsets: sequence 1 starts 9 positions later.
     const offs = Tensor.fromArray(gpu, new Uint32Array([0, 9]), [2]);
-    ropeApply(gpu, x, table, { T, nHeads, offset: 2, offsets: offs });
-    const got = await x.toFloat32();
-    const half = T * nHeads * D;
-    const ref0 = ropeRef(xs.subarray(0, half), inv, { T, nHeads, headDim: D, offset: 2 });
-    const ref1 = ropeRef(xs.subarray(half), inv, { T, nHeads, headDim: D, offset: 11 });
-    assertClose(got, [...ref0, ...ref1], { atol: 2e-5 }, `offsets D=${D}`);
+    ropeApply(gpu, q.x, k.x, table, { T, ...heads, offset: 2, offsets: offs });
+    for (const { nHeads, xs, x } of parts) {
+      const got = await x.toFloat32();
+      const half = T * nHeads * D;
+      const ref0 = ropeRef(xs.subarray(0, half), inv, { T, nHeads, headDim: D, offset: 2 });
+      const ref1 = ropeRef(xs.subarray(half), inv, { T, nHeads, headDim: D, offset: 11 });
+      assertClose(got, [...ref0, ...ref1], { atol: 2e-5 }, `offsets D=${D} heads=${nHeads}`);
+    }
   }
   gpu.destroy();
 });
@@ -73,21 +85,31 @@ Deno.test("ropeApply: matches the reference; inverse undoes it; offsets per sequ
 Deno.test("ropeApply: inverse rotation is the backward pass (finite differences); table bounds", async () => {
   const gpu = await requestGpu();
   const rng = new Rng(11);
-  const T = 3, nHeads = 2, D = 16;
+  const T = 3, nHeads = 2, nKvHeads = 1, D = 16;
   const inv = ropeInvFreq({ headDim: D, ropeTheta: 10000, ropeScaling: { ...llama3, factor: 8 } });
-  const xs = rng.normalArray(T * nHeads * D), dys = rng.normalArray(T * nHeads * D);
-  const dx = Tensor.fromArray(gpu, dys, [T, nHeads * D]);
+  const parts = [nHeads, nKvHeads].map((h) => {
+    const xs = rng.normalArray(T * h * D), dys = rng.normalArray(T * h * D);
+    return { h, xs, dys, dx: Tensor.fromArray(gpu, dys, [T, h * D]) };
+  });
+  const [dq, dk] = parts.map((p) => p.dx);
   const table = ropeTable(gpu, inv, 8);
-  ropeApply(gpu, dx, table, { T, nHeads, offset: 4, inverse: true });
-  const fd = finiteDifference(
-    (v) => dotWith(ropeRef(v, inv, { T, nHeads, headDim: D, offset: 4 }), dys),
-    Float64Array.from(xs),
-  );
-  assertClose(await dx.toFloat32(), fd, { atol: 2e-5 }, "dx vs finite differences");
-  assert.throws(() => ropeApply(gpu, dx, table, { T, nHeads, offset: 6 }), /positions up to 8 are past the table/);
+  ropeApply(gpu, dq, dk, table, { T, nHeads, nKvHeads, offset: 4, inverse: true });
+  for (const { h, xs, dys, dx } of parts) {
+    const fd = finiteDifference(
+      (v) => dotWith(ropeRef(v, inv, { T, nHeads: h, headDim: D, offset: 4 }), dys),
+      Float64Array.from(xs),
+    );
+    assertClose(await dx.toFloat32(), fd, { atol: 2e-5 }, `d${h === nHeads ? "q" : "k"} vs finite differences`);
+  }
+  const layout = { T, nHeads, nKvHeads };
+  assert.throws(() => ropeApply(gpu, dq, dk, table, { ...layout, offset: 6 }), /positions up to 8 are past the table/);
+  assert.throws(() => ropeApply(gpu, dq, dq, table, layout), /RoPE k .* expected 48 elements/);
+  assert.throws(() => ropeApply(gpu, dk, dk, table, { ...layout, nHeads: 1 }), /passed twice/);
   const offs = Tensor.fromArray(gpu, new Uint32Array([7]), [1]);
-  ropeApply(gpu, dx, table, { T, nHeads, offsets: offs });
-  const got = await dx.toFloat32();
-  assert.ok(!Number.isNaN(got[0]) && Number.isNaN(got[nHeads * D]), "position 8 is past the table: NaN");
+  ropeApply(gpu, dq, dk, table, { ...layout, offsets: offs });
+  for (const { h, dx } of parts) {
+    const got = await dx.toFloat32();
+    assert.ok(!Number.isNaN(got[0]) && Number.isNaN(got[h * D]), "position 8 is past the table: NaN");
+  }
   gpu.destroy();
 });

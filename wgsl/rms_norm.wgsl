@@ -5,9 +5,10 @@
 //     params: {rows M: u32, cols H: u32, eps: f32}.
 //   One workgroup per row (row = wid.x + wid.y * nwg.x, see grid2d); f32 sums, tree reduction. WG: a power of two.
 // backward: RMSNorm backward, input gradient only (the weight is frozen):
-//     g = w * dy;  dx[r, :] = rstd[r] * g - x[r, :] * rstd[r]^3 * sum(g * x[r, :]) / H.
+//     g = w * dy;  dx[r, :] = rstd[r] * g - x[r, :] * rstd[r]^3 * sum(g * x[r, :]) / H  (+ dx[r, :] when
+//     accumulating: a residual branch's gradient added in the same pass).
 //   Bindings: dy: [M, H] f32 (read); x: [M, H] f32 (read); w: [H] as in forward; rstd: [M] f32 (read, from forward);
-//     dx: [M, H] f32 (write); params: {rows M: u32, cols H: u32}.
+//     dx: [M, H] f32 (read_write); params: {rows M: u32, cols H: u32, accumulate: u32}.
 //   One workgroup per row (row = wid.x + wid.y * nwg.x); f32 sums, tree reduction. WG: a power of two.
 
 override WG: u32 = 256;
@@ -61,6 +62,7 @@ fn forward(
 struct BackwardParams {
   rows: u32,
   cols: u32,
+  accumulate: u32,
 }
 
 @group(0) @binding(0) var<storage, read> b_dy: array<f32>;
@@ -96,6 +98,10 @@ fn backward(
   let r = b_rstd[row];
   let c = r * r * r * red[0] / f32(b_p.cols);
   for (var i = lid; i < b_p.cols; i += WG) {
-    b_dx[base + i] = r * b_weight(i) * b_dy[base + i] - b_x[base + i] * c;
+    var v = r * b_weight(i) * b_dy[base + i] - b_x[base + i] * c;
+    if (b_p.accumulate != 0u) {
+      v += b_dx[base + i];
+    }
+    b_dx[base + i] = v;
   }
 }

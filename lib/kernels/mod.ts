@@ -1,7 +1,7 @@
 /**
  * The GPU kernels, one wrapper per WGSL file (matmul, the fused NF4 products, NF4 quantize/dequantize, attention,
- * cross-entropy, embedding, RMSNorm, RoPE, SwiGLU, residual add, AdamW, gradient clipping, the dropout mask), and the
- * code tables' reconstruction error measured with them.
+ * cross-entropy, embedding, RMSNorm, RoPE, SwiGLU, residual add, the LoRA up projection's backward, AdamW, gradient
+ * clipping, the dropout mask), and the code tables' reconstruction error measured with them.
  *
  * @example A residual add on the GPU
  * ```ts
@@ -26,6 +26,7 @@ export * from "./dropout.ts";
 export * from "./embedding.ts";
 export * from "./fake_quant.ts";
 export * from "./kl_divergence.ts";
+export * from "./lora_up_backward.ts";
 export * from "./matmul_f32.ts";
 export * from "./nf4_dequantize.ts";
 export * from "./nf4_quantize.ts";

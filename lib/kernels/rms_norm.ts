@@ -88,7 +88,10 @@ export function rmsNormForward(
  * @param weight The frozen weight `[H]` (f32, bf16 or f16).
  * @param rstd The forward's per-row `rstd`.
  * @param dx Optional output to reuse (size of `x`; must not be `dy` or `x`).
+ * @param options `accumulate`: add the gradient into `dx` (a residual branch's gradient, needs `dx`) instead of
+ *   overwriting it, in the same pass.
  * @returns `dx`.
+ * @throws {Error} On mismatched sizes, aliasing, or `accumulate` without `dx`, naming the tensor.
  *
  * @example
  * ```ts
@@ -102,6 +105,10 @@ export function rmsNormForward(
  * // With eps = 0 the output ignores the scale of x, so a gradient along x itself vanishes.
  * const dx = await rmsNormBackward(gpu, x, x, w, rstd).toFloat32();
  * assert.ok(Math.abs(dx[0]) < 1e-6 && Math.abs(dx[1]) < 1e-6);
+ * // Accumulating adds it to a residual gradient already in dx.
+ * const res = Tensor.fromArray(gpu, new Float32Array([1, 2]), [1, 2]);
+ * const sum = await rmsNormBackward(gpu, x, x, w, rstd, res, { accumulate: true }).toFloat32();
+ * assert.ok(Math.abs(sum[0] - 1) < 1e-6 && Math.abs(sum[1] - 2) < 1e-6);
  * ```
  */
 export function rmsNormBackward(
@@ -111,7 +118,10 @@ export function rmsNormBackward(
   weight: Tensor,
   rstd: Tensor,
   dx?: Tensor,
+  options: { accumulate?: boolean } = {},
 ): Tensor {
+  const accumulate = options.accumulate ?? false;
+  if (accumulate && !dx) throw new Error("rmsNormBackward: accumulate needs a dx tensor");
   const [rows, cols] = expectRows(x, "RMSNorm input", weight.size);
   expectSize(dy, "RMSNorm dy", x.size);
   const fmt = storedFormat(weight, "RMSNorm weight");
@@ -126,7 +136,7 @@ export function rmsNormBackward(
       kernel: "rms_norm",
       entryPoint: "backward",
       constants: { W_FMT: fmt },
-      bindings: [dyr, xr, weight.buffer, rowBinding(rstd, 4, range), dxr, params([n, cols])],
+      bindings: [dyr, xr, weight.buffer, rowBinding(rstd, 4, range), dxr, params([n, cols, accumulate ? 1 : 0])],
       workgroups: grid(gpu, n),
     });
   }

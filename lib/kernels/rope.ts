@@ -1,20 +1,22 @@
 /**
- * Rotary position embeddings on the GPU (`wgsl/rope.wgsl`): the in-place rotation (forward) and its inverse
- * (backward) by a cos/sin table from `ropeTable` (`lib/model/rope.ts`).
+ * Rotary position embeddings on the GPU (`wgsl/rope.wgsl`): the in-place rotation of q and k together (forward)
+ * and its inverse (backward) by a cos/sin table from `ropeTable` (`lib/model/rope.ts`).
  *
  * @module
  */
 
 import type { Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { elementGrid, expectRows, fitsBinding, params } from "./_kernel.ts";
+import { distinct, elementGrid, expectRows, expectSize, fitsBinding, params } from "./_kernel.ts";
 
 /** Options for {@linkcode ropeApply}. */
 export interface RopeApplyOptions {
-  /** Tokens per sequence: row `r` of `x` is token `r % T` of sequence `floor(r / T)`. */
+  /** Tokens per sequence: row `r` of q and k is token `r % T` of sequence `floor(r / T)`. */
   T: number;
-  /** Heads per row (`nHeads` for q, `nKvHeads` for k). */
+  /** Heads per row of q (`nHeads`). */
   nHeads: number;
+  /** Heads per row of k (`nKvHeads`). */
+  nKvHeads: number;
   /** Position of token 0 of every sequence (generation: the cache length so far). Default 0. */
   offset?: number;
   /** Optional u32 `[B]` per-sequence offsets, added to `offset`. */
@@ -24,14 +26,15 @@ export interface RopeApplyOptions {
 }
 
 /**
- * Rotates `x` `[B*T, nHeads*D]` in place by RoPE (HF `rotate_half` convention): with `inverse`, this is the
- * backward pass of the rotation (its transpose).
+ * Rotates `q` `[B*T, nHeads*D]` and `k` `[B*T, nKvHeads*D]` in place by RoPE (HF `rotate_half` convention), both
+ * in one dispatch: with `inverse`, this is the backward pass of the rotation (its transpose).
  *
  * @param gpu The device.
- * @param x f32 `[B*T, nHeads*D]` (q or k rows, heads contiguous), rotated in place.
+ * @param q f32 `[B*T, nHeads*D]` (q rows, heads contiguous), rotated in place.
+ * @param k f32 `[B*T, nKvHeads*D]` (k rows, same positions), rotated in place.
  * @param table From `ropeTable`, `[maxPositions, D/2, 2]`.
  * @param options Layout, position offset(s), direction.
- * @returns `x`.
+ * @returns `q` and `k`.
  * @throws {Error} If a position is past the table (with `offsets`, checked on the GPU: those rows become NaN).
  *
  * @example
@@ -43,20 +46,31 @@ export interface RopeApplyOptions {
  * const gpu = await requestGpu();
  * const table = ropeTable(gpu, new Float32Array([Math.PI / 2]), 4);
  * const q = Tensor.fromArray(gpu, new Float32Array([1, 0]), [1, 2]); // one head, D = 2
- * ropeApply(gpu, q, table, { T: 1, nHeads: 1, offset: 1 }); // rotate by 90°
+ * const k = Tensor.fromArray(gpu, new Float32Array([0, 1]), [1, 2]);
+ * ropeApply(gpu, q, k, table, { T: 1, nHeads: 1, nKvHeads: 1, offset: 1 }); // rotate by 90°
  * const [a, b] = await q.toFloat32();
+ * const [c, d] = await k.toFloat32();
  * assert.ok(Math.abs(a) < 1e-6 && Math.abs(b - 1) < 1e-6);
+ * assert.ok(Math.abs(c + 1) < 1e-6 && Math.abs(d) < 1e-6);
  * ```
  */
-export function ropeApply(gpu: Gpu, x: Tensor, table: Tensor, options: RopeApplyOptions): Tensor {
-  const { T, nHeads, offset = 0, offsets, inverse = false } = options;
+export function ropeApply(
+  gpu: Gpu,
+  q: Tensor,
+  k: Tensor,
+  table: Tensor,
+  options: RopeApplyOptions,
+): { q: Tensor; k: Tensor } {
+  const { T, nHeads, nKvHeads, offset = 0, offsets, inverse = false } = options;
   if (table.shape.length !== 3 || table.shape[2] !== 2 || table.dtype !== "f32") {
     throw new Error(`RoPE table "${table.label}" is [${table.shape}] ${table.dtype}, expected [maxPos, D/2, 2] f32`);
   }
   const [maxPos, half] = table.shape;
-  const [rows] = expectRows(x, "RoPE input", nHeads * 2 * half);
+  const [rows] = expectRows(q, "RoPE q", nHeads * 2 * half);
+  expectSize(k, "RoPE k", rows * nKvHeads * 2 * half);
+  distinct("ropeApply", q, k);
   if (rows % T !== 0) {
-    throw new Error(`RoPE input "${x.label}" is [${x.shape}] f32, expected a multiple of T = ${T} rows`);
+    throw new Error(`RoPE q "${q.label}" is [${q.shape}] f32, expected a multiple of T = ${T} rows`);
   }
   if (offsets && (offsets.dtype !== "u32" || offsets.size !== rows / T)) {
     throw new Error(
@@ -66,17 +80,19 @@ export function ropeApply(gpu: Gpu, x: Tensor, table: Tensor, options: RopeApply
   if (!offsets && offset + T > maxPos) {
     throw new Error(`RoPE: positions up to ${offset + T - 1} are past the table "${table.label}" of ${maxPos}`);
   }
-  fitsBinding(gpu, x, "RoPE input");
-  const n = rows * nHeads * half;
+  fitsBinding(gpu, q, "RoPE q");
+  fitsBinding(gpu, k, "RoPE k");
+  const n = rows * (nHeads + nKvHeads) * half;
   gpu.dispatch({
     kernel: "rope",
     bindings: [
-      x.buffer,
-      table.buffer,
-      (offsets ?? table).buffer,
-      params([rows, T, nHeads, half, offset, offsets ? 1 : 0, maxPos, inverse ? 1 : 0]),
+      q.binding,
+      k.binding,
+      table.binding,
+      (offsets ?? table).binding,
+      params([rows, T, nHeads, nKvHeads, half, offset, offsets ? 1 : 0, maxPos, inverse ? 1 : 0]),
     ],
     workgroups: elementGrid(gpu, n),
   });
-  return x;
+  return { q, k };
 }

@@ -85,10 +85,17 @@ export interface LayerActivations {
 export interface Projection {
   /** Module path. */
   readonly path: string;
-  /** `y` `[M, N]` of `x` `[M, K]`, and with `save` the context of the backward. */
-  forward(x: Tensor, options?: { seed?: number | null; save?: boolean }): { y: Tensor; saved: QLoRASaved | null };
-  /** The context of a saving forward, without forming `y`. */
-  recompute(x: Tensor, seed: number | null): QLoRASaved;
+  /**
+   * `y` `[M, N]` of `x` `[M, K]`; with `save` the context of the backward; with `keepCheckpoint` what a recompute
+   * can reuse (`QLoRALinear`: the adapter input XA; null when nothing is worth keeping), which a later forward or
+   * recompute of the same input and seed takes back as `checkpoint`.
+   */
+  forward(
+    x: Tensor,
+    options?: { seed?: number | null; save?: boolean; keepCheckpoint?: boolean; checkpoint?: Tensor | null },
+  ): { y: Tensor; saved: QLoRASaved | null; checkpoint?: Tensor | null };
+  /** The context of a saving forward, without forming `y` (from the forward's checkpoint when given). */
+  recompute(x: Tensor, seed: number | null, checkpoint?: Tensor | null): QLoRASaved;
   /** Accumulates the parameter gradients and returns `dX` when asked; consumes the context. */
   backward(dy: Tensor, saved: QLoRASaved, needDx?: boolean): Tensor | null;
   /** Whether it has a LoRA adapter. */
@@ -97,6 +104,16 @@ export interface Projection {
   zeroGrad(): void;
   /** Frees its tensors. */
   destroy(): void;
+}
+
+/**
+ * What a checkpointed forward keeps besides the layer input, so that the recompute does not form it again: each
+ * projection's checkpoint (a `QLoRALinear`'s adapter input `XA` `[B·T, r]`), in {@linkcode LORA_TARGETS} order.
+ * The recompute takes ownership of them.
+ */
+export interface LayerCheckpoint {
+  /** One per projection; null where it keeps nothing. */
+  proj: (Tensor | null)[];
 }
 
 /** The seven projections, in {@linkcode LORA_TARGETS} order. */
@@ -179,31 +196,46 @@ export class DecoderLayer {
    *
    * @param x Input `[B·T, H]` (not modified, not freed).
    * @param ctx Batch shapes, lengths, RoPE table, seed.
-   * @param keep Return the activations the backward needs (else free them as soon as possible).
-   * @returns The output `[B·T, H]` and the kept activations (or null).
+   * @param keep `true`: return the activations the backward needs; `"checkpoint"`: only the small
+   *   {@linkcode LayerCheckpoint} a later {@linkcode DecoderLayer.recompute} reuses; `false`: nothing. What is not
+   *   returned is freed as soon as possible.
+   * @returns The output `[B·T, H]`, the kept activations (or null) and the checkpoint (or null).
    */
-  forward(x: Tensor, ctx: LayerContext, keep: boolean): { out: Tensor; saved: LayerActivations | null } {
-    const { out, saved } = this.#run(x, ctx, keep, true);
-    return { out: out!, saved };
+  forward(
+    x: Tensor,
+    ctx: LayerContext,
+    keep: boolean | "checkpoint",
+  ): { out: Tensor; saved: LayerActivations | null; checkpoint: LayerCheckpoint | null } {
+    const { out, saved, checkpoint } = this.#run(x, ctx, keep === true, true, keep === "checkpoint", null);
+    return { out: out!, saved, checkpoint };
   }
 
   /**
    * The checkpointed layer's forward again, for its backward: the kept activations only. The layer's output is
-   * not formed, which also skips down_proj's frozen product (only its adapter's `xa` is needed).
+   * not formed, which also skips down_proj's frozen product (only its adapter's `xa` is needed); with the
+   * forward's checkpoint, no adapter input is formed again.
    *
    * @param x The layer input kept by the checkpoint.
    * @param ctx The forward's context (same dropout seed, so the same masks).
+   * @param checkpoint What the `"checkpoint"` forward kept (consumed), or null.
    * @returns The activations for {@linkcode DecoderLayer.backward}.
    */
-  recompute(x: Tensor, ctx: LayerContext): LayerActivations {
-    return this.#run(x, ctx, true, false).saved!;
+  recompute(x: Tensor, ctx: LayerContext, checkpoint: LayerCheckpoint | null = null): LayerActivations {
+    return this.#run(x, ctx, true, false, false, checkpoint).saved!;
   }
 
-  #run(x: Tensor, ctx: LayerContext, keep: boolean, needOut: boolean) {
+  #run(
+    x: Tensor,
+    ctx: LayerContext,
+    keep: boolean,
+    needOut: boolean,
+    keepCheckpoint: boolean,
+    cp: LayerCheckpoint | null,
+  ) {
     const gpu = this.#gpu;
     const [pq, pk, pv, po, pg, pu, pd] = this.proj;
     const fwd = (p: Projection, input: Tensor, i: number) =>
-      p.forward(input, { seed: this.#seed(ctx.seed, i), save: keep });
+      p.forward(input, { seed: this.#seed(ctx.seed, i), save: keep, keepCheckpoint, checkpoint: cp?.proj[i] });
     const { y: xn1, rstd: rstd1 } = rmsNormForward(gpu, x, this.inputNorm, this.#eps);
     const q = fwd(pq, xn1, 0);
     const k = fwd(pk, xn1, 1);
@@ -215,8 +247,7 @@ export class DecoderLayer {
     // The norms' inputs are kept only for their backward.
     if (!keep && qn) _free(q.y, k.y, qn.rstd, kn?.rstd);
     const [qr, kr] = [qn?.y ?? q.y, kn?.y ?? k.y];
-    ropeApply(gpu, qr, ctx.rope, { T: ctx.T, nHeads: this.#heads });
-    ropeApply(gpu, kr, ctx.rope, { T: ctx.T, nHeads: this.#kvHeads });
+    ropeApply(gpu, qr, kr, ctx.rope, { T: ctx.T, nHeads: this.#heads, nKvHeads: this.#kvHeads });
     const { out: att, lse } = attentionForward(gpu, qr, kr, v.y, this.#attnShape(ctx));
     if (!keep) _free(qr, kr, v.y, lse);
     const o = fwd(po, att, 3);
@@ -228,13 +259,14 @@ export class DecoderLayer {
     if (!keep) _free(xn2, rstd2);
     const act = swigluForward(gpu, g.y, u.y);
     if (!keep) _free(g.y, u.y);
-    let d: { y: Tensor | null; saved: QLoRASaved | null };
+    let d: { y: Tensor | null; saved: QLoRASaved | null; checkpoint?: Tensor | null };
     if (needOut) d = fwd(pd, act, 6);
-    else d = { y: null, saved: pd.recompute(act, this.#seed(ctx.seed, 6)) };
+    else d = { y: null, saved: pd.recompute(act, this.#seed(ctx.seed, 6), cp?.proj[6]) };
     const out = d.y && residualAdd(gpu, d.y, h);
     if (!keep) {
       _free(act, h);
-      return { out, saved: null };
+      const proj = [q, k, v, o, g, u, d].map((r) => r.checkpoint ?? null);
+      return { out, saved: null, checkpoint: keepCheckpoint ? { proj } : null };
     }
     const saved: LayerActivations = {
       xn1,
@@ -256,7 +288,7 @@ export class DecoderLayer {
       up: u.y,
       act,
     };
-    return { out, saved };
+    return { out, saved, checkpoint: null };
   }
 
   /**
@@ -283,16 +315,15 @@ export class DecoderLayer {
     const dXn2u = pu.backward(dUp, s.proj[5])!;
     residualAdd(gpu, dXn2, dXn2u);
     _free(dGate, dUp, dXn2u, s.xn2);
-    const dH = rmsNormBackward(gpu, dXn2, s.h, this.postNorm, s.rstd2);
-    residualAdd(gpu, dH, dOut);
-    _free(dXn2, dOut, s.h, s.rstd2);
+    // dH: the norm's gradient added to the residual's, dOut, in place.
+    const dH = rmsNormBackward(gpu, dXn2, s.h, this.postNorm, s.rstd2, dOut, { accumulate: true });
+    _free(dXn2, s.h, s.rstd2);
 
     const dAtt = po.backward(dH, s.proj[3])!;
     const fwd = { out: s.att, lse: s.lse };
     const { dq, dk, dv } = attentionBackward(gpu, s.q, s.k, s.v, fwd, dAtt, this.#attnShape(ctx));
     _free(dAtt, s.att, s.lse, s.q, s.k, s.v);
-    ropeApply(gpu, dq, ctx.rope, { T: ctx.T, nHeads: this.#heads, inverse: true });
-    ropeApply(gpu, dk, ctx.rope, { T: ctx.T, nHeads: this.#kvHeads, inverse: true });
+    ropeApply(gpu, dq, dk, ctx.rope, { T: ctx.T, nHeads: this.#heads, nKvHeads: this.#kvHeads, inverse: true });
     const dqIn = this.#headNormBackward(dq, s.qIn, this.qNorm, s.qRstd);
     const dkIn = this.#headNormBackward(dk, s.kIn, this.kNorm, s.kRstd);
 
@@ -304,10 +335,9 @@ export class DecoderLayer {
     if (dXn1 && dXk && dXv) {
       residualAdd(gpu, dXn1, dXk);
       residualAdd(gpu, dXn1, dXv);
-      dx = rmsNormBackward(gpu, dXn1, x, this.inputNorm, s.rstd1);
-      residualAdd(gpu, dx, dH);
-    }
-    _free(dXn1, dXk, dXv, dH, s.xn1, s.rstd1);
+      dx = rmsNormBackward(gpu, dXn1, x, this.inputNorm, s.rstd1, dH, { accumulate: true });
+    } else dH.destroy();
+    _free(dXn1, dXk, dXv, s.xn1, s.rstd1);
     return dx;
   }
 
@@ -331,8 +361,8 @@ export class DecoderLayer {
     const [qn, kn] = [this.#headNorm(q0, this.qNorm), this.#headNorm(k0, this.kNorm)];
     if (qn) _free(q0, k0, qn.rstd, kn?.rstd);
     const [q, k] = [qn?.y ?? q0, kn?.y ?? k0];
-    ropeApply(gpu, q, ctx.rope, { T: ctx.Tq, nHeads: this.#heads, offsets: ctx.offsets });
-    ropeApply(gpu, k, ctx.rope, { T: ctx.Tq, nHeads: this.#kvHeads, offsets: ctx.offsets });
+    const heads = { nHeads: this.#heads, nKvHeads: this.#kvHeads };
+    ropeApply(gpu, q, k, ctx.rope, { T: ctx.Tq, ...heads, offsets: ctx.offsets });
     const rowBytes = this.#kvHeads * this.#headDim * 4;
     for (let b = 0; b < ctx.B; b++) {
       const dst = (b * ctx.capacity + ctx.writeAt[b]) * rowBytes;

@@ -12,7 +12,7 @@ import type { LoraWeights } from "../io/peft.ts";
 import { type LoraLayer, QLoRALinear } from "../qlinear/layer.ts";
 import { type Batch, batchLengths, prepareTargets } from "./batch.ts";
 import type { LlamaConfig } from "./config.ts";
-import type { DecoderLayer, LayerActivations, LayerContext, Projection } from "./decoder_layer.ts";
+import type { DecoderLayer, LayerActivations, LayerCheckpoint, LayerContext, Projection } from "./decoder_layer.ts";
 import { KvCache } from "./kv_cache.ts";
 import { headLogits, type HeadWeights, lossHead } from "./lm_head.ts";
 export type { HeadWeights, HiddenLoss } from "./lm_head.ts";
@@ -315,14 +315,17 @@ export class LlamaModel {
     const c = this.config;
     const { targets, tokens, lengths } = prepareTargets(batch, c.vocabSize);
     const ctx = this.#context(batch, lengths, options.seed ?? 0);
-    const keep = !this.gradientCheckpointing;
+    // A checkpoint is the layer input and what the layer's forward keeps for its recompute (each adapter's XA).
+    const keep = this.gradientCheckpointing ? "checkpoint" : true;
     const inputs: Tensor[] = [];
     const saved: (LayerActivations | null)[] = [];
+    const checkpoints: (LayerCheckpoint | null)[] = [];
     let h = embeddingForward(this.gpu, this.#embed, batch.inputIds);
     for (const layer of this.#layers) {
       const r = layer.forward(h, ctx, keep);
       inputs.push(h);
       saved.push(r.saved);
+      checkpoints.push(r.checkpoint);
       h = r.out;
     }
     const gradScale = options.gradScale ?? 1 / Math.max(tokens, 1);
@@ -346,12 +349,13 @@ export class LlamaModel {
     } catch (e) {
       for (const t of inputs) t.destroy();
       for (const s of saved) if (s) _freeActivations(s);
+      for (const c of checkpoints) c?.proj.forEach((t) => t?.destroy());
       ctx.seqLens?.destroy();
       throw e;
     }
     for (let l = this.#layers.length - 1; l >= 0; l--) {
       const layer = this.#layers[l];
-      const s = saved[l] ?? layer.recompute(inputs[l], ctx);
+      const s = saved[l] ?? layer.recompute(inputs[l], ctx, checkpoints[l]);
       const dx = layer.backward(dh, inputs[l], s, ctx, l > 0);
       inputs[l].destroy();
       if (dx) dh = dx;

@@ -14,6 +14,7 @@
  */
 
 import type { Tensor } from "../gpu/tensor.ts";
+import { loraUpBackward } from "../kernels/lora_up_backward.ts";
 import { matmul } from "../kernels/matmul_f32.ts";
 import { expectF32, quantizedMatrixShape } from "../kernels/_kernel.ts";
 import { nf4Linear, nf4LinearGradInput, type Nf4LinearPath, type Nf4Precision } from "../kernels/qlinear_nf4.ts";
@@ -43,6 +44,11 @@ export interface QLinearForwardOptions {
   precision?: Nf4Precision;
   /** Destination `[M, N]`. */
   out?: Tensor;
+  /**
+   * The adapter input `drop(X)·Aᵀ` `[M, r]` already formed for this X and seed (kept by a gradient checkpoint):
+   * used, and returned as `xa`, instead of formed again.
+   */
+  xa?: Tensor;
 }
 
 /** Options of {@linkcode loraDown}. */
@@ -165,7 +171,7 @@ export function loraDown(x: Tensor, lora: LoraAdapter, options: LoraDownOptions 
  * @param x Input `[M, K]` f32.
  * @param w Frozen quantized weight `[N, K]`.
  * @param lora Adapter `A [r, K]`, `B [N, r]`, scale, dropout.
- * @param options Bias, dropout seed, kernel path, destination.
+ * @param options Bias, dropout seed, kernel path, destination, an already formed `XA`.
  * @returns `y` `[M, N]` and `xa = drop(X)·Aᵀ` `[M, r]` for the backward.
  * @throws {Error} On mismatched shapes/dtypes, or a rank above `min(N, K)`, before any dispatch.
  *
@@ -186,10 +192,11 @@ export function qlinearForward(
   lora: LoraAdapter,
   options: QLinearForwardOptions = {},
 ): QLinearForwardResult {
-  _validate(x, w, lora, options.bias);
+  const { M, r } = _validate(x, w, lora, options.bias);
   const label = `${w.label} lora`;
   const { bias, path, out, precision } = options;
-  const xa = _down(x, lora, { seed: options.seed, label: `${label} XA` });
+  if (options.xa) expectF32(options.xa, [M, r], `qlinear "${w.label}": kept XA`);
+  const xa = options.xa ?? _down(x, lora, { seed: options.seed, label: `${label} XA` });
   const y = nf4Linear(x, w, { bias, path, out, precision });
   matmul(xa, lora.b, { transB: true, alpha: lora.scale, accumulate: true, out: y });
   return { y, xa };
@@ -239,15 +246,8 @@ export function qlinearBackward(
   const { precision } = options;
   const s = lora.scale;
   const label = `${w.label} lora`;
-  const dyb = matmul(dy, lora.b, { label: `${label} dY·B` }); // [M, r]
-  // dB and dA reduce over the M rows: split, they are summed range by range (matmul accumulates).
-  const dB = matmul(dy, xa, {
-    transA: true,
-    alpha: s,
-    accumulate,
-    out: options.dB,
-    label: `${label} dB`,
-  });
+  // dY·B [M, r] and dB in one dispatch. dB and dA reduce over the M rows: split, they are summed range by range.
+  const { dyb, dB } = loraUpBackward(dy, lora.b, xa, { scale: s, accumulate, dB: options.dB, label });
   const dA = matmul(dyb, x, {
     transA: true,
     alpha: s,

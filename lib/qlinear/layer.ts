@@ -68,6 +68,16 @@ export interface QLoRALinearForwardOptions {
   seed?: number | null;
   /** Return the context the backward needs (default false: nothing is kept). */
   save?: boolean;
+  /**
+   * Without `save`, return what a gradient checkpoint keeps for the recompute: the adapter input `drop(x)·Aᵀ`
+   * `[M, r]` (default false).
+   */
+  keepCheckpoint?: boolean;
+  /**
+   * What a `keepCheckpoint` forward of this input and seed returned: its `XA` is used instead of formed again, and
+   * owned by the saved context (or freed).
+   */
+  checkpoint?: Tensor | null;
   /** Kernel for the quantized product (default `auto`). */
   path?: QLinearForwardOptions["path"];
 }
@@ -78,6 +88,8 @@ export interface QLoRALinearForwardResult {
   y: Tensor;
   /** The context for the backward when `save` was asked for, else null. */
   saved: QLoRASaved | null;
+  /** With `keepCheckpoint`: `drop(x)·Aᵀ` (the caller owns it); null or absent when nothing is kept. */
+  checkpoint?: Tensor | null;
 }
 
 /** A {@linkcode QLoRALinear} with its adapter (not frozen-only), as `LlamaModel.loraLayers` lists them. */
@@ -239,11 +251,12 @@ export class QLoRALinear {
 
   /**
    * `y = x·deq(W)ᵀ + s·(drop(x)·Aᵀ)·Bᵀ + b`: with a seed, dropout on the adapter input (training); without,
-   * none (inference). With `save`, also the context the backward needs (the caller keeps `x` until then).
+   * none (inference). With `save`, also the context the backward needs (the caller keeps `x` until then); with
+   * `keepCheckpoint`, what the recompute can reuse of it (see {@linkcode QLoRALinear.recompute}).
    *
    * @param x Input `[M, K]` f32.
-   * @param options Dropout seed, whether to save for the backward, kernel path.
-   * @returns `y` `[M, N]` and the saved context (or null).
+   * @param options Dropout seed, whether to save for the backward or keep a checkpoint, a kept one, kernel path.
+   * @returns `y` `[M, N]`, the saved context (or null), and with `keepCheckpoint` the checkpoint.
    */
   forward(x: Tensor, options: QLoRALinearForwardOptions = {}): QLoRALinearForwardResult {
     const seed = options.seed ?? null;
@@ -253,25 +266,31 @@ export class QLoRALinear {
     const adapter = this.#adapter(seed);
     if (!adapter) {
       const y = nf4Linear(x, this.weight, { bias, path, precision });
-      return { y, saved: options.save ? { x, xa: null, seed } : null };
+      return { y, saved: options.save ? { x, xa: null, seed } : null, checkpoint: null };
     }
-    const { y, xa } = qlinearForward(x, this.weight, adapter, { bias, seed: seed ?? 0, path, precision });
+    const kept = options.checkpoint ?? undefined;
+    const { y, xa } = qlinearForward(x, this.weight, adapter, { bias, seed: seed ?? 0, path, precision, xa: kept });
     if (options.save) return { y, saved: { x, xa, seed } };
+    if (options.keepCheckpoint) return { y, saved: null, checkpoint: xa };
     xa.destroy();
     return { y, saved: null };
   }
 
   /**
    * The context a saving {@linkcode QLoRALinear.forward} with this seed returns, without forming `y` (for a
-   * recompute whose output is not needed): only `drop(x)·Aᵀ`, with the forward's dropout mask (`loraDown`).
+   * recompute whose output is not needed): only `drop(x)·Aᵀ`, with the forward's dropout mask (`loraDown`), or
+   * the checkpoint a `keepCheckpoint` forward kept of it (no GPU work).
    *
    * @param x The forward's input `[M, K]` (kept by the caller until the backward).
    * @param seed The forward's dropout seed, or null for none.
+   * @param checkpoint What a `keepCheckpoint` forward of `x` with this seed returned (owned by the context), or
+   *   null.
    * @returns The saved context.
    */
-  recompute(x: Tensor, seed: number | null): QLoRASaved {
+  recompute(x: Tensor, seed: number | null, checkpoint: Tensor | null = null): QLoRASaved {
     const adapter = this.#adapter(seed);
-    const xa = adapter && loraDown(x, adapter, { seed: seed ?? 0, label: `${this.weight.label} lora XA` });
+    const label = `${this.weight.label} lora XA`;
+    const xa = adapter && (checkpoint ?? loraDown(x, adapter, { seed: seed ?? 0, label }));
     return { x, xa, seed };
   }
 

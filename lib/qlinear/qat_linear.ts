@@ -174,7 +174,9 @@ export class QatLinear {
   }
 
   /**
-   * The context of a saving forward, without forming `y`: the quantized input only.
+   * The context of a saving forward, without forming `y`: the quantized input only. A QAT layer keeps no gradient
+   * checkpoint for this (its forward returns none): the quantized input is as large as `x`, and quantizing again is
+   * cheap.
    *
    * @param x The forward's input (kept by the caller until the backward).
    * @returns The saved context.
