@@ -71,9 +71,9 @@ export function ropeApply(gpu: Gpu, x: Tensor, table: Tensor, options: RopeApply
   gpu.dispatch({
     kernel: "rope",
     bindings: [
-      x.buffer,
-      table.buffer,
-      (offsets ?? table).buffer,
+      x.binding,
+      table.binding,
+      (offsets ?? table).binding,
       params([rows, T, nHeads, half, offset, offsets ? 1 : 0, maxPos, inverse ? 1 : 0]),
     ],
     workgroups: elementGrid(gpu, n),

@@ -444,7 +444,8 @@ export class LlamaModel {
     const H = this.config.hiddenSize;
     const last = Tensor.empty(this.gpu, [B, H], { label: "last hidden" });
     for (let b = 0; b < B; b++) {
-      this.gpu.copy(h.buffer, (b * Tq + lengths[b] - 1) * H * 4, last.buffer, b * H * 4, H * 4);
+      const src = h.byteOffset + (b * Tq + lengths[b] - 1) * H * 4;
+      this.gpu.copy(h.buffer, src, last.buffer, last.byteOffset + b * H * 4, H * 4);
     }
     h.destroy();
     const logits = headLogits(this.gpu, last, this.#norm, this.#lmHead, this.config.rmsNormEps);
