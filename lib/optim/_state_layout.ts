@@ -3,10 +3,10 @@
 
 import type { Tensor } from "../gpu/tensor.ts";
 
-/** A run of one parameter run's elements whose state sits contiguously in one page. */
+/** Elements of one run whose state sits contiguously in one page. */
 export interface Segment {
   /** Index of the run. */
-  param: number;
+  run: number;
   /** First element of the run in this segment (a multiple of 256). */
   elemOffset: number;
   /** Elements in this segment. */
@@ -98,7 +98,7 @@ export function layoutState(sizes: readonly number[], pageSize: number, bytesPer
   const segments: Segment[] = [];
   let page = 0;
   let offset = 0;
-  sizes.forEach((size, param) => {
+  sizes.forEach((size, run) => {
     for (let e = 0; e < size; e += maxCap) {
       const n = Math.min(maxCap, size - e);
       const cap = Math.ceil(n / BLOCK) * BLOCK;
@@ -107,7 +107,7 @@ export function layoutState(sizes: readonly number[], pageSize: number, bytesPer
         page++;
         offset = 0;
       }
-      segments.push({ param, elemOffset: e, n, cap, page, byteOffset: offset, bytes });
+      segments.push({ run, elemOffset: e, n, cap, page, byteOffset: offset, bytes });
       offset += bytes;
     }
   });

@@ -335,7 +335,7 @@ export class AdamW {
     const m = new Float32Array(end - start);
     const v = new Float32Array(end - start);
     const [qs, qu] = [createDynamicMap(true), createDynamicMap(false)];
-    for (const s of this.#layout.segments.filter((s) => s.param === run)) {
+    for (const s of this.#layout.segments.filter((s) => s.run === run)) {
       const at = s.page * this.pageSize + s.byteOffset;
       // The segment's elements [k0, k1) that are the parameter's.
       const [k0, k1] = [Math.max(0, start - s.elemOffset), Math.min(s.n, end - s.elemOffset)];
@@ -422,7 +422,7 @@ export class AdamW {
 
   #update(page: number, slot: GPUBuffer, hyper: AdamWStep): void {
     for (const s of this.#layout.byPage[page]) {
-      const { param, grad } = this.params[this.#runs[s.param].first];
+      const { param, grad } = this.params[this.#runs[s.run].first];
       const range = (t: Tensor) => ({ buffer: t.buffer, offset: t.byteOffset + s.elemOffset * 4, size: s.n * 4 });
       const seg: AdamWSegment = {
         param: range(param),
