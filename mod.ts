@@ -68,6 +68,7 @@ export {
   type QLinearGradients,
 } from "./lib/qlinear/functional.ts";
 export {
+  type AdapterTensors,
   type LoraLayer,
   type QLoRAAdapterOptions,
   QLoRALinear,

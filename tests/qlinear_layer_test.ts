@@ -2,6 +2,7 @@
 // saved context (kept, dropped, recomputed, from a checkpoint), the frozen-only mode, and errors.
 import assert from "node:assert/strict";
 import { QLoRALinear, requestGpu, Rng, Tensor } from "../mod.ts";
+import { TensorArena } from "../lib/gpu/mod.ts";
 import type { QLoRASaved } from "../lib/qlinear/mod.ts";
 import { assertClose } from "./_assert.ts";
 import { countGpuCalls } from "./_gpu_counts.ts";
@@ -198,5 +199,48 @@ Deno.test("QLoRALinear: bad rank, dropout or shapes are clear errors naming the 
   const dy = Tensor.empty(gpu, [4, 8], { label: "dy" });
   assert.throws(() => layer.backward(dy, saved), /output gradient "dy" is \[4,8\] f32, expected \[3,8\]/);
   layer.destroy();
+  gpu.destroy();
+});
+
+Deno.test("QLoRALinear: adapter tensors the caller provides (arena views) give its own adapter's bits; it frees none", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(6);
+  const [M, N, K, r] = [5, 24, 40, 4];
+  const { w } = randomQuantized(gpu, rng, N, K, { label: "proj.weight" });
+  const own = new QLoRALinear(w, { lora: { r, dropout: 0.1, seed: 9 } });
+  // Parameters and gradients in two arenas, as the model packs them (a kernel cannot read and write one buffer).
+  const specs = (n: number) => [[r, K], [N, r]].map((shape, i) => ({ shape, label: `t${n + i}` }));
+  const arena = new TensorArena(gpu, specs(0));
+  const grads = new TensorArena(gpu, specs(2));
+  for (const t of [...arena.tensors, ...grads.tensors]) t.write(new Float32Array(t.size).fill(7)); // A seeded, rest 0
+  const [a, b] = arena.tensors;
+  const [gradA, gradB] = grads.tensors;
+  const { w: w2 } = randomQuantized(gpu, new Rng(6), N, K, { label: "proj.weight" });
+  const packed = new QLoRALinear(w2, { lora: { r, dropout: 0.1, seed: 9 }, adapterTensors: { a, b, gradA, gradB } });
+  assert.ok(own.hasAdapter() && packed.hasAdapter());
+  assert.equal(packed.a, a);
+  const bHost = rng.normalArray(N * r);
+  own.b.write(bHost);
+  packed.b.write(bHost);
+  const x = Tensor.fromArray(gpu, rng.normalArray(M * K), [M, K]);
+  const dy = Tensor.fromArray(gpu, rng.normalArray(M * N), [M, N]);
+  const run = async (l: QLoRALinear & { gradA: Tensor; gradB: Tensor }) => {
+    const { y, saved } = l.forward(x, { seed: 3, save: true });
+    const dx = l.backward(dy, saved!)!;
+    return [await y.toFloat32(), await dx.toFloat32(), await l.gradA.toFloat32(), await l.gradB.toFloat32()];
+  };
+  assert.deepEqual(await run(packed), await run(own));
+  packed.zeroGrad();
+  assert.ok((await gradB.toFloat32()).every((v) => v === 0));
+  packed.destroy();
+  assert.deepEqual(await a.toFloat32(), await own.a.toFloat32(), "the arena still holds A");
+  const { w: w3 } = randomQuantized(gpu, rng, N, K, { label: "o_proj" });
+  assert.throws(
+    () => new QLoRALinear(w3, { lora: { r }, adapterTensors: { a, b: a, gradA, gradB } }),
+    /QLoRALinear "o_proj": adapterTensors.b "t0" is \[4,40\] f32, expected \[24,4\] f32/,
+  );
+  arena.destroy();
+  grads.destroy();
+  own.destroy();
   gpu.destroy();
 });

@@ -46,10 +46,12 @@ Deno.test("step counts: two host waits per optimizer step (loss and grad norm re
 Deno.test("step counts: dispatches per decoder layer and step, optimizer included", async () => {
   const counts = await stepCounts("paged_adamw_32bit", 1);
   for (const c of counts) {
-    // 4 layers and 3 outside them (embedding, cross-entropy, norm total). Measured 578 before the optimizer's
-    // clip scaling was folded into the AdamW kernels (gradient norm: one partial per gradient); the target is 60
-    // per layer (see the report of this change).
-    assert.ok(c.dispatches <= 4 * 130 + 3, `${c.dispatches} dispatches`);
+    // 4 layers and the rest (embedding, loss head, optimizer). Measured 578 before the optimizer's clip scaling was
+    // folded into the AdamW kernels, 522 with one norm partial and one AdamW dispatch per LoRA tensor, 412 with the
+    // adapters in arenas (the optimizer: one norm partial, the total, one AdamW dispatch per state page); the target
+    // is 60 per layer.
+    assert.ok(c.dispatches <= 4 * 102 + 4, `${c.dispatches} dispatches`);
+    assert.equal(c.byKernel.get("adamw_f32:main:{}"), 1, "one AdamW dispatch: the adapters are one run in one page");
     assert.ok(![...c.byKernel.keys()].some((k) => k.startsWith("clip_grad_norm:scale:")), "no separate clip pass");
     assert.ok([...c.byKernel.keys()].some((k) => k.startsWith("adamw_f32:main:")), "counted by pipeline");
   }

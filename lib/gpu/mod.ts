@@ -23,6 +23,7 @@ export * from "./device.ts";
 export * from "./adapter.ts";
 export * from "./pool.ts";
 export * from "./tensor.ts";
+export * from "./tensor_arena.ts";
 export * from "./budget.ts";
 export * from "./pager.ts";
 export * from "./dispatch.ts";

@@ -170,13 +170,12 @@ export class Tensor {
   }
 
   /**
-   * What a kernel binds: the whole buffer when the tensor is all of it, else the tensor's byte range (padded to 4
-   * bytes), so that `arrayLength` in WGSL is the tensor's length either way.
+   * What a kernel binds: the whole buffer when the tensor owns it, else (a view) the tensor's byte range padded to
+   * 4 bytes, so that `arrayLength` in WGSL is the tensor's length either way.
    */
   get binding(): GPUBuffer | GPUBufferBinding {
-    const size = Math.ceil(this.byteLength / 4) * 4;
-    if (this.byteOffset === 0 && size === this.buffer.size) return this.buffer;
-    return { buffer: this.buffer, offset: this.byteOffset, size };
+    if (!this.isView) return this.buffer;
+    return { buffer: this.buffer, offset: this.byteOffset, size: Math.ceil(this.byteLength / 4) * 4 };
   }
 
   /** Overwrites the contents from the host, ordered after recorded work. */

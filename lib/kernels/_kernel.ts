@@ -66,7 +66,10 @@ export function output(gpu: Gpu, out: Tensor | undefined, shape: readonly number
 export function distinct(op: string, ...tensors: Tensor[]): void {
   const seen = new Set<GPUBuffer>();
   for (const t of tensors) {
-    if (seen.has(t.buffer)) throw new Error(`${op}: tensor "${t.label}" is passed twice; outputs cannot alias inputs`);
+    if (seen.has(t.buffer)) {
+      // WebGPU forbids a buffer bound for writing and for reading in one dispatch, even at disjoint ranges (views).
+      throw new Error(`${op}: tensor "${t.label}" shares a buffer with another operand; outputs cannot alias inputs`);
+    }
     seen.add(t.buffer);
   }
 }

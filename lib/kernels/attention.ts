@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { Gpu } from "../gpu/device.ts";
+import type { Binding, Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { distinct, elementGrid, expectSize, fitsBinding, grid, output, params } from "./_kernel.ts";
 
@@ -60,7 +60,7 @@ interface _Plan {
   Tk: number;
   D: number;
   /** Bindings 0-5 (q, k, v, seqLens, qOffsets, uniforms) of an entry point tiled by `bq` query and `bk` key rows. */
-  inputs: (bq: number, bk: number) => [GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer, Uint32Array];
+  inputs: (bq: number, bk: number) => Binding[];
 }
 
 function _plan(gpu: Gpu, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape): _Plan {
@@ -80,12 +80,12 @@ function _plan(gpu: Gpu, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape): _P
     if (t) expectSize(t, `Attention ${name}`, B, "u32");
   }
   const inputs = (bq: number, bk: number): ReturnType<_Plan["inputs"]> => [
-    q.buffer,
-    k.buffer,
-    v.buffer,
+    q.binding,
+    k.binding,
+    v.binding,
     // Absent masks bind q as a stand-in (read-only, never read: the use flags are 0).
-    (s.seqLens ?? q).buffer,
-    (s.qOffsets ?? q).buffer,
+    (s.seqLens ?? q).binding,
+    (s.qOffsets ?? q).binding,
     params(
       [B, T, Tk, nHeads, nKvHeads, s.qOffset ?? 0, s.seqLens ? 1 : 0, s.qOffsets ? 1 : 0, bq, bk, D / 4],
       [1 / Math.sqrt(D)],
@@ -157,7 +157,7 @@ export function attentionForward(
     kernel: "attention",
     entryPoint: "forward",
     constants: { D, BQ, BK },
-    bindings: [...plan.inputs(BQ, BK), o.buffer, lse.buffer],
+    bindings: [...plan.inputs(BQ, BK), o.binding, lse.binding],
     workgroups: grid(gpu, B * nHeads * Math.ceil(T / BQ)),
   });
   return { out: o, lse };
@@ -216,17 +216,17 @@ export function attentionBackward(
   gpu.dispatch({
     kernel: "attention",
     entryPoint: "backward_delta",
-    bindings: [dOut.buffer, fwd.out.buffer, delta, params([rows, T, nHeads, plan.D / 4])],
+    bindings: [dOut.binding, fwd.out.binding, delta, params([rows, T, nHeads, plan.D / 4])],
     workgroups: elementGrid(gpu, rows, 64),
   });
-  const saved = [dOut.buffer, fwd.lse.buffer, delta];
+  const saved = [dOut.binding, fwd.lse.binding, delta];
   const D = plan.D;
   const tile = _headTile(gpu, D);
   gpu.dispatch({
     kernel: "attention",
     entryPoint: "backward_dkdv",
     constants: { D, BK: tile, BQ: tile },
-    bindings: [...plan.inputs(tile, tile), ...saved, dk.buffer, dv.buffer],
+    bindings: [...plan.inputs(tile, tile), ...saved, dk.binding, dv.binding],
     workgroups: grid(gpu, B * nKvHeads * Math.ceil(plan.Tk / tile)),
   });
   const BQ = _queryRows(tile, T);
@@ -234,7 +234,7 @@ export function attentionBackward(
     kernel: "attention",
     entryPoint: "backward_dq",
     constants: { D, BQ, BK: tile },
-    bindings: [...plan.inputs(BQ, tile), ...saved, dq.buffer],
+    bindings: [...plan.inputs(BQ, tile), ...saved, dq.binding],
     workgroups: grid(gpu, B * nHeads * Math.ceil(T / BQ)),
   });
   gpu.free(delta);

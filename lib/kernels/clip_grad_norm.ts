@@ -50,7 +50,7 @@ export async function clipGradNorm(gpu: Gpu, grads: readonly Tensor[], maxNorm: 
       throw new Error(`clipGradNorm: gradient "${t.label}" is [${t.shape}] ${t.dtype}, expected f32`);
     }
     for (let e = 0; e < t.size; e += chunk) {
-      chunks.push({ buffer: t.buffer, offset: e * 4, size: Math.min(chunk, t.size - e) * 4 });
+      chunks.push({ buffer: t.buffer, offset: t.byteOffset + e * 4, size: Math.min(chunk, t.size - e) * 4 });
     }
   }
   if (chunks.length === 0) return 0;

@@ -95,7 +95,7 @@ export function crossEntropy(
   if (options.dLogits && options.dLogits !== logits) {
     grad = options.dLogits;
     expectSize(grad, "Cross-entropy dLogits", logits.size);
-    gpu.copy(logits.buffer, 0, grad.buffer, 0, logits.byteLength);
+    gpu.copy(logits.buffer, logits.byteOffset, grad.buffer, grad.byteOffset, logits.byteLength);
   }
   const rowStats = gpu.createBuffer(rows * 8, "scratch", "cross-entropy row stats");
   const stats = Tensor.empty(gpu, [8], { class: "scratch", label: "cross-entropy stats" });
@@ -109,7 +109,7 @@ export function crossEntropy(
       entryPoint: "rows",
       bindings: [
         rowBinding(grad, rowBytes, [start, end]),
-        labels.buffer,
+        labels.binding,
         rowStats,
         params([count, vocab, start, rows, useCount], [options.gradScale ?? 0]),
       ],
@@ -119,7 +119,7 @@ export function crossEntropy(
   gpu.dispatch({
     kernel: "cross_entropy",
     entryPoint: "reduce",
-    bindings: [rowStats, labels.buffer, stats.buffer, params([rows])],
+    bindings: [rowStats, labels.binding, stats.binding, params([rows])],
     workgroups: 1,
   });
   gpu.free(rowStats);

@@ -77,8 +77,8 @@ export function embeddingForward(
         constants: { TABLE_FMT: storedFormat(t, "Embedding table") },
         bindings: [
           rowBinding(t, rowBytes, [start, end]),
-          idTensor.buffer,
-          y.buffer,
+          idTensor.binding,
+          y.binding,
           params([n, cols, v0 + start, end - start]),
         ],
         workgroups: elementGrid(gpu, n * cols),

@@ -71,8 +71,8 @@ export function klDivergence(
       bindings: [
         rowBinding(student, rowBytes, [r0, r1]),
         rowBinding(teacher, rowBytes, [r0, r1]),
-        mask.buffer,
-        rowKl.buffer,
+        mask.binding,
+        rowKl.binding,
         params([r1 - r0, vocab, rowBase + r0], [options.gradScale ?? 1]),
       ],
       workgroups: grid(gpu, r1 - r0),

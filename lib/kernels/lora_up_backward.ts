@@ -7,7 +7,17 @@
  */
 
 import { Tensor } from "../gpu/tensor.ts";
-import { checkBindingSize, expectF32, f32Bits, grid, matrixTile, params, rowBinding, rowRanges } from "./_kernel.ts";
+import {
+  checkBindingSize,
+  distinct,
+  expectF32,
+  f32Bits,
+  grid,
+  matrixTile,
+  params,
+  rowBinding,
+  rowRanges,
+} from "./_kernel.ts";
 
 /** Options of {@linkcode loraUpBackward}. */
 export interface LoraUpBackwardOptions {
@@ -72,6 +82,7 @@ export function loraUpBackward(
   const gpu = dy.gpu;
   const dB = options.dB ?? Tensor.empty(gpu, [N, r], { label: `${label} dB`, zero: false });
   expectF32(dB, [N, r], `${where} dB`);
+  for (const t of [dy, b, xa]) distinct("loraUpBackward", t, dB);
   checkBindingSize(gpu, `${where} (rows of dY, XA and dYB are split)`, [["B", b.byteLength], ["dB", dB.byteLength]]);
   const dyb = Tensor.empty(gpu, [M, r], { label: `${label} dY·B`, zero: false });
   // One tile shape for both products: rows of dY·B are rows of M, rows of dB are the N features.

@@ -130,8 +130,8 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
       kernel: "matmul_f32",
       constants: { ...constants, BM, BN },
       bindings: split === "m"
-        ? [rowBinding(a, K * 4, [r0, r1]), b.buffer, rowBinding(out, N * 4, [r0, r1]), u]
-        : [rowBinding(a, M * 4, [r0, r1]), rowBinding(b, N * 4, [r0, r1]), out.buffer, u],
+        ? [rowBinding(a, K * 4, [r0, r1]), b.binding, rowBinding(out, N * 4, [r0, r1]), u]
+        : [rowBinding(a, M * 4, [r0, r1]), rowBinding(b, N * 4, [r0, r1]), out.binding, u],
       workgroups: [Math.ceil(N / BN), Math.ceil(m / BM)],
     });
   }

@@ -144,8 +144,10 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
       constants,
       bindings: [
         // Whole vec4s for the full 8-value groups (the `code` buffer stands in when there are none).
-        len * eb >= 16 ? { buffer: input.buffer, offset: start * eb, size: Math.floor((len * eb) / 16) * 16 } : code,
-        { buffer: input.buffer, offset: start * eb, size: Math.ceil((len * eb) / 4) * 4 },
+        len * eb >= 16
+          ? { buffer: input.buffer, offset: input.byteOffset + start * eb, size: Math.floor((len * eb) / 16) * 16 }
+          : code,
+        { buffer: input.buffer, offset: input.byteOffset + start * eb, size: Math.ceil((len * eb) / 4) * 4 },
         { buffer: packed, offset: start / 2, size: Math.ceil(len / 8) * 4 },
         absmaxF32,
         partial,
@@ -193,7 +195,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
       if (bad !== 0xffffffff) {
         free(outputs);
         const byte = bad * eb;
-        const word = new Uint8Array(await gpu.read(input.buffer, byte - (byte % 4), 4));
+        const word = new Uint8Array(await gpu.read(input.buffer, input.byteOffset + byte - (byte % 4), 4));
         const value = bytesToF32(word.subarray(byte % 4, (byte % 4) + eb), dtype)[0];
         throw new Error(
           `Tensor "${label}" (shape [${input.shape}], ${dtype}): ${value} at index ${bad}; ` +

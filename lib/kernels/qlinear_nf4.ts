@@ -74,7 +74,7 @@ function _bindings(
   const flags = (bias ? _FLAG_BIAS : 0) | (w.doubleQuant ? _FLAG_DOUBLE_QUANT : 0) |
     (dims[2] % 8 === 0 ? _FLAG_ALIGNED : 0);
   const u = params([...dims, Math.log2(w.blocksize), f32Bits(w.offset), flags, 0, 0]);
-  const biasBuffer = bias?.buffer ?? w.code; // placeholder, unread without FLAG_BIAS
+  const biasBuffer = bias?.binding ?? w.code; // placeholder, unread without FLAG_BIAS
   return [input, w.packed, w.absmax, w.absmax2, w.code, w.code2, biasBuffer, out, u];
 }
 

@@ -72,7 +72,7 @@ export function rmsNormForward(
       kernel: "rms_norm",
       entryPoint: "forward",
       constants: { W_FMT: fmt },
-      bindings: [xr, weight.buffer, yr, rowBinding(rstd, 4, range), params([n, cols], [eps])],
+      bindings: [xr, weight.binding, yr, rowBinding(rstd, 4, range), params([n, cols], [eps])],
       workgroups: grid(gpu, n),
     });
   }
@@ -136,7 +136,7 @@ export function rmsNormBackward(
       kernel: "rms_norm",
       entryPoint: "backward",
       constants: { W_FMT: fmt },
-      bindings: [dyr, xr, weight.buffer, rowBinding(rstd, 4, range), dxr, params([n, cols, accumulate ? 1 : 0])],
+      bindings: [dyr, xr, weight.binding, rowBinding(rstd, 4, range), dxr, params([n, cols, accumulate ? 1 : 0])],
       workgroups: grid(gpu, n),
     });
   }

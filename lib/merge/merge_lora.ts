@@ -81,7 +81,7 @@ export async function mergeLoraWeight(
         });
         // One chunk: accumulate into the dequantized tensor itself; else into a copy of its rows.
         const part = n === N ? w : Tensor.empty(gpu, [n, K], { class: "scratch", label: `${q.label}.rows` });
-        if (part !== w) gpu.copy(w.buffer, r0 * K * 4, part.buffer, 0, n * K * 4);
+        if (part !== w) gpu.copy(w.buffer, w.byteOffset + r0 * K * 4, part.buffer, part.byteOffset, n * K * 4);
         matmul(b, a, { alpha: delta.scale, accumulate: true, out: part });
         out.set(await part.toFloat32(), r0 * K);
         b.destroy();

@@ -365,9 +365,9 @@ export class DecoderLayer {
     ropeApply(gpu, q, k, ctx.rope, { T: ctx.Tq, ...heads, offsets: ctx.offsets });
     const rowBytes = this.#kvHeads * this.#headDim * 4;
     for (let b = 0; b < ctx.B; b++) {
-      const dst = (b * ctx.capacity + ctx.writeAt[b]) * rowBytes;
-      gpu.copy(k.buffer, b * ctx.Tq * rowBytes, kCache.buffer, dst, ctx.Tq * rowBytes);
-      gpu.copy(v.buffer, b * ctx.Tq * rowBytes, vCache.buffer, dst, ctx.Tq * rowBytes);
+      const [src, dst] = [b * ctx.Tq * rowBytes, (b * ctx.capacity + ctx.writeAt[b]) * rowBytes];
+      gpu.copy(k.buffer, k.byteOffset + src, kCache.buffer, kCache.byteOffset + dst, ctx.Tq * rowBytes);
+      gpu.copy(v.buffer, v.byteOffset + src, vCache.buffer, vCache.byteOffset + dst, ctx.Tq * rowBytes);
     }
     _free(k, v);
     const shape: AttentionShape = {

@@ -28,7 +28,7 @@ import {
 } from "./llama_options.ts";
 import type { ResolvedLoraConfig } from "../qlinear/lora_config.ts";
 import type { QatBits } from "../qlinear/qat_bits.ts";
-import { loadModelWeights, type ModelWeights, shapeOnlyWeights } from "./model_weights.ts";
+import { type AdapterArenas, loadModelWeights, type ModelWeights, shapeOnlyWeights } from "./model_weights.ts";
 import { readCrossEntropy } from "../kernels/cross_entropy.ts";
 import { embeddingForward } from "../kernels/embedding.ts";
 import { ropeInvFreq, ropeTable } from "./rope.ts";
@@ -76,13 +76,14 @@ export class LlamaModel {
   readonly #lmHead: Tensor[];
   readonly #layers: DecoderLayer[];
   readonly #lora: Map<string, LoraLayer>;
+  readonly #adapters: AdapterArenas | null;
   #rope: Tensor | null = null;
 
   private constructor(
     gpu: Gpu,
     config: LlamaConfig,
     lora: ResolvedLoraConfig | null,
-    weights: { embed: Tensor[]; norm: Tensor; lmHead: Tensor[]; layers: DecoderLayer[]; qat: QatBits | null },
+    weights: Omit<ModelWeights, "config" | "lora">,
     gradientCheckpointing: boolean,
   ) {
     this.gpu = gpu;
@@ -93,6 +94,7 @@ export class LlamaModel {
     this.#norm = weights.norm;
     this.#lmHead = weights.lmHead;
     this.#layers = weights.layers;
+    this.#adapters = weights.adapters;
     this.gradientCheckpointing = gradientCheckpointing;
     this.#lora = new Map();
     for (const l of this.#layers) for (const p of l.proj) if (p.hasAdapter()) this.#lora.set(p.path, p);
@@ -220,9 +222,10 @@ export class LlamaModel {
     return this.#layers.flatMap((l) => [...l.proj]);
   }
 
-  /** Zeroes every LoRA gradient accumulator (call after each optimizer step). */
+  /** Zeroes every LoRA gradient accumulator (call after each optimizer step): one clear per arena buffer. */
   zeroGrad(): void {
-    for (const l of this.#layers) for (const p of l.proj) p.zeroGrad();
+    this.#adapters?.grads.clear();
+    for (const p of this.projections()) if (!(this.#adapters && p instanceof QLoRALinear)) p.zeroGrad();
   }
 
   /** The RoPE table, grown to cover `positions`. */
@@ -448,7 +451,8 @@ export class LlamaModel {
     const H = this.config.hiddenSize;
     const last = Tensor.empty(this.gpu, [B, H], { label: "last hidden" });
     for (let b = 0; b < B; b++) {
-      this.gpu.copy(h.buffer, (b * Tq + lengths[b] - 1) * H * 4, last.buffer, b * H * 4, H * 4);
+      const src = h.byteOffset + (b * Tq + lengths[b] - 1) * H * 4;
+      this.gpu.copy(h.buffer, src, last.buffer, last.byteOffset + b * H * 4, H * 4);
     }
     h.destroy();
     const logits = headLogits(this.gpu, last, this.#norm, this.#lmHead, this.config.rmsNormEps);
@@ -465,6 +469,8 @@ export class LlamaModel {
     for (const w of this.#lmHead) if (!this.#embed.includes(w)) w.destroy();
     this.#norm.destroy();
     this.#rope?.destroy();
+    this.#adapters?.params.destroy();
+    this.#adapters?.grads.destroy();
     this.#rope = null;
   }
 }

@@ -66,7 +66,7 @@ export function vocabChunks(gpu: Gpu, w: Tensor, maxBytes: number): Tensor[] {
   for (let v0 = 0; v0 < V; v0 += rows) {
     const n = Math.min(rows, V - v0);
     const c = Tensor.empty(gpu, [n, H], { dtype: w.dtype, class: "weights", label: `${w.label}[${v0}:${v0 + n}]` });
-    gpu.copy(w.buffer, v0 * rowBytes, c.buffer, 0, n * rowBytes);
+    gpu.copy(w.buffer, w.byteOffset + v0 * rowBytes, c.buffer, c.byteOffset, n * rowBytes);
     out.push(c);
   }
   return out;
@@ -83,7 +83,7 @@ function _rows(gpu: Gpu, t: Tensor, r0: number, n: number, label: string): Tenso
   if (r0 === 0 && n === t.shape[0]) return t;
   const cols = t.shape[1];
   const out = Tensor.empty(gpu, [n, cols], { label });
-  gpu.copy(t.buffer, r0 * cols * 4, out.buffer, 0, n * cols * 4);
+  gpu.copy(t.buffer, t.byteOffset + r0 * cols * 4, out.buffer, out.byteOffset, n * cols * 4);
   return out;
 }
 
@@ -92,8 +92,8 @@ function _columns(gpu: Gpu, full: Tensor, part: Tensor, v0: number, toFull: bool
   const [n, V] = full.shape;
   const w = part.shape[1];
   for (let r = 0; r < n; r++) {
-    const f = (r * V + v0) * 4;
-    const p = r * w * 4;
+    const f = full.byteOffset + (r * V + v0) * 4;
+    const p = part.byteOffset + r * w * 4;
     if (toFull) gpu.copy(part.buffer, p, full.buffer, f, w * 4);
     else gpu.copy(full.buffer, f, part.buffer, p, w * 4);
   }
@@ -160,7 +160,7 @@ export function chunkedHeadLoss(
     if (dhn) {
       // rowLoss left dLoss/dlogits in `logits`.
       const dhc = _gradInput(gpu, logits, lmHead);
-      gpu.copy(dhc.buffer, 0, dhn.buffer, r0 * H * 4, n * H * 4);
+      gpu.copy(dhc.buffer, dhc.byteOffset, dhn.buffer, dhn.byteOffset + r0 * H * 4, n * H * 4);
       dhc.destroy();
     }
     logits.destroy();

@@ -11,6 +11,7 @@
 import { assertFinite, DTYPE_BYTES } from "../dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { type HostArray, Tensor } from "../gpu/tensor.ts";
+import { type ArenaSpec, TensorArena } from "../gpu/tensor_arena.ts";
 import { QuantizedCheckpoint } from "../io/bnb_loader.ts";
 import { QLoRALinear } from "../qlinear/layer.ts";
 import { QatLinear } from "../qlinear/qat_linear.ts";
@@ -42,6 +43,19 @@ export interface ModelWeights {
   layers: DecoderLayer[];
   /** LLM-QAT's bits when the projections are `QatLinear` layers, else null. */
   qat: QatBits | null;
+  /** Where the LoRA adapters and their gradients live (the layers' `a`, `b`, `gradA`, `gradB` are views), or null. */
+  adapters: AdapterArenas | null;
+}
+
+/**
+ * The LoRA tensors of a model packed in two arenas, in the order layer, projection, then A before B (so one
+ * projection's A and B are adjacent, and the optimizer covers them in one dispatch per state page).
+ */
+export interface AdapterArenas {
+  /** Every A and B (memory class `weights`). */
+  params: TensorArena;
+  /** Their gradients, in the same order (class `activations`): cleared in one call per buffer. */
+  grads: TensorArena;
 }
 
 /**
@@ -71,6 +85,31 @@ function _projShapes(c: LlamaConfig): [number, number][] {
   const H = c.hiddenSize;
   const I = c.intermediateSize;
   return [[q, H], [kv, H], [kv, H], [H, q], [I, H], [I, H], [H, I]];
+}
+
+/** The adapter arenas of every targeted projection (see {@linkcode AdapterArenas}). */
+function _adapterArenas(gpu: Gpu, c: LlamaConfig, lora: ResolvedLoraConfig): AdapterArenas {
+  const shapes = _projShapes(c);
+  const specs: ArenaSpec[] = [];
+  for (let l = 0; l < c.numLayers; l++) {
+    for (const [i, target] of LORA_TARGETS.entries()) {
+      if (!lora.targetModules.includes(target)) continue;
+      const path = loraModulePath(l, target);
+      const [N, K] = shapes[i];
+      specs.push({ shape: [lora.r, K], label: `${path}.lora_A` }, { shape: [N, lora.r], label: `${path}.lora_B` });
+    }
+  }
+  const params = new TensorArena(gpu, specs, { class: "weights", label: "LoRA adapters" });
+  try {
+    const grads = new TensorArena(gpu, specs.map((s) => ({ ...s, label: `${s.label}.grad` })), {
+      class: "activations",
+      label: "LoRA gradients",
+    });
+    return { params, grads };
+  } catch (e) {
+    params.destroy();
+    throw e;
+  }
 }
 
 /** Where {@linkcode _buildWeights} gets tensors: a checkpoint, or nothing but shapes. */
@@ -234,6 +273,9 @@ async function _buildWeights(
     const embed = await chunks("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize], true);
     const layers: DecoderLayer[] = [];
     const shapes = _projShapes(c);
+    const adapters = lora && _adapterArenas(gpu, c, lora);
+    if (adapters) made.push(adapters.params, adapters.grads);
+    let view = 0; // the next adapter's index in the arenas
     for (let l = 0; l < c.numLayers; l++) {
       const pre = `model.layers.${l}`;
       const inputNorm = await stored(`${pre}.input_layernorm.weight`, [c.hiddenSize]);
@@ -258,7 +300,11 @@ async function _buildWeights(
         const adapter = lora && lora.targetModules.includes(target)
           ? { ...lora, seed: deriveSeed(lora.seed, l, i) }
           : null;
-        const p = new QLoRALinear(weight, { path, lora: adapter, bias, precision: options.precision });
+        const [a, b] = adapter ? adapters!.params.tensors.slice(view, view + 2) : [];
+        const [gradA, gradB] = adapter ? adapters!.grads.tensors.slice(view, view + 2) : [];
+        if (adapter) view += 2;
+        const adapterTensors = adapter ? { a, b, gradA, gradB } : undefined;
+        const p = new QLoRALinear(weight, { path, lora: adapter, bias, precision: options.precision, adapterTensors });
         made.push(p);
         proj.push(p);
       }
@@ -282,7 +328,7 @@ async function _buildWeights(
       }
     }
     await gpu.sync();
-    return { config, lora, embed, norm, lmHead, layers, qat: qat?.bits ?? null };
+    return { config, lora, embed, norm, lmHead, layers, qat: qat?.bits ?? null, adapters };
   } catch (e) {
     for (const t of made) t.destroy();
     throw e;

@@ -3,15 +3,17 @@
  * or paged. {@linkcode PagedAdamW}, {@linkcode AdamW8bit} and {@linkcode PagedAdamW8bit} only choose the
  * variant, as bitsandbytes' thin optimizer classes do.
  *
- * State layout: each parameter is cut in segments of whole 256-element blocks; a segment's state (f32: m then
- * v; 8-bit: m codes, v codes, m absmax, v absmax) sits in one page. Resident states are one GPU buffer per
- * page; paged states live in a {@linkcode Pager}. The kernels are elementwise (8-bit: per 256-element block), so
- * paged and resident runs give bit-identical results.
+ * State layout: consecutive parameters whose parameter and gradient are contiguous views of the same buffers (as a
+ * `TensorArena` packs a model's adapters: each at a multiple of 256 elements) are merged into runs; each run is cut
+ * in segments of whole 256-element blocks; a segment's state (f32: m then v; 8-bit: m codes, v codes, m absmax,
+ * v absmax) sits in one page. Resident states are one GPU buffer per page; paged states live in a
+ * {@linkcode Pager}. The kernels are elementwise (8-bit: per 256-element block, and a block never straddles two
+ * parameters), and the zero padding between the parameters of a run stays zero, so runs, pages and paging give the
+ * bits of separate tensors.
  *
- * A step records the global gradient norm and clip scale on the GPU (`gradNorm`: one dispatch per gradient, then
- * one for the total), then one AdamW dispatch per segment, which reads the clip scale itself: no host wait sits
- * between norm and update. (One dispatch per page would need the parameters in one buffer; they are separate
- * tensors, and flat copies of them would cost their size again in GPU memory.)
+ * A step records the global gradient norm and clip scale on the GPU (`gradNorm`: one dispatch per run, or per
+ * binding-sized chunk of one, then one for the total), then one AdamW dispatch per segment (one per page when the
+ * parameters are one run), which reads the clip scale itself: no host wait sits between norm and update.
  *
  * @module
  */
@@ -25,7 +27,7 @@ import { createDynamicMap } from "../quant/code_tables.ts";
 import { adamw8bit, adamw8bitCodes } from "../kernels/adamw_8bit.ts";
 import { adamwF32, type AdamWSegment, type AdamWStep } from "../kernels/adamw_f32.ts";
 import { gradNorm, gradNormBytes, gradNormChunk } from "../kernels/clip_grad_norm.ts";
-import { layoutState, type StateLayout } from "./_state_layout.ts";
+import { describeRuns, layoutState, packRuns, type Run, runCounts, type StateLayout } from "./_state_layout.ts";
 import { readStateFile, writeStateFile } from "./state_file.ts";
 
 /** A parameter to optimize and its gradient (both f32, same size). */
@@ -124,6 +126,7 @@ export class AdamW {
   readonly pager: Pager | null;
   /** Bytes per state page. */
   readonly pageSize: number;
+  #runs: Run[];
   #layout: StateLayout;
   #resident: GPUBuffer[] = [];
   #paged: PagedBuffer | null = null;
@@ -166,7 +169,8 @@ export class AdamW {
         throw new Error(`AdamW: parameter "${name}" has ${param.size} elements but its gradient ${grad.size}`);
       }
     }
-    this.#layout = layoutState(params.map((p) => p.param.size), this.pageSize, BYTES_PER_BLOCK[this.stateBits]);
+    this.#runs = packRuns(params);
+    this.#layout = layoutState(this.#runs.map((r) => r.size), this.pageSize, BYTES_PER_BLOCK[this.stateBits]);
     const label = `AdamW${this.stateBits === 8 ? "8bit" : ""} state`;
     if (options.paged) {
       this.pager = new Pager(gpu, { pageSize: this.pageSize, stagingSize: options.stagingSize });
@@ -181,9 +185,11 @@ export class AdamW {
       this.#qmap = adamw8bitCodes(gpu);
     }
     const chunk = gradNormChunk(gpu);
-    for (const { grad } of params) {
-      for (let e = 0; e < grad.size; e += chunk) {
-        this.#normChunks.push({ buffer: grad.buffer, offset: e * 4, size: Math.min(chunk, grad.size - e) * 4 });
+    for (const { first, size } of this.#runs) {
+      const { grad } = params[first];
+      for (let e = 0; e < size; e += chunk) {
+        const [offset, n] = [grad.byteOffset + e * 4, Math.min(chunk, size - e)];
+        this.#normChunks.push({ buffer: grad.buffer, offset, size: n * 4 });
       }
     }
     this.#clip = gpu.createBuffer(gradNormBytes(this.#normChunks), "scratch", `${label} gradient norm`);
@@ -321,21 +327,29 @@ export class AdamW {
     const index = this.params.findIndex((p) => p.name === name);
     if (index < 0) throw new Error(`AdamW: no parameter "${name}"`);
     const bytes = await this.stateBytes();
-    const n = this.params[index].param.size;
-    const m = new Float32Array(n);
-    const v = new Float32Array(n);
+    const run = this.#runs.findLastIndex((r) => r.first <= index);
+    const { first, offsets } = this.#runs[run];
+    // The parameter's elements [start, end) of its run.
+    const start = offsets[index - first];
+    const end = start + this.params[index].param.size;
+    const m = new Float32Array(end - start);
+    const v = new Float32Array(end - start);
     const [qs, qu] = [createDynamicMap(true), createDynamicMap(false)];
-    for (const s of this.#layout.segments.filter((s) => s.param === index)) {
+    for (const s of this.#layout.segments.filter((s) => s.run === run)) {
       const at = s.page * this.pageSize + s.byteOffset;
+      // The segment's elements [k0, k1) that are the parameter's.
+      const [k0, k1] = [Math.max(0, start - s.elemOffset), Math.min(s.n, end - s.elemOffset)];
+      const e0 = s.elemOffset + k0 - start;
+      if (k0 >= k1) continue;
       if (this.stateBits === 32) {
-        m.set(new Float32Array(bytes.buffer, at, s.n), s.elemOffset);
-        v.set(new Float32Array(bytes.buffer, at + s.cap * 4, s.n), s.elemOffset);
+        m.set(new Float32Array(bytes.buffer, at + k0 * 4, k1 - k0), e0);
+        v.set(new Float32Array(bytes.buffer, at + (s.cap + k0) * 4, k1 - k0), e0);
         continue;
       }
       const absmax = new Float32Array(bytes.buffer, at + 2 * s.cap, (2 * s.cap) / 256);
-      for (let k = 0; k < s.n; k++) {
-        m[s.elemOffset + k] = qs[bytes[at + k]] * absmax[k >> 8];
-        v[s.elemOffset + k] = qu[bytes[at + s.cap + k]] * absmax[s.cap / 256 + (k >> 8)];
+      for (let k = k0; k < k1; k++) {
+        m[e0 + k - k0] = qs[bytes[at + k]] * absmax[k >> 8];
+        v[e0 + k - k0] = qu[bytes[at + s.cap + k]] * absmax[s.cap / 256 + (k >> 8)];
       }
     }
     return { m, v };
@@ -352,6 +366,7 @@ export class AdamW {
       step: this.#step,
       pageSize: this.pageSize,
       params: this.params.map((p) => ({ name: p.name, numel: p.param.size })),
+      runs: runCounts(this.#runs),
     }, await this.stateBytes());
   }
 
@@ -374,6 +389,11 @@ export class AdamW {
     if (diff >= 0 || want.length !== got.length) {
       const i = diff >= 0 ? diff : Math.min(want.length, got.length);
       throw bad(`parameter ${i} is ${got[i] ?? "missing"} in the file but ${want[i] ?? "absent"} here`);
+    }
+    // Files from before runs laid out each parameter alone.
+    const [fileRuns, runs] = [header.runs ?? want.map(() => 1), runCounts(this.#runs)];
+    if (fileRuns.join() !== runs.join()) {
+      throw bad(`holds state laid out in ${describeRuns(fileRuns)}; this optimizer's is ${describeRuns(runs)}`);
     }
     if (payload.byteLength !== this.pageCount * this.pageSize) {
       throw bad(`holds ${payload.byteLength} state bytes, expected ${this.pageCount * this.pageSize}`);
@@ -402,8 +422,8 @@ export class AdamW {
 
   #update(page: number, slot: GPUBuffer, hyper: AdamWStep): void {
     for (const s of this.#layout.byPage[page]) {
-      const { param, grad } = this.params[s.param];
-      const range = (t: Tensor) => ({ buffer: t.buffer, offset: s.elemOffset * 4, size: s.n * 4 });
+      const { param, grad } = this.params[this.#runs[s.run].first];
+      const range = (t: Tensor) => ({ buffer: t.buffer, offset: t.byteOffset + s.elemOffset * 4, size: s.n * 4 });
       const seg: AdamWSegment = {
         param: range(param),
         grad: range(grad),

@@ -24,6 +24,11 @@ export interface StateFileHeader {
   pageSize: number;
   /** Parameters, in order: name and element count. */
   params: { name: string; numel: number }[];
+  /**
+   * Parameters per run (consecutive parameters whose state is laid out as one), in order; absent in files written
+   * before runs: one parameter each.
+   */
+  runs?: number[];
   /** Payload bytes. */
   payloadBytes: number;
   /** CRC-32 of the payload. */

@@ -47,6 +47,24 @@ export interface QLoRALinearOptions {
   bias?: Tensor | null;
   /** Arithmetic of the tiled quantized products, forward and backward (default `f32`; `f16` needs `shader-f16`). */
   precision?: Nf4Precision;
+  /**
+   * Where the adapter lives, e.g. views of a `TensorArena` (so one optimizer dispatch can cover many layers): A is
+   * initialized into `a`, and `b`, `gradA`, `gradB` zeroed; they stay the caller's (the layer frees none of them).
+   * Omitted: the layer allocates its own. Ignored without `lora`.
+   */
+  adapterTensors?: AdapterTensors;
+}
+
+/** Caller-provided tensors of a {@linkcode QLoRALinear}'s adapter: f32 `A`, `gradA` `[r, K]` and `B`, `gradB` `[N, r]`. */
+export interface AdapterTensors {
+  /** LoRA down projection `[r, K]`. */
+  a: Tensor;
+  /** LoRA up projection `[N, r]`. */
+  b: Tensor;
+  /** Gradient of `a`. */
+  gradA: Tensor;
+  /** Gradient of `b`. */
+  gradB: Tensor;
 }
 
 /**
@@ -165,6 +183,8 @@ export class QLoRALinear {
   readonly inFeatures: number;
   /** Output features `N`. */
   readonly outFeatures: number;
+  /** Whether `destroy` frees the adapter and its gradients (false when the caller provided them). */
+  readonly #ownsAdapter: boolean;
 
   /**
    * Wraps a frozen quantized weight, with a fresh adapter (A seeded Kaiming-uniform, B zero) and zero gradients
@@ -184,6 +204,7 @@ export class QLoRALinear {
     this.outFeatures = N;
     const lora = options.lora;
     if (!lora) {
+      this.#ownsAdapter = false;
       [this.a, this.b, this.gradA, this.gradB] = [null, null, null, null];
       [this.r, this.scale, this.dropout] = [0, 0, 0];
       return;
@@ -203,10 +224,25 @@ export class QLoRALinear {
     const gpu = weight.gpu;
     const bound = QLoRALinear.initBound(K);
     const label = weight.label;
-    this.a = Tensor.fromArray(gpu, new Rng(lora.seed ?? 0).uniformArray(r * K, -bound, bound), [r, K], {
-      class: "weights",
-      label: `${label}.lora_A`,
-    });
+    const init = new Rng(lora.seed ?? 0).uniformArray(r * K, -bound, bound);
+    const given = options.adapterTensors;
+    this.#ownsAdapter = !given;
+    if (given) {
+      const want = { a: [r, K], b: [N, r], gradA: [r, K], gradB: [N, r] };
+      for (const [k, shape] of Object.entries(want)) {
+        const t = given[k as keyof AdapterTensors];
+        if (t.dtype !== "f32" || t.shape.join() !== shape.join()) {
+          throw new Error(
+            `QLoRALinear "${this.path}": adapterTensors.${k} "${t.label}" is [${t.shape}] ${t.dtype}, expected [${shape}] f32`,
+          );
+        }
+      }
+      ({ a: this.a, b: this.b, gradA: this.gradA, gradB: this.gradB } = given);
+      this.a.write(init);
+      for (const t of [this.b, this.gradA, this.gradB]) t.clear();
+      return;
+    }
+    this.a = Tensor.fromArray(gpu, init, [r, K], { class: "weights", label: `${label}.lora_A` });
     this.b = Tensor.empty(gpu, [N, r], { class: "weights", label: `${label}.lora_B` });
     this.gradA = Tensor.empty(gpu, [r, K], { label: `${label}.lora_A.grad` });
     this.gradB = Tensor.empty(gpu, [N, r], { label: `${label}.lora_B.grad` });
@@ -321,14 +357,14 @@ export class QLoRALinear {
 
   /** Zeroes the gradients (nothing to do when frozen-only). */
   zeroGrad(): void {
-    for (const g of [this.gradA, this.gradB]) {
-      if (g) g.gpu.clear(g.buffer, 0, g.byteLength);
-    }
+    this.gradA?.clear();
+    this.gradB?.clear();
   }
 
-  /** Frees the weight, bias, adapter and gradients. */
+  /** Frees the weight, bias, and the adapter and gradients unless the caller provided them. */
   destroy(): void {
-    for (const t of [this.a, this.b, this.gradA, this.gradB, this.bias]) t?.destroy();
+    if (this.#ownsAdapter) { for (const t of [this.a, this.b, this.gradA, this.gradB]) t?.destroy(); }
+    this.bias?.destroy();
     freeQuantized(this.weight);
   }
 }

@@ -111,7 +111,7 @@ export class QatLinear {
   #quantInput(x: Tensor): Tensor | null {
     if (this.inputBits >= 16) return null;
     const xq = Tensor.empty(x.gpu, x.shape, { label: `${this.path} quantized input` });
-    x.gpu.copy(x.buffer, 0, xq.buffer, 0, x.byteLength);
+    x.gpu.copy(x.buffer, x.byteOffset, xq.buffer, xq.byteOffset, x.byteLength);
     return fakeQuantRows(x.gpu, xq, this.inFeatures, this.inputBits);
   }
 
@@ -152,7 +152,8 @@ export class QatLinear {
     saved: QLoRASaved | null;
   } {
     if (this.#wq !== this.weight && !this.#wqFresh) {
-      this.weight.gpu.copy(this.weight.buffer, 0, this.#wq.buffer, 0, this.weight.byteLength);
+      const [w, wq] = [this.weight, this.#wq];
+      w.gpu.copy(w.buffer, w.byteOffset, wq.buffer, wq.byteOffset, w.byteLength);
       fakeQuantRows(this.weight.gpu, this.#wq, this.inFeatures, this.weightBits);
       this.#wqFresh = true;
     }
@@ -168,7 +169,8 @@ export class QatLinear {
   #addBias(y: Tensor): void {
     const gpu = y.gpu;
     const ones = Tensor.fromArray(gpu, new Float32Array(y.shape[0]).fill(1), [y.shape[0], 1], { class: "scratch" });
-    const row = new Tensor(gpu, this.bias!.buffer, [1, this.outFeatures], "f32", `${this.path} bias`);
+    const bias = this.bias!;
+    const row = Tensor.view(gpu, bias.buffer, bias.byteOffset, [1, this.outFeatures], { label: `${this.path} bias` });
     matmul(ones, row, { out: y, accumulate: true });
     ones.destroy();
   }
@@ -204,7 +206,7 @@ export class QatLinear {
 
   /** Zeroes the gradient. */
   zeroGrad(): void {
-    if (this.grad) this.grad.gpu.write(this.grad.buffer, new Float32Array(this.grad.size));
+    this.grad?.write(new Float32Array(this.grad.size));
   }
 
   /** Frees the weight, its quantized copy, the bias and the gradient. */

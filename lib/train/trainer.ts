@@ -322,7 +322,7 @@ async function readStepResults(
   const all = gpu.createBuffer(stats.length * 32 + 8, "scratch", "step results");
   let values: Float32Array;
   try {
-    stats.forEach((s, i) => gpu.copy(s.buffer, 0, all, i * 32, 32));
+    stats.forEach((s, i) => gpu.copy(s.buffer, s.byteOffset, all, i * 32, 32));
     gpu.copy(norm, 0, all, stats.length * 32, 8);
     values = await gpu.readF32(all);
   } finally {
