@@ -70,6 +70,8 @@ export interface QLoRALinearForwardOptions {
   save?: boolean;
   /** Kernel for the quantized product (default `auto`). */
   path?: QLinearForwardOptions["path"];
+  /** Add `y` into this `[M, N]` tensor (returned as `y`) instead of a new one: e.g. a residual, in one dispatch. */
+  addTo?: Tensor;
 }
 
 /** What {@linkcode QLoRALinear.forward} returns. */
@@ -242,20 +244,28 @@ export class QLoRALinear {
    * none (inference). With `save`, also the context the backward needs (the caller keeps `x` until then).
    *
    * @param x Input `[M, K]` f32.
-   * @param options Dropout seed, whether to save for the backward, kernel path.
+   * @param options Dropout seed, whether to save for the backward, kernel path, a tensor to add `y` into.
    * @returns `y` `[M, N]` and the saved context (or null).
    */
   forward(x: Tensor, options: QLoRALinearForwardOptions = {}): QLoRALinearForwardResult {
     const seed = options.seed ?? null;
     const bias = this.bias ?? undefined;
-    const { path } = options;
+    const { path, addTo: out } = options;
     const precision = this.precision;
+    const accumulate = out !== undefined;
     const adapter = this.#adapter(seed);
     if (!adapter) {
-      const y = nf4Linear(x, this.weight, { bias, path, precision });
+      const y = nf4Linear(x, this.weight, { bias, path, precision, out, accumulate });
       return { y, saved: options.save ? { x, xa: null, seed } : null };
     }
-    const { y, xa } = qlinearForward(x, this.weight, adapter, { bias, seed: seed ?? 0, path, precision });
+    const { y, xa } = qlinearForward(x, this.weight, adapter, {
+      bias,
+      seed: seed ?? 0,
+      path,
+      precision,
+      out,
+      accumulate,
+    });
     if (options.save) return { y, saved: { x, xa, seed } };
     xa.destroy();
     return { y, saved: null };
@@ -282,12 +292,17 @@ export class QLoRALinear {
    * @param dy Output gradient `[M, N]` f32.
    * @param saved The forward's context.
    * @param needDx Form `dX` (default true).
+   * @param addTo Add `dX` into this `[M, K]` tensor (returned) instead of a new one: e.g. the gradient of an input
+   *   that several projections read, summed without a separate dispatch.
    * @returns `dX` `[M, K]` (the caller owns it), or null.
    */
-  backward(dy: Tensor, saved: QLoRASaved, needDx = true): Tensor | null {
+  backward(dy: Tensor, saved: QLoRASaved, needDx = true, addTo?: Tensor): Tensor | null {
     const precision = this.precision;
     const adapter = this.#adapter(saved.seed);
-    if (!adapter || !saved.xa) return needDx ? nf4LinearGradInput(dy, this.weight, { precision }) : null;
+    const accumulate = addTo !== undefined;
+    if (!adapter || !saved.xa) {
+      return needDx ? nf4LinearGradInput(dy, this.weight, { precision, out: addTo, accumulate }) : null;
+    }
     const { dx } = qlinearBackward(dy, saved.x, saved.xa, this.weight, adapter, {
       seed: saved.seed ?? 0,
       needDx,
@@ -295,6 +310,8 @@ export class QLoRALinear {
       dB: this.gradB!,
       accumulate: true,
       precision,
+      dx: addTo,
+      accumulateDx: accumulate,
     });
     saved.xa.destroy();
     return dx;
