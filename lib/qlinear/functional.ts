@@ -4,8 +4,9 @@
  *
  * Kernels: the fused NF4 products of `lib/kernels/qlinear_nf4.ts` (deq(W) is never materialized), which also add
  * the adapter's up product (forward) and its `dX` term (backward), and the dense `matmul` for the other rank-r LoRA
- * products: a forward is two dispatches, `XA` then the fused product. Dropout is the hash mask of `lib/kernels/dropout.ts`, keyed by
- * `(seed, row-major index in X)`: the same seed in forward and backward gives the same mask, and nothing is stored.
+ * products: a forward is two dispatches, `XA` then the fused product. Dropout is the hash mask of
+ * `lib/kernels/dropout.ts`, keyed by `(seed, row-major index in X)`: the same seed in forward and backward gives the
+ * same mask, and nothing is stored.
  * `loraDown` forms the adapter input `drop(X)·Aᵀ` alone, by the code `qlinearForward` uses for it (a recompute
  * that needs only what the backward reads gets the forward's mask).
  * Activations larger than one storage binding are split into row ranges by the kernels (`gpu.maxBindingBytes`); the
