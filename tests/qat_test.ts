@@ -106,7 +106,7 @@ Deno.test("qat: a run resumed from its checkpoint writes the same weights and me
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("QatLinear: a frozen bias is added in full precision and changes neither gradient", async () => {
+Deno.test("QatLinear: a frozen bias is added in full precision and changes neither gradient; addTo adds into a tensor", async () => {
   const gpu = await requestGpu();
   const rng = new Rng(22);
   const [M, N, K] = [3, 5, 16];
@@ -122,6 +122,17 @@ Deno.test("QatLinear: a frozen bias is added in full precision and changes neith
   const [dx0, dx1] = [plain.backward(dyt, p.saved!)!, biased.backward(dyt, q.saved!)!];
   assert.deepEqual(await dx1.toFloat32(), await dx0.toFloat32());
   assert.deepEqual(await biased.grad!.toFloat32(), await plain.grad!.toFloat32());
+  // addTo: y and dX added into existing tensors, as one f32 addition each (with and without the bias).
+  const prior = rng.normalArray(M * N);
+  for (const [layer, y] of [[plain, y0], [biased, await q.y.toFloat32()]] as const) {
+    const into = Tensor.fromArray(gpu, prior, [M, N]);
+    const r = layer.forward(xt, { save: true, addTo: into });
+    assert.equal(r.y, into);
+    assert.deepEqual(await into.toFloat32(), y.map((v, i) => v + prior[i]));
+    const dxInto = Tensor.fromArray(gpu, x, [M, K]);
+    layer.backward(dyt, r.saved!, true, dxInto);
+    assert.deepEqual(await dxInto.toFloat32(), (await dx0.toFloat32()).map((v, i) => v + x[i]));
+  }
   assert.throws(
     () => new QatLinear(Tensor.fromArray(gpu, w, [N, K]), { bias: Tensor.fromArray(gpu, b, [1, N], { label: "b2" }) }),
     /bias "b2" is \[1,5\] f32, expected \[5\] f32/,

@@ -1,5 +1,6 @@
 // QLoRALinear, the layer the model is built of: PEFT init, forward/backward against the float64 reference, the
-// saved context (kept, dropped, recomputed, from a checkpoint), the frozen-only mode, and errors.
+// saved context (kept, dropped, recomputed, from a checkpoint), the frozen-only mode, adding into existing tensors,
+// and errors.
 import assert from "node:assert/strict";
 import { QLoRALinear, requestGpu, Rng, Tensor } from "../mod.ts";
 import { TensorArena } from "../lib/gpu/mod.ts";
@@ -178,6 +179,32 @@ Deno.test("QLoRALinear: frozen-only (no adapter) computes x·deq(W)ᵀ + b and d
   assert.equal(layer.backward(Tensor.fromArray(gpu, dy, [M, N]), saved!, false), null);
   layer.zeroGrad(); // a no-op
   layer.destroy();
+  gpu.destroy();
+});
+
+Deno.test("QLoRALinear: addTo adds y and dX into existing tensors (with an adapter and frozen-only)", async () => {
+  const gpu = await requestGpu();
+  const rng = new Rng(12);
+  const [M, N, K] = [20, 24, 40];
+  const x = Tensor.fromArray(gpu, rng.normalArray(M * K), [M, K]);
+  const dy = rng.normalArray(M * N);
+  const [priorY, priorDx] = [rng.normalArray(M * N), rng.normalArray(M * K)];
+  for (const lora of [{ r: 4, dropout: 0.2 }, null]) {
+    const layer = new QLoRALinear(randomQuantized(gpu, rng, N, K).w, { lora });
+    if (layer.hasAdapter()) layer.b.write(rng.normalArray(N * 4)); // B = 0 would hide the adapter's terms
+    const plain = layer.forward(x, { seed: 3, save: true });
+    const y = await plain.y.toFloat32();
+    const dx = await layer.backward(Tensor.fromArray(gpu, dy, [M, N]), plain.saved!)!.toFloat32();
+    const into = Tensor.fromArray(gpu, priorY, [M, N]);
+    const added = layer.forward(x, { seed: 3, save: true, addTo: into });
+    assert.equal(added.y, into);
+    // One f32 addition of the prior to each value: the same bits as adding afterwards.
+    assert.deepEqual(await into.toFloat32(), y.map((v, i) => v + priorY[i]), `y, adapter ${!!lora}`);
+    const dxInto = Tensor.fromArray(gpu, priorDx, [M, K]);
+    assert.equal(layer.backward(Tensor.fromArray(gpu, dy, [M, N]), added.saved!, true, dxInto), dxInto);
+    assert.deepEqual(await dxInto.toFloat32(), dx.map((v, i) => v + priorDx[i]), `dx, adapter ${!!lora}`);
+    layer.destroy();
+  }
   gpu.destroy();
 });
 

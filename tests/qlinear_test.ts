@@ -94,6 +94,18 @@ Deno.test("qlinear: dX, dA, dB match finite differences of sum(Y·G) (float64), 
   assert.equal(g2.dx, null);
   assertClose(await g2.dA.toFloat32(), fdA.map((v) => 2 * v), tol, "dA accumulated");
   assertClose(await g2.dB.toFloat32(), fdB.map((v) => 2 * v), tol, "dB accumulated");
+  // Into existing tensors (a residual; dX summed over projections): the same values plus the prior contents.
+  const prior = rng.normalArray(L.M * L.N);
+  const y0 = await qlinearForward(c.tx, c.w, c.lora, { bias: c.bias, seed: L.seed }).y.toFloat32();
+  const into = Tensor.fromArray(gpu, prior, [L.M, L.N]);
+  const { y: y1 } = qlinearForward(c.tx, c.w, c.lora, { bias: c.bias, seed: L.seed, out: into, accumulate: true });
+  assert.equal(y1, into);
+  assert.deepEqual(await into.toFloat32(), y0.map((v, i) => v + prior[i])); // one f32 addition
+  const priorDx = rng.normalArray(L.M * L.K);
+  const dxInto = Tensor.fromArray(gpu, priorDx, [L.M, L.K]);
+  const g3 = qlinearBackward(dy, c.tx, xa, c.w, c.lora, { seed: L.seed, dx: dxInto, accumulateDx: true });
+  assert.equal(g3.dx, dxInto);
+  assertClose(await dxInto.toFloat32(), fdX.map((v, i) => v + priorDx[i]), tol, "dX added into a prior vs FD");
   gpu.destroy();
 });
 

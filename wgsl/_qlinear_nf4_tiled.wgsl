@@ -51,7 +51,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (var j = 0u; j < 4u; j++) {
       let gn = n0 + lid.x * 4u + j;
       if (gm < params.M && gn < N) {
-        out[gm * N + gn] = acc[i][j] + bias_of(gn);
+        store_y(gm, gn, acc[i][j]);
       }
     }
   }
@@ -91,7 +91,7 @@ fn dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: 
     for (var j = 0u; j < 4u; j++) {
       let gk = c0 + lid.x * 4u + j;
       if (gm < params.M && gk < K) {
-        out[gm * K + gk] = acc[i][j];
+        store_dx(gm, gk, acc[i][j]);
       }
     }
   }

@@ -1,5 +1,5 @@
 // Fragment of qlinear_nf4.wgsl and qlinear_nf4_f16.wgsl (see scripts/embed_wgsl.ts): their uniform Params and
-// flags, bindings 0-8, the code lookup table and the dequantization helpers, all f32.
+// flags, bindings 0-8, the code lookup table, the dequantization helpers and the output epilogues, all f32.
 
 struct Params {
   M: u32,
@@ -8,28 +8,43 @@ struct Params {
   block_shift: u32, // log2(blocksize): blocksizes are powers of two, and shifts beat integer division
   offset: f32,
   flags: u32,
+  r: u32, // LoRA rank (FLAG_LORA)
+  seed: u32, // dropout mask (FLAG_DROP)
+  threshold: u32,
+  index_offset: u32, // rows of dX bound before this range, times K: the mask is keyed by the index in all of dX
+  scale: f32, // LoRA scale s
+  inv_keep: f32,
 }
 
 const FLAG_BIAS: u32 = 1u;
 const FLAG_DOUBLE_QUANT: u32 = 2u;
 const FLAG_ALIGNED: u32 = 4u;
+const FLAG_LORA: u32 = 8u;
+const FLAG_ACCUMULATE: u32 = 16u;
+const FLAG_DROP: u32 = 32u;
+
+// Offsets in `tables`: code, code2, then absmax2 (see lib/kernels/nf4_quantize.ts quantTables).
+const CODE2_AT: u32 = 16u;
+const ABSMAX2_AT: u32 = 272u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> packed: array<u32>;
 @group(0) @binding(2) var<storage, read> absmax: array<u32>;
-@group(0) @binding(3) var<storage, read> absmax2: array<f32>;
-@group(0) @binding(4) var<storage, read> code: array<f32>;
-@group(0) @binding(5) var<storage, read> code2: array<f32>;
-@group(0) @binding(6) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> tables: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read> lora_a: array<f32>;
+@group(0) @binding(6) var<storage, read> lora_b: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 @group(0) @binding(8) var<uniform> params: Params;
+
+#include "_dropout_hash.wgsl"
 
 // Byte -> (value of its high nibble, value of its low nibble): one lookup per two weights.
 var<workgroup> lut2: array<vec2<f32>, 256>;
 
 fn load_lut(li: u32, threads: u32) {
   for (var i = li; i < 256u; i += threads) {
-    lut2[i] = vec2<f32>(code[i >> 4u], code[i & 15u]);
+    lut2[i] = vec2<f32>(tables[i >> 4u], tables[i & 15u]);
   }
   workgroupBarrier();
 }
@@ -37,7 +52,7 @@ fn load_lut(li: u32, threads: u32) {
 fn block_scale(blk: u32) -> f32 {
   if ((params.flags & FLAG_DOUBLE_QUANT) != 0u) {
     let q = (absmax[blk >> 2u] >> ((blk & 3u) * 8u)) & 0xffu;
-    return code2[q] * absmax2[blk >> 8u] + params.offset;
+    return tables[CODE2_AT + q] * tables[ABSMAX2_AT + (blk >> 8u)] + params.offset;
   }
   return bitcast<f32>(absmax[blk]);
 }
@@ -90,4 +105,49 @@ fn bias_of(n: u32) -> f32 {
     return bias[n];
   }
   return 0.0;
+}
+
+// out[i] = v, or out[i] += v with FLAG_ACCUMULATE (a residual, or a gradient summed over projections).
+fn store(i: u32, v: f32) {
+  var y = v;
+  if ((params.flags & FLAG_ACCUMULATE) != 0u) {
+    y += out[i];
+  }
+  out[i] = y;
+}
+
+// Forward epilogue of output [m, n] with product v: + bias, + s·(XA·Bᵀ)[m, n] (lora_a = XA [M, r], lora_b = B [N, r];
+// summed in the order of matmul_f32, so the fused product equals the separate one).
+fn store_y(m: u32, n: u32, v: f32) {
+  var y = v + bias_of(n);
+  if ((params.flags & FLAG_LORA) != 0u) {
+    let r = params.r;
+    var s = 0.0;
+    for (var j = 0u; j < r; j++) {
+      s += lora_a[m * r + j] * lora_b[n * r + j];
+    }
+    y += params.scale * s;
+  }
+  store(m * params.N + n, y);
+}
+
+// dx epilogue of dX [m, k] with product v: + s·mask⊙(dYB·A)[m, k] (lora_a = dYB [M, r], lora_b = A [r, K]); the
+// mask is matmul_f32's on the product (DROP = 3), keyed by the element's index in the whole dX.
+fn store_dx(m: u32, k: u32, v: f32) {
+  var y = v;
+  let K = params.K;
+  if ((params.flags & FLAG_LORA) != 0u) {
+    let r = params.r;
+    var s = 0.0;
+    for (var j = 0u; j < r; j++) {
+      s += lora_a[m * r + j] * lora_b[j * K + k];
+    }
+    var d = params.scale * s;
+    if ((params.flags & FLAG_DROP) != 0u) {
+      let kept = keep_hash(params.seed, m * K + k + params.index_offset) >= params.threshold;
+      d = select(0.0, d * params.inv_keep, kept);
+    }
+    y += d;
+  }
+  store(m * K + k, y);
 }

@@ -43,19 +43,10 @@ var<workgroup> as_: array<vec4<f32>, BK * BM / 4u>;
 var<workgroup> bs: array<vec4<f32>, BK * BN / 4u>;
 
 #include "_stored_float.wgsl"
-
-fn lowbias32(v: u32) -> u32 {
-  var x = v;
-  x ^= x >> 16u;
-  x *= 0x7feb352du;
-  x ^= x >> 15u;
-  x *= 0x846ca68bu;
-  x ^= x >> 16u;
-  return x;
-}
+#include "_dropout_hash.wgsl"
 
 fn dropped(v: f32, i: u32) -> f32 {
-  return select(0.0, v * params.inv_keep, lowbias32((i + params.index_offset) ^ lowbias32(params.seed)) >= params.threshold);
+  return select(0.0, v * params.inv_keep, keep_hash(params.seed, i + params.index_offset) >= params.threshold);
 }
 
 @compute @workgroup_size(WG_X, WG_Y)

@@ -1,17 +1,21 @@
 // qlinear_nf4: products with a 4-bit blockwise-quantized weight W [N, K] (layout: lib/quant/quantized_tensor.ts),
 // dequantized tile by tile in registers/workgroup memory; deq(W) is never written to memory.
 // Entry points (all f32 compute and accumulation):
-//   gemv: out[M, N] = x[M, K] · deq(W)ᵀ (+ bias), M <= MROWS <= 16 rows; one workgroup per NR rows of W, its
-//         threads stream the rows' packed u32 words (8 values each) and exchange partial sums once through
-//         workgroup memory. Grid: ceil(N / NR) (2-D split).
-//   gemm: out[M, N] = x[M, K] · deq(W)ᵀ (+ bias), tiled BM × BN, 4×4 outputs per thread.
+//   gemv: out[M, N] = x[M, K] · deq(W)ᵀ (+ bias) (+ s·XA·Bᵀ), M <= MROWS <= 16 rows; one workgroup per NR rows
+//         of W, its threads stream the rows' packed u32 words (8 values each) and exchange partial sums once
+//         through workgroup memory. Grid: ceil(N / NR) (2-D split).
+//   gemm: out[M, N] = x[M, K] · deq(W)ᵀ (+ bias) (+ s·XA·Bᵀ), tiled BM × BN, 4×4 outputs per thread.
 //         Grid: x = ceil(N / BN), y = ceil(M / BM).
-//   dx:   out[M, K] = x[M, N] · deq(W) (x is dY), tiled BM × BN over [M, K]. Grid: x = ceil(K / BN), y = ceil(M / BM).
-// Bindings:
+//   dx:   out[M, K] = x[M, N] · deq(W) (+ s·mask⊙(dYB·A)) (x is dY), tiled BM × BN over [M, K].
+//         Grid: x = ceil(K / BN), y = ceil(M / BM).
+// Every entry point adds into out instead with FLAG_ACCUMULATE (a residual; dX summed over projections).
+// Bindings (8 storage buffers, WebGPU's default per-stage limit):
 //   0 x: f32 (storage, read)                1 packed: u32[ceil(N*K/8)] 4-bit codes (storage, read)
 //   2 absmax: u32, f32 bits[nb] or u8 codes packed 4 per word with double quantization (storage, read)
-//   3 absmax2: f32[ceil(nb/256)] (storage, read)  4 code: f32[16] (storage, read)  5 code2: f32[256] (storage, read)
-//   6 bias: f32[N] (storage, read; read only with FLAG_BIAS)   7 out: f32 (storage, read_write)   8 params: uniform
+//   3 tables: f32[16 code | 256 code2 | ceil(nb/256) absmax2] (storage, read; code2, absmax2 read only with
+//     FLAG_DOUBLE_QUANT)                   4 bias: f32[N] (storage, read; read only with FLAG_BIAS)
+//   5 lora_a: XA [M, r] (gemv, gemm) or dYB [M, r] (dx)   6 lora_b: B [N, r] (gemv, gemm) or A [r, K] (dx)
+//     (storage, read; read only with FLAG_LORA)            7 out: f32 (storage, read_write)   8 params: uniform
 // FLAG_ALIGNED (K % 8 == 0): every 8-value group of a row is one u32 word in one block; otherwise groups are
 // reassembled from two words and may straddle two blocks. Flags are uniform (not overrides) so that few pipeline
 // variants exist: GL drivers compile each one on first use, which is slow on llvmpipe.
@@ -114,7 +118,7 @@ fn gemv(
       for (var t = 0u; t < GEMV_WG; t++) {
         sum += red[(li / 4u) * GEMV_WG + t][li % 4u];
       }
-      out[m * N + n] = sum + bias_of(n);
+      store_y(m, n, sum);
     }
     workgroupBarrier();
   }

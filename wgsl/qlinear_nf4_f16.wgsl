@@ -4,11 +4,11 @@
 // rounding error stays that of BK-term f16 sums (about 1e-3 relative) however long K is.
 // Dequantization and the gemm and dx entry points are qlinear_nf4.wgsl's (_qlinear_nf4_weight.wgsl and
 // _qlinear_nf4_tiled.wgsl), here with tile_t = f16 and an f16 tile_fma.
-//   gemm: out[M, N] = x[M, K] · deq(W)ᵀ (+ bias). Grid: x = ceil(N / BN), y = ceil(M / BM).
-//   dx:   out[M, K] = x[M, N] · deq(W). Grid: x = ceil(K / BN), y = ceil(M / BM).
-// Bindings and flags as in qlinear_nf4.wgsl:
-//   0 x: f32   1 packed: u32   2 absmax: u32   3 absmax2: f32   4 code: f32[16]   5 code2: f32[256]
-//   6 bias: f32[N]   7 out: f32 (read_write)   8 params: uniform Params
+//   gemm: out[M, N] = x[M, K] · deq(W)ᵀ (+ bias) (+ s·XA·Bᵀ). Grid: x = ceil(N / BN), y = ceil(M / BM).
+//   dx:   out[M, K] = x[M, N] · deq(W) (+ s·mask⊙(dYB·A)). Grid: x = ceil(K / BN), y = ceil(M / BM).
+// The LoRA terms and the epilogue are f32. Bindings and flags as in qlinear_nf4.wgsl:
+//   0 x: f32   1 packed: u32   2 absmax: u32   3 tables: f32   4 bias: f32[N]   5 lora_a: f32   6 lora_b: f32
+//   7 out: f32 (read_write)   8 params: uniform Params
 
 enable f16;
 

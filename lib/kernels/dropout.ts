@@ -18,7 +18,7 @@ function _lowbias32(v: number): number {
 }
 
 /**
- * The 32-bit hash behind the dropout mask, identical to `dropped()` in `wgsl/matmul_f32.wgsl`:
+ * The 32-bit hash behind the dropout mask, identical to `keep_hash()` in `wgsl/_dropout_hash.wgsl`:
  * `lowbias32(i ^ lowbias32(seed))`.
  *
  * @param seed Dropout seed (any u32).

@@ -184,8 +184,14 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
     absmax2 = gpu.createBuffer(4, "weights", `${label}.absmax2 (unused)`);
     code2 = gpu.createBuffer(4, "weights", `${label}.code2 (unused)`);
   }
+  const tables = _tables(gpu, label, doubleQuant ? Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE) : 0);
+  gpu.copy(code, 0, tables, 0, 64);
+  if (doubleQuant) {
+    gpu.copy(code2, 0, tables, _CODE2_AT * 4, 1024);
+    gpu.copy(absmax2, 0, tables, _ABSMAX2_AT * 4, absmax2.size);
+  }
   const scratch = doubleQuant ? [absmaxF32, partial, stats] : [partial, stats];
-  const outputs = [packed, absmax, code, absmax2, code2];
+  const outputs = [packed, absmax, code, absmax2, code2, tables];
   const free = (buffers: GPUBuffer[]) => buffers.forEach((b) => gpu.free(b));
   return {
     cancel: () => free([...scratch, ...outputs]),
@@ -213,6 +219,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
         code,
         absmax2,
         code2,
+        tables,
         offset: doubleQuant ? new Float32Array(new Uint32Array([offsetBits]).buffer)[0] : 0,
         label,
         dtype,
@@ -250,6 +257,15 @@ export function uploadQuantized(gpu: Gpu, host: HostQuantized, label: string): Q
     gpu.write(b, bytes);
     return b;
   };
+  const groups = s.nested?.absmax.length ?? 0;
+  const tables = _tables(gpu, label, groups);
+  const values = new Float32Array(tables.size / 4);
+  values.set(s.quantMap);
+  if (s.nested) {
+    values.set(s.nested.quantMap, _CODE2_AT);
+    values.set(s.nested.absmax, _ABSMAX2_AT);
+  }
+  gpu.write(tables, values);
   return {
     gpu,
     quantType: s.quantType,
@@ -261,6 +277,7 @@ export function uploadQuantized(gpu: Gpu, host: HostQuantized, label: string): Q
     code: make(s.quantMap, "code"),
     absmax2: make(s.nested?.absmax ?? new Float32Array(1), "absmax2"),
     code2: make(s.nested?.quantMap ?? new Float32Array(1), "code2"),
+    tables,
     offset: s.nested?.offset ?? 0,
     label,
     dtype: s.dtype,
@@ -331,7 +348,17 @@ export async function downloadQuantized(q: QuantizedTensor): Promise<HostQuantiz
  * ```
  */
 export function freeQuantized(q: QuantizedTensor): void {
-  for (const b of [q.packed, q.absmax, q.code, q.absmax2, q.code2]) q.gpu.free(b);
+  for (const b of [q.packed, q.absmax, q.code, q.absmax2, q.code2, q.tables]) q.gpu.free(b);
+}
+
+// Element offsets of code2 and absmax2 in `QuantizedTensor.tables` (CODE2_AT, ABSMAX2_AT in
+// wgsl/_qlinear_nf4_weight.wgsl).
+const _CODE2_AT = 16;
+const _ABSMAX2_AT = 272;
+
+/** The tables buffer of a quantized tensor with `groups` absmax2 values (0 without double quantization). */
+function _tables(gpu: Gpu, label: string, groups: number): GPUBuffer {
+  return gpu.createBuffer((groups > 0 ? _ABSMAX2_AT + groups : 16) * 4, "weights", `${label}.tables`);
 }
 
 function _pow2AtLeast(v: number): number {

@@ -15,10 +15,9 @@
  */
 
 import type { Gpu } from "../gpu/device.ts";
-import type { Tensor } from "../gpu/tensor.ts";
+import { Tensor } from "../gpu/tensor.ts";
 import type { LoraLayer, QLoRASaved } from "../qlinear/layer.ts";
 import { attentionBackward, attentionForward, type AttentionShape } from "../kernels/attention.ts";
-import { residualAdd } from "../kernels/residual_add.ts";
 import { rmsNormBackward, type RmsNormForward, rmsNormForward } from "../kernels/rms_norm.ts";
 import { ropeApply } from "../kernels/rope.ts";
 import { swigluBackward, swigluForward } from "../kernels/swiglu.ts";
@@ -88,16 +87,26 @@ export interface Projection {
   /**
    * `y` `[M, N]` of `x` `[M, K]`; with `save` the context of the backward; with `keepCheckpoint` what a recompute
    * can reuse (`QLoRALinear`: the adapter input XA; null when nothing is worth keeping), which a later forward or
-   * recompute of the same input and seed takes back as `checkpoint`.
+   * recompute of the same input and seed takes back as `checkpoint`; with `addTo`, `y` is added into that tensor
+   * (and is it): a residual in the same dispatch.
    */
   forward(
     x: Tensor,
-    options?: { seed?: number | null; save?: boolean; keepCheckpoint?: boolean; checkpoint?: Tensor | null },
+    options?: {
+      seed?: number | null;
+      save?: boolean;
+      keepCheckpoint?: boolean;
+      checkpoint?: Tensor | null;
+      addTo?: Tensor;
+    },
   ): { y: Tensor; saved: QLoRASaved | null; checkpoint?: Tensor | null };
   /** The context of a saving forward, without forming `y` (from the forward's checkpoint when given). */
   recompute(x: Tensor, seed: number | null, checkpoint?: Tensor | null): QLoRASaved;
-  /** Accumulates the parameter gradients and returns `dX` when asked; consumes the context. */
-  backward(dy: Tensor, saved: QLoRASaved, needDx?: boolean): Tensor | null;
+  /**
+   * Accumulates the parameter gradients and returns `dX` when asked (added into `addTo`, which it returns, when
+   * given: the gradient of an input several projections read); consumes the context.
+   */
+  backward(dy: Tensor, saved: QLoRASaved, needDx?: boolean, addTo?: Tensor): Tensor | null;
   /** Whether it has a LoRA adapter. */
   hasAdapter(): this is LoraLayer;
   /** Zeroes its gradients. */
@@ -234,8 +243,14 @@ export class DecoderLayer {
   ) {
     const gpu = this.#gpu;
     const [pq, pk, pv, po, pg, pu, pd] = this.proj;
-    const fwd = (p: Projection, input: Tensor, i: number) =>
-      p.forward(input, { seed: this.#seed(ctx.seed, i), save: keep, keepCheckpoint, checkpoint: cp?.proj[i] });
+    const fwd = (p: Projection, input: Tensor, i: number, addTo?: Tensor) =>
+      p.forward(input, {
+        seed: this.#seed(ctx.seed, i),
+        save: keep,
+        keepCheckpoint,
+        checkpoint: cp?.proj[i],
+        addTo,
+      });
     const { y: xn1, rstd: rstd1 } = rmsNormForward(gpu, x, this.inputNorm, this.#eps);
     const q = fwd(pq, xn1, 0);
     const k = fwd(pk, xn1, 1);
@@ -250,9 +265,10 @@ export class DecoderLayer {
     ropeApply(gpu, qr, kr, ctx.rope, { T: ctx.T, nHeads: this.#heads, nKvHeads: this.#kvHeads });
     const { out: att, lse } = attentionForward(gpu, qr, kr, v.y, this.#attnShape(ctx));
     if (!keep) _free(qr, kr, v.y, lse);
-    const o = fwd(po, att, 3);
+    // The residuals: o and down add into a copy of their skip input (no separate add).
+    const h = this.#copy(x, "h");
+    const o = fwd(po, att, 3, h);
     if (!keep) _free(att);
-    const h = residualAdd(gpu, o.y, x);
     const { y: xn2, rstd: rstd2 } = rmsNormForward(gpu, h, this.postNorm, this.#eps);
     const g = fwd(pg, xn2, 4);
     const u = fwd(pu, xn2, 5);
@@ -260,9 +276,9 @@ export class DecoderLayer {
     const act = swigluForward(gpu, g.y, u.y);
     if (!keep) _free(g.y, u.y);
     let d: { y: Tensor | null; saved: QLoRASaved | null; checkpoint?: Tensor | null };
-    if (needOut) d = fwd(pd, act, 6);
+    if (needOut) d = fwd(pd, act, 6, this.#copy(h, "layer out"));
     else d = { y: null, saved: pd.recompute(act, this.#seed(ctx.seed, 6), cp?.proj[6]) };
-    const out = d.y && residualAdd(gpu, d.y, h);
+    const out = d.y;
     if (!keep) {
       _free(act, h);
       const proj = [q, k, v, o, g, u, d].map((r) => r.checkpoint ?? null);
@@ -311,10 +327,10 @@ export class DecoderLayer {
     _free(s.act);
     const { dGate, dUp } = swigluBackward(gpu, dAct, s.gate, s.up);
     _free(dAct, s.gate, s.up);
-    const dXn2 = pg.backward(dGate, s.proj[4])!;
-    const dXn2u = pu.backward(dUp, s.proj[5])!;
-    residualAdd(gpu, dXn2, dXn2u);
-    _free(dGate, dUp, dXn2u, s.xn2);
+    // Inputs read by several projections: their dX terms add into the first's.
+    const dXn2 = pu.backward(dUp, s.proj[5])!;
+    pg.backward(dGate, s.proj[4], true, dXn2);
+    _free(dGate, dUp, s.xn2);
     // dH: the norm's gradient added to the residual's, dOut, in place.
     const dH = rmsNormBackward(gpu, dXn2, s.h, this.postNorm, s.rstd2, dOut, { accumulate: true });
     _free(dXn2, s.h, s.rstd2);
@@ -328,16 +344,14 @@ export class DecoderLayer {
     const dkIn = this.#headNormBackward(dk, s.kIn, this.kNorm, s.kRstd);
 
     const dXn1 = pq.backward(dqIn, s.proj[0], needDx);
-    const dXk = pk.backward(dkIn, s.proj[1], needDx);
-    const dXv = pv.backward(dv, s.proj[2], needDx);
+    pk.backward(dkIn, s.proj[1], needDx, dXn1 ?? undefined);
+    pv.backward(dv, s.proj[2], needDx, dXn1 ?? undefined);
     _free(dqIn, dkIn, dv);
     let dx: Tensor | null = null;
-    if (dXn1 && dXk && dXv) {
-      residualAdd(gpu, dXn1, dXk);
-      residualAdd(gpu, dXn1, dXv);
+    if (dXn1) {
       dx = rmsNormBackward(gpu, dXn1, x, this.inputNorm, s.rstd1, dH, { accumulate: true });
     } else dH.destroy();
-    _free(dXn1, dXk, dXv, s.xn1, s.rstd1);
+    _free(dXn1, s.xn1, s.rstd1);
     return dx;
   }
 
@@ -382,7 +396,7 @@ export class DecoderLayer {
     };
     const { out: att, lse } = attentionForward(gpu, q, kCache, vCache, shape);
     _free(q, lse);
-    const h = residualAdd(gpu, po.forward(att).y, x);
+    const h = po.forward(att, { addTo: this.#copy(x, "h") }).y;
     att.destroy();
     const { y: xn2, rstd: rstd2 } = rmsNormForward(gpu, h, this.postNorm, this.#eps);
     const g = pg.forward(xn2).y;
@@ -390,9 +404,16 @@ export class DecoderLayer {
     _free(xn2, rstd2);
     const act = swigluForward(gpu, g, u);
     _free(g, u);
-    const out = residualAdd(gpu, pd.forward(act).y, h);
+    const out = pd.forward(act, { addTo: this.#copy(h, "layer out") }).y;
     _free(act, h);
     return out;
+  }
+
+  /** A copy of `t` (a residual for a projection to add into: a buffer copy, not a dispatch). */
+  #copy(t: Tensor, label: string): Tensor {
+    const c = Tensor.empty(this.#gpu, t.shape, { label, zero: false });
+    this.#gpu.copy(t.buffer, t.byteOffset, c.buffer, c.byteOffset, t.byteLength);
+    return c;
   }
 
   /** Qwen3's RMSNorm of each head of q or k (rows of `headDim`), or null without q/k norms. */

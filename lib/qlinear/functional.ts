@@ -2,9 +2,11 @@
  * The QLoRA linear map as stateless functions over tensors:
  * `Y = X·deq(W)ᵀ + s·(drop(X)·Aᵀ)·Bᵀ + b` and its backward (gradients for X, A and B; never for W).
  *
- * Kernels: the fused NF4 products of `lib/kernels/qlinear_nf4.ts` (deq(W) is never materialized) and the dense
- * `matmul` for the rank-r LoRA products. Dropout is the hash mask of `lib/kernels/dropout.ts`, keyed by
- * `(seed, row-major index in X)`: the same seed in forward and backward gives the same mask, and nothing is stored.
+ * Kernels: the fused NF4 products of `lib/kernels/qlinear_nf4.ts` (deq(W) is never materialized), which also add
+ * the adapter's up product (forward) and its `dX` term (backward), and the dense `matmul` for the other rank-r LoRA
+ * products: a forward is two dispatches, `XA` then the fused product. Dropout is the hash mask of
+ * `lib/kernels/dropout.ts`, keyed by `(seed, row-major index in X)`: the same seed in forward and backward gives the
+ * same mask, and nothing is stored.
  * `loraDown` forms the adapter input `drop(X)·Aᵀ` alone, by the code `qlinearForward` uses for it (a recompute
  * that needs only what the backward reads gets the forward's mask).
  * Activations larger than one storage binding are split into row ranges by the kernels (`gpu.maxBindingBytes`); the
@@ -49,6 +51,8 @@ export interface QLinearForwardOptions {
    * used, and returned as `xa`, instead of formed again.
    */
   xa?: Tensor;
+  /** Add `Y` into `out` instead of overwriting it (needs `out`; e.g. a residual). */
+  accumulate?: boolean;
 }
 
 /** Options of {@linkcode loraDown}. */
@@ -81,6 +85,10 @@ export interface QLinearBackwardOptions {
   accumulate?: boolean;
   /** Arithmetic of `dY·deq(W)` (default `f32`; `f16` needs `shader-f16`). */
   precision?: Nf4Precision;
+  /** Destination for `dX` `[M, K]` (default: a new tensor). */
+  dx?: Tensor;
+  /** Add into `dx` instead of overwriting it (needs `dx`; e.g. `dX` summed over the projections of one input). */
+  accumulateDx?: boolean;
 }
 
 /** What {@linkcode qlinearBackward} returns. */
@@ -171,7 +179,7 @@ export function loraDown(x: Tensor, lora: LoraAdapter, options: LoraDownOptions 
  * @param x Input `[M, K]` f32.
  * @param w Frozen quantized weight `[N, K]`.
  * @param lora Adapter `A [r, K]`, `B [N, r]`, scale, dropout.
- * @param options Bias, dropout seed, kernel path, destination, an already formed `XA`.
+ * @param options Bias, dropout seed, kernel path, destination, accumulation, an already formed `XA`.
  * @returns `y` `[M, N]` and `xa = drop(X)·Aᵀ` `[M, r]` for the backward.
  * @throws {Error} On mismatched shapes/dtypes, or a rank above `min(N, K)`, before any dispatch.
  *
@@ -194,11 +202,10 @@ export function qlinearForward(
 ): QLinearForwardResult {
   const { M, r } = _validate(x, w, lora, options.bias);
   const label = `${w.label} lora`;
-  const { bias, path, out, precision } = options;
+  const { bias, path, out, precision, accumulate } = options;
   if (options.xa) expectF32(options.xa, [M, r], `qlinear "${w.label}": kept XA`);
   const xa = options.xa ?? _down(x, lora, { seed: options.seed, label: `${label} XA` });
-  const y = nf4Linear(x, w, { bias, path, out, precision });
-  matmul(xa, lora.b, { transB: true, alpha: lora.scale, accumulate: true, out: y });
+  const y = nf4Linear(x, w, { bias, path, out, precision, accumulate, lora: { xa, b: lora.b, scale: lora.scale } });
   return { y, xa };
 }
 
@@ -212,7 +219,8 @@ export function qlinearForward(
  * @param xa The forward's `drop(X)·Aᵀ` `[M, r]`.
  * @param w Frozen quantized weight `[N, K]`.
  * @param lora The forward's adapter.
- * @param options Dropout seed, whether to form `dX`, gradient destinations and accumulation.
+ * @param options Dropout seed, whether to form `dX`, gradient destinations and accumulation (of `dA` and `dB`, and
+ *   separately of `dX`).
  * @returns `dx` (or null), `dA`, `dB`.
  * @throws {Error} On mismatched shapes/dtypes, before any dispatch.
  *
@@ -258,9 +266,13 @@ export function qlinearBackward(
   });
   let dx: Tensor | null = null;
   if (options.needDx ?? true) {
-    dx = nf4LinearGradInput(dy, w, { precision });
     const dropout = _dropout(lora, options.seed, "out");
-    matmul(dyb, lora.a, { alpha: s, accumulate: true, out: dx, dropout });
+    dx = nf4LinearGradInput(dy, w, {
+      precision,
+      out: options.dx,
+      accumulate: options.accumulateDx,
+      lora: { dyb, a: lora.a, scale: s, dropout },
+    });
   }
   dyb.destroy();
   return { dx, dA, dB };

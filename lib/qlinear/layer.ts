@@ -98,6 +98,8 @@ export interface QLoRALinearForwardOptions {
   checkpoint?: Tensor | null;
   /** Kernel for the quantized product (default `auto`). */
   path?: QLinearForwardOptions["path"];
+  /** Add `y` into this `[M, N]` tensor (returned as `y`) instead of a new one: e.g. a residual, in one dispatch. */
+  addTo?: Tensor;
 }
 
 /** What {@linkcode QLoRALinear.forward} returns. */
@@ -291,21 +293,31 @@ export class QLoRALinear {
    * `keepCheckpoint`, what the recompute can reuse of it (see {@linkcode QLoRALinear.recompute}).
    *
    * @param x Input `[M, K]` f32.
-   * @param options Dropout seed, whether to save for the backward or keep a checkpoint, a kept one, kernel path.
+   * @param options Dropout seed, whether to save for the backward or keep a checkpoint, a kept one, kernel path, a
+   *   tensor to add `y` into.
    * @returns `y` `[M, N]`, the saved context (or null), and with `keepCheckpoint` the checkpoint.
    */
   forward(x: Tensor, options: QLoRALinearForwardOptions = {}): QLoRALinearForwardResult {
     const seed = options.seed ?? null;
     const bias = this.bias ?? undefined;
-    const { path } = options;
+    const { path, addTo: out } = options;
     const precision = this.precision;
+    const accumulate = out !== undefined;
     const adapter = this.#adapter(seed);
     if (!adapter) {
-      const y = nf4Linear(x, this.weight, { bias, path, precision });
+      const y = nf4Linear(x, this.weight, { bias, path, precision, out, accumulate });
       return { y, saved: options.save ? { x, xa: null, seed } : null, checkpoint: null };
     }
-    const kept = options.checkpoint ?? undefined;
-    const { y, xa } = qlinearForward(x, this.weight, adapter, { bias, seed: seed ?? 0, path, precision, xa: kept });
+    const xa0 = options.checkpoint ?? undefined;
+    const { y, xa } = qlinearForward(x, this.weight, adapter, {
+      bias,
+      seed: seed ?? 0,
+      path,
+      precision,
+      out,
+      accumulate,
+      xa: xa0,
+    });
     if (options.save) return { y, saved: { x, xa, seed } };
     if (options.keepCheckpoint) return { y, saved: null, checkpoint: xa };
     xa.destroy();
@@ -337,12 +349,17 @@ export class QLoRALinear {
    * @param dy Output gradient `[M, N]` f32.
    * @param saved The forward's context.
    * @param needDx Form `dX` (default true).
+   * @param addTo Add `dX` into this `[M, K]` tensor (returned) instead of a new one: e.g. the gradient of an input
+   *   that several projections read, summed without a separate dispatch.
    * @returns `dX` `[M, K]` (the caller owns it), or null.
    */
-  backward(dy: Tensor, saved: QLoRASaved, needDx = true): Tensor | null {
+  backward(dy: Tensor, saved: QLoRASaved, needDx = true, addTo?: Tensor): Tensor | null {
     const precision = this.precision;
     const adapter = this.#adapter(saved.seed);
-    if (!adapter || !saved.xa) return needDx ? nf4LinearGradInput(dy, this.weight, { precision }) : null;
+    const accumulate = addTo !== undefined;
+    if (!adapter || !saved.xa) {
+      return needDx ? nf4LinearGradInput(dy, this.weight, { precision, out: addTo, accumulate }) : null;
+    }
     const { dx } = qlinearBackward(dy, saved.x, saved.xa, this.weight, adapter, {
       seed: saved.seed ?? 0,
       needDx,
@@ -350,6 +367,8 @@ export class QLoRALinear {
       dB: this.gradB!,
       accumulate: true,
       precision,
+      dx: addTo,
+      accumulateDx: accumulate,
     });
     saved.xa.destroy();
     return dx;

@@ -14,6 +14,7 @@
 import { Tensor } from "../gpu/tensor.ts";
 import { fakeQuantRows } from "../kernels/fake_quant.ts";
 import { matmul } from "../kernels/matmul_f32.ts";
+import { residualAdd } from "../kernels/residual_add.ts";
 import type { LoraLayer, QLoRASaved } from "../qlinear/layer.ts";
 
 /** Options of {@linkcode QatLinear}. */
@@ -144,10 +145,11 @@ export class QatLinear {
    * {@linkcode QatLinear.weightChanged}).
    *
    * @param x Input `[M, K]` f32.
-   * @param options `save`: return the context the backward needs; `seed` is ignored (no dropout).
+   * @param options `save`: return the context the backward needs; `addTo`: add `y` into this tensor (returned as
+   *   `y`) instead of a new one; `seed` is ignored (no dropout).
    * @returns `y` `[M, N]` and the saved context (or null).
    */
-  forward(x: Tensor, options: { seed?: number | null; save?: boolean } = {}): {
+  forward(x: Tensor, options: { seed?: number | null; save?: boolean; addTo?: Tensor } = {}): {
     y: Tensor;
     saved: QLoRASaved | null;
   } {
@@ -158,8 +160,20 @@ export class QatLinear {
       this.#wqFresh = true;
     }
     const xq = this.#quantInput(x);
-    const y = matmul(xq ?? x, this.#wq, { transB: true, label: `${this.path} out` });
-    if (this.bias) this.#addBias(y);
+    const { addTo } = options;
+    let y: Tensor;
+    if (addTo && !this.bias) {
+      y = matmul(xq ?? x, this.#wq, { transB: true, out: addTo, accumulate: true });
+    } else {
+      y = matmul(xq ?? x, this.#wq, { transB: true, label: `${this.path} out` });
+      if (this.bias) this.#addBias(y);
+      // With a bias, x·Wᵀ + b is rounded before the residual is added, as without addTo.
+      if (addTo) {
+        residualAdd(x.gpu, addTo, y);
+        y.destroy();
+        y = addTo;
+      }
+    }
     if (options.save) return { y, saved: { x, xa: xq, seed: null } };
     xq?.destroy();
     return { y, saved: null };
@@ -194,14 +208,16 @@ export class QatLinear {
    * @param dy Output gradient `[M, N]`.
    * @param saved The forward's context.
    * @param needDx Form `dX` (default true).
+   * @param addTo Add `dX` into this tensor (returned) instead of a new one.
    * @returns `dX` `[M, K]` (the caller owns it), or null.
    * @throws {Error} If the layer is not trainable, naming it.
    */
-  backward(dy: Tensor, saved: QLoRASaved, needDx = true): Tensor | null {
+  backward(dy: Tensor, saved: QLoRASaved, needDx = true, addTo?: Tensor): Tensor | null {
     if (!this.grad) throw new Error(`QatLinear "${this.path}": backward of a layer made with trainable: false`);
     matmul(dy, saved.xa ?? saved.x, { transA: true, out: this.grad, accumulate: true });
     saved.xa?.destroy();
-    return needDx ? matmul(dy, this.#wq, { label: `${this.path} dx` }) : null;
+    if (!needDx) return null;
+    return matmul(dy, this.#wq, { label: `${this.path} dx`, out: addTo, accumulate: addTo !== undefined });
   }
 
   /** Zeroes the gradient. */
