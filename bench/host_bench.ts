@@ -6,8 +6,9 @@
 //   side (lavapipe runs the kernels inside them). Ratio: ours / raw.
 // - `host step`: one steady-state optimizer step of the trainer itself (`finetune`: zero grads, forward + backward
 //   with gradient checkpointing and LoRA r = 16 on all seven projections, AdamW with the norm clipped inside it, the
-//   loss and norm read together), the third after two warm-ups, of the tiny model (4 layers) and of a
-//   SmolLM2-135M-shaped model with random weights (2 layers; vocabulary 4096 at `small`), batch 1. It reports the
+//   loss and norm read together), the fifth after four warm-ups (the buffer pool's cap grows to the step's working
+//   set over the first steps), of the tiny model (4 layers) and of a SmolLM2-135M-shaped model with random weights
+//   (2 layers; vocabulary 4096 at `small`), batch 1. It reports the
 //   counts per step from `gpu.stats()`, model GFLOP/s over the dense matmul of the same run, and the projected
 //   host-bound fraction of the step on a real GPU: host time (wall time of the step less the time blocked in host
 //   waits and in submits, which a software adapter spends running the kernels) over host time + the model FLOPs at
@@ -114,7 +115,7 @@ export async function dispatchCost(gpu: Gpu, n = 2000, iters = 5): Promise<{ our
 }
 
 /**
- * Counts and times of one steady-state optimizer step of `s` (the third of three): the trainer's own step
+ * Counts and times of one steady-state optimizer step of `s` (the fifth of five): the trainer's own step
  * (`finetune` on a written model folder, batch 1, sequences cut to `s.T` tokens, LoRA dropout 0 as the torch peer).
  */
 export async function stepCost(gpu: Gpu, s: ModelShape): Promise<{ stats: GpuStats; wallMs: number }> {
@@ -125,7 +126,7 @@ export async function stepCost(gpu: Gpu, s: ModelShape): Promise<{ stats: GpuSta
     const words = Array.from({ length: T }, (_, i) => `w${i}`).join(" ");
     await Deno.writeTextFile(`${dir}/data.jsonl`, JSON.stringify({ prompt: "say:", completion: words }) + "\n");
     const parsed = parseFinetuneArgs([
-      ...["--model", `${dir}/model`, "--data", `${dir}/data.jsonl`, "--out", `${dir}/out`, "--steps", "3"],
+      ...["--model", `${dir}/model`, "--data", `${dir}/data.jsonl`, "--out", `${dir}/out`, "--steps", "5"],
       ...["--lora-r", `${R}`, "--lora-alpha", `${2 * R}`, "--lora-dropout", "0", "--batch-size", `${B}`],
       ...["--grad-accum", "1", "--max-seq-len", `${T}`, "--save-every", "0", "--lr", "1e-3"],
     ]);
@@ -144,7 +145,7 @@ export async function stepCost(gpu: Gpu, s: ModelShape): Promise<{ stats: GpuSta
         start();
       },
     });
-    return steps[2];
+    return steps[4];
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
