@@ -106,7 +106,20 @@ Deno.test("plan: an RTX 4090 preset; the embedding past maxBufferSize in row chu
   assert.ok(o.kind === "run");
   const preset = GPU_LIMIT_PRESETS["rtx4090"];
   const base = { ...o.options, config, maxSeqLen: 64, gpuMemory: preset.memory };
-  assert.ok((await planMemory({ ...base, limits: preset })).fits);
+  const plan = await planMemory({ ...base, limits: preset });
+  assert.ok(plan.fits);
+  // The adapters and their gradients: two arenas, each tensor padded to 256 elements (f32).
+  const c = config;
+  const [q, kv, r] = [c.numHeads * c.headDim, c.numKvHeads * c.headDim, o.options.loraR];
+  const shapes = [[q, c.hiddenSize], [kv, c.hiddenSize], [kv, c.hiddenSize], [c.hiddenSize, q]];
+  shapes.push([c.intermediateSize, c.hiddenSize], [c.intermediateSize, c.hiddenSize], [
+    c.hiddenSize,
+    c.intermediateSize,
+  ]);
+  const pad = (n: number) => Math.ceil(n / 256) * 256 * 4;
+  const arena = c.numLayers * shapes.reduce((s, [N, K]) => s + pad(r * K) + pad(N * r), 0);
+  assert.equal(plan.classes["lora parameters"], arena);
+  assert.equal(plan.classes["lora gradients"], arena);
   // 16 MiB buffers: the 49152 × 576 bf16 embedding (54 MiB) is held in 4 row chunks, the bytes unchanged.
   const chunked = await planMemory({
     ...base,

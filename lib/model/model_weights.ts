@@ -87,6 +87,9 @@ function _projShapes(c: LlamaConfig): [number, number][] {
   return [[q, H], [kv, H], [kv, H], [H, q], [I, H], [I, H], [H, I]];
 }
 
+/** Labels of the buffers of the model's two LoRA arenas (the memory plan names its classes by them). */
+export const LORA_ARENA_LABELS = { params: "LoRA adapters", grads: "LoRA gradients" } as const;
+
 /** The adapter arenas of every targeted projection (see {@linkcode AdapterArenas}). */
 function _adapterArenas(gpu: Gpu, c: LlamaConfig, lora: ResolvedLoraConfig): AdapterArenas {
   const shapes = _projShapes(c);
@@ -99,11 +102,11 @@ function _adapterArenas(gpu: Gpu, c: LlamaConfig, lora: ResolvedLoraConfig): Ada
       specs.push({ shape: [lora.r, K], label: `${path}.lora_A` }, { shape: [N, lora.r], label: `${path}.lora_B` });
     }
   }
-  const params = new TensorArena(gpu, specs, { class: "weights", label: "LoRA adapters" });
+  const params = new TensorArena(gpu, specs, { class: "weights", label: LORA_ARENA_LABELS.params });
   try {
     const grads = new TensorArena(gpu, specs.map((s) => ({ ...s, label: `${s.label}.grad` })), {
       class: "activations",
-      label: "LoRA gradients",
+      label: LORA_ARENA_LABELS.grads,
     });
     return { params, grads };
   } catch (e) {

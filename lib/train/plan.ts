@@ -15,6 +15,7 @@ import { GpuError } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import { LlamaModel } from "../model/llama.ts";
+import { LORA_ARENA_LABELS } from "../model/model_weights.ts";
 import { createOptimizer } from "./_optimizer.ts";
 import type { FinetuneOptions } from "./options.ts";
 
@@ -81,7 +82,7 @@ export interface MemoryPlan {
  * import { planClassOf } from "@qlora/webgpu/train";
  * import assert from "node:assert/strict";
  * assert.equal(planClassOf("model.layers.0.mlp.up_proj.weight.packed", "weights"), "nf4 codes");
- * assert.equal(planClassOf("model.layers.0.mlp.up_proj.weight.lora_A.grad", "activations"), "lora gradients");
+ * assert.equal(planClassOf("LoRA gradients 0", "activations"), "lora gradients");
  * assert.equal(planClassOf("something new", "scratch"), "scratch");
  * ```
  */
@@ -90,7 +91,7 @@ export function planClassOf(label: string, cls: MemoryClass): string {
     if (label.endsWith(".packed")) return "nf4 codes";
     if (label.endsWith(".absmax codes") || label.endsWith(".absmax")) return "nf4 absmax";
     if (/\.(absmax2|code2|code|tables)( \(unused\))?$/.test(label)) return "nf4 double-quant constants";
-    if (/\.lora_[AB]$/.test(label)) return "lora parameters";
+    if (label.startsWith(`${LORA_ARENA_LABELS.params} `)) return "lora parameters";
     // Embedding row chunks are "… rows a:b"; tied lm_head's vocabulary chunks copied from them end in "[a:b]".
     if (label.startsWith("lm_head.weight") || /^model\.embed_tokens\.weight.*\[\d+:\d+\]$/.test(label)) {
       return "lm_head";
@@ -99,7 +100,7 @@ export function planClassOf(label: string, cls: MemoryClass): string {
     if (label.endsWith("norm.weight") || label.endsWith(".bias")) return "norms and biases";
     return "other frozen";
   }
-  if (/\.lora_[AB]\.grad$/.test(label)) return "lora gradients";
+  if (label.startsWith(`${LORA_ARENA_LABELS.grads} `)) return "lora gradients";
   if (cls === "optimizer") return / of "/.test(label) ? "optimizer state (paged in)" : "optimizer state (resident)";
   if (cls === "activations" && /^(logits|lm_head |dlogits|cross-entropy)/.test(label)) {
     return "activations: lm_head and cross-entropy";
