@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
-import { requestGpu, Tensor } from "../mod.ts";
-import { formatProfile } from "../lib/gpu/mod.ts";
+import { LlamaModel, quantizeNF4, requestGpu, Rng, Tensor } from "../mod.ts";
+import { formatProfile, type KernelProfile } from "../lib/gpu/mod.ts";
+import { matmul, nf4Linear } from "../lib/kernels/mod.ts";
+import { writeTinyLlama } from "../lib/testing/mod.ts";
+
+const gpu = await requestGpu();
 
 const add = (acc: Tensor, x: Tensor) =>
   acc.gpu.dispatch({
@@ -47,4 +51,56 @@ Deno.test("gpu profile: per-kernel calls, GPU time where timestamps exist, count
   assert.match(formatProfile(p), /residual_add/);
   await assert.rejects(gpu.stopProfile(), /no profile is running/);
   gpu.destroy();
+});
+
+Deno.test("gpu profile: nf4Linear and matmul state their FLOPs and bytes exactly", async () => {
+  const rng = new Rng(3);
+  const [M, N, K, r] = [3, 8, 64, 2];
+  const w = await quantizeNF4(gpu, Tensor.fromArray(gpu, rng.normalArray(N * K), [N, K])); // 8 blocks of 64
+  const x = Tensor.fromArray(gpu, rng.normalArray(M * K), [M, K]);
+  const lora = { xa: Tensor.fromArray(gpu, rng.normalArray(M * r), [M, r]), b: Tensor.empty(gpu, [N, r]), scale: 1 };
+  const [a, b] = [Tensor.fromArray(gpu, rng.normalArray(5 * 7), [5, 7]), Tensor.empty(gpu, [7, 3])];
+  const p = await gpu.profile(() => {
+    nf4Linear(x, w, { lora });
+    matmul(a, b);
+  });
+  const row = (kernel: string) => p.kernels.find((k) => k.kernel === kernel)!;
+  // The frozen product and the fused LoRA term; bytes: the weight (256 code bytes, 8 absmax codes, one f32 second-level
+  // scale, the f32 offset), x, out, XA and B.
+  assert.deepEqual([row("qlinear_nf4.gemv").flops, row("qlinear_nf4.gemv").bytes], [
+    2 * M * N * K + 2 * M * N * r,
+    256 + 8 + 4 + 4 + 4 * (M * K + M * N + M * r + N * r),
+  ]);
+  assert.deepEqual([row("matmul_f32").flops, row("matmul_f32").bytes], [2 * 5 * 3 * 7, 4 * (5 * 7 + 7 * 3 + 5 * 3)]);
+});
+
+Deno.test({
+  name: "gpu profile: a QLoRA training step reports GFLOP/s for the products and GB/s for RMSNorm",
+  ignore: !gpu.features.timestampQuery,
+}, async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeTinyLlama(dir, { layers: 1 });
+    const model = await LlamaModel.load(gpu, dir, { lora: { r: 4 } });
+    const ids = Int32Array.from({ length: 24 }, (_, i) => (i * 7 + 3) % 200);
+    const batch = { batchSize: 2, seqLen: 12, inputIds: ids, labels: ids };
+    await model.forwardBackward(batch); // compiles the pipelines outside the profile
+    const p = await gpu.profile(() => model.forwardBackward(batch).then(() => {}));
+    model.destroy();
+    assert.equal(p.untimed, 0);
+    const finite = (v: number | null) => v !== null && Number.isFinite(v) && v > 0;
+    const rows = (prefix: string) => p.kernels.filter((k) => k.kernel.startsWith(prefix));
+    const products: KernelProfile[] = [...rows("qlinear_nf4."), ...rows("matmul_f32")];
+    // 24 rows: the tiled forward product (gemm) and the input gradient (dx).
+    assert.deepEqual(rows("qlinear_nf4.").map((k) => k.kernel).sort(), ["qlinear_nf4.dx", "qlinear_nf4.gemm"]);
+    assert.ok(rows("matmul_f32").length === 1);
+    for (const k of products) assert.ok(finite(k.gflops), `${k.kernel}: ${k.gflops} GFLOP/s`);
+    assert.deepEqual(rows("rms_norm.").map((k) => k.kernel).sort(), ["rms_norm.backward", "rms_norm.forward"]);
+    for (const k of rows("rms_norm.")) assert.ok(finite(k.gbps), `${k.kernel}: ${k.gbps} GB/s`);
+    // Every kernel of the step states the bytes it moves.
+    for (const k of p.kernels) assert.ok(k.bytes > 0, `${k.kernel} states no bytes`);
+    assert.match(formatProfile(p), /qlinear_nf4\.gemm +[\d.]+ +[\d.]+ +[\d.]+% +[\d.]+ +[\d.]+/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -21,6 +21,10 @@ export interface KernelProfile {
   gpuMs: number | null;
   /** Fraction of the timed GPU time of the step; null without timestamps. */
   share: number | null;
+  /** Bytes read + written per step, as the dispatches state them (0: none stated). */
+  bytes: number;
+  /** Floating point operations per step, as the dispatches state them (0: none stated). */
+  flops: number;
   /** Achieved GB/s where the dispatches state their bytes and were timed. */
   gbps: number | null;
   /** Achieved GFLOP/s where the dispatches state their FLOPs and were timed. */
@@ -65,7 +69,7 @@ interface _Chunk {
  * const device = await (await navigator.gpu.requestAdapter())!.requestDevice();
  * const p = new Profiler(device, false);
  * assert.equal(p.timestampWrites("k", 1e6, 0), undefined);
- * assert.deepEqual(p.summary([], 1).map((k) => [k.kernel, k.calls, k.gpuMs]), [["k", 1, null]]);
+ * assert.deepEqual(p.summary([], 1).map((k) => [k.kernel, k.calls, k.bytes, k.gpuMs]), [["k", 1, 1e6, null]]);
  * ```
  */
 export class Profiler {
@@ -145,6 +149,8 @@ export class Profiler {
       return {
         kernel,
         calls: c.calls / steps,
+        bytes: c.bytes / steps,
+        flops: c.flops / steps,
         gpuMs: timed ? s * 1e3 / steps : null,
         share: timed && total > 0 ? (ns.get(kernel) ?? 0) / total : null,
         gbps: timed && c.bytes > 0 && s > 0 ? c.bytes / s / 1e9 : null,
@@ -213,7 +219,7 @@ export class Profiler {
  *   adapter: "a", timer: "n/a", steps: 1, wallMs: 5, untimed: 0,
  *   stats: { dispatches: 1, passes: 1, submits: 1, waits: 1, buffersCreated: 0, bindGroupsCreated: 1,
  *     writeBuffers: 1, recordMs: 0.1, submitMs: 0.2, waitMs: 3 },
- *   kernels: [{ kernel: "matmul", calls: 1, gpuMs: null, share: null, gbps: null, gflops: null }],
+ *   kernels: [{ kernel: "matmul", calls: 1, bytes: 0, flops: 0, gpuMs: null, share: null, gbps: null, gflops: null }],
  * };
  * assert.match(formatProfile(p), /matmul +1 +n\/a/);
  * ```

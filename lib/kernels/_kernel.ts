@@ -1,11 +1,20 @@
 // What every kernel wrapper in this folder shares (not exported from mod.ts): argument checks that run before any
 // dispatch, so a bad call fails with an error naming the tensor, its shape and dtype, and what was expected
 // (`<what> "<label>" is [shape] dtype, expected …`) instead of a GPU validation error; workgroup grids and tiles;
-// row ranges for tensors larger than one storage binding (`gpu.maxBindingBytes`); uniform packing.
+// row ranges for tensors larger than one storage binding (`gpu.maxBindingBytes`); uniform packing; the work a
+// dispatch states for the profiler.
+//
+// The profiler's figures (`Dispatch.bytes`, `Dispatch.flops`), the conventions every wrapper follows: bytes are what
+// a dispatch must move at least, each operand element it reads counted once and each it writes once (an output
+// added into counts as read and written; re-reads that caches serve, e.g. a weight re-read per row tile, are not
+// counted); FLOPs are the products' multiply-adds at 2 each (productFlops), leaving out the O(outputs) work
+// around them (bias, scale, accumulation, dequantization, softmax exponentials). Memory-bound kernels state bytes
+// only.
 
 import { type Gpu, grid2d } from "../gpu/device.ts";
 import { numel, Tensor } from "../gpu/tensor.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
+import { bitsPerParameter } from "../quant/reference.ts";
 
 /** `<what> "<label>" is [shape] dtype, expected <expected>`: the one error wording of the argument checks. */
 function _mismatch(what: string, t: Tensor, expected: string): Error {
@@ -105,6 +114,19 @@ export function params(u: readonly number[], f: readonly number[] = []): Uint32A
 /** The bits of `v` rounded to f32, as a u32 word: for an f32 field among u32 fields of a params struct. */
 export function f32Bits(v: number): number {
   return new Uint32Array(new Float32Array([v]).buffer)[0];
+}
+
+/** FLOPs of an `[m, k]·[k, n]` product: `2·m·n·k` (a multiply-add is 2). */
+export function productFlops(m: number, n: number, k: number): number {
+  return 2 * m * n * k;
+}
+
+/**
+ * Bytes of `n` values of a 4-bit quantized tensor as stored: codes and scales (second-level ones included), as
+ * `bitsPerParameter` counts them.
+ */
+export function quantizedBytes(q: QuantizedTensor, n: number): number {
+  return Math.round(bitsPerParameter(q.blocksize, q.doubleQuant, n) * n / 8);
 }
 
 /** Workgroups for `count` workgroups as a grid2d within the device's per-dimension limit. */

@@ -68,5 +68,8 @@ export function adamw8bit(gpu: Gpu, seg: AdamWSegment, codes: GPUBuffer, step: A
     bindings: [seg.param, seg.grad, seg.state, seg.clip, adamwParams(step, seg.n, seg.cap), codes],
     // One invocation per 256-element block, 64 to a workgroup.
     workgroups: elementGrid(gpu, seg.n, 256 * 64),
+    // Per element: param read and written, grad read, the m and v codes read and written; per 256-element block
+    // the two absmax read and written; the clip pair and the code tables.
+    bytes: 16 * seg.n + 16 * Math.ceil(seg.n / 256) + 8 + codes.size,
   });
 }

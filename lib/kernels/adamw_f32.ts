@@ -97,5 +97,6 @@ export function adamwF32(gpu: Gpu, seg: AdamWSegment, step: AdamWStep): void {
     kernel: "adamw_f32",
     bindings: [seg.param, seg.grad, seg.state, seg.clip, adamwParams(step, seg.n, seg.cap)],
     workgroups: elementGrid(gpu, seg.n, 256),
+    bytes: 28 * seg.n + 8, // per element: param read and written, grad read, m and v read and written; the clip pair
   });
 }

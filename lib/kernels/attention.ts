@@ -14,7 +14,7 @@
 
 import type { Binding, Gpu } from "../gpu/device.ts";
 import type { Tensor } from "../gpu/tensor.ts";
-import { distinct, elementGrid, expectSize, fitsBinding, grid, output, params } from "./_kernel.ts";
+import { distinct, elementGrid, expectSize, fitsBinding, grid, output, params, productFlops } from "./_kernel.ts";
 
 /** Shape and masking of an attention call. */
 export interface AttentionShape {
@@ -59,6 +59,15 @@ export interface AttentionGrads {
 interface _Plan {
   Tk: number;
   D: number;
+  /**
+   * (query row, key) pairs the kernels compute a score for, over every sequence and query head, or undefined where
+   * the positions are on the GPU (`qOffsets`). Causal: row `t` sees `min(qOffset + t + 1, Tk)` keys. Keys past
+   * `seqLens` (right padding, also on the GPU) are skipped by the kernels but counted here: with padding, the
+   * FLOPs stated are an upper bound.
+   */
+  pairs: number | undefined;
+  /** Bytes of q, k (v is the same) and of lse (or delta). */
+  bytes: { q: number; k: number; lse: number };
   /** Bindings 0-5 (q, k, v, seqLens, qOffsets, uniforms) of an entry point tiled by `bq` query and `bk` key rows. */
   inputs: (bq: number, bk: number) => Binding[];
 }
@@ -91,7 +100,21 @@ function _plan(gpu: Gpu, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape): _P
       [1 / Math.sqrt(D)],
     ),
   ];
-  return { Tk, D, inputs };
+  // Rows t < c see qOffset + t + 1 keys, the others all Tk.
+  const q0 = s.qOffset ?? 0;
+  const c = Math.min(Math.max(Tk - q0, 0), T);
+  const perHead = c * q0 + (c * (c + 1)) / 2 + (T - c) * Tk;
+  const pairs = s.qOffsets ? undefined : B * nHeads * perHead;
+  return { Tk, D, inputs, pairs, bytes: { q: q.byteLength, k: k.byteLength, lse: 4 * B * nHeads * T } };
+}
+
+/**
+ * FLOPs of `products` products over the computed (query row, key) pairs, D multiply-adds per pair each (what the
+ * kernels do, recomputation included; `_Plan.pairs` gives the causal count). Softmax exponentials are
+ * not counted.
+ */
+function _flops(plan: _Plan, products: number): number | undefined {
+  return plan.pairs === undefined ? undefined : products * productFlops(plan.pairs, 1, plan.D);
 }
 
 /**
@@ -159,6 +182,9 @@ export function attentionForward(
     constants: { D, BQ, BK },
     bindings: [...plan.inputs(BQ, BK), o.binding, lse.binding],
     workgroups: grid(gpu, B * nHeads * Math.ceil(T / BQ)),
+    // Reads q, k, v; writes out and lse. Two products: q·kᵀ and p·v.
+    bytes: 2 * plan.bytes.q + 2 * plan.bytes.k + plan.bytes.lse,
+    flops: _flops(plan, 2),
   });
   return { out: o, lse };
 }
@@ -218,6 +244,8 @@ export function attentionBackward(
     entryPoint: "backward_delta",
     bindings: [dOut.binding, fwd.out.binding, delta, params([rows, T, nHeads, plan.D / 4])],
     workgroups: elementGrid(gpu, rows, 64),
+    bytes: 2 * plan.bytes.q + plan.bytes.lse,
+    flops: productFlops(rows, 1, plan.D),
   });
   const saved = [dOut.binding, fwd.lse.binding, delta];
   const D = plan.D;
@@ -228,6 +256,9 @@ export function attentionBackward(
     constants: { D, BK: tile, BQ: tile },
     bindings: [...plan.inputs(tile, tile), ...saved, dk.binding, dv.binding],
     workgroups: grid(gpu, B * nKvHeads * Math.ceil(plan.Tk / tile)),
+    // Reads q, k, v, dOut, lse, delta; writes dk, dv. Four products: q·kᵀ and dOut·vᵀ (recomputed), pᵀ·dOut, dSᵀ·q.
+    bytes: 2 * plan.bytes.q + 4 * plan.bytes.k + 2 * plan.bytes.lse,
+    flops: _flops(plan, 4),
   });
   const BQ = _queryRows(tile, T);
   gpu.dispatch({
@@ -236,6 +267,9 @@ export function attentionBackward(
     constants: { D, BQ, BK: tile },
     bindings: [...plan.inputs(BQ, tile), ...saved, dq.binding],
     workgroups: grid(gpu, B * nHeads * Math.ceil(T / BQ)),
+    // Reads q, k, v, dOut, lse, delta; writes dq. Three products: q·kᵀ and dOut·vᵀ (recomputed again), dS·k.
+    bytes: 3 * plan.bytes.q + 2 * plan.bytes.k + 2 * plan.bytes.lse,
+    flops: _flops(plan, 3),
   });
   gpu.free(delta);
   return { dq, dk, dv };

@@ -68,6 +68,7 @@ export async function clipGradNorm(gpu: Gpu, grads: readonly Tensor[], maxNorm: 
           constants: { WG, ITEMS },
           bindings: [c, { buffer: result, offset: 0, size: 8 }, new Uint32Array([c.size! / 4, 0, 0, 0])],
           workgroups: grid2d(Math.ceil(c.size! / 4 / WG), max),
+          bytes: 2 * c.size! + 8, // the range read and written, the result read
         });
       }
     }
@@ -159,6 +160,7 @@ export function gradNorm(gpu: Gpu, chunks: readonly GPUBufferBinding[], maxNorm:
       constants: { WG, ITEMS },
       bindings: [c, partials, new Uint32Array([c.size! / 4, first, 0, 0])],
       workgroups: grid2d(groups, max),
+      bytes: c.size! + 4 * groups, // the range read, one partial sum per workgroup written
     });
     first += groups;
   }
@@ -170,5 +172,6 @@ export function gradNorm(gpu: Gpu, chunks: readonly GPUBufferBinding[], maxNorm:
     constants: { WG, ITEMS },
     bindings: [partials, { buffer: out, offset: 0, size: 8 }, u],
     workgroups: 1,
+    bytes: 4 * first + 8,
   });
 }

@@ -114,6 +114,9 @@ export function crossEntropy(
         params([count, vocab, start, rows, useCount], [options.gradScale ?? 0]),
       ],
       workgroups: grid(gpu, count),
+      // Logits read and gradient written (in place; the kernel's second pass over the row is not counted again),
+      // the labels (all of them when counting), row stats.
+      bytes: 4 * (2 * count * vocab + (useCount ? rows : count) + 2 * count),
     });
   }
   gpu.dispatch({
@@ -121,6 +124,7 @@ export function crossEntropy(
     entryPoint: "reduce",
     bindings: [rowStats, labels.binding, stats.binding, params([rows])],
     workgroups: 1,
+    bytes: 12 * rows + stats.byteLength,
   });
   gpu.free(rowStats);
   return { stats, dLogits: grad };

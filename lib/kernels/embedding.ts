@@ -68,10 +68,15 @@ export function embeddingForward(
   const n = idTensor.size;
   const y = output(gpu, out, [n, cols], "embeddings");
   fitsBinding(gpu, y, "Embedding output");
+  const host = ids instanceof Tensor ? null : ids;
   let v0 = 0;
   for (const t of chunks) {
     const rowBytes = cols * DTYPE_BYTES[t.dtype];
-    for (const [start, end] of rowRanges(gpu, t.shape[0], [rowBytes], `Embedding table "${t.label}"`)) {
+    const ranges = rowRanges(gpu, t.shape[0], [rowBytes], `Embedding table "${t.label}"`);
+    for (const [start, end] of ranges) {
+      // Rows this dispatch gathers: known for host ids, or when it is the only dispatch; else no byte count.
+      const only = chunks.length === 1 && ranges.length === 1;
+      const rows = host ? _idsIn(host, v0 + start, v0 + end) : only ? n : undefined;
       gpu.dispatch({
         kernel: "embedding",
         constants: { TABLE_FMT: storedFormat(t, "Embedding table") },
@@ -82,10 +87,18 @@ export function embeddingForward(
           params([n, cols, v0 + start, end - start]),
         ],
         workgroups: elementGrid(gpu, n * cols),
+        bytes: rows === undefined ? undefined : 4 * n + rows * (rowBytes + 4 * cols), // ids, table rows, out rows
       });
     }
     v0 += t.shape[0];
   }
   if (idTensor !== ids) idTensor.destroy();
   return y;
+}
+
+/** How many of `ids` lie in `[lo, hi)`. */
+function _idsIn(ids: Int32Array | Uint32Array, lo: number, hi: number): number {
+  let c = 0;
+  for (const id of ids) if (id >= lo && id < hi) c++;
+  return c;
 }

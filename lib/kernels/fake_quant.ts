@@ -61,6 +61,7 @@ export function fakeQuantRows(gpu: Gpu, x: Tensor, cols: number, bits: number): 
       kernel: "fake_quant",
       bindings: [rowBinding(x, cols * 4, [r0, r1]), params([r1 - r0, cols], [qmax])],
       workgroups: grid(gpu, r1 - r0),
+      bytes: 2 * 4 * (r1 - r0) * cols, // the rows read and written in place
     });
   }
   return x;

@@ -76,6 +76,8 @@ export function klDivergence(
         params([r1 - r0, vocab, rowBase + r0], [options.gradScale ?? 1]),
       ],
       workgroups: grid(gpu, r1 - r0),
+      // Student rows read and overwritten by the gradient, teacher rows read; the rows' mask and KL.
+      bytes: 4 * (r1 - r0) * (3 * vocab + 2),
     });
   }
   return rowKl;

@@ -15,6 +15,7 @@ import {
   grid,
   matrixTile,
   params,
+  productFlops,
   rowBinding,
   rowRanges,
 } from "./_kernel.ts";
@@ -94,7 +95,8 @@ export function loraUpBackward(
     const m = range[1] - range[0];
     const dybTiles = Math.ceil(m / BM) * colTiles;
     const dbTiles = Math.ceil(N / BM) * colTiles;
-    const u = params([m, N, r, accumulate || range[0] > 0 ? 1 : 0, f32Bits(scale), dybTiles]);
+    const adds = accumulate || range[0] > 0;
+    const u = params([m, N, r, adds ? 1 : 0, f32Bits(scale), dybTiles]);
     gpu.dispatch({
       kernel: "lora_up_backward",
       constants: { BM, BN },
@@ -107,6 +109,9 @@ export function loraUpBackward(
         u,
       ],
       workgroups: grid(gpu, dybTiles + dbTiles),
+      // dY·B and dYᵀ·XA over the range's rows; bytes: dY, B, XA, dY·B and dB (read too when added into).
+      bytes: 4 * (m * N + N * r + 2 * m * r + (adds ? 2 : 1) * N * r),
+      flops: productFlops(m, r, N) + productFlops(N, r, m),
     });
   }
   return { dyb, dB };

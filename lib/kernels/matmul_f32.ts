@@ -7,9 +7,19 @@
  * @module
  */
 
+import { DTYPE_BYTES } from "../dtype.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { dropoutThreshold } from "./dropout.ts";
-import { checkBindingSize, f32Bits, matrixTile, params, rowBinding, rowRanges, storedFormat } from "./_kernel.ts";
+import {
+  checkBindingSize,
+  f32Bits,
+  matrixTile,
+  params,
+  productFlops,
+  rowBinding,
+  rowRanges,
+  storedFormat,
+} from "./_kernel.ts";
 
 /** Where {@linkcode matmul} applies a dropout mask (see `lib/kernels/dropout.ts`). */
 export interface MatmulDropout {
@@ -113,11 +123,12 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     // The mask is keyed by the element's index in the whole tensor: offset it by the rows bound before this range.
     // On the product with a reduction split, every range drops the same elements of out (dropout is linear).
     const dropRows = { a: a.shape[1], b: split === "k" ? N : 0, out: split === "m" ? N : 0 };
+    const adds = accumulate || (split === "k" && r0 > 0);
     const u = params([
       m,
       N,
       k,
-      accumulate || (split === "k" && r0 > 0) ? 1 : 0,
+      adds ? 1 : 0,
       f32Bits(alpha),
       dropout?.seed ?? 0,
       dropout ? dropoutThreshold(dropout.p) : 0,
@@ -133,6 +144,9 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
         ? [rowBinding(a, K * 4, [r0, r1]), b.binding, rowBinding(out, N * 4, [r0, r1]), u]
         : [rowBinding(a, M * 4, [r0, r1]), rowBinding(b, N * 4, [r0, r1]), out.binding, u],
       workgroups: [Math.ceil(N / BN), Math.ceil(m / BM)],
+      // The range's a and b, and out (read too when added into); see _kernel.ts for the conventions.
+      bytes: 4 * m * k + DTYPE_BYTES[b.dtype] * k * N + (adds ? 8 : 4) * m * N,
+      flops: productFlops(m, N, k),
     });
   }
   return out;

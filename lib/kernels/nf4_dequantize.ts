@@ -10,7 +10,7 @@ import { DTYPE_BYTES } from "../dtype.ts";
 import { grid2d } from "../gpu/device.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
-import { checkWhole, chunkElems, f32Bits, params } from "./_kernel.ts";
+import { checkWhole, chunkElems, f32Bits, params, quantizedBytes } from "./_kernel.ts";
 
 /** Options for {@linkcode dequantizeNF4}. */
 export interface DequantizeNF4Options {
@@ -78,6 +78,7 @@ export function dequantizeNF4(q: QuantizedTensor, opts: DequantizeNF4Options = {
         params([len, start / q.blocksize, f32Bits(q.offset), 0]),
       ],
       workgroups: grid2d(Math.ceil(len / perWorkgroup), maxGrid),
+      bytes: quantizedBytes(q, len) + len * ob, // the chunk's codes and scales read, its values written
     });
   }
   return new Tensor(gpu, out, q.shape, dtype, label);

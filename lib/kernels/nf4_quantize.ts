@@ -155,6 +155,9 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
         params([len, start, start / blocksize, start / span]),
       ],
       workgroups: grid2d(Math.ceil(len / span), maxGrid),
+      // The chunk's values read; its codes, f32 absmax and (for double quantization) partial sums written.
+      bytes: len * eb + Math.ceil(len / 2) + 4 * Math.ceil(len / blocksize) +
+        (doubleQuant ? 4 * Math.ceil(len / span) : 0),
     });
   }
 
@@ -168,6 +171,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
       entryPoint: "absmax_mean",
       bindings: [partial, stats, params([wgs, per, f32Bits(1 / nb), 0])],
       workgroups: 1,
+      bytes: 4 * wgs + 4,
     });
     const groups = Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE);
     absmax = gpu.createBuffer(Math.ceil(nb / 4) * 4, "weights", `${label}.absmax codes`);
@@ -179,6 +183,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
       entryPoint: "double_quant",
       bindings: [absmaxF32, absmax, absmax2, code2, stats, params([nb, 0, 0, 0])],
       workgroups: grid2d(groups, maxGrid),
+      bytes: 5 * nb + 4 * groups, // f32 absmax read, 8-bit codes and second-level scales written
     });
   } else {
     absmax2 = gpu.createBuffer(4, "weights", `${label}.absmax2 (unused)`);

@@ -23,6 +23,8 @@ import {
   grid,
   matrixTile,
   params,
+  productFlops,
+  quantizedBytes,
   quantizedMatrixShape,
   rowBinding,
   rowRanges,
@@ -149,6 +151,23 @@ function _bindings(w: QuantizedTensor, o: _Operands, dims: [number, number, numb
   ];
 }
 
+/**
+ * The profiler's figures of one dispatch over `m` rows (`_kernel.ts` states the conventions): the product
+ * `[m, inCols]·deq(W)` to `[m, outCols]` and the fused LoRA term `[m, r]·[r, outCols]`; bytes: the stored weight
+ * (codes and scales), input rows, output rows (read too when accumulating), bias, LoRA rows and matrix.
+ */
+function _work(w: QuantizedTensor, o: _Operands, m: number, inCols: number, outCols: number): {
+  bytes: number;
+  flops: number;
+} {
+  const lora = o.lora ? m * o.lora.r + o.lora.whole.size : 0;
+  const elems = m * inCols + (o.accumulate ? 2 : 1) * m * outCols + (o.bias ? outCols : 0) + lora;
+  return {
+    bytes: quantizedBytes(w, w.shape[0] * w.shape[1]) + 4 * elems,
+    flops: productFlops(m, outCols, inCols) + (o.lora ? productFlops(m, outCols, o.lora.r) : 0),
+  };
+}
+
 /** Checks the LoRA rows `[M, r]` and the matrix bound whole (`whole` `[r, K]` or `[N, r]`); returns r. */
 function _checkLora(op: string, rows: Tensor, M: number, whole: Tensor, wholeShape: (r: number) => number[]): number {
   expectF32(rows, [M, -1], `${op}: LoRA rows`);
@@ -219,14 +238,16 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
   if (M === 0) return out;
   for (const range of ranges) {
     const m = range[1] - range[0];
-    const bindings = _bindings(w, {
+    const operands: _Operands = {
       input: rowBinding(x, K * 4, range),
       out: rowBinding(out, N * 4, range),
       bias,
       lora: lora && { rows: rowBinding(lora.xa, r * 4, range), whole: lora.b, r, scale: lora.scale },
       accumulate,
       indexOffset: 0,
-    }, [m, N, K]);
+    };
+    const bindings = _bindings(w, operands, [m, N, K]);
+    const work = _work(w, operands, m, K, N);
     if (gemv) {
       gpu.dispatch({
         kernel: "qlinear_nf4",
@@ -234,6 +255,7 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
         constants: { MROWS: m === 1 ? 1 : m <= 4 ? 4 : 16 },
         bindings,
         workgroups: grid(gpu, Math.ceil(N / _GEMV_ROWS_PER_WORKGROUP)),
+        ...work,
       });
     } else {
       const BM = matrixTile(m);
@@ -243,6 +265,7 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
         constants: { BM },
         bindings,
         workgroups: [Math.ceil(N / 64), Math.ceil(m / BM)],
+        ...work,
       });
     }
   }
@@ -297,7 +320,7 @@ export function nf4LinearGradInput(
   for (const range of ranges) {
     const m = range[1] - range[0];
     const BM = matrixTile(m);
-    const bindings = _bindings(w, {
+    const operands: _Operands = {
       input: rowBinding(dy, N * 4, range),
       out: rowBinding(dx, K * 4, range),
       lora: lora && {
@@ -309,13 +332,14 @@ export function nf4LinearGradInput(
       },
       accumulate,
       indexOffset: range[0] * K,
-    }, [m, N, K]);
+    };
     gpu.dispatch({
       kernel,
       entryPoint: "dx",
       constants: { BM },
-      bindings,
+      bindings: _bindings(w, operands, [m, N, K]),
       workgroups: [Math.ceil(K / 64), Math.ceil(m / BM)],
+      ..._work(w, operands, m, N, K),
     });
   }
   return dx;

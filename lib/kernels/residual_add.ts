@@ -39,6 +39,7 @@ export function residualAdd(gpu: Gpu, acc: Tensor, x: Tensor, alpha = 1): Tensor
       kernel: "residual_add",
       bindings: [rowBinding(acc, 4, range), rowBinding(x, 4, range), params([n], [alpha])],
       workgroups: elementGrid(gpu, n),
+      bytes: 3 * 4 * n, // acc read and written, x read
     });
   }
   return acc;

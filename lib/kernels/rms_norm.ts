@@ -74,6 +74,7 @@ export function rmsNormForward(
       constants: { W_FMT: fmt },
       bindings: [xr, weight.binding, yr, rowBinding(rstd, 4, range), params([n, cols], [eps])],
       workgroups: grid(gpu, n),
+      bytes: 4 * (2 * n * cols + n) + weight.byteLength, // x, y, rstd, the weight
     });
   }
   return { y, rstd };
@@ -138,6 +139,8 @@ export function rmsNormBackward(
       constants: { W_FMT: fmt },
       bindings: [dyr, xr, weight.binding, rowBinding(rstd, 4, range), dxr, params([n, cols, accumulate ? 1 : 0])],
       workgroups: grid(gpu, n),
+      // dy, x, rstd, the weight, dx (read too when added into).
+      bytes: 4 * ((accumulate ? 4 : 3) * n * cols + n) + weight.byteLength,
     });
   }
   return out;

@@ -93,6 +93,8 @@ export function ropeApply(
       params([rows, T, nHeads, nKvHeads, half, offset, offsets ? 1 : 0, maxPos, inverse ? 1 : 0]),
     ],
     workgroups: elementGrid(gpu, n),
+    // q and k read and written, and the table's cos/sin of the T positions (per sequence with `offsets`).
+    bytes: 2 * (q.byteLength + k.byteLength) + (offsets ? rows : T) * half * 8,
   });
   return { q, k };
 }

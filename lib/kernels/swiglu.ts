@@ -52,6 +52,7 @@ export function swigluForward(gpu: Gpu, gate: Tensor, up: Tensor, out?: Tensor):
       entryPoint: "forward",
       bindings: [...[gate, up, h].map((t) => rowBinding(t, 4, range)), params([n])],
       workgroups: elementGrid(gpu, n),
+      bytes: 3 * 4 * n,
     });
   }
   return h;
@@ -100,6 +101,7 @@ export function swigluBackward(
       entryPoint: "backward",
       bindings: [...[dh, gate, up, dGate, dUp].map((t) => rowBinding(t, 4, range)), params([n])],
       workgroups: elementGrid(gpu, n),
+      bytes: 5 * 4 * n,
     });
   }
   return { dGate, dUp };
