@@ -28,6 +28,7 @@ import {
   Tensor,
 } from "../mod.ts";
 import { matmul, nf4Linear } from "../lib/kernels/mod.ts";
+import { quantizedBytes } from "../lib/kernels/_kernel.ts";
 import { type BenchCase, type BenchSize, benchSize, type BenchWork, registerDenoBench } from "./_cases.ts";
 import { copyBandwidth, rooflineValue } from "./_roofline.ts";
 import { timeGpu } from "./_timing.ts";
@@ -69,9 +70,7 @@ async function _layer(gpu: Gpu, M: number, N: number, K: number): Promise<_Layer
 }
 
 function _quantizedBytes(w: QuantizedTensor): number {
-  const n = w.shape[0] * w.shape[1];
-  const nb = Math.ceil(n / w.blocksize);
-  return n / 2 + (w.doubleQuant ? nb + 4 * Math.ceil(nb / 256) : 4 * nb);
+  return quantizedBytes(w, w.shape[0] * w.shape[1]);
 }
 
 function _forward(l: _Layer): () => void {
