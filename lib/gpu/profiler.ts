@@ -226,6 +226,7 @@ export class Profiler {
  */
 export function formatProfile(p: Profile): string {
   const f = (v: number | null, digits = 3) => v === null ? "n/a" : v.toFixed(digits);
+  const n = (v: number) => String(Math.round(v * 10) / 10);
   const lines = [
     `Profile on ${p.adapter}, per step over ${p.steps} step(s); GPU time: ${
       p.timer === "timestamp" ? "timestamp queries, each dispatch in its own pass" : "n/a (no timestamp-query)"
@@ -244,7 +245,10 @@ export function formatProfile(p: Profile): string {
     `wall ${p.wallMs.toFixed(1)} ms; CPU recording ${s.recordMs.toFixed(2)} ms, submitting ${
       s.submitMs.toFixed(2)
     } ms, waiting ${s.waitMs.toFixed(2)} ms`,
-    `dispatches ${s.dispatches}, passes ${s.passes}, submits ${s.submits}, host waits ${s.waits}, buffers created ${s.buffersCreated}, bind groups created ${s.bindGroupsCreated}, writeBuffers ${s.writeBuffers}`,
+    // Means over the steps (the first step's setup included): one decimal.
+    `dispatches ${n(s.dispatches)}, passes ${n(s.passes)}, submits ${n(s.submits)}, host waits ${n(s.waits)}, ` +
+      `buffers created ${n(s.buffersCreated)}, bind groups created ${n(s.bindGroupsCreated)}, ` +
+      `writeBuffers ${n(s.writeBuffers)}`,
   );
   return lines.join("\n");
 }
