@@ -50,6 +50,7 @@ try {
   if (json) {
     console.log(JSON.stringify({
       peak_bytes: plan.peakBytes,
+      load_peak_bytes: plan.loadPeakBytes,
       fits: plan.fits,
       limit_bytes: plan.limitBytes,
       classes: plan.classes,
@@ -75,6 +76,7 @@ try {
       console.log(`  ${k.padEnd(40)} ${formatBytes(v).padStart(12)}   (${formatBytes(plan.classPeaks[k] ?? v)})`);
     }
     console.log(`  ${"peak".padEnd(40)} ${formatBytes(plan.peakBytes).padStart(12)}`);
+    console.log(`  ${"peak while loading".padEnd(40)} ${formatBytes(plan.loadPeakBytes).padStart(12)}`);
     if (plan.pagedStateBytes > 0) {
       console.log(
         `  host: optimizer state ${formatBytes(plan.pagedStateBytes)} (pages), all host ${formatBytes(plan.hostBytes)}`,
