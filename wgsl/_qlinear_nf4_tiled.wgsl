@@ -1,8 +1,8 @@
 // Fragment of qlinear_nf4.wgsl and qlinear_nf4_f16.wgsl (see scripts/embed_wgsl.ts): the tiled gemm and dx entry
-// points. Needs _qlinear_nf4_weight.wgsl, the kernel's overrides BM, BN, BK, WG_X, WG_Y, its tiles xs and ws of
+// points. Needs _qlinear_nf4_weight.wgsl, the kernel's overrides BM, BN, BK, WG_X, WG_Y, its tiles as_ and bs of
 // vec4<tile_t>, tile_t (f32 or f16: the type x and deq(W) are rounded to in the tiles) and tile_fma.
 
-// Loads rows [m0, m0+BM) × columns [c0, c0+BK) of the row-major [M, C] input into xs (zeros outside).
+// Loads rows [m0, m0+BM) × columns [c0, c0+BK) of the row-major [M, C] input into as_ (zeros outside).
 fn load_x_tile(li: u32, m0: u32, c0: u32, C: u32) {
   for (var e = li; e < BM * BK; e += WG_X * WG_Y) {
     let kk = e % BK;
@@ -13,7 +13,7 @@ fn load_x_tile(li: u32, m0: u32, c0: u32, C: u32) {
     if (gm < params.M && gc < C) {
       v = x[gm * C + gc];
     }
-    xs[kk * (BM / 4u) + mm / 4u][mm % 4u] = tile_t(v);
+    as_[kk * (BM / 4u) + mm / 4u][mm % 4u] = tile_t(v);
   }
 }
 
@@ -39,7 +39,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         v = dequant8(gn, gk);
       }
       for (var j = 0u; j < 8u; j++) {
-        ws[(kg + j) * (BN / 4u) + nn / 4u][nn % 4u] = tile_t(v[j / 4u][j % 4u]);
+        bs[(kg + j) * (BN / 4u) + nn / 4u][nn % 4u] = tile_t(v[j / 4u][j % 4u]);
       }
     }
     workgroupBarrier();
@@ -79,8 +79,8 @@ fn dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: 
       if (gn < N && gk < K) {
         v = dequant8(gn, gk);
       }
-      ws[nn * (BN / 4u) + kg / 4u] = vec4<tile_t>(v[0]);
-      ws[nn * (BN / 4u) + kg / 4u + 1u] = vec4<tile_t>(v[1]);
+      bs[nn * (BN / 4u) + kg / 4u] = vec4<tile_t>(v[0]);
+      bs[nn * (BN / 4u) + kg / 4u + 1u] = vec4<tile_t>(v[1]);
     }
     workgroupBarrier();
     tile_fma(&acc, lid);

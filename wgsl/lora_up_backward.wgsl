@@ -32,9 +32,7 @@ override WG_Y: u32 = BM / 4u;
 @group(0) @binding(4) var<storage, read_write> db: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-// Tiles stored k-major, as in matmul_f32: as_[kk * BM/4 + mm/4][mm % 4].
-var<workgroup> as_: array<vec4<f32>, BK * BM / 4u>;
-var<workgroup> bs: array<vec4<f32>, BK * BN / 4u>;
+#include "_tile_f32.wgsl"
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(
@@ -93,14 +91,7 @@ fn main(
       bs[kk * (BN / 4u) + nn / 4u][nn % 4u] = v;
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < BK; kk++) {
-      let av = as_[kk * (BM / 4u) + lid.y];
-      let bv = bs[kk * (BN / 4u) + lid.x];
-      acc[0] += av.x * bv;
-      acc[1] += av.y * bv;
-      acc[2] += av.z * bv;
-      acc[3] += av.w * bv;
-    }
+    tile_fma(&acc, lid);
     workgroupBarrier();
   }
   for (var i = 0u; i < 4u; i++) {

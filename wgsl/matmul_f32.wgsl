@@ -38,10 +38,7 @@ override WG_Y: u32 = BM / 4u;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-// Tiles stored k-major: as_[kk * BM/4 + mm/4][mm % 4], so each thread reads its 4 rows (4 columns) as one vec4.
-var<workgroup> as_: array<vec4<f32>, BK * BM / 4u>;
-var<workgroup> bs: array<vec4<f32>, BK * BN / 4u>;
-
+#include "_tile_f32.wgsl"
 #include "_stored_float.wgsl"
 #include "_dropout_hash.wgsl"
 
@@ -100,14 +97,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       bs[kk * (BN / 4u) + nn / 4u][nn % 4u] = v;
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < BK; kk++) {
-      let av = as_[kk * (BM / 4u) + lid.y];
-      let bv = bs[kk * (BN / 4u) + lid.x];
-      acc[0] += av.x * bv;
-      acc[1] += av.y * bv;
-      acc[2] += av.z * bv;
-      acc[3] += av.w * bv;
-    }
+    tile_fma(&acc, lid);
     workgroupBarrier();
   }
   for (var i = 0u; i < 4u; i++) {

@@ -34,23 +34,10 @@ override MROWS: u32 = 1u; // gemv: rows bucket (1, 4 or 16), params.M <= MROWS
 const MAX_ROWS: u32 = 16u;
 const NR: u32 = 4u; // rows of W per gemv workgroup (the 4 lanes of its accumulators)
 
-// Tiles stored with 4 consecutive rows/columns per vec4 (see matmul_f32.wgsl).
-var<workgroup> xs: array<vec4<f32>, BK * BM / 4u>;
-var<workgroup> ws: array<vec4<f32>, BK * BN / 4u>;
+#include "_tile_f32.wgsl"
 // gemv partial sums of 4 rows of x: red[i * GEMV_WG + thread][r]. Small on purpose: WebGPU zero-initializes
 // workgroup memory, and GL drivers compile that initializer in time linear in its element count.
 var<workgroup> red: array<vec4<f32>, 4u * GEMV_WG>;
-
-fn tile_fma(acc: ptr<function, array<vec4<f32>, 4>>, lid: vec3<u32>) {
-  for (var kk = 0u; kk < BK; kk++) {
-    let av = xs[kk * (BM / 4u) + lid.y];
-    let bv = ws[kk * (BN / 4u) + lid.x];
-    (*acc)[0] += av.x * bv;
-    (*acc)[1] += av.y * bv;
-    (*acc)[2] += av.z * bv;
-    (*acc)[3] += av.w * bv;
-  }
-}
 
 #include "_qlinear_nf4_tiled.wgsl"
 

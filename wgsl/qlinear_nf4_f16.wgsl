@@ -22,15 +22,15 @@ override BK: u32 = 16u;
 override WG_X: u32 = BN / 4u;
 override WG_Y: u32 = BM / 4u;
 
-var<workgroup> xs: array<vec4<f16>, BK * BM / 4u>;
-var<workgroup> ws: array<vec4<f16>, BK * BN / 4u>;
+var<workgroup> as_: array<vec4<f16>, BK * BM / 4u>;
+var<workgroup> bs: array<vec4<f16>, BK * BN / 4u>;
 
 // One BK slice: f16 products summed in f16, then added to the f32 accumulators.
 fn tile_fma(acc: ptr<function, array<vec4<f32>, 4>>, lid: vec3<u32>) {
   var part: array<vec4<f16>, 4>;
   for (var kk = 0u; kk < BK; kk++) {
-    let av = xs[kk * (BM / 4u) + lid.y];
-    let bv = ws[kk * (BN / 4u) + lid.x];
+    let av = as_[kk * (BM / 4u) + lid.y];
+    let bv = bs[kk * (BN / 4u) + lid.x];
     part[0] += av.x * bv;
     part[1] += av.y * bv;
     part[2] += av.z * bv;
