@@ -1,6 +1,6 @@
 // Workgroup tiles of the tiled f32 products (matmul_f32, lora_up_backward, qlinear_nf4) and their inner loop.
-// The includer declares the overrides BM, BN, BK. Tiles are stored k-major with 4 rows (columns) per vec4,
-// as_[kk * BM/4 + mm/4][mm % 4], so each thread reads its 4 rows (4 columns) as one vec4.
+// The includer declares the overrides BM, BN, BK. Tiles are stored k-major with 4 rows (columns) per
+// vec4, as_[kk * BM/4 + mm/4][mm % 4], so each thread reads its 4 rows (4 columns) as one vec4.
 
 var<workgroup> as_: array<vec4<f32>, BK * BM / 4u>;
 var<workgroup> bs: array<vec4<f32>, BK * BN / 4u>;

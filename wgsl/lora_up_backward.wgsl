@@ -32,7 +32,20 @@ override WG_Y: u32 = BM / 4u;
 @group(0) @binding(4) var<storage, read_write> db: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-#include "_tile_f32.wgsl"
+#include "_tile_product.wgsl"
+
+// Product `which`: 0 is dYB (op(A) = dY [M, N], op(B) = B [N, r]), 1 is dB (op(A) = dYᵀ [N, M], dY read
+// transposed; op(B) = XA [M, r]).
+fn tile_a(m: u32, k: u32, which: u32) -> f32 {
+  return dy[select(m * params.N + k, k * params.N + m, which == 1u)];
+}
+
+fn tile_b(k: u32, n: u32, which: u32) -> f32 {
+  if (which == 1u) {
+    return xa[k * params.R + n];
+  }
+  return b[k * params.R + n];
+}
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(
@@ -45,55 +58,15 @@ fn main(
   let R = params.R;
   let col_tiles = (R + BN - 1u) / BN;
   let tile = wid.x + wid.y * nwg.x;
-  // dB: op(A) = dYᵀ [N, M] (dY read transposed), op(B) = XA [M, r]. dYB: op(A) = dY [M, N], op(B) = B [N, r].
   let to_db = tile >= params.dyb_tiles;
   let t = select(tile, tile - params.dyb_tiles, to_db);
   let rows = select(M, N, to_db);
-  let K = select(N, M, to_db);
   if (t >= ((rows + BM - 1u) / BM) * col_tiles) {
     return;
   }
   let m0 = (t / col_tiles) * BM;
   let n0 = (t % col_tiles) * BN;
-  let threads = WG_X * WG_Y;
-  let li = lid.y * WG_X + lid.x;
-  var acc: array<vec4<f32>, 4>;
-  for (var k0 = 0u; k0 < K; k0 += BK) {
-    for (var e = li; e < BM * BK; e += threads) {
-      // Consecutive threads read consecutive addresses of dY.
-      var kk = e % BK;
-      var mm = e / BK;
-      if (to_db) {
-        kk = e / BM;
-        mm = e % BM;
-      }
-      let gm = m0 + mm;
-      let gk = k0 + kk;
-      var v = 0.0;
-      if (gm < rows && gk < K) {
-        v = dy[select(gm * N + gk, gk * N + gm, to_db)];
-      }
-      as_[kk * (BM / 4u) + mm / 4u][mm % 4u] = v;
-    }
-    for (var e = li; e < BN * BK; e += threads) {
-      let kk = e / BN;
-      let nn = e % BN;
-      let gn = n0 + nn;
-      let gk = k0 + kk;
-      var v = 0.0;
-      if (gn < R && gk < K) {
-        if (to_db) {
-          v = xa[gk * R + gn];
-        } else {
-          v = b[gk * R + gn];
-        }
-      }
-      bs[kk * (BN / 4u) + nn / 4u][nn % 4u] = v;
-    }
-    workgroupBarrier();
-    tile_fma(&acc, lid);
-    workgroupBarrier();
-  }
+  let acc = tile_product(m0, n0, rows, R, select(N, M, to_db), to_db, false, select(0u, 1u, to_db), lid);
   for (var i = 0u; i < 4u; i++) {
     let gm = m0 + lid.y * 4u + i;
     for (var j = 0u; j < 4u; j++) {

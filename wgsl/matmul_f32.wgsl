@@ -38,7 +38,7 @@ override WG_Y: u32 = BM / 4u;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-#include "_tile_f32.wgsl"
+#include "_tile_product.wgsl"
 #include "_stored_float.wgsl"
 #include "_dropout_hash.wgsl"
 
@@ -46,60 +46,32 @@ fn dropped(v: f32, i: u32) -> f32 {
   return select(0.0, v * params.inv_keep, keep_hash(params.seed, i + params.index_offset) >= params.threshold);
 }
 
+// Element (m, k) of op(A) and (k, n) of op(B), with the operand's dropout.
+fn tile_a(m: u32, k: u32, _which: u32) -> f32 {
+  let i = select(m * params.K + k, k * params.M + m, TRANS_A);
+  let v = a[i];
+  if (DROP == 1u) {
+    return dropped(v, i);
+  }
+  return v;
+}
+
+fn tile_b(k: u32, n: u32, _which: u32) -> f32 {
+  let i = select(k * params.N + n, n * params.K + k, TRANS_B);
+  let v = stored_value(b[stored_word(i, B_FMT)], i, B_FMT);
+  if (DROP == 2u) {
+    return dropped(v, i);
+  }
+  return v;
+}
+
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let M = params.M;
   let N = params.N;
-  let K = params.K;
   let m0 = wid.y * BM;
   let n0 = wid.x * BN;
-  let threads = WG_X * WG_Y;
-  let li = lid.y * WG_X + lid.x;
-  var acc: array<vec4<f32>, 4>;
-  for (var k0 = 0u; k0 < K; k0 += BK) {
-    for (var e = li; e < BM * BK; e += threads) {
-      // Consecutive threads read consecutive addresses of the stored matrix.
-      var kk = e % BK;
-      var mm = e / BK;
-      if (TRANS_A) {
-        kk = e / BM;
-        mm = e % BM;
-      }
-      let gm = m0 + mm;
-      let gk = k0 + kk;
-      var v = 0.0;
-      if (gm < M && gk < K) {
-        let i = select(gm * K + gk, gk * M + gm, TRANS_A);
-        v = a[i];
-        if (DROP == 1u) {
-          v = dropped(v, i);
-        }
-      }
-      as_[kk * (BM / 4u) + mm / 4u][mm % 4u] = v;
-    }
-    for (var e = li; e < BN * BK; e += threads) {
-      var kk = e / BN;
-      var nn = e % BN;
-      if (TRANS_B) {
-        kk = e % BK;
-        nn = e / BK;
-      }
-      let gn = n0 + nn;
-      let gk = k0 + kk;
-      var v = 0.0;
-      if (gn < N && gk < K) {
-        let i = select(gk * N + gn, gn * K + gk, TRANS_B);
-        v = stored_value(b[stored_word(i, B_FMT)], i, B_FMT);
-        if (DROP == 2u) {
-          v = dropped(v, i);
-        }
-      }
-      bs[kk * (BN / 4u) + nn / 4u][nn % 4u] = v;
-    }
-    workgroupBarrier();
-    tile_fma(&acc, lid);
-    workgroupBarrier();
-  }
+  let acc = tile_product(m0, n0, M, N, params.K, TRANS_A, TRANS_B, 0u, lid);
   for (var i = 0u; i < 4u; i++) {
     let gm = m0 + lid.y * 4u + i;
     for (var j = 0u; j < 4u; j++) {
