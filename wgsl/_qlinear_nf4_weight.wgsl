@@ -23,9 +23,7 @@ const FLAG_LORA: u32 = 8u;
 const FLAG_ACCUMULATE: u32 = 16u;
 const FLAG_DROP: u32 = 32u;
 
-// Offsets in `tables`: code, code2, then absmax2 (see lib/kernels/nf4_quantize.ts quantTables).
-const CODE2_AT: u32 = 16u;
-const ABSMAX2_AT: u32 = 272u;
+#include "_quant_tables.wgsl"
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> packed: array<u32>;

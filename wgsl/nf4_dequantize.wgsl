@@ -9,9 +9,7 @@
 // Bindings:
 //   packed:  [ceil(n/8)] u32 (storage, read)        the chunk's codes (value 2k in the high nibble of byte k)
 //   absmax:  [nb] f32 bits, or ceil(nb/4) u32 of u8 codes with DQ (storage, read)   whole tensor
-//   absmax2: [ceil(nb/256)] f32 (storage, read)     whole tensor (DQ only; else a placeholder)
-//   code:    [16] f32 (storage, read)               the 4-bit code table
-//   code2:   [256] f32 (storage, read)              the signed dynamic map (DQ only; else a placeholder)
+//   tables:  f32 (storage, read)                    the code table, code2 and absmax2 (_quant_tables.wgsl)
 //   out:     [ceil(n/8) * (OUT_F16 ? 1 : 2)] vec4<u32> (storage, read_write)   the chunk's output, padded
 //   u:       vec4<u32> (uniform)                    (n in chunk, first block of the chunk, offset bits, 0)
 
@@ -20,7 +18,7 @@ override OUT_F16: bool = false;
 override BLOCK: u32 = 64u;
 override WG: u32 = 256u;
 // CONST_CODE: the code table is baked in as C0..C15 and looked up by a 4-level select tree (no memory access;
-// about twice as fast on CPU adapters, free on memory-bound GPUs). Otherwise it is read from `code`.
+// about twice as fast on CPU adapters, free on memory-bound GPUs). Otherwise it is read from `tables`.
 override CONST_CODE: bool = false;
 override C0: f32 = 0.0;
 override C1: f32 = 0.0;
@@ -41,11 +39,11 @@ override C15: f32 = 0.0;
 
 @group(0) @binding(0) var<storage, read> packed: array<u32>;
 @group(0) @binding(1) var<storage, read> absmax: array<u32>;
-@group(0) @binding(2) var<storage, read> absmax2: array<f32>;
-@group(0) @binding(3) var<storage, read> code: array<f32, 16>;
-@group(0) @binding(4) var<storage, read> code2: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<vec4<u32>>;
-@group(0) @binding(6) var<uniform> u: vec4<u32>;
+@group(0) @binding(2) var<storage, read> tables: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<u32>>;
+@group(0) @binding(4) var<uniform> u: vec4<u32>;
+
+#include "_quant_tables.wgsl"
 
 var<workgroup> lut: array<f32, 16>;
 // Scales of the blocks this workgroup covers (2 * WG units; at most 2 * 256 * 8 / 64 = 64 blocks).
@@ -54,7 +52,7 @@ var<workgroup> scales: array<f32, 64>;
 fn scale_of(b: u32) -> f32 {
   if (DQ) {
     let q = (absmax[b / 4u] >> (8u * (b % 4u))) & 0xffu;
-    let p = code2[q] * absmax2[b / 256u];
+    let p = tables[CODE2_AT + q] * tables[ABSMAX2_AT + b / 256u];
     return bitcast<f32>(bitcast<u32>(p) | u.w) + bitcast<f32>(u.z);
   }
   return bitcast<f32>(absmax[b]);
@@ -126,7 +124,7 @@ fn main(
   let per_unit = select(4u, 8u, OUT_F16);
   let first_block = w * 2u * WG * per_unit / BLOCK;
   if (t < 16u && !CONST_CODE) {
-    lut[t] = code[t];
+    lut[t] = tables[t];
   }
   // One scale per block, computed once for the workgroup (a double-quantized scale is three loads).
   if (t < max(1u, 2u * WG * per_unit / BLOCK)) {

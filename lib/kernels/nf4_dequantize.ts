@@ -50,7 +50,7 @@ export function dequantizeNF4(q: QuantizedTensor, opts: DequantizeNF4Options = {
   // Padded to whole 8-value groups: the kernel stores full vec4s.
   const out = gpu.createBuffer(Math.ceil(n / 8) * 8 * ob, "activations", label);
   const chunk = chunkElems(gpu, ob, q.blocksize, q.label);
-  checkWhole(gpu, q.label, q.absmax, q.absmax2);
+  checkWhole(gpu, q.label, q.absmax, q.tables);
   const maxGrid = opts.maxWorkgroupsPerDimension ?? gpu.limits.maxComputeWorkgroupsPerDimension;
   const wg = 256;
   const constants: Record<string, number> = {
@@ -71,9 +71,7 @@ export function dequantizeNF4(q: QuantizedTensor, opts: DequantizeNF4Options = {
       bindings: [
         { buffer: q.packed, offset: start / 2, size: Math.ceil(len / 8) * 4 },
         q.absmax,
-        q.absmax2,
-        q.code,
-        q.code2,
+        q.tables,
         { buffer: out, offset: start * ob, size: Math.ceil(len / 8) * 8 * ob },
         params([len, start / q.blocksize, f32Bits(q.offset), 0]),
       ],

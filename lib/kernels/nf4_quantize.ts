@@ -122,9 +122,10 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
   const absmaxF32 = gpu.createBuffer(nb * 4, doubleQuant ? "scratch" : "weights", `${label}.absmax`);
   const partial = gpu.createBuffer(wgs * 4, "scratch", `${label}.absmax partial sums`);
   const stats = gpu.createBuffer(16, "scratch", `${label}.quantize stats`);
-  const code = gpu.createBuffer(64, "weights", `${label}.code`);
+  const groups = doubleQuant ? Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE) : 0;
+  const tables = _tables(gpu, label, groups);
   gpu.write(stats, new Uint32Array([0xffffffff, 0, 0, 0]));
-  gpu.write(code, codeTable(quantType));
+  gpu.write(tables, codeTable(quantType));
   const thresholds = quantType === "nf4" ? NF4_THRESHOLDS : quantType === "fp4" ? FP4_THRESHOLDS : INT4_THRESHOLDS;
   const constants: Record<string, number> = {
     DTYPE: DTYPE_ID[dtype],
@@ -143,10 +144,10 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
       entryPoint: "quantize",
       constants,
       bindings: [
-        // Whole vec4s for the full 8-value groups (the `code` buffer stands in when there are none).
+        // Whole vec4s for the full 8-value groups (the `tables` buffer stands in when there are none).
         len * eb >= 16
           ? { buffer: input.buffer, offset: input.byteOffset + start * eb, size: Math.floor((len * eb) / 16) * 16 }
-          : code,
+          : tables,
         { buffer: input.buffer, offset: input.byteOffset + start * eb, size: Math.ceil((len * eb) / 4) * 4 },
         { buffer: packed, offset: start / 2, size: Math.ceil(len / 8) * 4 },
         absmaxF32,
@@ -162,8 +163,7 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
   }
 
   let absmax = absmaxF32;
-  let absmax2: GPUBuffer;
-  let code2: GPUBuffer;
+  const scratch = [partial, stats];
   if (doubleQuant) {
     const per = _pow2AtLeast(Math.ceil(wgs / 256));
     gpu.dispatch({
@@ -173,10 +173,11 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
       workgroups: 1,
       bytes: 4 * wgs + 4,
     });
-    const groups = Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE);
     absmax = gpu.createBuffer(Math.ceil(nb / 4) * 4, "weights", `${label}.absmax codes`);
-    absmax2 = gpu.createBuffer(groups * 4, "weights", `${label}.absmax2`);
-    code2 = gpu.createBuffer(1024, "weights", `${label}.code2`);
+    // The kernel writes absmax2 while it reads code2: two buffers, copied into `tables` after.
+    const absmax2 = gpu.createBuffer(groups * 4, "scratch", `${label}.absmax2`);
+    const code2 = gpu.createBuffer(1024, "scratch", `${label}.code2`);
+    scratch.push(absmaxF32, absmax2, code2);
     gpu.write(code2, DYNAMIC_CODE_SIGNED);
     gpu.dispatch({
       kernel: "nf4_quantize",
@@ -185,18 +186,10 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
       workgroups: grid2d(groups, maxGrid),
       bytes: 5 * nb + 4 * groups, // f32 absmax read, 8-bit codes and second-level scales written
     });
-  } else {
-    absmax2 = gpu.createBuffer(4, "weights", `${label}.absmax2 (unused)`);
-    code2 = gpu.createBuffer(4, "weights", `${label}.code2 (unused)`);
-  }
-  const tables = _tables(gpu, label, doubleQuant ? Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE) : 0);
-  gpu.copy(code, 0, tables, 0, 64);
-  if (doubleQuant) {
     gpu.copy(code2, 0, tables, _CODE2_AT * 4, 1024);
-    gpu.copy(absmax2, 0, tables, _ABSMAX2_AT * 4, absmax2.size);
+    gpu.copy(absmax2, 0, tables, _ABSMAX2_AT * 4, groups * 4);
   }
-  const scratch = doubleQuant ? [absmaxF32, partial, stats] : [partial, stats];
-  const outputs = [packed, absmax, code, absmax2, code2, tables];
+  const outputs = [packed, absmax, tables];
   const free = (buffers: GPUBuffer[]) => buffers.forEach((b) => gpu.free(b));
   return {
     cancel: () => free([...scratch, ...outputs]),
@@ -221,9 +214,6 @@ export function beginQuantizeNF4(gpu: Gpu, input: Tensor, opts: QuantizeNF4Optio
         doubleQuant,
         packed,
         absmax,
-        code,
-        absmax2,
-        code2,
         tables,
         offset: doubleQuant ? new Float32Array(new Uint32Array([offsetBits]).buffer)[0] : 0,
         label,
@@ -279,9 +269,6 @@ export function uploadQuantized(gpu: Gpu, host: HostQuantized, label: string): Q
     doubleQuant: s.nested !== undefined,
     packed: make(host.packed, "packed"),
     absmax: make(s.absmax, "absmax"),
-    code: make(s.quantMap, "code"),
-    absmax2: make(s.nested?.absmax ?? new Float32Array(1), "absmax2"),
-    code2: make(s.nested?.quantMap ?? new Float32Array(1), "code2"),
     tables,
     offset: s.nested?.offset ?? 0,
     label,
@@ -318,15 +305,15 @@ export async function downloadQuantized(q: QuantizedTensor): Promise<HostQuantiz
     shape: [...q.shape],
     dtype: q.dtype ?? "f32",
     blocksize: q.blocksize,
-    quantMap: await q.gpu.readF32(q.code, 0, 16),
+    quantMap: await q.gpu.readF32(q.tables, 0, 16),
   };
   const state: QuantState = q.doubleQuant
     ? {
       ...base,
       absmax: await bytes(q.absmax, nb),
       nested: {
-        absmax: await q.gpu.readF32(q.absmax2, 0, Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE)),
-        quantMap: await q.gpu.readF32(q.code2, 0, 256),
+        absmax: await q.gpu.readF32(q.tables, _ABSMAX2_AT * 4, Math.ceil(nb / DOUBLE_QUANT_BLOCKSIZE)),
+        quantMap: await q.gpu.readF32(q.tables, _CODE2_AT * 4, 256),
         blocksize: DOUBLE_QUANT_BLOCKSIZE,
         offset: q.offset,
       },
@@ -353,11 +340,11 @@ export async function downloadQuantized(q: QuantizedTensor): Promise<HostQuantiz
  * ```
  */
 export function freeQuantized(q: QuantizedTensor): void {
-  for (const b of [q.packed, q.absmax, q.code, q.absmax2, q.code2, q.tables]) q.gpu.free(b);
+  for (const b of [q.packed, q.absmax, q.tables]) q.gpu.free(b);
 }
 
 // Element offsets of code2 and absmax2 in `QuantizedTensor.tables` (CODE2_AT, ABSMAX2_AT in
-// wgsl/_qlinear_nf4_weight.wgsl).
+// wgsl/_quant_tables.wgsl).
 const _CODE2_AT = 16;
 const _ABSMAX2_AT = 272;
 

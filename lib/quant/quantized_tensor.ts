@@ -9,7 +9,7 @@
  *   nibble when odd. In WGSL the bytes are read from `array<u32>` little-endian: byte `k` is
  *   `(packed[k >> 2] >> (8 * (k & 3))) & 0xff`;
  * - without double quantization `absmax` is `f32[nb]`;
- * - `tables` repeats `code`, `code2` and `absmax2` in one f32 buffer, at element offsets 0, 16 and 272;
+ * - `tables` holds `code`, `code2` and `absmax2` in one f32 buffer, at element offsets 0, 16 and 272;
  * - with double quantization `absmax` holds `nb` 8-bit codes (bytes, packed four to a u32 as above), and the
  *   per-block scale is `code2[absmax[b]] * absmax2[b / 256] + offset` (f32 multiply then f32 add).
  *
@@ -39,16 +39,10 @@ export interface QuantizedTensor {
   readonly packed: GPUBuffer;
   /** `f32[nb]` scales, or `nb` u8 codes when `doubleQuant`. */
   readonly absmax: GPUBuffer;
-  /** `f32[16]`: the 4-bit code table (bitsandbytes' `quant_map`). */
-  readonly code: GPUBuffer;
-  /** `f32[ceil(nb/256)]` second-level scales (double quantization only; otherwise a 4-byte placeholder). */
-  readonly absmax2: GPUBuffer;
-  /** `f32[256]`: the signed dynamic 8-bit map (double quantization only; otherwise a 4-byte placeholder). */
-  readonly code2: GPUBuffer;
   /**
-   * f32 `[16 code | 256 code2 | ceil(nb/256) absmax2]` (`code` alone without double quantization): copies of the
-   * three small tables in one buffer, so that the fused products bind them as one (WebGPU allows 8 storage
-   * buffers per kernel). Made with the tensor, freed with it.
+   * The small tables, f32 `[16 code | 256 code2 | ceil(nb/256) absmax2]` (`code` alone without double
+   * quantization): the 4-bit code table (bitsandbytes' `quant_map`), the signed dynamic 8-bit map and the
+   * second-level scales, in one buffer so that a kernel binds them as one (WebGPU allows 8 storage buffers).
    */
   readonly tables: GPUBuffer;
   /** Mean of the first-level absmax, added back after double dequantization (0 without it). */

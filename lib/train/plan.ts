@@ -90,7 +90,7 @@ export function planClassOf(label: string, cls: MemoryClass): string {
   if (cls === "weights") {
     if (label.endsWith(".packed")) return "nf4 codes";
     if (label.endsWith(".absmax codes") || label.endsWith(".absmax")) return "nf4 absmax";
-    if (/\.(absmax2|code2|code|tables)( \(unused\))?$/.test(label)) return "nf4 double-quant constants";
+    if (label.endsWith(".tables")) return "nf4 double-quant constants";
     if (label.startsWith(`${LORA_ARENA_LABELS.params} `)) return "lora parameters";
     // Embedding row chunks are "… rows a:b"; tied lm_head's vocabulary chunks copied from them end in "[a:b]".
     if (label.startsWith("lm_head.weight") || /^model\.embed_tokens\.weight.*\[\d+:\d+\]$/.test(label)) {
