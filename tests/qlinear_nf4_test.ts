@@ -270,5 +270,14 @@ Deno.test("nf4Linear, nf4LinearGradInput: fused operands are checked before any 
     () => nf4LinearGradInput(dy, w, { lora: { dyb: Tensor.empty(gpu, [3, 3], { label: "dYB" }), a: b, scale: 1 } }),
     /nf4LinearGradInput: LoRA rows "dYB" is \[3,3\] f32, expected \[2,\*\] f32/,
   );
+  // An output sharing a buffer with an operand (here a view of the adapter's buffer) is refused.
+  const { w: square } = randomQuantized(gpu, new Rng(26), 64, 64);
+  const arena = Tensor.fromArray(gpu, new Float32Array(512), [512], { label: "arena" });
+  const [a, out] = [0, 1024].map((at) => Tensor.view(gpu, arena.buffer, at, [2, 64], { label: `view@${at}` }));
+  assert.throws(
+    () => nf4Linear(a, square, { out, accumulate: true }),
+    /nf4Linear: tensor "view@1024" shares a buffer with another operand/,
+  );
+  assert.throws(() => nf4LinearGradInput(a, square, { out }), /nf4LinearGradInput: tensor "view@1024" shares a buffer/);
   gpu.destroy();
 });

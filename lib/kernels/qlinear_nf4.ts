@@ -17,6 +17,7 @@ import type { QuantizedTensor } from "../quant/quantized_tensor.ts";
 import { dropoutThreshold } from "./dropout.ts";
 import {
   checkBindingSize,
+  distinct,
   expectF32,
   f32Bits,
   fitsBinding,
@@ -235,6 +236,7 @@ export function nf4Linear(x: Tensor, w: QuantizedTensor, options: Nf4LinearOptio
   const ranges = rowRanges(gpu, M, [K * 4, N * 4, ...(lora ? [r * 4] : [])], "nf4Linear");
   const out = options.out ?? Tensor.empty(gpu, [M, N], { label: `${w.label} out`, zero: false }); // written in full
   expectF32(out, [M, N], "nf4Linear: out");
+  for (const t of [x, bias, lora?.xa, lora?.b]) if (t) distinct("nf4Linear", t, out);
   if (M === 0) return out;
   for (const range of ranges) {
     const m = range[1] - range[0];
@@ -316,6 +318,7 @@ export function nf4LinearGradInput(
   const ranges = rowRanges(gpu, M, [N * 4, K * 4, ...(lora ? [r * 4] : [])], "nf4LinearGradInput");
   const dx = options.out ?? Tensor.empty(gpu, [M, K], { label: `${w.label} dx`, zero: false }); // written in full
   expectF32(dx, [M, K], "nf4LinearGradInput: out");
+  for (const t of [dy, lora?.dyb, lora?.a]) if (t) distinct("nf4LinearGradInput", t, dx);
   if (M === 0) return dx;
   for (const range of ranges) {
     const m = range[1] - range[0];
