@@ -222,10 +222,13 @@ export class LlamaModel {
     return this.#layers.flatMap((l) => [...l.proj]);
   }
 
-  /** Zeroes every LoRA gradient accumulator (call after each optimizer step): one clear per arena buffer. */
+  /**
+   * Zeroes every gradient accumulator (call after each optimizer step): the adapters' arena in one clear per buffer
+   * (every adapter lives there), else each projection's own (QAT's weights).
+   */
   zeroGrad(): void {
-    this.#adapters?.grads.clear();
-    for (const p of this.projections()) if (!(this.#adapters && p instanceof QLoRALinear)) p.zeroGrad();
+    if (this.#adapters) this.#adapters.grads.clear();
+    else for (const p of this.projections()) p.zeroGrad();
   }
 
   /** The RoPE table, grown to cover `positions`. */
